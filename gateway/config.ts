@@ -1,0 +1,165 @@
+/**
+ * Process configuration, read once from the environment and validated at start-up.
+ *
+ * Every variable is declared here with its default and description; `.env.example` and the README's
+ * table list the same set. A missing or malformed value throws a {@link ConfigError} that names the
+ * variable, and the boot files turn it into a one-line message and a non-zero exit.
+ */
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function str(env: Env, name: string, fallback?: string): string | undefined {
+  const v = env[name];
+  if (v === undefined || v.trim() === '') return fallback;
+  return v.trim();
+}
+
+function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = str(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = str(env, name);
+  if (raw === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got "${raw}"`);
+  }
+  return raw as T;
+}
+
+function url(env: Env, name: string, protocols: string[]): string | undefined {
+  const raw = str(env, name);
+  if (raw === undefined) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(name, 'is not a valid URL');
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(name, `must use ${protocols.join(' or ')}, got ${parsed.protocol}`);
+  }
+  return raw;
+}
+
+function hostPort(env: Env, name: string): string | undefined {
+  const raw = str(env, name);
+  if (raw === undefined) return undefined;
+  if (!/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/.test(raw)) {
+    throw new ConfigError(name, `must be host:port, got "${raw}"`);
+  }
+  return raw;
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Settings shared by every process (gateway, worker, the all-in-one `npm start`). */
+export interface CommonConfig {
+  /** PostgreSQL connection string; absent means "use the embedded database" (only `npm start` allows it). */
+  databaseUrl: string | undefined;
+  databasePoolSize: number;
+  /** Temporal frontend host:port; absent means "start the dev server" (only `npm start` allows it). */
+  temporalAddress: string | undefined;
+  temporalNamespace: string;
+  taskQueue: string;
+  logLevel: LogLevel;
+  /** Where `npm start` keeps the embedded database and the Temporal dev server's SQLite file. */
+  dataDir: string;
+  /** How long a userSync workflow waits for further changes before it completes (ms). */
+  userSyncIdleMs: number;
+  /** How long userSync waits after a change to let a burst of changes settle (ms). */
+  userSyncDebounceMs: number;
+}
+
+export interface GatewayConfig extends CommonConfig {
+  host: string;
+  port: number;
+  /** Bootstrap bearer token for SCIM clients; stored hashed under the name "bootstrap". */
+  scimToken: string | undefined;
+  /** Public base URL used in SCIM `meta.location`; defaults to http://<host>:<port>. */
+  publicUrl: string | undefined;
+  /** Temporal Web UI base URL, used for links to workflows. */
+  temporalUiUrl: string | undefined;
+  outboxPollMs: number;
+  outboxBatchSize: number;
+  /** A claimed outbox row not marked delivered within this time may be claimed again (ms). */
+  outboxLeaseMs: number;
+  /** Upper bound of the redelivery backoff while Temporal is unreachable (ms). */
+  outboxRetryMaxMs: number;
+  bodyLimitBytes: number;
+}
+
+export type WorkerConfig = CommonConfig;
+
+export function loadCommonConfig(env: Env = process.env): CommonConfig {
+  return {
+    databaseUrl: url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
+    databasePoolSize: int(env, 'DATABASE_POOL_SIZE', 10, 1, 500),
+    temporalAddress: hostPort(env, 'TEMPORAL_ADDRESS'),
+    temporalNamespace: str(env, 'TEMPORAL_NAMESPACE', 'default')!,
+    taskQueue: str(env, 'TEMPORAL_TASK_QUEUE', 'scim-gateway')!,
+    logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
+    dataDir: str(env, 'DATA_DIR', '.data')!,
+    userSyncIdleMs: int(env, 'USER_SYNC_IDLE_MS', 60_000, 0, 86_400_000),
+    userSyncDebounceMs: int(env, 'USER_SYNC_DEBOUNCE_MS', 250, 0, 600_000),
+  };
+}
+
+export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
+  const common = loadCommonConfig(env);
+  return {
+    ...common,
+    host: str(env, 'HOST', '0.0.0.0')!,
+    port: int(env, 'PORT', 8080, 0, 65535),
+    scimToken: str(env, 'SCIM_TOKEN'),
+    publicUrl: url(env, 'PUBLIC_URL', ['http:', 'https:']),
+    temporalUiUrl: url(env, 'TEMPORAL_UI_URL', ['http:', 'https:']),
+    outboxPollMs: int(env, 'OUTBOX_POLL_MS', 500, 10, 600_000),
+    outboxBatchSize: int(env, 'OUTBOX_BATCH_SIZE', 100, 1, 10_000),
+    outboxLeaseMs: int(env, 'OUTBOX_LEASE_MS', 30_000, 100, 3_600_000),
+    outboxRetryMaxMs: int(env, 'OUTBOX_RETRY_MAX_MS', 30_000, 10, 3_600_000),
+    bodyLimitBytes: int(env, 'BODY_LIMIT_BYTES', 1_048_576, 1024, 100 * 1_048_576),
+  };
+}
+
+export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
+  return loadCommonConfig(env);
+}
+
+/** Insists on the variables a production process (gateway or worker alone) cannot run without. */
+export function requireExternalServices(cfg: CommonConfig): asserts cfg is CommonConfig & {
+  databaseUrl: string;
+  temporalAddress: string;
+} {
+  if (!cfg.databaseUrl) {
+    throw new ConfigError('DATABASE_URL', 'is required (use `npm start` for the embedded database)');
+  }
+  if (!cfg.temporalAddress) {
+    throw new ConfigError('TEMPORAL_ADDRESS', 'is required (use `npm start` for the embedded dev server)');
+  }
+}
+
+/** Prints a configuration error as one line and exits non-zero; other errors are rethrown. */
+export function exitOnConfigError(err: unknown): never {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`configuration error: ${err.message}\n`);
+    process.exit(78); // EX_CONFIG
+  }
+  throw err;
+}

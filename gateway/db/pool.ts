@@ -1,0 +1,65 @@
+/**
+ * PostgreSQL access through `pg`. One pool per process; `withTransaction` is the only way code in
+ * this project writes more than one statement atomically.
+ */
+import pg from 'pg';
+
+export type Db = pg.Pool;
+export type Tx = pg.PoolClient;
+
+/** Raised when PostgreSQL cannot be reached at all; boot files print its message, not a stack. */
+export class DatabaseUnreachableError extends Error {
+  constructor(target: string, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(`cannot reach PostgreSQL at ${target}: ${reason}`, { cause });
+    this.name = 'DatabaseUnreachableError';
+  }
+}
+
+/** The connection string with any password removed, safe to log. */
+export function redactDatabaseUrl(databaseUrl: string): string {
+  try {
+    const u = new URL(databaseUrl);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '<unparseable DATABASE_URL>';
+  }
+}
+
+// bigint (int8) columns come back as JS numbers: ids and counters stay far below 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+
+export function createPool(databaseUrl: string, max = 10): Db {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max, connectionTimeoutMillis: 10_000 });
+  // An idle client losing its connection must not crash the process; the next checkout reconnects.
+  pool.on('error', () => {});
+  return pool;
+}
+
+/** Opens a pool and proves it works with one round trip, so a bad DATABASE_URL fails at start-up. */
+export async function connectPool(databaseUrl: string, max = 10): Promise<Db> {
+  const pool = createPool(databaseUrl, max);
+  try {
+    await pool.query('SELECT 1');
+  } catch (err) {
+    await pool.end().catch(() => {});
+    throw new DatabaseUnreachableError(redactDatabaseUrl(databaseUrl), err);
+  }
+  return pool;
+}
+
+export async function withTransaction<T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  const client = await db.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}

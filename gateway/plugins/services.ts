@@ -1,0 +1,59 @@
+/**
+ * Shared services every route may use, as typed decorators: configuration, the PostgreSQL pool,
+ * Temporal access, the token verifier and the outbox dispatcher. Closing the app stops the
+ * dispatcher first (so no delivery is cut off half-way), then closes Temporal and the pool.
+ */
+import fp from 'fastify-plugin';
+import type { FastifyPluginAsync } from 'fastify';
+import type { GatewayConfig } from '../config.js';
+import type { Db } from '../db/pool.js';
+import type { TemporalAccess } from '../temporal.js';
+import { TokenVerifier } from '../auth/tokens.js';
+import { OutboxDispatcher } from '../outbox/dispatcher.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: GatewayConfig;
+    db: Db;
+    temporal: TemporalAccess;
+    tokens: TokenVerifier;
+    outbox: OutboxDispatcher;
+  }
+}
+
+export interface ServicesOptions {
+  config: GatewayConfig;
+  db: Db;
+  temporal: TemporalAccess;
+  /** Run the outbox dispatcher in this process (default true). */
+  dispatchOutbox?: boolean;
+}
+
+const services: FastifyPluginAsync<ServicesOptions> = async (app, opts) => {
+  const { config, db, temporal } = opts;
+  app.decorate('config', config);
+  app.decorate('db', db);
+  app.decorate('temporal', temporal);
+  app.decorate('tokens', new TokenVerifier(db));
+  const outbox = new OutboxDispatcher({
+    db,
+    temporal: () => temporal.client(),
+    taskQueue: config.taskQueue,
+    timing: { idleMs: config.userSyncIdleMs, debounceMs: config.userSyncDebounceMs },
+    pollMs: config.outboxPollMs,
+    batchSize: config.outboxBatchSize,
+    leaseMs: config.outboxLeaseMs,
+    maxRetryMs: config.outboxRetryMaxMs,
+    log: app.log.child({ component: 'outbox' }),
+  });
+  app.decorate('outbox', outbox);
+
+  if (opts.dispatchOutbox !== false) app.addHook('onReady', async () => outbox.start());
+  app.addHook('onClose', async () => {
+    await outbox.stop();
+    await temporal.close();
+    await db.end();
+  });
+};
+
+export default fp(services, { name: 'services', fastify: '5.x' });

@@ -1,0 +1,49 @@
+/**
+ * The one place SCIM errors are rendered (RFC 7644 §3.12). Everything thrown under /scim/v2 ends
+ * here: ScimErrors keep their status and scimType; framework errors (bad JSON, body too large,
+ * wrong media type, schema validation) are translated; anything else is a 500 whose detail is
+ * logged and never sent.
+ */
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { AuthError } from '../plugins/auth.js';
+import { SCIM_CONTENT_TYPE, ScimError, scimErrorBody, type ScimErrorBody } from './errors.js';
+
+export function toScimError(err: FastifyError | Error): ScimError | undefined {
+  if (err instanceof ScimError) return err;
+  if (err instanceof AuthError) return new ScimError(err.statusCode, err.message);
+  const fe = err as FastifyError;
+  switch (fe.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ScimError(413, 'the request body is larger than the server accepts');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new ScimError(415, 'send the body as application/scim+json or application/json');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new ScimError(400, 'the request body is empty', 'invalidSyntax');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new ScimError(400, 'the Content-Length header does not match the body', 'invalidSyntax');
+    default:
+      break;
+  }
+  if (fe.validation) return new ScimError(400, `invalid request: ${fe.message}`, 'invalidValue');
+  if (err instanceof SyntaxError || fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
+    return new ScimError(400, `the request body is not valid JSON: ${err.message}`, 'invalidSyntax');
+  }
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return new ScimError(fe.statusCode, fe.message);
+  }
+  return undefined;
+}
+
+export function scimErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const scimErr = toScimError(err);
+  let body: ScimErrorBody;
+  if (scimErr) {
+    if (scimErr.status >= 500) request.log.error({ err }, 'SCIM request failed');
+    body = scimErrorBody(scimErr.status, scimErr.detail, scimErr.scimType);
+    if (scimErr.status === 401) reply.header('www-authenticate', 'Bearer realm="scim"');
+  } else {
+    request.log.error({ err }, 'SCIM request failed');
+    body = scimErrorBody(500, 'internal server error');
+  }
+  return reply.code(Number(body.status)).type(SCIM_CONTENT_TYPE).send(body);
+}

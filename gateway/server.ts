@@ -1,0 +1,73 @@
+/**
+ * Boot file of a production gateway process (`npm run gateway`): validates configuration, applies
+ * migrations, ensures the bootstrap token, serves HTTP, and shuts down gracefully on SIGINT/SIGTERM.
+ * Run as many as you like behind a load balancer; they share PostgreSQL and Temporal.
+ */
+import { pathToFileURL } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from './app.js';
+import { ensureNamedToken } from './auth/tokens.js';
+import { exitOnConfigError, loadGatewayConfig, requireExternalServices, type GatewayConfig } from './config.js';
+import { migrate } from './db/migrate.js';
+import { connectPool, DatabaseUnreachableError } from './db/pool.js';
+import { TemporalAccess } from './temporal.js';
+
+/** The name under which SCIM_TOKEN is stored. */
+export const BOOTSTRAP_TOKEN_NAME = 'bootstrap';
+
+/**
+ * Prepares the database and starts listening. Temporal may be down: the gateway still accepts
+ * writes and the outbox delivers them once Temporal answers.
+ */
+export async function startGateway(config: GatewayConfig & { databaseUrl: string; temporalAddress: string }): Promise<FastifyInstance> {
+  await migrate(config.databaseUrl);
+  const db = await connectPool(config.databaseUrl, config.databasePoolSize);
+  if (config.scimToken) await ensureNamedToken(db, BOOTSTRAP_TOKEN_NAME, ['scim:read', 'scim:write'], config.scimToken);
+  const temporal = new TemporalAccess(config.temporalAddress, config.temporalNamespace);
+  const app = await buildApp({ config, db, temporal });
+  await app.listen({ host: config.host, port: config.port });
+  return app;
+}
+
+/** Closes the app on the first SIGINT/SIGTERM; a second signal exits at once. */
+export function closeOnSignals(close: () => Promise<void>): void {
+  let closing = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (closing) process.exit(130);
+    closing = true;
+    close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`shutdown after ${signal} failed: ${String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadGatewayConfig();
+    requireExternalServices(config);
+  } catch (err) {
+    exitOnConfigError(err);
+  }
+  let app: FastifyInstance;
+  try {
+    app = await startGateway(config);
+  } catch (err) {
+    if (err instanceof DatabaseUnreachableError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  closeOnSignals(() => app.close());
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  await main();
+}

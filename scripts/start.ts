@@ -1,0 +1,107 @@
+/**
+ * `npm start`: the whole gateway in one command, on embedded defaults where nothing is configured.
+ *
+ * - DATABASE_URL unset → embedded PostgreSQL (PGlite) persisted in $DATA_DIR/pglite;
+ * - TEMPORAL_ADDRESS unset → the Temporal dev server with its Web UI, persisted in
+ *   $DATA_DIR/temporal.sqlite;
+ * - then a worker and the gateway in this process. Ctrl-C stops everything, child processes included.
+ *
+ * Production runs `npm run gateway` and `npm run worker` as separate processes instead.
+ */
+import { join, resolve } from 'node:path';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import pino from 'pino';
+import { exitOnConfigError, loadGatewayConfig } from '../gateway/config.js';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../gateway/db/embedded.js';
+import { DatabaseUnreachableError, connectPool } from '../gateway/db/pool.js';
+import { closeOnSignals, startGateway } from '../gateway/server.js';
+import { createWorker, installTemporalRuntimeLogger } from '../workflows/worker.js';
+import { startTemporalDevServer, type DevServer } from './dev-server.js';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadGatewayConfig();
+  } catch (err) {
+    exitOnConfigError(err);
+  }
+  const log = pino({ level: config.logLevel, base: { component: 'start' } });
+  installTemporalRuntimeLogger(log, config.logLevel);
+  const dataDir = resolve(config.dataDir);
+  const cleanups: Array<() => Promise<void>> = [];
+  const cleanup = async () => {
+    for (const fn of cleanups.reverse()) await fn().catch((err: unknown) => log.error({ err }, 'shutdown step failed'));
+    cleanups.length = 0;
+  };
+  closeOnSignals(cleanup);
+
+  try {
+    let databaseUrl = config.databaseUrl;
+    if (!databaseUrl) {
+      log.info(`DATABASE_URL not set: starting embedded PostgreSQL (PGlite) in ${join(dataDir, 'pglite')}`);
+      const pg: EmbeddedPostgres = await startEmbeddedPostgres({ dataDir: join(dataDir, 'pglite') });
+      cleanups.push(() => pg.stop());
+      databaseUrl = pg.url;
+    }
+
+    let temporalAddress = config.temporalAddress;
+    let temporalUi = config.temporalUiUrl;
+    if (!temporalAddress) {
+      log.info(`TEMPORAL_ADDRESS not set: starting the Temporal dev server (${join(dataDir, 'temporal.sqlite')})`);
+      const dev: DevServer = await startTemporalDevServer({
+        port: 7233,
+        uiPort: 8233,
+        dbFilename: join(dataDir, 'temporal.sqlite'),
+        namespace: config.temporalNamespace,
+        log: (line) => log.info(line),
+      });
+      cleanups.push(() => dev.stop());
+      temporalAddress = dev.address;
+      temporalUi = dev.uiUrl;
+    }
+
+    const full = { ...config, databaseUrl, temporalAddress, temporalUiUrl: temporalUi };
+    const app = await startGateway(full);
+    cleanups.push(() => app.close());
+
+    const connection = await NativeConnection.connect({ address: temporalAddress });
+    const workerDb = await connectPool(databaseUrl, config.databasePoolSize);
+    const worker: Worker = await createWorker({
+      connection,
+      namespace: config.temporalNamespace,
+      taskQueue: config.taskQueue,
+      db: workerDb,
+    });
+    const running = worker.run();
+    // Stop the worker before the servers it talks to (cleanups run in reverse).
+    cleanups.push(async () => {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running;
+      await connection.close();
+      await workerDb.end();
+    });
+
+    const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+    const gatewayUrl = config.publicUrl ?? `http://${host}:${app.server.address() && typeof app.server.address() === 'object' ? (app.server.address() as { port: number }).port : config.port}`;
+    const lines = [
+      '',
+      `  Gateway       ${gatewayUrl}`,
+      `  SCIM base URL ${gatewayUrl}/scim/v2`,
+      `  Swagger UI    ${gatewayUrl}/docs`,
+      `  Temporal UI   ${temporalUi ?? '(set TEMPORAL_UI_URL to show it here)'}`,
+      config.scimToken
+        ? '  Auth          Authorization: Bearer $SCIM_TOKEN (the token you set)'
+        : '  Auth          no token configured: set SCIM_TOKEN=<secret> and restart (or, against an external DATABASE_URL, `npm run token -- create <name>`)',
+      '  Stop          Ctrl-C',
+      '',
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } catch (err) {
+    if (err instanceof DatabaseUnreachableError) log.fatal(err.message);
+    else log.fatal({ err }, 'start-up failed');
+    await cleanup();
+    process.exit(1);
+  }
+}
+
+await main();

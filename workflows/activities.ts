@@ -1,0 +1,51 @@
+/**
+ * Activities: the only place workflow logic touches the outside world. Built by a factory over
+ * injected dependencies so the worker wires the real pool and tests wire their own database.
+ * Every activity is idempotent: Temporal may run one more than once.
+ */
+import { Context } from '@temporalio/activity';
+import type { Db } from '../gateway/db/pool.js';
+
+export interface ActivityDeps {
+  db: Db;
+}
+
+export interface SyncUserInput {
+  userId: string;
+  seq: number;
+}
+
+export interface SyncUserResult {
+  /** `synced` for a live user, `deprovisioned` for a deleted or inactive one, `missing` if never known. */
+  outcome: 'synced' | 'deprovisioned' | 'missing';
+}
+
+export function createActivities({ db }: ActivityDeps) {
+  return {
+    /**
+     * Brings the user's downstream state in line with the directory, up to change `seq`, and
+     * records how far it got. Re-running with the same or an older `seq` changes nothing.
+     */
+    async syncUser({ userId, seq }: SyncUserInput): Promise<SyncUserResult> {
+      const { rows } = await db.query<{ active: boolean; deleted: boolean }>(
+        'SELECT active, deleted_at IS NOT NULL AS deleted FROM users WHERE id = $1',
+        [userId],
+      );
+      const user = rows[0];
+      if (!user) return { outcome: 'missing' };
+      const execution = Context.current().info.workflowExecution;
+      await db.query(
+        `INSERT INTO user_sync_state (user_id, synced_seq, workflow_id, run_id)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id) DO UPDATE
+           SET synced_seq = GREATEST(user_sync_state.synced_seq, EXCLUDED.synced_seq),
+               synced_at = now(), workflow_id = EXCLUDED.workflow_id, run_id = EXCLUDED.run_id,
+               syncs = user_sync_state.syncs + 1`,
+        [userId, seq, execution?.workflowId ?? '', execution?.runId ?? ''],
+      );
+      return { outcome: user.deleted || !user.active ? 'deprovisioned' : 'synced' };
+    },
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;

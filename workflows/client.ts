@@ -1,0 +1,73 @@
+/**
+ * Typed helpers the gateway uses to reach workflows, so routes and the outbox dispatcher never spell
+ * workflow, signal or search-attribute names themselves.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { defineSearchAttributeKey, SearchAttributeType, TypedSearchAttributes } from '@temporalio/common';
+import proto from '@temporalio/proto';
+import { userChangedSignal, userSyncStatusQuery, type UserSyncStatus } from './messages.js';
+import { userSync } from './user-sync.js';
+
+/** Custom search attributes this project sets; registered by {@link ensureSearchAttributes}. */
+export const userNameSearchAttribute = defineSearchAttributeKey('userName', SearchAttributeType.KEYWORD);
+
+export function userSyncWorkflowId(userId: string): string {
+  return `user-sync:${userId}`;
+}
+
+export interface UserChangedNotice {
+  userId: string;
+  userName: string;
+  seq: number;
+}
+
+export interface UserSyncTiming {
+  idleMs: number;
+  debounceMs: number;
+}
+
+/**
+ * Tells the user's userSync workflow that the user changed, starting the workflow if it is not
+ * running (signal-with-start). Safe to repeat: the workflow ignores sequences it has seen.
+ */
+export async function notifyUserChanged(
+  client: Client,
+  taskQueue: string,
+  timing: UserSyncTiming,
+  notice: UserChangedNotice,
+): Promise<void> {
+  await client.workflow.signalWithStart(userSync, {
+    workflowId: userSyncWorkflowId(notice.userId),
+    taskQueue,
+    args: [{ userId: notice.userId, idleMs: timing.idleMs, debounceMs: timing.debounceMs }],
+    signal: userChangedSignal,
+    signalArgs: [{ seq: notice.seq }],
+    memo: { userName: notice.userName },
+    typedSearchAttributes: new TypedSearchAttributes([{ key: userNameSearchAttribute, value: notice.userName }]),
+  });
+}
+
+export async function queryUserSyncStatus(client: Client, userId: string): Promise<UserSyncStatus> {
+  return await client.workflow.getHandle(userSyncWorkflowId(userId)).query(userSyncStatusQuery);
+}
+
+/**
+ * Registers the project's custom search attributes in the namespace. Idempotent; every process
+ * calls it at start-up, so a fresh Temporal cluster needs no manual step.
+ */
+export async function ensureSearchAttributes(connection: Connection, namespace: string): Promise<void> {
+  const wanted = { [userNameSearchAttribute.name]: proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD };
+  const existing = await connection.operatorService.listSearchAttributes({ namespace });
+  const missing = Object.fromEntries(
+    Object.entries(wanted).filter(([name]) => !(name in (existing.customAttributes ?? {}))),
+  );
+  if (Object.keys(missing).length === 0) return;
+  try {
+    await connection.operatorService.addSearchAttributes({ namespace, searchAttributes: missing });
+  } catch (err) {
+    // Another process registered them first.
+    if ((err as { code?: number }).code !== 6 /* ALREADY_EXISTS */) throw err;
+  }
+}
+
+export { Client, Connection };

@@ -1,0 +1,48 @@
+/**
+ * userSync: one long-lived workflow per user (id `user-sync:<userId>`), so every change to a user
+ * is applied by a single writer, in order. Changes arrive as `userChanged` signals from the outbox
+ * dispatcher; each carries only a sequence number, and the workflow reloads the user from
+ * PostgreSQL, so duplicated or reordered signals are harmless.
+ */
+import * as wf from '@temporalio/workflow';
+import type { Activities } from './activities.js';
+import { userChangedSignal, userSyncStatusQuery, type UserSyncInput } from './messages.js';
+
+const { syncUser } = wf.proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+/** Syncs before continuing as new, so the history of a busy user stays short. */
+const MAX_SYNCS_PER_RUN = 200;
+
+export interface UserSyncResult {
+  appliedSeq: number;
+}
+
+export async function userSync(input: UserSyncInput): Promise<UserSyncResult> {
+  let appliedSeq = input.appliedSeq ?? 0;
+  let pendingSeq = input.pendingSeq ?? 0;
+  let syncs = 0;
+
+  wf.setHandler(userChangedSignal, ({ seq }) => {
+    if (seq > pendingSeq) pendingSeq = seq;
+  });
+  wf.setHandler(userSyncStatusQuery, () => ({ appliedSeq, pendingSeq, syncs }));
+
+  for (;;) {
+    const hasWork = await wf.condition(() => pendingSeq > appliedSeq, input.idleMs);
+    if (!hasWork) return { appliedSeq };
+
+    if (input.debounceMs > 0) await wf.sleep(input.debounceMs);
+    const target = pendingSeq;
+    await syncUser({ userId: input.userId, seq: target });
+    appliedSeq = target;
+    syncs++;
+
+    if (syncs >= MAX_SYNCS_PER_RUN || wf.workflowInfo().continueAsNewSuggested) {
+      await wf.condition(wf.allHandlersFinished);
+      return await wf.continueAsNew<typeof userSync>({ ...input, appliedSeq, pendingSeq });
+    }
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * The Temporal worker: runs workflow code (bundled into Temporal's deterministic sandbox) and the
+ * activities that do the I/O. Run as many workers as you like; they share the task queue.
+ *
+ * `npm run worker` runs this file as a standalone process (production). `npm start` embeds a
+ * worker through {@link createWorker}.
+ */
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { NativeConnection, Runtime, Worker, DefaultLogger, type LogLevel as TemporalLogLevel } from '@temporalio/worker';
+import { Connection } from '@temporalio/client';
+import pino from 'pino';
+import { exitOnConfigError, loadWorkerConfig, requireExternalServices, type LogLevel } from '../gateway/config.js';
+import { migrate } from '../gateway/db/migrate.js';
+import { connectPool, DatabaseUnreachableError, type Db } from '../gateway/db/pool.js';
+import { createActivities } from './activities.js';
+import { ensureSearchAttributes } from './client.js';
+
+const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+/** The module that lists every workflow; the worker bundles it for the sandbox. */
+export const WORKFLOWS_PATH = fileURLToPath(new URL(`./workflows${ext}`, import.meta.url));
+
+export interface WorkerDeps {
+  connection: NativeConnection;
+  namespace: string;
+  taskQueue: string;
+  db: Db;
+  /** A prebuilt workflow bundle (tests reuse one); otherwise the worker bundles WORKFLOWS_PATH. */
+  workflowBundle?: { code: string };
+  identity?: string;
+}
+
+export async function createWorker(deps: WorkerDeps): Promise<Worker> {
+  return await Worker.create({
+    connection: deps.connection,
+    namespace: deps.namespace,
+    taskQueue: deps.taskQueue,
+    ...(deps.workflowBundle ? { workflowBundle: deps.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
+    activities: createActivities({ db: deps.db }),
+    ...(deps.identity ? { identity: deps.identity } : {}),
+  });
+}
+
+const TEMPORAL_LOG_LEVELS: Record<LogLevel, TemporalLogLevel> = {
+  fatal: 'ERROR',
+  error: 'ERROR',
+  warn: 'WARN',
+  info: 'INFO',
+  debug: 'DEBUG',
+  trace: 'TRACE',
+  silent: 'ERROR',
+};
+
+/** Routes the Temporal SDK's own logs through pino as JSON lines. */
+export function installTemporalRuntimeLogger(logger: pino.Logger, level: LogLevel): void {
+  Runtime.install({
+    logger: new DefaultLogger(TEMPORAL_LOG_LEVELS[level], (entry) => {
+      const fn = entry.level === 'ERROR' ? 'error' : entry.level === 'WARN' ? 'warn' : entry.level === 'INFO' ? 'info' : 'debug';
+      logger[fn]({ ...entry.meta, component: 'temporal' }, entry.message);
+    }),
+  });
+}
+
+async function main(): Promise<void> {
+  let cfg;
+  try {
+    cfg = loadWorkerConfig();
+    requireExternalServices(cfg);
+  } catch (err) {
+    exitOnConfigError(err);
+  }
+  const logger = pino({ level: cfg.logLevel, base: { component: 'worker' } });
+  installTemporalRuntimeLogger(logger, cfg.logLevel);
+
+  let db: Db;
+  try {
+    await migrate(cfg.databaseUrl);
+    db = await connectPool(cfg.databaseUrl, cfg.databasePoolSize);
+  } catch (err) {
+    if (err instanceof DatabaseUnreachableError) {
+      logger.fatal(err.message);
+      process.exit(1);
+    }
+    throw err;
+  }
+
+  let connection: NativeConnection;
+  try {
+    connection = await NativeConnection.connect({ address: cfg.temporalAddress });
+    const client = await Connection.connect({ address: cfg.temporalAddress });
+    await ensureSearchAttributes(client, cfg.temporalNamespace);
+    await client.close();
+  } catch (err) {
+    logger.fatal(`cannot reach Temporal at ${cfg.temporalAddress}: ${(err as Error).message}`);
+    process.exit(1);
+  }
+
+  const worker = await createWorker({ connection, namespace: cfg.temporalNamespace, taskQueue: cfg.taskQueue, db });
+  logger.info({ taskQueue: cfg.taskQueue, namespace: cfg.temporalNamespace }, 'worker started');
+  // Worker.run() installs SIGINT/SIGTERM handlers that drain in-flight tasks before resolving.
+  await worker.run();
+  await connection.close();
+  await db.end();
+  logger.info('worker stopped');
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  await main();
+}
