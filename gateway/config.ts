@@ -81,6 +81,9 @@ export interface CommonConfig {
   logLevel: LogLevel;
   /** Where `npm start` keeps the embedded database and the Temporal dev server's SQLite file. */
   dataDir: string;
+  /** Ports of the dev server `npm start` runs when TEMPORAL_ADDRESS is unset. */
+  devTemporalPort: number;
+  devTemporalUiPort: number;
   /** How long a userSync workflow waits for further changes before it completes (ms). */
   userSyncIdleMs: number;
   /** How long userSync waits after a change to let a burst of changes settle (ms). */
@@ -116,6 +119,8 @@ export function loadCommonConfig(env: Env = process.env): CommonConfig {
     taskQueue: str(env, 'TEMPORAL_TASK_QUEUE', 'scim-gateway')!,
     logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
     dataDir: str(env, 'DATA_DIR', '.data')!,
+    devTemporalPort: int(env, 'TEMPORAL_DEV_PORT', 7233, 1, 65535),
+    devTemporalUiPort: int(env, 'TEMPORAL_DEV_UI_PORT', 8233, 1, 65535),
     userSyncIdleMs: int(env, 'USER_SYNC_IDLE_MS', 60_000, 0, 86_400_000),
     userSyncDebounceMs: int(env, 'USER_SYNC_DEBOUNCE_MS', 250, 0, 600_000),
   };

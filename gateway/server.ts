@@ -9,19 +9,22 @@ import { buildApp } from './app.js';
 import { ensureNamedToken } from './auth/tokens.js';
 import { exitOnConfigError, loadGatewayConfig, requireExternalServices, type GatewayConfig } from './config.js';
 import { migrate } from './db/migrate.js';
-import { connectPool, DatabaseUnreachableError } from './db/pool.js';
+import { connectPool, DatabaseUnreachableError, type Db } from './db/pool.js';
 import { TemporalAccess } from './temporal.js';
 
 /** The name under which SCIM_TOKEN is stored. */
 export const BOOTSTRAP_TOKEN_NAME = 'bootstrap';
 
 /**
- * Prepares the database and starts listening. Temporal may be down: the gateway still accepts
+ * Prepares the database and starts listening. `opts.db` supplies the pool (the app closes it). Temporal may be down: the gateway still accepts
  * writes and the outbox delivers them once Temporal answers.
  */
-export async function startGateway(config: GatewayConfig & { databaseUrl: string; temporalAddress: string }): Promise<FastifyInstance> {
+export async function startGateway(
+  config: GatewayConfig & { databaseUrl: string; temporalAddress: string },
+  opts: { db?: Db } = {},
+): Promise<FastifyInstance> {
   await migrate(config.databaseUrl);
-  const db = await connectPool(config.databaseUrl, config.databasePoolSize);
+  const db = opts.db ?? (await connectPool(config.databaseUrl, config.databasePoolSize));
   if (config.scimToken) await ensureNamedToken(db, BOOTSTRAP_TOKEN_NAME, ['scim:read', 'scim:write'], config.scimToken);
   const temporal = new TemporalAccess(config.temporalAddress, config.temporalNamespace);
   const app = await buildApp({ config, db, temporal });

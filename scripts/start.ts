@@ -12,8 +12,8 @@ import { join, resolve } from 'node:path';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import pino from 'pino';
 import { exitOnConfigError, loadGatewayConfig } from '../gateway/config.js';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../gateway/db/embedded.js';
-import { DatabaseUnreachableError, connectPool } from '../gateway/db/pool.js';
+import { EMBEDDED_POOL_SIZE, startEmbeddedPostgres, type EmbeddedPostgres } from '../gateway/db/embedded.js';
+import { DatabaseUnreachableError, connectPool, type Db } from '../gateway/db/pool.js';
 import { closeOnSignals, startGateway } from '../gateway/server.js';
 import { createWorker, installTemporalRuntimeLogger } from '../workflows/worker.js';
 import { startTemporalDevServer, type DevServer } from './dev-server.js';
@@ -37,11 +37,14 @@ async function main(): Promise<void> {
 
   try {
     let databaseUrl = config.databaseUrl;
+    // Against the embedded database the gateway and the worker share one connection (see embedded.ts).
+    let sharedDb: Db | undefined;
     if (!databaseUrl) {
       log.info(`DATABASE_URL not set: starting embedded PostgreSQL (PGlite) in ${join(dataDir, 'pglite')}`);
       const pg: EmbeddedPostgres = await startEmbeddedPostgres({ dataDir: join(dataDir, 'pglite') });
       cleanups.push(() => pg.stop());
       databaseUrl = pg.url;
+      sharedDb = await connectPool(databaseUrl, EMBEDDED_POOL_SIZE);
     }
 
     let temporalAddress = config.temporalAddress;
@@ -49,8 +52,8 @@ async function main(): Promise<void> {
     if (!temporalAddress) {
       log.info(`TEMPORAL_ADDRESS not set: starting the Temporal dev server (${join(dataDir, 'temporal.sqlite')})`);
       const dev: DevServer = await startTemporalDevServer({
-        port: 7233,
-        uiPort: 8233,
+        port: config.devTemporalPort,
+        uiPort: config.devTemporalUiPort,
         dbFilename: join(dataDir, 'temporal.sqlite'),
         namespace: config.temporalNamespace,
         log: (line) => log.info(line),
@@ -61,11 +64,11 @@ async function main(): Promise<void> {
     }
 
     const full = { ...config, databaseUrl, temporalAddress, temporalUiUrl: temporalUi };
-    const app = await startGateway(full);
+    const app = await startGateway(full, sharedDb ? { db: sharedDb } : {});
     cleanups.push(() => app.close());
 
     const connection = await NativeConnection.connect({ address: temporalAddress });
-    const workerDb = await connectPool(databaseUrl, config.databasePoolSize);
+    const workerDb = sharedDb ?? (await connectPool(databaseUrl, config.databasePoolSize));
     const worker: Worker = await createWorker({
       connection,
       namespace: config.temporalNamespace,
@@ -78,7 +81,7 @@ async function main(): Promise<void> {
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await running;
       await connection.close();
-      await workerDb.end();
+      if (workerDb !== sharedDb) await workerDb.end(); // a shared pool is closed by the app
     });
 
     const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;

@@ -3,10 +3,18 @@
  * to WebAssembly) persisted in a directory and served over the PostgreSQL wire protocol on loopback,
  * so the rest of the code uses the same `pg` driver as against a real server.
  *
- * PGlite runs one transaction at a time; the socket server multiplexes connections onto it. Code
- * must therefore never hold a transaction open on one connection while waiting for a query on
- * another (which is also bad practice on PostgreSQL).
+ * PGlite runs one statement at a time. The socket server can multiplex several connections onto
+ * it, but it interleaves them message by message outside explicit transactions, and `pg` sends a
+ * parameterized query as several messages (Parse, Bind, Execute, Sync): two connections querying
+ * at once can execute each other's statements. The embedded setup therefore gives the whole
+ * process ONE connection ({@link EMBEDDED_POOL_SIZE}), shared by the gateway and the worker; the
+ * `pg` pool queues queries in order. Code must never hold a transaction open while waiting for
+ * another query on the pool (which is also bad practice on PostgreSQL): with one connection it
+ * would wait forever.
  */
+
+/** Pool size to use against the embedded database (see above). */
+export const EMBEDDED_POOL_SIZE = 1;
 import { mkdir } from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';

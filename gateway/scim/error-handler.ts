@@ -24,7 +24,11 @@ export function toScimError(err: FastifyError | Error): ScimError | undefined {
     default:
       break;
   }
-  if (fe.validation) return new ScimError(400, `invalid request: ${fe.message}`, 'invalidValue');
+  if (fe.validation) {
+    // A body that is not even a JSON object is a syntax problem; anything finer is a bad value.
+    const notAnObject = fe.validationContext === 'body' && fe.validation.some((v) => v.instancePath === '' && v.keyword === 'type');
+    return new ScimError(400, `invalid request: ${fe.message}`, notAnObject ? 'invalidSyntax' : 'invalidValue');
+  }
   if (err instanceof SyntaxError || fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
     return new ScimError(400, `the request body is not valid JSON: ${err.message}`, 'invalidSyntax');
   }

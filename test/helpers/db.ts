@@ -1,0 +1,52 @@
+/**
+ * An isolated PostgreSQL database per test file, migrated, and dropped when the file's tests end.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { migrate } from '../../gateway/db/migrate.js';
+import { createPool, type Db } from '../../gateway/db/pool.js';
+
+export const ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+interface Teardown {
+  teardown(fn: () => void | Promise<void>): void;
+}
+
+export interface TestDatabase {
+  url: string;
+  name: string;
+  /** A pool owned by the helper (closed at teardown). Apps get their own with `newPool`. */
+  db: Db;
+  newPool(max?: number): Db;
+}
+
+async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: ADMIN_URL });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+export async function createTestDatabase(t: Teardown, opts: { migrate?: boolean } = {}): Promise<TestDatabase> {
+  const name = `scimgw_test_${randomBytes(6).toString('hex')}`;
+  await admin((c) => c.query(`CREATE DATABASE ${name}`));
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  const dbUrl = url.toString();
+  if (opts.migrate !== false) await migrate(dbUrl);
+  const pools: Db[] = [];
+  const newPool = (max = 5) => {
+    const pool = createPool(dbUrl, max);
+    pools.push(pool);
+    return pool;
+  };
+  const db = newPool();
+  t.teardown(async () => {
+    await Promise.all(pools.map((p) => p.end().catch(() => {})));
+    await admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+  });
+  return { url: dbUrl, name, db, newPool };
+}

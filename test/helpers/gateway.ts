@@ -1,0 +1,77 @@
+/**
+ * A gateway app for tests, built by the same `buildApp` as production, over a test database and a
+ * real Temporal address, with a freshly issued token.
+ */
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import { buildApp } from '../../gateway/app.js';
+import { createToken, type TokenScope } from '../../gateway/auth/tokens.js';
+import { loadGatewayConfig, type GatewayConfig } from '../../gateway/config.js';
+import { TemporalAccess } from '../../gateway/temporal.js';
+import type { TestDatabase } from './db.js';
+
+interface Teardown {
+  teardown(fn: () => void | Promise<void>): void;
+}
+
+export interface TestGateway {
+  app: FastifyInstance;
+  config: GatewayConfig;
+  token: string;
+  /** `app.inject` with the test token and a SCIM content type. */
+  scim(opts: InjectOptions & { token?: string | null }): Promise<LightMyRequestResponse>;
+}
+
+export async function startTestGateway(
+  t: Teardown,
+  opts: {
+    database: TestDatabase;
+    temporalAddress: string;
+    taskQueue: string;
+    env?: Record<string, string>;
+    dispatchOutbox?: boolean;
+    scopes?: TokenScope[];
+  },
+): Promise<TestGateway> {
+  const config = {
+    ...loadGatewayConfig({
+      LOG_LEVEL: 'silent',
+      OUTBOX_POLL_MS: '50',
+      OUTBOX_RETRY_MAX_MS: '500',
+      USER_SYNC_IDLE_MS: '2000',
+      USER_SYNC_DEBOUNCE_MS: '0',
+      ...opts.env,
+    }),
+    databaseUrl: opts.database.url,
+    temporalAddress: opts.temporalAddress,
+    taskQueue: opts.taskQueue,
+  };
+  const db = opts.database.newPool(10);
+  const temporal = new TemporalAccess(opts.temporalAddress, config.temporalNamespace, 1000);
+  const app = await buildApp({ config, db, temporal, dispatchOutbox: opts.dispatchOutbox ?? true, logger: false });
+  await app.ready();
+  t.teardown(() => app.close());
+  const { token } = await createToken(db, `test-${Math.random().toString(36).slice(2, 8)}`, opts.scopes ?? ['scim:read', 'scim:write']);
+  return {
+    app,
+    config,
+    token,
+    async scim(req) {
+      const { token: tok, headers, ...rest } = req;
+      const useToken = tok === undefined ? token : tok;
+      return await app.inject({
+        ...rest,
+        headers: {
+          ...(rest.payload !== undefined ? { 'content-type': 'application/scim+json' } : {}),
+          ...(useToken ? { authorization: `Bearer ${useToken}` } : {}),
+          ...headers,
+        },
+      });
+    },
+  };
+}
+
+export const CORE_USER = 'urn:ietf:params:scim:schemas:core:2.0:User';
+
+export function userBody(userName: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { schemas: [CORE_USER], userName, ...extra };
+}

@@ -1,0 +1,33 @@
+/** Reading workflow histories and visibility in tests. */
+import type { Client } from '@temporalio/client';
+import proto from '@temporalio/proto';
+
+export const EventType = proto.temporal.api.enums.v1.EventType;
+
+/** Counts events of a type over every run of a workflow id. */
+export async function countEvents(client: Client, workflowId: string, type: proto.temporal.api.enums.v1.EventType): Promise<number> {
+  let n = 0;
+  for await (const execution of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) {
+    const history = await client.workflow.getHandle(workflowId, execution.runId).fetchHistory();
+    n += (history.events ?? []).filter((e) => e.eventType === type).length;
+  }
+  return n;
+}
+
+export async function hasEvent(client: Client, workflowId: string, type: proto.temporal.api.enums.v1.EventType): Promise<boolean> {
+  try {
+    const history = await client.workflow.getHandle(workflowId).fetchHistory();
+    return (history.events ?? []).some((e) => e.eventType === type);
+  } catch {
+    return false;
+  }
+}
+
+/** How many executions (runs started by a client, not continue-as-new) each workflow id has. */
+export async function executionsByWorkflowId(client: Client, query: string): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for await (const execution of client.workflow.list({ query })) {
+    counts.set(execution.workflowId, (counts.get(execution.workflowId) ?? 0) + 1);
+  }
+  return counts;
+}
