@@ -6,11 +6,14 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { GatewayConfig } from './config.js';
 import type { Db } from './db/pool.js';
 import type { TemporalAccess } from './temporal.js';
+import type { SchemaRegistry } from './scim/schemas.js';
+import { loadSchemaRegistry } from './scim/extensions.js';
 import services from './plugins/services.js';
 import auth from './plugins/auth.js';
 import swagger from './plugins/swagger.js';
 import health from './routes/health.js';
 import scim from './routes/scim/index.js';
+import tokens from './routes/api/tokens.js';
 
 export interface AppOptions {
   config: GatewayConfig;
@@ -18,6 +21,8 @@ export interface AppOptions {
   temporal: TemporalAccess;
   /** Run the outbox dispatcher in this process (default true). */
   dispatchOutbox?: boolean;
+  /** SCIM schemas with custom extensions (default: loaded from config.scimExtensionsFile). */
+  registry?: SchemaRegistry;
   /** Fastify logger options; defaults to JSON logs at config.logLevel. */
   logger?: FastifyServerOptions['logger'];
 }
@@ -48,10 +53,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     db: opts.db,
     temporal: opts.temporal,
     dispatchOutbox: opts.dispatchOutbox ?? true,
+    registry: opts.registry ?? loadSchemaRegistry(opts.config.scimExtensionsFile),
   });
   await app.register(auth);
   await app.register(swagger);
   await app.register(health);
   await app.register(scim, { prefix: '/scim/v2' });
+  await app.register(tokens);
   return app;
 }

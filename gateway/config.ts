@@ -95,6 +95,8 @@ export interface GatewayConfig extends CommonConfig {
   port: number;
   /** Bootstrap bearer token for SCIM clients; stored hashed under the name "bootstrap". */
   scimToken: string | undefined;
+  /** Bootstrap admin token (scope `admin`) for the admin API; stored hashed under "admin-bootstrap". */
+  adminToken: string | undefined;
   /** Public base URL used in SCIM `meta.location`; defaults to http://<host>:<port>. */
   publicUrl: string | undefined;
   /** Temporal Web UI base URL, used for links to workflows. */
@@ -106,6 +108,12 @@ export interface GatewayConfig extends CommonConfig {
   /** Upper bound of the redelivery backoff while Temporal is unreachable (ms). */
   outboxRetryMaxMs: number;
   bodyLimitBytes: number;
+  /** Most operations one SCIM /Bulk request may carry (advertised in /ServiceProviderConfig). */
+  scimBulkMaxOperations: number;
+  /** Largest /Bulk request body in bytes (advertised; larger gets 413). */
+  scimBulkMaxPayloadBytes: number;
+  /** JSON file declaring custom SCIM extension schemas (see docs/scim-compatibility.md). */
+  scimExtensionsFile: string | undefined;
 }
 
 export type WorkerConfig = CommonConfig;
@@ -133,6 +141,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     host: str(env, 'HOST', '0.0.0.0')!,
     port: int(env, 'PORT', 8080, 0, 65535),
     scimToken: str(env, 'SCIM_TOKEN'),
+    adminToken: str(env, 'ADMIN_TOKEN'),
     publicUrl: url(env, 'PUBLIC_URL', ['http:', 'https:']),
     temporalUiUrl: url(env, 'TEMPORAL_UI_URL', ['http:', 'https:']),
     outboxPollMs: int(env, 'OUTBOX_POLL_MS', 500, 10, 600_000),
@@ -140,6 +149,9 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     outboxLeaseMs: int(env, 'OUTBOX_LEASE_MS', 30_000, 100, 3_600_000),
     outboxRetryMaxMs: int(env, 'OUTBOX_RETRY_MAX_MS', 30_000, 10, 3_600_000),
     bodyLimitBytes: int(env, 'BODY_LIMIT_BYTES', 1_048_576, 1024, 100 * 1_048_576),
+    scimBulkMaxOperations: int(env, 'SCIM_BULK_MAX_OPERATIONS', 1000, 1, 100_000),
+    scimBulkMaxPayloadBytes: int(env, 'SCIM_BULK_MAX_PAYLOAD_BYTES', 1_048_576, 1024, 100 * 1_048_576),
+    scimExtensionsFile: str(env, 'SCIM_EXTENSIONS_FILE'),
   };
 }
 

@@ -14,6 +14,8 @@ import { TemporalAccess } from './temporal.js';
 
 /** The name under which SCIM_TOKEN is stored. */
 export const BOOTSTRAP_TOKEN_NAME = 'bootstrap';
+/** The name under which ADMIN_TOKEN is stored. */
+export const ADMIN_BOOTSTRAP_TOKEN_NAME = 'admin-bootstrap';
 
 /**
  * Prepares the database and starts listening. `opts.db` supplies the pool (the app closes it). Temporal may be down: the gateway still accepts
@@ -26,6 +28,7 @@ export async function startGateway(
   await migrate(config.databaseUrl);
   const db = opts.db ?? (await connectPool(config.databaseUrl, config.databasePoolSize));
   if (config.scimToken) await ensureNamedToken(db, BOOTSTRAP_TOKEN_NAME, ['scim:read', 'scim:write'], config.scimToken);
+  if (config.adminToken) await ensureNamedToken(db, ADMIN_BOOTSTRAP_TOKEN_NAME, ['admin'], config.adminToken);
   const temporal = new TemporalAccess(config.temporalAddress, config.temporalNamespace);
   const app = await buildApp({ config, db, temporal });
   await app.listen({ host: config.host, port: config.port });

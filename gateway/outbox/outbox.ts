@@ -22,3 +22,14 @@ export async function enqueue(tx: Tx, msg: OutboxMessage): Promise<number> {
   );
   return rows[0]!.id;
 }
+
+/** Records one `user.changed` message per user (deleted users included), in one statement. */
+export async function enqueueUserChanges(tx: Tx, userIds: string[]): Promise<void> {
+  if (userIds.length === 0) return;
+  await tx.query(
+    `INSERT INTO outbox (topic, aggregate_id, payload)
+     SELECT 'user.changed', u.id, jsonb_build_object('userName', u.user_name)
+       FROM users u WHERE u.id = ANY($1::uuid[]) ORDER BY u.id`,
+    [userIds],
+  );
+}

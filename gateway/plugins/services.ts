@@ -10,6 +10,8 @@ import type { Db } from '../db/pool.js';
 import type { TemporalAccess } from '../temporal.js';
 import { TokenVerifier } from '../auth/tokens.js';
 import { OutboxDispatcher } from '../outbox/dispatcher.js';
+import { Directory } from '../directory/store.js';
+import { SchemaRegistry } from '../scim/schemas.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -18,6 +20,8 @@ declare module 'fastify' {
     temporal: TemporalAccess;
     tokens: TokenVerifier;
     outbox: OutboxDispatcher;
+    scimRegistry: SchemaRegistry;
+    directory: Directory;
   }
 }
 
@@ -27,6 +31,8 @@ export interface ServicesOptions {
   temporal: TemporalAccess;
   /** Run the outbox dispatcher in this process (default true). */
   dispatchOutbox?: boolean;
+  /** SCIM schemas, with any custom extensions; default: the standard ones. */
+  registry?: SchemaRegistry;
 }
 
 const services: FastifyPluginAsync<ServicesOptions> = async (app, opts) => {
@@ -35,6 +41,9 @@ const services: FastifyPluginAsync<ServicesOptions> = async (app, opts) => {
   app.decorate('db', db);
   app.decorate('temporal', temporal);
   app.decorate('tokens', new TokenVerifier(db));
+  const registry = opts.registry ?? new SchemaRegistry();
+  app.decorate('scimRegistry', registry);
+  app.decorate('directory', new Directory(db, registry));
   const outbox = new OutboxDispatcher({
     db,
     temporal: () => temporal.client(),

@@ -133,7 +133,7 @@ export const USER_SCHEMA_DEF: SchemaDef = {
     plural('emails', 'Email addresses for the user.', ['work', 'home', 'other']),
     plural('phoneNumbers', 'Phone numbers for the user.', ['work', 'home', 'mobile', 'fax', 'pager', 'other']),
     plural('ims', 'Instant messaging addresses for the user.', ['aim', 'gtalk', 'icq', 'xmpp', 'msn', 'skype', 'qq', 'yahoo']),
-    plural('photos', 'URLs of photos of the user.', ['photo', 'thumbnail'], { type: 'reference', referenceTypes: ['external'] }),
+    plural('photos', 'URLs of photos of the user.', ['photo', 'thumbnail'], { type: 'reference', referenceTypes: ['external'], caseExact: true }),
     attr('addresses', {
       multiValued: true,
       description: 'Physical mailing addresses for the user.',
@@ -154,14 +154,14 @@ export const USER_SCHEMA_DEF: SchemaDef = {
       description: 'Groups the user belongs to, directly or through nested groups. Changed through the Group resource.',
       subAttributes: [
         attr('value', { mutability: 'readOnly', description: 'The id of the Group.' }),
-        attr('$ref', { type: 'reference', referenceTypes: ['User', 'Group'], mutability: 'readOnly', description: 'The URI of the Group.' }),
+        attr('$ref', { type: 'reference', referenceTypes: ['Group'], mutability: 'readOnly', description: 'The URI of the Group.' }),
         attr('display', { mutability: 'readOnly', description: "The Group's displayName." }),
         attr('type', { mutability: 'readOnly', canonicalValues: ['direct', 'indirect'], description: 'direct or indirect membership.' }),
       ],
     }),
     plural('entitlements', 'Entitlements for the user.', undefined),
     plural('roles', 'Roles for the user.', undefined),
-    plural('x509Certificates', 'X.509 certificates issued to the user.', undefined, { type: 'binary' }),
+    plural('x509Certificates', 'X.509 certificates issued to the user.', undefined, { type: 'binary', caseExact: true }),
   ],
 };
 
@@ -178,7 +178,7 @@ export const ENTERPRISE_USER_SCHEMA_DEF: SchemaDef = {
     attr('manager', {
       description: "The user's manager.",
       subAttributes: [
-        attr('value', { description: 'The id of the manager User.' }),
+        attr('value', { caseExact: true, description: 'The id of the manager User.' }),
         attr('$ref', { type: 'reference', referenceTypes: ['User'], description: 'The URI of the manager User.' }),
         attr('displayName', { mutability: 'readOnly', description: "The manager's displayName." }),
       ],

@@ -7,7 +7,9 @@ import type { FastifyPluginAsync } from 'fastify';
 import { SCIM_CONTENT_TYPE, ScimError } from '../../scim/errors.js';
 import { scimErrorHandler } from '../../scim/error-handler.js';
 import discovery from './discovery.js';
-import users from './users.js';
+import { resourceRoutes } from './resources.js';
+import search from './search.js';
+import bulk from './bulk.js';
 
 const scim: FastifyPluginAsync = async (app) => {
   app.addContentTypeParser('application/scim+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
@@ -21,7 +23,10 @@ const scim: FastifyPluginAsync = async (app) => {
   });
 
   await app.register(discovery);
-  await app.register(users);
+  await app.register(resourceRoutes, { type: 'User' });
+  await app.register(resourceRoutes, { type: 'Group' });
+  await app.register(search);
+  await app.register(bulk);
 };
 
 export default scim;

@@ -12,7 +12,8 @@ import { startTestGateway, userBody } from '../../helpers/gateway.js';
 import { eventually, ownDevServer, testTemporal, uniqueTaskQueue } from '../../helpers/temporal.js';
 import { countEvents, EventType, executionsByWorkflowId, hasEvent } from '../../helpers/history.js';
 import { freePort } from '../../../scripts/dev-server.js';
-import { createUser } from '../../../gateway/directory/users.js';
+import { Directory } from '../../../gateway/directory/store.js';
+import { SchemaRegistry } from '../../../gateway/scim/schemas.js';
 import { userSyncWorkflowId } from '../../../workflows/client.js';
 import type { Db } from '../../../gateway/db/pool.js';
 
@@ -72,8 +73,9 @@ t.test('two gateways dispatching one outbox never start the same work twice', as
 
   const N = 60;
   const ids: string[] = [];
+  const directory = new Directory(database.db, new SchemaRegistry());
   for (let i = 0; i < N; i++) {
-    const { user } = await createUser(database.db, { name: 'test' }, userBody(`race.${i}@example.com`));
+    const user = await directory.create('User', { name: 'test' }, userBody(`race.${i}@example.com`));
     ids.push(user.id);
   }
   await temporal.startWorker(database.newPool());

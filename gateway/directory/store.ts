@@ -1,0 +1,488 @@
+/**
+ * The directory: SCIM Users and Groups in PostgreSQL.
+ *
+ * Every write runs in one transaction that also appends the audit event and the outbox messages
+ * announcing the change (one `user.changed` per user whose state or memberships changed), so an
+ * accepted write always reaches provisioning, exactly once per change and in order per user.
+ *
+ * Rows carry a `version` that every real change increments; it is the weak ETag of RFC 7644 §3.14.
+ * DELETE keeps a tombstone (`deleted_at`) so deprovisioning and the audit trail still see the user.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Filter } from 'scim2-parse-filter';
+import type { Db, Tx } from '../db/pool.js';
+import { withTransaction } from '../db/pool.js';
+import { enqueueUserChanges } from '../outbox/outbox.js';
+import { ScimError } from '../scim/errors.js';
+import { filterToSql, sortExpression, type SqlTarget } from '../scim/filter.js';
+import { applyPatch, type PatchOperation } from '../scim/patch.js';
+import { checkImmutable, normalizeResource } from '../scim/resource.js';
+import type { SchemaRegistry } from '../scim/schemas.js';
+
+export type ResourceType = 'User' | 'Group';
+
+export interface Actor {
+  /** Token name or workflow id, as it should read in the audit log. */
+  name: string;
+}
+
+/** A resource as stored, before it is rendered for a client. */
+export interface StoredResource {
+  type: ResourceType;
+  id: string;
+  /** Canonical SCIM attributes without id and meta (Groups: with `members`). */
+  resource: Record<string, unknown>;
+  version: number;
+  created: Date;
+  lastModified: Date;
+}
+
+export interface ListQuery {
+  filter?: Filter | undefined;
+  /** 1-based (RFC 7644 §3.4.2.4). */
+  startIndex: number;
+  count: number;
+  sortBy?: string | undefined;
+  sortOrder?: 'ascending' | 'descending' | undefined;
+  /** Compute each user's `groups` attribute (skip when the client will not see it). */
+  withGroups?: boolean;
+  /** Load each group's `members` (skip when the client will not see it). */
+  withMembers?: boolean;
+}
+
+export interface ListResult {
+  totalResults: number;
+  resources: StoredResource[];
+}
+
+const UNIQUE_VIOLATION = '23505';
+
+export function etagOf(version: number): string {
+  return `W/"${version}"`;
+}
+
+/** Compares an If-Match / If-None-Match header with the current version (weak comparison). */
+export function etagMatches(header: string | undefined, version: number): boolean {
+  if (header === undefined) return false;
+  return header
+    .split(',')
+    .map((s) => s.trim())
+    .some((tag) => tag === '*' || tag.replace(/^W\//, '') === `"${version}"`);
+}
+
+const USER_TARGET: SqlTarget = {
+  resourceType: 'User',
+  resource: 'u.resource',
+  columns: {
+    id: { sql: 'u.id::text', type: 'string' },
+    userName: { sql: 'u.user_name', type: 'string' },
+    externalId: { sql: 'u.external_id', type: 'string' },
+    active: { sql: 'u.active', type: 'boolean' },
+    'meta.created': { sql: 'u.created_at', type: 'dateTime' },
+    'meta.lastModified': { sql: 'u.updated_at', type: 'dateTime' },
+  },
+  relations: {
+    groups: {
+      table: 'group_members',
+      alias: 'ugm',
+      join: 'ugm.member_id = u.id',
+      subAttributes: { value: 'ugm.group_id::text', display: '(SELECT gg.display_name FROM groups gg WHERE gg.id = ugm.group_id)', type: "'direct'" },
+    },
+  },
+};
+
+const GROUP_TARGET: SqlTarget = {
+  resourceType: 'Group',
+  resource: 'u.resource',
+  columns: {
+    id: { sql: 'u.id::text', type: 'string' },
+    displayName: { sql: 'u.display_name', type: 'string' },
+    externalId: { sql: 'u.external_id', type: 'string' },
+    'meta.created': { sql: 'u.created_at', type: 'dateTime' },
+    'meta.lastModified': { sql: 'u.updated_at', type: 'dateTime' },
+  },
+  relations: {
+    members: {
+      table: 'group_members',
+      alias: 'm',
+      join: 'm.group_id = u.id',
+      subAttributes: { value: 'm.member_id::text', type: 'm.member_type', display: 'm.display' },
+    },
+  },
+};
+
+interface Kind {
+  type: ResourceType;
+  table: 'users' | 'groups';
+  target: SqlTarget;
+  /** The attribute that must be unique, for the 409 message. */
+  unique: 'userName' | 'displayName';
+}
+
+const KINDS: Record<ResourceType, Kind> = {
+  User: { type: 'User', table: 'users', target: USER_TARGET, unique: 'userName' },
+  Group: { type: 'Group', table: 'groups', target: GROUP_TARGET, unique: 'displayName' },
+};
+
+interface Row {
+  id: string;
+  resource: Record<string, unknown>;
+  version: number;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function notFound(type: ResourceType, id: string): ScimError {
+  return ScimError.notFound(`${type} ${id} not found`);
+}
+
+interface Member {
+  value: string;
+  type: ResourceType;
+  display?: string | undefined;
+}
+
+export class Directory {
+  constructor(
+    private readonly db: Db,
+    readonly registry: SchemaRegistry,
+  ) {}
+
+  // ---------------------------------------------------------------- reads
+
+  async get(type: ResourceType, id: string, opts: { withGroups?: boolean; withMembers?: boolean } = {}): Promise<StoredResource> {
+    return await this.load(this.db, type, id, opts);
+  }
+
+  private async load(db: Db | Tx, type: ResourceType, id: string, opts: { withGroups?: boolean; withMembers?: boolean }): Promise<StoredResource> {
+    if (!UUID_RE.test(id)) throw notFound(type, id);
+    const { rows } = await db.query<Row>(
+      `SELECT id, resource, version, created_at, updated_at FROM ${KINDS[type].table} WHERE id = $1 AND deleted_at IS NULL`,
+      [id],
+    );
+    if (!rows[0]) throw notFound(type, id);
+    const [res] = await this.hydrate(db, type, rows, opts);
+    return res!;
+  }
+
+  async list(type: ResourceType, q: ListQuery): Promise<ListResult> {
+    const kind = KINDS[type];
+    const params: unknown[] = [];
+    const where = q.filter ? `AND (${filterToSql(q.filter, kind.target, this.registry, params)})` : '';
+    let order = 'u.created_at, u.id';
+    if (q.sortBy) {
+      const dir = q.sortOrder === 'descending' ? 'DESC' : 'ASC';
+      order = `${sortExpression(q.sortBy, kind.target, this.registry)} ${dir} NULLS LAST, u.id ${dir}`;
+    }
+    const countSql = `SELECT count(*)::int AS n FROM ${kind.table} u WHERE u.deleted_at IS NULL ${where}`;
+    if (q.count === 0) {
+      const { rows } = await this.db.query<{ n: number }>(countSql, params);
+      return { totalResults: rows[0]!.n, resources: [] };
+    }
+    params.push(q.count, q.startIndex - 1);
+    const { rows } = await this.db.query<Row & { total: number }>(
+      `SELECT u.id, u.resource, u.version, u.created_at, u.updated_at, count(*) OVER ()::int AS total
+         FROM ${kind.table} u
+        WHERE u.deleted_at IS NULL ${where}
+        ORDER BY ${order}
+        LIMIT $${params.length - 1} OFFSET $${params.length}`,
+      params,
+    );
+    let total = rows[0]?.total;
+    if (total === undefined) {
+      // Past the last page: still tell the client how many there are.
+      const { rows: c } = await this.db.query<{ n: number }>(countSql, params.slice(0, -2));
+      total = c[0]!.n;
+    }
+    return { totalResults: total, resources: await this.hydrate(this.db, type, rows, q) };
+  }
+
+  /** Adds `members` (Groups) or `groups` (Users) to loaded rows, in batched queries. */
+  private async hydrate(db: Db | Tx, type: ResourceType, rows: Row[], opts: { withGroups?: boolean; withMembers?: boolean }): Promise<StoredResource[]> {
+    const out: StoredResource[] = rows.map((r) => ({
+      type,
+      id: r.id,
+      resource: { ...r.resource },
+      version: r.version,
+      created: r.created_at,
+      lastModified: r.updated_at,
+    }));
+    if (out.length === 0) return out;
+    const ids = out.map((r) => r.id);
+    const byId = new Map(out.map((r) => [r.id, r]));
+    if (type === 'Group' && opts.withMembers !== false) {
+      const { rows: members } = await db.query<{ group_id: string; member_id: string; member_type: ResourceType; display: string | null }>(
+        `SELECT m.group_id, m.member_id, m.member_type,
+                COALESCE(m.display, mu.display_name, mu.user_name, mg.display_name) AS display
+           FROM group_members m
+           LEFT JOIN users mu ON m.member_type = 'User' AND mu.id = m.member_id
+           LEFT JOIN groups mg ON m.member_type = 'Group' AND mg.id = m.member_id
+          WHERE m.group_id = ANY($1)
+          ORDER BY m.added_at, m.member_id`,
+        [ids],
+      );
+      for (const r of out) r.resource.members = [];
+      for (const m of members) {
+        (byId.get(m.group_id)!.resource.members as Member[]).push({
+          value: m.member_id,
+          type: m.member_type,
+          ...(m.display ? { display: m.display } : {}),
+        });
+      }
+    }
+    if (type === 'User' && opts.withGroups !== false) {
+      // Direct memberships, then groups reached through nested groups (RFC 7643 §4.1.2 "indirect").
+      const { rows: groups } = await db.query<{ user_id: string; group_id: string; display_name: string; direct: boolean }>(
+        `WITH RECURSIVE reach(user_id, group_id, direct, path) AS (
+           SELECT m.member_id, m.group_id, true, ARRAY[m.group_id]
+             FROM group_members m WHERE m.member_type = 'User' AND m.member_id = ANY($1)
+           UNION
+           SELECT r.user_id, m.group_id, false, r.path || m.group_id
+             FROM reach r JOIN group_members m ON m.member_type = 'Group' AND m.member_id = r.group_id
+            WHERE NOT m.group_id = ANY(r.path)
+         )
+         SELECT r.user_id, r.group_id, g.display_name, bool_or(r.direct) AS direct
+           FROM reach r JOIN groups g ON g.id = r.group_id AND g.deleted_at IS NULL
+          GROUP BY r.user_id, r.group_id, g.display_name
+          ORDER BY g.display_name`,
+        [ids],
+      );
+      for (const g of groups) {
+        const user = byId.get(g.user_id)!;
+        const list = (user.resource.groups ??= []) as Array<Record<string, unknown>>;
+        list.push({ value: g.group_id, display: g.display_name, type: g.direct ? 'direct' : 'indirect' });
+      }
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  async create(type: ResourceType, actor: Actor, body: unknown): Promise<StoredResource> {
+    const resource = normalizeResource(body, { registry: this.registry, resourceType: type });
+    const id = randomUUID();
+    return await this.write(type, async (tx) => {
+      const members = type === 'Group' ? await this.resolveMembers(tx, id, resource.members) : [];
+      delete resource.members;
+      const row = await this.insertRow(tx, type, id, resource);
+      const affected = new Set<string>(type === 'User' ? [id] : []);
+      if (type === 'Group') await this.addMembers(tx, id, members, affected);
+      await this.audit(tx, actor, `${type.toLowerCase()}.created`, type, id, null, resource);
+      await this.announce(tx, affected);
+      const [out] = await this.hydrate(tx, type, [row], {});
+      return out!;
+    }, resource);
+  }
+
+  async replace(type: ResourceType, actor: Actor, id: string, body: unknown, ifMatch?: string): Promise<StoredResource> {
+    const next = normalizeResource(body, { registry: this.registry, resourceType: type });
+    return await this.write(type, async (tx) => {
+      const current = await this.lockForUpdate(tx, type, id, ifMatch);
+      checkImmutable(current.resource, next, { registry: this.registry, resourceType: type });
+      return await this.update(tx, type, actor, current, next, `${type.toLowerCase()}.replaced`);
+    }, next);
+  }
+
+  async patch(type: ResourceType, actor: Actor, id: string, ops: PatchOperation[], ifMatch?: string): Promise<{ resource: StoredResource; changed: boolean }> {
+    return await this.write(type, async (tx) => {
+      const current = await this.lockForUpdate(tx, type, id, ifMatch);
+      const rendered = { ...current.resource, id: current.id, meta: { resourceType: type, version: etagOf(current.version) } };
+      const { resource: patched, changed } = applyPatch(rendered, ops, { registry: this.registry, resourceType: type });
+      if (!changed) return { resource: await this.load(tx, type, id, {}), changed: false };
+      const next = normalizeResource(patched, { registry: this.registry, resourceType: type });
+      return { resource: await this.update(tx, type, actor, current, next, `${type.toLowerCase()}.patched`), changed: true };
+    });
+  }
+
+  async delete(type: ResourceType, actor: Actor, id: string, ifMatch?: string): Promise<void> {
+    await this.write(type, async (tx) => {
+      const current = await this.lockForUpdate(tx, type, id, ifMatch);
+      const affected = new Set<string>(type === 'User' ? [id] : await this.usersUnder(tx, id));
+      await tx.query(`UPDATE ${KINDS[type].table} SET deleted_at = now(), updated_at = now(), version = version + 1 WHERE id = $1`, [id]);
+      // A deleted resource is no longer a member of anything, and a deleted group has no members.
+      await tx.query('DELETE FROM group_members WHERE member_id = $1', [id]);
+      if (type === 'Group') await tx.query('DELETE FROM group_members WHERE group_id = $1', [id]);
+      await this.audit(tx, actor, `${type.toLowerCase()}.deleted`, type, id, current.resource, null);
+      await this.announce(tx, affected);
+    });
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  /** Runs a write transaction, turning unique-index violations into SCIM 409s. */
+  private async write<T>(type: ResourceType, fn: (tx: Tx) => Promise<T>, resource?: Record<string, unknown>): Promise<T> {
+    try {
+      return await withTransaction(this.db, fn);
+    } catch (err) {
+      if ((err as { code?: string }).code === UNIQUE_VIOLATION) {
+        const attr = KINDS[type].unique;
+        const value = resource?.[attr];
+        throw ScimError.conflict(`a ${type} with ${attr} ${value === undefined ? 'of that value' : JSON.stringify(value)} already exists`);
+      }
+      throw err;
+    }
+  }
+
+  private async lockForUpdate(tx: Tx, type: ResourceType, id: string, ifMatch: string | undefined): Promise<StoredResource> {
+    if (!UUID_RE.test(id)) throw notFound(type, id);
+    const { rows } = await tx.query<Row>(
+      `SELECT id, resource, version, created_at, updated_at FROM ${KINDS[type].table} WHERE id = $1 AND deleted_at IS NULL FOR UPDATE`,
+      [id],
+    );
+    if (!rows[0]) throw notFound(type, id);
+    if (ifMatch !== undefined && !etagMatches(ifMatch, rows[0].version)) {
+      throw new ScimError(412, `${type} ${id} has changed: its version is ${etagOf(rows[0].version)}, not ${ifMatch}`);
+    }
+    const [res] = await this.hydrate(tx, type, rows, { withGroups: false, withMembers: true });
+    return res!;
+  }
+
+  private async update(tx: Tx, type: ResourceType, actor: Actor, current: StoredResource, next: Record<string, unknown>, action: string): Promise<StoredResource> {
+    const affected = new Set<string>();
+    if (type === 'Group') {
+      const members = await this.resolveMembers(tx, current.id, next.members);
+      delete next.members;
+      const before = new Map(((current.resource.members ?? []) as Member[]).map((m) => [m.value, m]));
+      const after = new Map(members.map((m) => [m.value, m]));
+      const removed = [...before.values()].filter((m) => !after.has(m.value));
+      const added = members.filter((m) => !before.has(m.value));
+      if (removed.length) {
+        for (const m of removed) for (const u of await this.membersUsers(tx, m)) affected.add(u);
+        await tx.query('DELETE FROM group_members WHERE group_id = $1 AND member_id = ANY($2)', [current.id, removed.map((m) => m.value)]);
+      }
+      await this.addMembers(tx, current.id, added, affected);
+    } else {
+      affected.add(current.id);
+    }
+    const { members: _omit, ...beforeResource } = current.resource;
+    const row = await this.updateRow(tx, type, current.id, next);
+    await this.audit(tx, actor, action, type, current.id, beforeResource, next);
+    await this.announce(tx, affected);
+    const [out] = await this.hydrate(tx, type, [row], {});
+    return out!;
+  }
+
+  private async insertRow(tx: Tx, type: ResourceType, id: string, resource: Record<string, unknown>): Promise<Row> {
+    const externalId = typeof resource.externalId === 'string' ? resource.externalId : null;
+    if (type === 'User') {
+      const { rows } = await tx.query<Row>(
+        `INSERT INTO users (id, user_name, external_id, display_name, active, resource)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         RETURNING id, resource, version, created_at, updated_at`,
+        [id, resource.userName, externalId, typeof resource.displayName === 'string' ? resource.displayName : null, resource.active !== false, resource],
+      );
+      return rows[0]!;
+    }
+    const { rows } = await tx.query<Row>(
+      `INSERT INTO groups (id, display_name, external_id, resource) VALUES ($1, $2, $3, $4)
+       RETURNING id, resource, version, created_at, updated_at`,
+      [id, resource.displayName, externalId, resource],
+    );
+    return rows[0]!;
+  }
+
+  private async updateRow(tx: Tx, type: ResourceType, id: string, resource: Record<string, unknown>): Promise<Row> {
+    const externalId = typeof resource.externalId === 'string' ? resource.externalId : null;
+    if (type === 'User') {
+      const { rows } = await tx.query<Row>(
+        `UPDATE users SET user_name = $2, external_id = $3, display_name = $4, active = $5, resource = $6,
+                version = version + 1, updated_at = now()
+          WHERE id = $1 RETURNING id, resource, version, created_at, updated_at`,
+        [id, resource.userName, externalId, typeof resource.displayName === 'string' ? resource.displayName : null, resource.active !== false, resource],
+      );
+      return rows[0]!;
+    }
+    const { rows } = await tx.query<Row>(
+      `UPDATE groups SET display_name = $2, external_id = $3, resource = $4, version = version + 1, updated_at = now()
+        WHERE id = $1 RETURNING id, resource, version, created_at, updated_at`,
+      [id, resource.displayName, externalId, resource],
+    );
+    return rows[0]!;
+  }
+
+  /** Checks that every member exists (and its type), and that no group would contain itself. */
+  private async resolveMembers(tx: Tx, groupId: string, raw: unknown): Promise<Member[]> {
+    const list = (Array.isArray(raw) ? raw : []) as Array<{ value: string; type?: string; display?: string }>;
+    const unique = new Map<string, { value: string; type?: string; display?: string }>();
+    for (const m of list) unique.set(m.value, m);
+    if (unique.size === 0) return [];
+    const bad = [...unique.keys()].filter((v) => !UUID_RE.test(v));
+    if (bad.length) throw ScimError.badRequest('invalidValue', `members: no User or Group with id ${bad.slice(0, 5).map((b) => JSON.stringify(b)).join(', ')}`);
+    const { rows } = await tx.query<{ id: string; type: ResourceType }>(
+      `SELECT id, 'User' AS type FROM users WHERE id = ANY($1) AND deleted_at IS NULL
+       UNION ALL
+       SELECT id, 'Group' AS type FROM groups WHERE id = ANY($1) AND deleted_at IS NULL`,
+      [[...unique.keys()]],
+    );
+    const found = new Map(rows.map((r) => [r.id, r.type]));
+    const missing = [...unique.keys()].filter((v) => !found.has(v));
+    if (missing.length) throw ScimError.badRequest('invalidValue', `members: no User or Group with id ${missing.slice(0, 5).join(', ')}`);
+    const members: Member[] = [];
+    for (const m of unique.values()) {
+      const actual = found.get(m.value)!;
+      if (m.type !== undefined && m.type.toLowerCase() !== actual.toLowerCase()) {
+        throw ScimError.badRequest('invalidValue', `members: ${m.value} is a ${actual}, not a ${m.type}`);
+      }
+      members.push({ value: m.value, type: actual, display: m.display });
+    }
+    const nested = members.filter((m) => m.type === 'Group').map((m) => m.value);
+    if (nested.includes(groupId)) throw ScimError.badRequest('invalidValue', 'members: a group cannot be a member of itself');
+    if (nested.length) {
+      // Would adding these groups make `groupId` reachable from itself?
+      const { rows: cycle } = await tx.query(
+        `WITH RECURSIVE below(id) AS (
+           SELECT unnest($1::uuid[])
+           UNION
+           SELECT m.member_id FROM group_members m JOIN below b ON m.group_id = b.id WHERE m.member_type = 'Group'
+         ) SELECT 1 FROM below WHERE id = $2 LIMIT 1`,
+        [nested, groupId],
+      );
+      if (cycle.length) throw ScimError.badRequest('invalidValue', 'members: nesting these groups would make the group contain itself');
+    }
+    return members;
+  }
+
+  private async addMembers(tx: Tx, groupId: string, members: Member[], affected: Set<string>): Promise<void> {
+    if (members.length === 0) return;
+    await tx.query(
+      `INSERT INTO group_members (group_id, member_id, member_type, display)
+       SELECT $1, x.member_id, x.member_type, x.display
+         FROM unnest($2::uuid[], $3::text[], $4::text[]) AS x(member_id, member_type, display)
+       ON CONFLICT DO NOTHING`,
+      [groupId, members.map((m) => m.value), members.map((m) => m.type), members.map((m) => m.display ?? null)],
+    );
+    for (const m of members) for (const u of await this.membersUsers(tx, m)) affected.add(u);
+  }
+
+  /** The users a member stands for: itself, or every user under a nested group. */
+  private async membersUsers(tx: Tx, m: Member): Promise<string[]> {
+    return m.type === 'User' ? [m.value] : await this.usersUnder(tx, m.value);
+  }
+
+  private async usersUnder(tx: Tx, groupId: string): Promise<string[]> {
+    const { rows } = await tx.query<{ id: string }>(
+      `WITH RECURSIVE below(id) AS (
+         SELECT $1::uuid
+         UNION
+         SELECT m.member_id FROM group_members m JOIN below b ON m.group_id = b.id WHERE m.member_type = 'Group'
+       )
+       SELECT DISTINCT m.member_id AS id FROM group_members m JOIN below b ON m.group_id = b.id WHERE m.member_type = 'User'`,
+      [groupId],
+    );
+    return rows.map((r) => r.id);
+  }
+
+  private async audit(tx: Tx, actor: Actor, action: string, type: ResourceType, id: string, before: unknown, after: unknown): Promise<void> {
+    await tx.query(
+      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, before, after)
+       VALUES ($1, $2, $3, $4, 'SCIM', $5, $6)`,
+      [actor.name, action, type, id, before === null ? null : JSON.stringify(before), after === null ? null : JSON.stringify(after)],
+    );
+  }
+
+  private async announce(tx: Tx, userIds: Set<string>): Promise<void> {
+    await enqueueUserChanges(tx, [...userIds]);
+  }
+}

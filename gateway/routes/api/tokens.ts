@@ -1,0 +1,101 @@
+/**
+ * Admin API for bearer tokens (`admin` scope): list, create, rotate, revoke. A token's secret is in
+ * the response that creates or rotates it and nowhere else, ever.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import { createToken, revokeToken, TOKEN_SCOPES, type TokenScope } from '../../auth/tokens.js';
+
+const TokenInfo = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    name: { type: 'string' },
+    scopes: { type: 'array', items: { type: 'string' } },
+    createdAt: { type: 'string', format: 'date-time' },
+    lastUsedAt: { type: ['string', 'null'], format: 'date-time' },
+  },
+} as const;
+const IssuedToken = {
+  type: 'object',
+  properties: { ...TokenInfo.properties, token: { type: 'string', description: 'shown once; store it now' } },
+} as const;
+const NameParams = { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] } as const;
+
+const tokens: FastifyPluginAsync = async (app) => {
+  const admin = app.requireScope('admin');
+  const tags = ['admin'];
+  const security = [{ bearer: [] }];
+
+  const audit = (actor: string, action: string, name: string, scopes?: string[]) =>
+    app.db.query(
+      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, $2, 'ApiToken', $3, 'admin API', $4)`,
+      [actor, action, name, scopes ? JSON.stringify({ scopes }) : null],
+    );
+
+  app.get('/api/tokens', { onRequest: admin, schema: { tags, security, summary: 'List active tokens (never their secrets)', response: { 200: { type: 'array', items: TokenInfo } } } }, async () => {
+    const { rows } = await app.db.query<{ id: string; name: string; scopes: string[]; created_at: Date; last_used_at: Date | null }>(
+      'SELECT id, name, scopes, created_at, last_used_at FROM api_tokens WHERE revoked_at IS NULL ORDER BY name',
+    );
+    return rows.map((r) => ({ id: r.id, name: r.name, scopes: r.scopes, createdAt: r.created_at.toISOString(), lastUsedAt: r.last_used_at?.toISOString() ?? null }));
+  });
+
+  app.post<{ Body: { name: string; scopes: TokenScope[] } }>(
+    '/api/tokens',
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Issue a token',
+        body: {
+          type: 'object',
+          required: ['name', 'scopes'],
+          additionalProperties: false,
+          properties: {
+            name: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9._:-]+$' },
+            scopes: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', enum: [...TOKEN_SCOPES] } },
+          },
+        },
+        response: { 201: IssuedToken },
+      },
+    },
+    async (request, reply) => {
+      const { name, scopes } = request.body;
+      try {
+        const { identity, token } = await createToken(app.db, name, scopes);
+        await audit(request.identity!.name, 'token.created', name, scopes);
+        return reply.code(201).send({ ...identity, createdAt: new Date().toISOString(), lastUsedAt: null, token });
+      } catch (err) {
+        if ((err as { code?: string }).code === '23505') return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `an active token named "${name}" exists` });
+        throw err;
+      }
+    },
+  );
+
+  app.post<{ Params: { name: string } }>(
+    '/api/tokens/:name/rotate',
+    { onRequest: admin, schema: { tags, security, summary: 'Revoke a token and issue a new one with the same name and scopes', params: NameParams, response: { 200: IssuedToken } } },
+    async (request, reply) => {
+      const { rows } = await app.db.query<{ scopes: TokenScope[] }>('SELECT scopes FROM api_tokens WHERE name = $1 AND revoked_at IS NULL', [request.params.name]);
+      if (!rows[0]) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no active token named "${request.params.name}"` });
+      await revokeToken(app.db, request.params.name);
+      const { identity, token } = await createToken(app.db, request.params.name, rows[0].scopes);
+      await audit(request.identity!.name, 'token.rotated', request.params.name, rows[0].scopes);
+      return { ...identity, createdAt: new Date().toISOString(), lastUsedAt: null, token };
+    },
+  );
+
+  app.delete<{ Params: { name: string } }>(
+    '/api/tokens/:name',
+    { onRequest: admin, schema: { tags, security, summary: 'Revoke a token', params: NameParams } },
+    async (request, reply) => {
+      if (!(await revokeToken(app.db, request.params.name))) {
+        return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no active token named "${request.params.name}"` });
+      }
+      await audit(request.identity!.name, 'token.revoked', request.params.name);
+      return reply.code(204).send();
+    },
+  );
+};
+
+export default tokens;

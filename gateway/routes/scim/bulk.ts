@@ -1,0 +1,71 @@
+/**
+ * POST /Bulk (RFC 7644 §3.7). The body limit of this route is SCIM_BULK_MAX_PAYLOAD_BYTES (413
+ * beyond it), and at most SCIM_BULK_MAX_OPERATIONS operations are accepted; both are advertised in
+ * /ServiceProviderConfig.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import { etagOf, type ResourceType } from '../../directory/store.js';
+import { parseBulkRequest, runBulk, type BulkOperation, type ExecutedOperation } from '../../scim/bulk.js';
+import { ScimError } from '../../scim/errors.js';
+import { PATCH_OP_SCHEMA } from '../../scim/schemas.js';
+import { parsePatchRequest } from '../../scim/patch.js';
+import { baseUrl } from './discovery.js';
+import { renderResource } from './resources.js';
+
+const TYPES: Record<string, ResourceType> = { users: 'User', groups: 'Group' };
+
+/** RFC 7644 §3.7.3's own example sends a bare array of operations as PATCH data; accept it too. */
+function patchEnvelope(data: unknown): unknown {
+  return Array.isArray(data) ? { schemas: [PATCH_OP_SCHEMA], Operations: data } : data;
+}
+
+const bulk: FastifyPluginAsync = async (app) => {
+  app.post(
+    '/Bulk',
+    {
+      onRequest: app.requireScope('scim:write'),
+      bodyLimit: app.config.scimBulkMaxPayloadBytes,
+      schema: {
+        tags: ['scim'],
+        security: [{ bearer: [] }],
+        summary: 'Apply many operations in one request (RFC 7644 §3.7)',
+        body: { type: 'object', additionalProperties: true },
+      },
+    },
+    async (request) => {
+      const req = parseBulkRequest(request.body, app.config.scimBulkMaxOperations);
+      const base = baseUrl(request, app.config.publicUrl);
+      const actor = { name: request.identity?.name ?? 'unknown' };
+
+      const execute = async (op: BulkOperation): Promise<ExecutedOperation> => {
+        const match = /^\/(Users|Groups)(?:\/([^/?#]+))?\/?$/i.exec(op.path);
+        if (!match) throw ScimError.badRequest('invalidPath', `bulk path ${op.path} is not /Users, /Groups or one of their resources`);
+        const type = TYPES[match[1]!.toLowerCase()]!;
+        const id = match[2];
+        if (op.method === 'POST') {
+          if (id) throw ScimError.badRequest('invalidPath', `POST goes to /${match[1]}, not to a resource`);
+          const created = await app.directory.create(type, actor, op.data);
+          const rendered = renderResource(created, base);
+          return { status: 201, id: created.id, location: (rendered.meta as { location: string }).location, version: etagOf(created.version) };
+        }
+        if (!id) throw ScimError.badRequest('invalidPath', `${op.method} needs a resource id: /${match[1]}/{id}`);
+        if (op.method === 'DELETE') {
+          await app.directory.delete(type, actor, id, op.version);
+          return { status: 204, location: `${base}/${match[1]}/${id}` };
+        }
+        const r =
+          op.method === 'PUT'
+            ? await app.directory.replace(type, actor, id, op.data, op.version)
+            : (await app.directory.patch(type, actor, id, parsePatchRequest(patchEnvelope(op.data)), op.version)).resource;
+        const rendered = renderResource(r, base);
+        return { status: 200, id: r.id, location: (rendered.meta as { location: string }).location, version: etagOf(r.version) };
+      };
+
+      const response = await runBulk(req, execute, (err) => request.log.error({ err }, 'bulk operation failed'));
+      app.outbox.kick();
+      return response;
+    },
+  );
+};
+
+export default bulk;

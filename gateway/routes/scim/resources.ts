@@ -1,0 +1,193 @@
+/**
+ * /Users and /Groups (RFC 7644 §3.3–§3.6, §3.14): one set of handlers for both resource types.
+ *
+ * Reads need the `scim:read` scope, writes `scim:write`. Every single-resource answer carries an
+ * ETag (the resource's version); If-Match on PUT/PATCH/DELETE answers 412 when it is stale, and
+ * If-None-Match on GET answers 304 when it is current.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { etagMatches, etagOf, type ResourceType, type StoredResource } from '../../directory/store.js';
+import { ScimError } from '../../scim/errors.js';
+import { parseListParams, searchRequestParams, type ListParams, type RawListParams } from '../../scim/list.js';
+import { parsePatchRequest } from '../../scim/patch.js';
+import { parseAttributeList, project } from '../../scim/projection.js';
+import { LIST_RESPONSE_SCHEMA, type SchemaRegistry } from '../../scim/schemas.js';
+import { baseUrl } from './discovery.js';
+
+const ENDPOINT: Record<ResourceType, string> = { User: 'Users', Group: 'Groups' };
+
+/** The SCIM representation a client sees: stored attributes plus id and meta (RFC 7643 §3.1). */
+export function renderResource(r: StoredResource, base: string): Record<string, unknown> {
+  const { schemas, externalId, ...rest } = r.resource;
+  const out: Record<string, unknown> = { schemas, id: r.id };
+  if (externalId !== undefined) out.externalId = externalId;
+  Object.assign(out, rest);
+  for (const key of ['members', 'groups'] as const) {
+    const list = out[key];
+    if (Array.isArray(list)) {
+      out[key] = (list as Array<Record<string, unknown>>).map((m) => {
+        const type = (key === 'groups' ? 'Group' : m.type) as ResourceType | undefined;
+        return type ? { ...m, $ref: `${base}/${ENDPOINT[type]}/${String(m.value)}` } : m;
+      });
+    }
+  }
+  out.meta = {
+    resourceType: r.type,
+    created: r.created.toISOString(),
+    lastModified: r.lastModified.toISOString(),
+    location: `${base}/${ENDPOINT[r.type]}/${r.id}`,
+    version: etagOf(r.version),
+  };
+  return out;
+}
+
+/** Whether a projection can show `attr` at all (so the store can skip computing it). */
+export function mayReturn(attr: string, p: Pick<ListParams, 'attributes' | 'excludedAttributes'>): boolean {
+  const lower = attr.toLowerCase();
+  const names = (list: string[] | undefined) => (list ?? []).map((a) => a.toLowerCase().split('.')[0]);
+  if (p.attributes && !names(p.attributes).includes(lower)) return false;
+  return !(p.excludedAttributes ?? []).some((a) => a.toLowerCase() === lower);
+}
+
+const ResourceSchema = { type: 'object', additionalProperties: true } as const;
+const IdParams = { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] } as const;
+const ListQuery = {
+  type: 'object',
+  properties: {
+    filter: { type: 'string', description: 'RFC 7644 §3.4.2.2 filter, e.g. userName eq "bjensen"' },
+    startIndex: { type: 'string', description: '1-based index of the first result' },
+    count: { type: 'string', description: 'page size (capped at the advertised maximum)' },
+    sortBy: { type: 'string' },
+    sortOrder: { type: 'string', description: 'ascending or descending' },
+    attributes: { type: 'string', description: 'comma-separated attributes to return' },
+    excludedAttributes: { type: 'string', description: 'comma-separated attributes to leave out' },
+  },
+} as const;
+const ProjectionQuery = {
+  type: 'object',
+  properties: { attributes: ListQuery.properties.attributes, excludedAttributes: ListQuery.properties.excludedAttributes },
+} as const;
+
+export interface ResourceRoutesOptions {
+  type: ResourceType;
+}
+
+/** A list response over resources already rendered and projected. */
+export function listResponse(totalResults: number, startIndex: number, resources: Array<Record<string, unknown>>): Record<string, unknown> {
+  return { schemas: [LIST_RESPONSE_SCHEMA], totalResults, itemsPerPage: resources.length, startIndex, Resources: resources };
+}
+
+export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesOptions): Promise<void> {
+  const { type } = opts;
+  const path = `/${ENDPOINT[type]}`;
+  const registry: SchemaRegistry = app.scimRegistry;
+  const base = (request: FastifyRequest) => baseUrl(request, app.config.publicUrl);
+  const actor = (request: FastifyRequest) => ({ name: request.identity?.name ?? 'unknown' });
+  const read = app.requireScope('scim:read');
+  const write = app.requireScope('scim:write');
+  const tags = ['scim'];
+  const security = [{ bearer: [] }];
+
+  const projection = (request: FastifyRequest) => {
+    const q = (request.query ?? {}) as { attributes?: string; excludedAttributes?: string };
+    return {
+      attributes: parseAttributeList(q.attributes, registry, type),
+      excludedAttributes: parseAttributeList(q.excludedAttributes, registry, type, 'excludedAttributes'),
+    };
+  };
+
+  const sendOne = (request: FastifyRequest, reply: FastifyReply, r: StoredResource, status = 200) => {
+    const rendered = renderResource(r, base(request));
+    reply.code(status).header('etag', etagOf(r.version));
+    if (status === 201) reply.header('location', (rendered.meta as { location: string }).location);
+    return reply.send(project(rendered, projection(request), registry, type));
+  };
+
+  const list = async (request: FastifyRequest, params: ListParams) => {
+    const result = await app.directory.list(type, {
+      filter: params.filter,
+      startIndex: params.startIndex,
+      count: params.count,
+      sortBy: params.sortBy,
+      sortOrder: params.sortOrder,
+      withGroups: mayReturn('groups', params),
+      withMembers: mayReturn('members', params),
+    });
+    const b = base(request);
+    const resources = result.resources.map((r) => project(renderResource(r, b), params, registry, type));
+    return listResponse(result.totalResults, params.startIndex, resources);
+  };
+
+  app.get(path, { onRequest: read, schema: { tags, security, summary: `List or filter ${ENDPOINT[type]} (RFC 7644 §3.4.2)`, querystring: ListQuery } }, async (request) =>
+    list(request, parseListParams(request.query as RawListParams, registry, type)),
+  );
+
+  app.post(
+    `${path}/.search`,
+    { onRequest: read, schema: { tags, security, summary: `Search ${ENDPOINT[type]} with a SearchRequest (RFC 7644 §3.4.3)`, body: ResourceSchema } },
+    async (request) => list(request, parseListParams(searchRequestParams(request.body), registry, type)),
+  );
+
+  app.get<{ Params: { id: string } }>(
+    `${path}/:id`,
+    { onRequest: read, schema: { tags, security, summary: `Get one ${type} (RFC 7644 §3.4.1)`, params: IdParams, querystring: ProjectionQuery } },
+    async (request, reply) => {
+      const p = projection(request);
+      const r = await app.directory.get(type, request.params.id, { withGroups: mayReturn('groups', p), withMembers: mayReturn('members', p) });
+      if (etagMatches(request.headers['if-none-match'], r.version)) return reply.code(304).header('etag', etagOf(r.version)).send();
+      return sendOne(request, reply, r);
+    },
+  );
+
+  app.post(path, { onRequest: write, schema: { tags, security, summary: `Create a ${type} (RFC 7644 §3.3)`, body: ResourceSchema } }, async (request, reply) => {
+    const created = await app.directory.create(type, actor(request), request.body);
+    app.outbox.kick();
+    return sendOne(request, reply, created, 201);
+  });
+
+  app.put<{ Params: { id: string } }>(
+    `${path}/:id`,
+    { onRequest: write, schema: { tags, security, summary: `Replace a ${type} (RFC 7644 §3.5.1)`, params: IdParams, body: ResourceSchema } },
+    async (request, reply) => {
+      const replaced = await app.directory.replace(type, actor(request), request.params.id, request.body, request.headers['if-match']);
+      app.outbox.kick();
+      return sendOne(request, reply, replaced);
+    },
+  );
+
+  app.patch<{ Params: { id: string } }>(
+    `${path}/:id`,
+    { onRequest: write, schema: { tags, security, summary: `Modify a ${type} (RFC 7644 §3.5.2)`, params: IdParams, body: ResourceSchema } },
+    async (request, reply) => {
+      const ops = parsePatchRequest(request.body);
+      const { resource, changed } = await app.directory.patch(type, actor(request), request.params.id, ops, request.headers['if-match']);
+      if (changed) app.outbox.kick();
+      return sendOne(request, reply, resource);
+    },
+  );
+
+  app.delete<{ Params: { id: string } }>(
+    `${path}/:id`,
+    { onRequest: write, schema: { tags, security, summary: `Delete a ${type} (RFC 7644 §3.6)`, params: IdParams } },
+    async (request, reply) => {
+      await app.directory.delete(type, actor(request), request.params.id, request.headers['if-match']);
+      app.outbox.kick();
+      return reply.code(204).send();
+    },
+  );
+
+  if (type === 'User') {
+    // Some clients send PATCH/PUT/DELETE to the collection by mistake; say so clearly.
+    for (const method of ['PUT', 'PATCH', 'DELETE'] as const) {
+      app.route({
+        method,
+        url: path,
+        onRequest: write,
+        schema: { hide: true },
+        handler: async () => {
+          throw new ScimError(405, `${method} needs a resource id: ${path}/{id}`);
+        },
+      });
+    }
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * Child process of `npm run bench:scim` (scripts/bench-scim.ts). It serves one HTTP server on a free
+ * loopback port, prints `{"port":<n>}` as one line on stdout once it listens, and closes on
+ * SIGTERM/SIGINT or when its stdin closes (the parent died). Serving from a separate process keeps
+ * the load generator and the server from sharing one event loop.
+ *
+ *   bench-scim-server.ts gateway   the real gateway app over DATABASE_URL. Temporal is not part of
+ *                                  the benchmark: it points at a closed port and the outbox dispatcher
+ *                                  is off, so writes still insert their outbox rows in the same
+ *                                  transaction (the cost a write really pays) but nothing delivers them.
+ *   bench-scim-server.ts ceiling   a bare Fastify instance (same version, logger off) with one route
+ *                                  answering a fixed SCIM User: the most this HTTP stack serves on this
+ *                                  machine, the yardstick the gateway's figures are compared with.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import { SCIM_CONTENT_TYPE } from '../gateway/scim/errors.js';
+import { ENTERPRISE_USER_SCHEMA, USER_SCHEMA } from '../gateway/scim/schemas.js';
+
+/** Nothing listens on port 1; connecting fails at once instead of hanging. */
+const UNREACHABLE_TEMPORAL = '127.0.0.1:1';
+
+/**
+ * What the gateway answers for one seeded user (same attributes, same shape and size), so the
+ * ceiling serializes a comparable body on every request.
+ */
+function ceilingUser(port: number): Record<string, unknown> {
+  const id = '3f1c9a52-8a0e-4d5b-9a51-6f2f2f1d8c41';
+  return {
+    schemas: [USER_SCHEMA, ENTERPRISE_USER_SCHEMA],
+    id,
+    userName: 'user4711@bench.example',
+    name: { givenName: 'Grace', familyName: 'Hopper' },
+    displayName: 'Grace Hopper',
+    emails: [{ value: 'user4711@bench.example', type: 'work', primary: true }],
+    active: true,
+    [ENTERPRISE_USER_SCHEMA]: { department: 'Engineering' },
+    meta: {
+      resourceType: 'User',
+      created: '2025-01-01T00:00:00.000Z',
+      lastModified: '2025-01-01T00:00:00.000Z',
+      location: `http://127.0.0.1:${port}/scim/v2/Users/${id}`,
+      version: 'W/"1"',
+    },
+  };
+}
+
+async function startCeiling(): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false });
+  let body: Record<string, unknown> = {};
+  // Same path shape as GET /Users/:id, so routing costs the same.
+  app.get('/scim/v2/Users/:id', async (_request, reply) => {
+    reply.header('content-type', SCIM_CONTENT_TYPE).header('etag', 'W/"1"');
+    return body;
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  body = ceilingUser(portOf(app));
+  return app;
+}
+
+async function startGateway(): Promise<FastifyInstance> {
+  // Loaded here rather than at the top: the ceiling process stays a bare Fastify without the app.
+  const [{ buildApp }, { loadGatewayConfig }, { connectPool }, { TemporalAccess }] = await Promise.all([
+    import('../gateway/app.js'),
+    import('../gateway/config.js'),
+    import('../gateway/db/pool.js'),
+    import('../gateway/temporal.js'),
+  ]);
+  const config = loadGatewayConfig({ ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent' });
+  if (!config.databaseUrl) throw new Error('DATABASE_URL is required');
+  // The parent has migrated and seeded the database; this process only serves it.
+  const db = await connectPool(config.databaseUrl, config.databasePoolSize);
+  const temporal = new TemporalAccess(UNREACHABLE_TEMPORAL, config.temporalNamespace);
+  const app = await buildApp({ config, db, temporal, dispatchOutbox: false });
+  await app.listen({ host: config.host, port: config.port });
+  return app;
+}
+
+function portOf(app: FastifyInstance): number {
+  const addr = app.server.address();
+  if (!addr || typeof addr === 'string') throw new Error('server is not listening on TCP');
+  return addr.port;
+}
+
+async function main(mode: string | undefined): Promise<void> {
+  let app: FastifyInstance;
+  if (mode === 'gateway') app = await startGateway();
+  else if (mode === 'ceiling') app = await startCeiling();
+  else {
+    process.stderr.write('usage: bench-scim-server.ts gateway|ceiling\n');
+    process.exit(2);
+  }
+
+  let closing = false;
+  const close = () => {
+    if (closing) return;
+    closing = true;
+    app.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`bench ${mode} server: close failed: ${String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', close);
+  process.on('SIGINT', close);
+  // An orphan must not keep serving (and holding database connections) after the parent is gone.
+  process.stdin.on('end', close);
+  process.stdin.on('error', close);
+  process.stdin.resume();
+
+  process.stdout.write(`${JSON.stringify({ port: portOf(app) })}\n`);
+}
+
+try {
+  await main(process.argv[2]);
+} catch (err) {
+  process.stderr.write(`bench ${process.argv[2] ?? ''} server failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+}
