@@ -130,9 +130,45 @@ interface Row {
   version: number;
   created_at: Date;
   updated_at: Date;
+  /** Users' memberships, when the query computed them. */
+  groups?: Array<Record<string, unknown>>;
 }
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The `groups` attribute of the user row `u` as a JSON array, computed in the same query:
+ * direct memberships, then groups reached through nested groups (RFC 7643 §4.1.2 "indirect").
+ */
+const USER_GROUPS_SQL = `(
+  SELECT coalesce(jsonb_agg(jsonb_build_object('value', x.group_id, 'display', x.display_name,
+           'type', CASE WHEN x.direct THEN 'direct' ELSE 'indirect' END) ORDER BY x.display_name, x.group_id), '[]'::jsonb)
+    FROM (WITH RECURSIVE reach(group_id, direct, path) AS (
+            SELECT m.group_id, true, ARRAY[m.group_id] FROM group_members m
+             WHERE m.member_type = 'User' AND m.member_id = u.id
+            UNION
+            SELECT m.group_id, false, r.path || m.group_id FROM reach r
+              JOIN group_members m ON m.member_type = 'Group' AND m.member_id = r.group_id
+             WHERE NOT m.group_id = ANY(r.path))
+          SELECT r.group_id, g.display_name, bool_or(r.direct) AS direct
+            FROM reach r JOIN groups g ON g.id = r.group_id AND g.deleted_at IS NULL
+           GROUP BY r.group_id, g.display_name) x)`;
+
+/** Columns every read selects; `groups` only for users and only when asked. */
+function selectColumns(type: ResourceType, withGroups: boolean | undefined): string {
+  const groups = type === 'User' && withGroups !== false ? `, ${USER_GROUPS_SQL} AS groups` : '';
+  return `u.id, u.resource, u.version, u.created_at, u.updated_at${groups}`;
+}
+
+/** The indexed columns kept beside a user's resource: user_name, external_id, display_name, active. */
+function userColumns(resource: Record<string, unknown>): [unknown, string | null, string | null, boolean] {
+  return [
+    resource.userName,
+    typeof resource.externalId === 'string' ? resource.externalId : null,
+    typeof resource.displayName === 'string' ? resource.displayName : null,
+    resource.active !== false,
+  ];
+}
 
 function notFound(type: ResourceType, id: string): ScimError {
   return ScimError.notFound(`${type} ${id} not found`);
@@ -159,7 +195,7 @@ export class Directory {
   private async load(db: Db | Tx, type: ResourceType, id: string, opts: { withGroups?: boolean; withMembers?: boolean }): Promise<StoredResource> {
     if (!UUID_RE.test(id)) throw notFound(type, id);
     const { rows } = await db.query<Row>(
-      `SELECT id, resource, version, created_at, updated_at FROM ${KINDS[type].table} WHERE id = $1 AND deleted_at IS NULL`,
+      `SELECT ${selectColumns(type, opts.withGroups)} FROM ${KINDS[type].table} u WHERE u.id = $1 AND u.deleted_at IS NULL`,
       [id],
     );
     if (!rows[0]) throw notFound(type, id);
@@ -183,7 +219,7 @@ export class Directory {
     }
     params.push(q.count, q.startIndex - 1);
     const { rows } = await this.db.query<Row & { total: number }>(
-      `SELECT u.id, u.resource, u.version, u.created_at, u.updated_at, count(*) OVER ()::int AS total
+      `SELECT ${selectColumns(type, q.withGroups)}, count(*) OVER ()::int AS total
          FROM ${kind.table} u
         WHERE u.deleted_at IS NULL ${where}
         ORDER BY ${order}
@@ -199,8 +235,8 @@ export class Directory {
     return { totalResults: total, resources: await this.hydrate(this.db, type, rows, q) };
   }
 
-  /** Adds `members` (Groups) or `groups` (Users) to loaded rows, in batched queries. */
-  private async hydrate(db: Db | Tx, type: ResourceType, rows: Row[], opts: { withGroups?: boolean; withMembers?: boolean }): Promise<StoredResource[]> {
+  /** Builds StoredResources from rows, loading Groups' `members` in one batched query. */
+  private async hydrate(db: Db | Tx, type: ResourceType, rows: Row[], opts: { withMembers?: boolean }): Promise<StoredResource[]> {
     const out: StoredResource[] = rows.map((r) => ({
       type,
       id: r.id,
@@ -232,27 +268,9 @@ export class Directory {
         });
       }
     }
-    if (type === 'User' && opts.withGroups !== false) {
-      // Direct memberships, then groups reached through nested groups (RFC 7643 §4.1.2 "indirect").
-      const { rows: groups } = await db.query<{ user_id: string; group_id: string; display_name: string; direct: boolean }>(
-        `WITH RECURSIVE reach(user_id, group_id, direct, path) AS (
-           SELECT m.member_id, m.group_id, true, ARRAY[m.group_id]
-             FROM group_members m WHERE m.member_type = 'User' AND m.member_id = ANY($1)
-           UNION
-           SELECT r.user_id, m.group_id, false, r.path || m.group_id
-             FROM reach r JOIN group_members m ON m.member_type = 'Group' AND m.member_id = r.group_id
-            WHERE NOT m.group_id = ANY(r.path)
-         )
-         SELECT r.user_id, r.group_id, g.display_name, bool_or(r.direct) AS direct
-           FROM reach r JOIN groups g ON g.id = r.group_id AND g.deleted_at IS NULL
-          GROUP BY r.user_id, r.group_id, g.display_name
-          ORDER BY g.display_name`,
-        [ids],
-      );
-      for (const g of groups) {
-        const user = byId.get(g.user_id)!;
-        const list = (user.resource.groups ??= []) as Array<Record<string, unknown>>;
-        list.push({ value: g.group_id, display: g.display_name, type: g.direct ? 'direct' : 'indirect' });
+    if (type === 'User') {
+      for (const [i, r] of rows.entries()) {
+        if (r.groups && r.groups.length > 0) out[i]!.resource.groups = r.groups;
       }
     }
     return out;
@@ -262,14 +280,15 @@ export class Directory {
 
   async create(type: ResourceType, actor: Actor, body: unknown): Promise<StoredResource> {
     const resource = normalizeResource(body, { registry: this.registry, resourceType: type });
+    if (type === 'User') return await this.createUser(actor, resource);
     const id = randomUUID();
     return await this.write(type, async (tx) => {
-      const members = type === 'Group' ? await this.resolveMembers(tx, id, resource.members) : [];
+      const members = await this.resolveMembers(tx, id, resource.members);
       delete resource.members;
-      const row = await this.insertRow(tx, type, id, resource);
-      const affected = new Set<string>(type === 'User' ? [id] : []);
-      if (type === 'Group') await this.addMembers(tx, id, members, affected);
-      await this.audit(tx, actor, `${type.toLowerCase()}.created`, type, id, null, resource);
+      const row = await this.insertGroup(tx, id, resource);
+      const affected = new Set<string>();
+      await this.addMembers(tx, id, members, affected);
+      await this.audit(tx, actor, 'group.created', type, id, null, resource);
       await this.announce(tx, affected);
       const [out] = await this.hydrate(tx, type, [row], {});
       return out!;
@@ -278,21 +297,36 @@ export class Directory {
 
   async replace(type: ResourceType, actor: Actor, id: string, body: unknown, ifMatch?: string): Promise<StoredResource> {
     const next = normalizeResource(body, { registry: this.registry, resourceType: type });
+    if (type === 'User') {
+      const ctx = { registry: this.registry, resourceType: type };
+      const out = await this.updateUser(actor, id, ifMatch, 'user.replaced', (current) => {
+        checkImmutable(current.resource, next, ctx);
+        return next;
+      });
+      return out.resource;
+    }
     return await this.write(type, async (tx) => {
       const current = await this.lockForUpdate(tx, type, id, ifMatch);
       checkImmutable(current.resource, next, { registry: this.registry, resourceType: type });
-      return await this.update(tx, type, actor, current, next, `${type.toLowerCase()}.replaced`);
+      return await this.updateGroup(tx, actor, current, next, 'group.replaced');
     }, next);
   }
 
   async patch(type: ResourceType, actor: Actor, id: string, ops: PatchOperation[], ifMatch?: string): Promise<{ resource: StoredResource; changed: boolean }> {
+    if (type === 'User') {
+      return await this.updateUser(actor, id, ifMatch, 'user.patched', (current) => {
+        const rendered = { ...current.resource, id: current.id, meta: { resourceType: type, version: etagOf(current.version) } };
+        const { resource: patched, changed } = applyPatch(rendered, ops, { registry: this.registry, resourceType: type });
+        return changed ? normalizeResource(patched, { registry: this.registry, resourceType: type }) : undefined;
+      });
+    }
     return await this.write(type, async (tx) => {
       const current = await this.lockForUpdate(tx, type, id, ifMatch);
       const rendered = { ...current.resource, id: current.id, meta: { resourceType: type, version: etagOf(current.version) } };
       const { resource: patched, changed } = applyPatch(rendered, ops, { registry: this.registry, resourceType: type });
       if (!changed) return { resource: await this.load(tx, type, id, {}), changed: false };
       const next = normalizeResource(patched, { registry: this.registry, resourceType: type });
-      return { resource: await this.update(tx, type, actor, current, next, `${type.toLowerCase()}.patched`), changed: true };
+      return { resource: await this.updateGroup(tx, actor, current, next, 'group.patched'), changed: true };
     });
   }
 
@@ -311,17 +345,97 @@ export class Directory {
 
   // ---------------------------------------------------------------- internals
 
+  /**
+   * A user, its audit event and its outbox message in ONE statement: atomic without a
+   * transaction block, and one round trip, which is what makes SCIM POST fast.
+   */
+  private async createUser(actor: Actor, resource: Record<string, unknown>): Promise<StoredResource> {
+    try {
+      const { rows } = await this.db.query<Row>(
+        `WITH u AS (
+           INSERT INTO users (id, user_name, external_id, display_name, active, resource)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           RETURNING id, user_name, resource, version, created_at, updated_at),
+         a AS (
+           INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
+           SELECT $7, 'user.created', 'User', u.id::text, 'SCIM', u.resource FROM u),
+         o AS (
+           INSERT INTO outbox (topic, aggregate_id, payload)
+           SELECT 'user.changed', u.id, jsonb_build_object('userName', u.user_name) FROM u)
+         SELECT id, resource, version, created_at, updated_at FROM u`,
+        [randomUUID(), ...userColumns(resource), resource, actor.name],
+      );
+      const [out] = await this.hydrate(this.db, 'User', rows, {});
+      return out!;
+    } catch (err) {
+      throw this.uniqueness(err, 'User', resource);
+    }
+  }
+
+  /**
+   * Changes a user with optimistic concurrency: read, compute the new resource, then one statement
+   * that updates the row only if its version is still the one read, and appends the audit event
+   * and the outbox message. A concurrent change makes the statement match nothing, and the
+   * change is computed again from the fresh row. `compute` returns undefined for "no change".
+   */
+  private async updateUser(
+    actor: Actor,
+    id: string,
+    ifMatch: string | undefined,
+    action: string,
+    compute: (current: StoredResource) => Record<string, unknown> | undefined,
+  ): Promise<{ resource: StoredResource; changed: boolean }> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const current = await this.load(this.db, 'User', id, {});
+      if (ifMatch !== undefined && !etagMatches(ifMatch, current.version)) {
+        throw new ScimError(412, `User ${id} has changed: its version is ${etagOf(current.version)}, not ${ifMatch}`);
+      }
+      const { groups: _readOnly, ...before } = current.resource;
+      const next = compute(current);
+      if (next === undefined) return { resource: current, changed: false };
+      let rows: Row[];
+      try {
+        ({ rows } = await this.db.query<Row>(
+          `WITH u AS (
+             UPDATE users SET user_name = $3, external_id = $4, display_name = $5, active = $6, resource = $7,
+                    version = version + 1, updated_at = now()
+              WHERE id = $1 AND version = $2 AND deleted_at IS NULL
+              RETURNING id, user_name, resource, version, created_at, updated_at),
+           a AS (
+             INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, before, after)
+             SELECT $8, $9, 'User', u.id::text, 'SCIM', $10, u.resource FROM u),
+           o AS (
+             INSERT INTO outbox (topic, aggregate_id, payload)
+             SELECT 'user.changed', u.id, jsonb_build_object('userName', u.user_name) FROM u)
+           SELECT ${selectColumns('User', true)} FROM u`,
+          [id, current.version, ...userColumns(next), next, actor.name, action, JSON.stringify(before)],
+        ));
+      } catch (err) {
+        throw this.uniqueness(err, 'User', next);
+      }
+      if (rows.length > 0) {
+        const [out] = await this.hydrate(this.db, 'User', rows, {});
+        return { resource: out!, changed: true };
+      }
+      // Changed or deleted since it was read: go round again (a deletion becomes a 404).
+    }
+    throw new ScimError(409, `User ${id} is being changed by others too often to apply this change; retry`);
+  }
+
+  /** A unique-index violation as the SCIM 409 it means; other errors unchanged. */
+  private uniqueness(err: unknown, type: ResourceType, resource: Record<string, unknown> | undefined): unknown {
+    if ((err as { code?: string }).code !== UNIQUE_VIOLATION) return err;
+    const attr = KINDS[type].unique;
+    const value = resource?.[attr];
+    return ScimError.conflict(`a ${type} with ${attr} ${value === undefined ? 'of that value' : JSON.stringify(value)} already exists`);
+  }
+
   /** Runs a write transaction, turning unique-index violations into SCIM 409s. */
   private async write<T>(type: ResourceType, fn: (tx: Tx) => Promise<T>, resource?: Record<string, unknown>): Promise<T> {
     try {
       return await withTransaction(this.db, fn);
     } catch (err) {
-      if ((err as { code?: string }).code === UNIQUE_VIOLATION) {
-        const attr = KINDS[type].unique;
-        const value = resource?.[attr];
-        throw ScimError.conflict(`a ${type} with ${attr} ${value === undefined ? 'of that value' : JSON.stringify(value)} already exists`);
-      }
-      throw err;
+      throw this.uniqueness(err, type, resource);
     }
   }
 
@@ -335,69 +449,42 @@ export class Directory {
     if (ifMatch !== undefined && !etagMatches(ifMatch, rows[0].version)) {
       throw new ScimError(412, `${type} ${id} has changed: its version is ${etagOf(rows[0].version)}, not ${ifMatch}`);
     }
-    const [res] = await this.hydrate(tx, type, rows, { withGroups: false, withMembers: true });
+    const [res] = await this.hydrate(tx, type, rows, { withMembers: true });
     return res!;
   }
 
-  private async update(tx: Tx, type: ResourceType, actor: Actor, current: StoredResource, next: Record<string, unknown>, action: string): Promise<StoredResource> {
+  /** Replaces a group's attributes and members inside the caller's transaction. */
+  private async updateGroup(tx: Tx, actor: Actor, current: StoredResource, next: Record<string, unknown>, action: string): Promise<StoredResource> {
     const affected = new Set<string>();
-    if (type === 'Group') {
-      const members = await this.resolveMembers(tx, current.id, next.members);
-      delete next.members;
-      const before = new Map(((current.resource.members ?? []) as Member[]).map((m) => [m.value, m]));
-      const after = new Map(members.map((m) => [m.value, m]));
-      const removed = [...before.values()].filter((m) => !after.has(m.value));
-      const added = members.filter((m) => !before.has(m.value));
-      if (removed.length) {
-        for (const m of removed) for (const u of await this.membersUsers(tx, m)) affected.add(u);
-        await tx.query('DELETE FROM group_members WHERE group_id = $1 AND member_id = ANY($2)', [current.id, removed.map((m) => m.value)]);
-      }
-      await this.addMembers(tx, current.id, added, affected);
-    } else {
-      affected.add(current.id);
+    const members = await this.resolveMembers(tx, current.id, next.members);
+    delete next.members;
+    const before = new Map(((current.resource.members ?? []) as Member[]).map((m) => [m.value, m]));
+    const after = new Map(members.map((m) => [m.value, m]));
+    const removed = [...before.values()].filter((m) => !after.has(m.value));
+    const added = members.filter((m) => !before.has(m.value));
+    if (removed.length) {
+      for (const m of removed) for (const u of await this.membersUsers(tx, m)) affected.add(u);
+      await tx.query('DELETE FROM group_members WHERE group_id = $1 AND member_id = ANY($2)', [current.id, removed.map((m) => m.value)]);
     }
+    await this.addMembers(tx, current.id, added, affected);
     const { members: _omit, ...beforeResource } = current.resource;
-    const row = await this.updateRow(tx, type, current.id, next);
-    await this.audit(tx, actor, action, type, current.id, beforeResource, next);
-    await this.announce(tx, affected);
-    const [out] = await this.hydrate(tx, type, [row], {});
-    return out!;
-  }
-
-  private async insertRow(tx: Tx, type: ResourceType, id: string, resource: Record<string, unknown>): Promise<Row> {
-    const externalId = typeof resource.externalId === 'string' ? resource.externalId : null;
-    if (type === 'User') {
-      const { rows } = await tx.query<Row>(
-        `INSERT INTO users (id, user_name, external_id, display_name, active, resource)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         RETURNING id, resource, version, created_at, updated_at`,
-        [id, resource.userName, externalId, typeof resource.displayName === 'string' ? resource.displayName : null, resource.active !== false, resource],
-      );
-      return rows[0]!;
-    }
-    const { rows } = await tx.query<Row>(
-      `INSERT INTO groups (id, display_name, external_id, resource) VALUES ($1, $2, $3, $4)
-       RETURNING id, resource, version, created_at, updated_at`,
-      [id, resource.displayName, externalId, resource],
-    );
-    return rows[0]!;
-  }
-
-  private async updateRow(tx: Tx, type: ResourceType, id: string, resource: Record<string, unknown>): Promise<Row> {
-    const externalId = typeof resource.externalId === 'string' ? resource.externalId : null;
-    if (type === 'User') {
-      const { rows } = await tx.query<Row>(
-        `UPDATE users SET user_name = $2, external_id = $3, display_name = $4, active = $5, resource = $6,
-                version = version + 1, updated_at = now()
-          WHERE id = $1 RETURNING id, resource, version, created_at, updated_at`,
-        [id, resource.userName, externalId, typeof resource.displayName === 'string' ? resource.displayName : null, resource.active !== false, resource],
-      );
-      return rows[0]!;
-    }
+    const externalId = typeof next.externalId === 'string' ? next.externalId : null;
     const { rows } = await tx.query<Row>(
       `UPDATE groups SET display_name = $2, external_id = $3, resource = $4, version = version + 1, updated_at = now()
         WHERE id = $1 RETURNING id, resource, version, created_at, updated_at`,
-      [id, resource.displayName, externalId, resource],
+      [current.id, next.displayName, externalId, next],
+    );
+    await this.audit(tx, actor, action, 'Group', current.id, beforeResource, next);
+    await this.announce(tx, affected);
+    const [out] = await this.hydrate(tx, 'Group', rows, {});
+    return out!;
+  }
+
+  private async insertGroup(tx: Tx, id: string, resource: Record<string, unknown>): Promise<Row> {
+    const { rows } = await tx.query<Row>(
+      `INSERT INTO groups (id, display_name, external_id, resource) VALUES ($1, $2, $3, $4)
+       RETURNING id, resource, version, created_at, updated_at`,
+      [id, resource.displayName, typeof resource.externalId === 'string' ? resource.externalId : null, resource],
     );
     return rows[0]!;
   }
