@@ -238,7 +238,8 @@ export async function seedUsers(db: Db, n: number): Promise<void> {
        ) d`,
     [n, USER_SCHEMA, ENTERPRISE, GIVEN_NAMES, FAMILY_NAMES, DEPARTMENTS],
   );
-  await db.query('ANALYZE');
+  // As autovacuum would: fresh statistics, and a visibility map that lets counts and deep pages use index-only scans.
+  await db.query('VACUUM ANALYZE users');
 }
 
 // ------------------------------------------------------------------ server children

@@ -2,6 +2,7 @@
  * PostgreSQL access through `pg`. One pool per process; `withTransaction` is the only way code in
  * this project writes more than one statement atomically.
  */
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 
 export type Db = pg.Pool;
@@ -62,4 +63,24 @@ export async function withTransaction<T>(db: Db, fn: (tx: Tx) => Promise<T>): Pr
   } finally {
     client.release();
   }
+}
+
+/** Statement texts given a name so far; bounded, because each name lives on every connection. */
+const named = new Set<string>();
+const MAX_NAMED_STATEMENTS = 500;
+
+/**
+ * Runs a query as a named prepared statement, so PostgreSQL plans its text once per connection
+ * instead of on every call. Worth it for the hot, fixed-shape queries of the SCIM read and write
+ * paths, whose planning costs more than their execution. Only the first MAX_NAMED_STATEMENTS
+ * distinct texts get names (filters of unusual shapes run unnamed), which bounds the memory they
+ * take on each server connection.
+ */
+export async function queryPrepared<R extends pg.QueryResultRow>(db: Db | Tx, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+  const name = `q_${createHash('sha1').update(text).digest('base64url').slice(0, 20)}`;
+  if (!named.has(name)) {
+    if (named.size >= MAX_NAMED_STATEMENTS) return await db.query<R>(text, values);
+    named.add(name);
+  }
+  return await db.query<R>({ name, text, values });
 }

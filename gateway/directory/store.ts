@@ -11,7 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Filter } from 'scim2-parse-filter';
 import type { Db, Tx } from '../db/pool.js';
-import { withTransaction } from '../db/pool.js';
+import { queryPrepared, withTransaction } from '../db/pool.js';
 import { enqueueUserChanges } from '../outbox/outbox.js';
 import { ScimError } from '../scim/errors.js';
 import { filterToSql, sortExpression, type SqlTarget } from '../scim/filter.js';
@@ -194,7 +194,8 @@ export class Directory {
 
   private async load(db: Db | Tx, type: ResourceType, id: string, opts: { withGroups?: boolean; withMembers?: boolean }): Promise<StoredResource> {
     if (!UUID_RE.test(id)) throw notFound(type, id);
-    const { rows } = await db.query<Row>(
+    const { rows } = await queryPrepared<Row>(
+      db,
       `SELECT ${selectColumns(type, opts.withGroups)} FROM ${KINDS[type].table} u WHERE u.id = $1 AND u.deleted_at IS NULL`,
       [id],
     );
@@ -213,25 +214,28 @@ export class Directory {
       order = `${sortExpression(q.sortBy, kind.target, this.registry)} ${dir} NULLS LAST, u.id ${dir}`;
     }
     const countSql = `SELECT count(*)::int AS n FROM ${kind.table} u WHERE u.deleted_at IS NULL ${where}`;
-    if (q.count === 0) {
-      const { rows } = await this.db.query<{ n: number }>(countSql, params);
-      return { totalResults: rows[0]!.n, resources: [] };
-    }
+    const filterParams = params.slice();
+    const count = async () => (await queryPrepared<{ n: number }>(this.db, countSql, filterParams)).rows[0]!.n;
+    if (q.count === 0) return { totalResults: await count(), resources: [] };
     params.push(q.count, q.startIndex - 1);
-    const { rows } = await this.db.query<Row & { total: number }>(
-      `SELECT ${selectColumns(type, q.withGroups)}, count(*) OVER ()::int AS total
-         FROM ${kind.table} u
-        WHERE u.deleted_at IS NULL ${where}
-        ORDER BY ${order}
-        LIMIT $${params.length - 1} OFFSET $${params.length}`,
+    // The page's ids are found first (an index-only scan where the order and filter allow it, which
+    // keeps deep startIndex offsets cheap), then only those rows are read in full.
+    const { rows } = await queryPrepared<Row>(
+      this.db,
+      `SELECT ${selectColumns(type, q.withGroups)}
+         FROM unnest(ARRAY(
+                SELECT u.id FROM ${kind.table} u
+                 WHERE u.deleted_at IS NULL ${where}
+                 ORDER BY ${order}
+                 LIMIT $${params.length - 1} OFFSET $${params.length})) WITH ORDINALITY AS page(id, ord)
+         JOIN ${kind.table} u ON u.id = page.id
+        ORDER BY page.ord`,
       params,
     );
-    let total = rows[0]?.total;
-    if (total === undefined) {
-      // Past the last page: still tell the client how many there are.
-      const { rows: c } = await this.db.query<{ n: number }>(countSql, params.slice(0, -2));
-      total = c[0]!.n;
-    }
+    // A page that is neither full nor empty ends the result set, so it tells the total by itself;
+    // only otherwise is a count needed (exact totalResults, RFC 7644 §3.4.2).
+    const offset = q.startIndex - 1;
+    const total = rows.length > 0 && rows.length < q.count ? offset + rows.length : offset === 0 && rows.length === 0 ? 0 : await count();
     return { totalResults: total, resources: await this.hydrate(this.db, type, rows, q) };
   }
 
@@ -351,7 +355,8 @@ export class Directory {
    */
   private async createUser(actor: Actor, resource: Record<string, unknown>): Promise<StoredResource> {
     try {
-      const { rows } = await this.db.query<Row>(
+      const { rows } = await queryPrepared<Row>(
+        this.db,
         `WITH u AS (
            INSERT INTO users (id, user_name, external_id, display_name, active, resource)
            VALUES ($1, $2, $3, $4, $5, $6)
@@ -395,7 +400,8 @@ export class Directory {
       if (next === undefined) return { resource: current, changed: false };
       let rows: Row[];
       try {
-        ({ rows } = await this.db.query<Row>(
+        ({ rows } = await queryPrepared<Row>(
+          this.db,
           `WITH u AS (
              UPDATE users SET user_name = $3, external_id = $4, display_name = $5, active = $6, resource = $7,
                     version = version + 1, updated_at = now()

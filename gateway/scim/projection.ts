@@ -164,6 +164,11 @@ export function project(
   registry: SchemaRegistry,
   resourceType: ResourceType,
 ): Record<string, unknown> {
+  // Nothing asked for and nothing to hide: the resource is shown as it is (the common case).
+  if (!opts.attributes?.length && !opts.excludedAttributes?.length) {
+    const hidden = registry.hiddenKeys(resourceType);
+    if (!Object.keys(resource).some((k) => hidden.has(k.toLowerCase()))) return resource;
+  }
   const requested = opts.attributes && opts.attributes.length > 0 ? selection(opts.attributes, registry, resourceType) : undefined;
   const excluded = selection(opts.excludedAttributes, registry, resourceType);
   const extensions = registry.extensionsOf(resourceType);

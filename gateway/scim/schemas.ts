@@ -233,6 +233,8 @@ const ATTR_NAME = /^[A-Za-z$][\w$-]*$/;
 export class SchemaRegistry {
   private readonly schemas = new Map<string, SchemaDef>();
   private readonly resourceTypes = new Map<string, ResourceTypeDef>();
+  private readonly resolved = new Map<string, ResolvedAttribute | undefined>();
+  private readonly hidden = new Map<string, Set<string>>();
 
   constructor(extensions: CustomExtensionConfig[] = []) {
     for (const s of [USER_SCHEMA_DEF, ENTERPRISE_USER_SCHEMA_DEF, GROUP_SCHEMA_DEF]) this.schemas.set(s.id, s);
@@ -278,6 +280,24 @@ export class SchemaRegistry {
     rt.schemaExtensions.push({ schema: ext.id, required: ext.required ?? false });
   }
 
+  /**
+   * Lower-cased top-level keys of a resource of this type under which something may sit that a plain
+   * read must not show (returned "request" or "never"): core attribute names, and extension URNs
+   * whose schema has such an attribute. A resource with none of these keys needs no projection.
+   */
+  hiddenKeys(resourceType: 'User' | 'Group'): ReadonlySet<string> {
+    let keys = this.hidden.get(resourceType);
+    if (!keys) {
+      const rt = this.resourceType(resourceType);
+      const hidden = (a: AttributeDef): boolean => a.returned === 'request' || a.returned === 'never' || (a.subAttributes ?? []).some(hidden);
+      keys = new Set<string>();
+      for (const a of this.schemas.get(rt.schema)!.attributes) if (hidden(a)) keys.add(a.name.toLowerCase());
+      for (const { schema } of rt.schemaExtensions) if (this.schemas.get(schema)!.attributes.some(hidden)) keys.add(schema.toLowerCase());
+      this.hidden.set(resourceType, keys);
+    }
+    return keys;
+  }
+
   allSchemas(): SchemaDef[] {
     return [...this.schemas.values()];
   }
@@ -306,6 +326,16 @@ export class SchemaRegistry {
    * for a resource type, case-insensitively. Returns undefined for an unknown attribute.
    */
   resolve(resourceType: 'User' | 'Group', path: string): ResolvedAttribute | undefined {
+    // Rendering and projecting every resource resolves the same few paths over and over.
+    const key = `${resourceType}\u0000${path}`;
+    if (this.resolved.has(key)) return this.resolved.get(key);
+    const result = this.resolveUncached(resourceType, path);
+    if (this.resolved.size >= 10_000) this.resolved.clear();
+    this.resolved.set(key, result);
+    return result;
+  }
+
+  private resolveUncached(resourceType: 'User' | 'Group', path: string): ResolvedAttribute | undefined {
     const rt = this.resourceType(resourceType);
     let schemaId: string | undefined;
     let rest = path;
