@@ -46,6 +46,8 @@ const auth: FastifyPluginAsync = async (app) => {
         throw new AuthError(403, `the token "${identity.name}" lacks the ${scope} scope`);
       }
       request.identity = identity;
+      // Every later log line of this request names the token that made it.
+      request.log = request.log.child({ token: identity.name });
     };
   });
 };

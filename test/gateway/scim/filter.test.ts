@@ -443,7 +443,7 @@ t.test('RFC 7644 §3.4.2.2 examples on PostgreSQL', async (t) => {
       ['userName eq "bjensen"', 'users_user_name_key'],
       ['externalId eq "ext-BJ"', 'users_external_id_idx'],
       ['meta.lastModified gt "2011-05-13T04:42:34Z"', 'users_updated_at_idx'],
-      ['meta.created le "2010-02-01T00:00:00Z"', 'users_created_at_idx'],
+      ['meta.created le "2010-02-01T00:00:00Z"', 'users_created_at_id_idx'],
     ] as const) {
       const params: unknown[] = [];
       const where = filterToSql(parseFilter(filter), USERS, registry, params);
