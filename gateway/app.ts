@@ -14,6 +14,7 @@ import swagger from './plugins/swagger.js';
 import health from './routes/health.js';
 import scim from './routes/scim/index.js';
 import tokens from './routes/api/tokens.js';
+import provisioning from './routes/api/provisioning.js';
 
 export interface AppOptions {
   config: GatewayConfig;
@@ -60,5 +61,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(health);
   await app.register(scim, { prefix: '/scim/v2' });
   await app.register(tokens);
+  await app.register(provisioning);
   return app;
 }

@@ -5,13 +5,42 @@
  * PostgreSQL, so duplicated or reordered signals are harmless.
  */
 import * as wf from '@temporalio/workflow';
-import type { Activities } from './activities.js';
+import type { Activities } from './activities/index.js';
 import { userChangedSignal, userSyncStatusQuery, type UserSyncInput } from './messages.js';
 
-const { syncUser } = wf.proxyActivities<Activities>({
+const { syncUser, planUserSync, recordProvisioningFailure } = wf.proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });
+
+/**
+ * Calls to target systems: transient failures (429, 5xx, network) are retried with backoff, waiting
+ * at least as long as the target asked; permanent ones are non-retryable and end that connector's
+ * steps for this round.
+ */
+const targets = wf.proxyActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 25 },
+});
+
+/** Applies the plan: connectors in parallel, each connector's steps in order. */
+async function converge(userId: string): Promise<void> {
+  const plan = await planUserSync({ userId });
+  await Promise.all(
+    plan.connectors.map(async ({ connectorId, steps }) => {
+      for (const step of steps) {
+        const input = { userId, connectorId, ...(step.entitlementId ? { entitlementId: step.entitlementId } : {}) };
+        try {
+          await targets[step.action](input);
+        } catch (err) {
+          const message = err instanceof wf.ActivityFailure && err.cause ? err.cause.message : String(err);
+          await recordProvisioningFailure({ ...input, error: message });
+          return;
+        }
+      }
+    }),
+  );
+}
 
 /** Syncs before continuing as new, so the history of a busy user stays short. */
 const MAX_SYNCS_PER_RUN = 200;
@@ -36,6 +65,7 @@ export async function userSync(input: UserSyncInput): Promise<UserSyncResult> {
 
     if (input.debounceMs > 0) await wf.sleep(input.debounceMs);
     const target = pendingSeq;
+    await converge(input.userId);
     await syncUser({ userId: input.userId, seq: target });
     appliedSeq = target;
     syncs++;

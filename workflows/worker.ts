@@ -12,7 +12,8 @@ import pino from 'pino';
 import { exitOnConfigError, loadWorkerConfig, requireExternalServices, type LogLevel } from '../gateway/config.js';
 import { migrate } from '../gateway/db/migrate.js';
 import { connectPool, DatabaseUnreachableError, type Db } from '../gateway/db/pool.js';
-import { createActivities } from './activities.js';
+import { createActivities } from './activities/index.js';
+import { ConnectorRuntime } from './activities/connector-runtime.js';
 import { ensureSearchAttributes } from './client.js';
 
 const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
@@ -35,7 +36,7 @@ export async function createWorker(deps: WorkerDeps): Promise<Worker> {
     namespace: deps.namespace,
     taskQueue: deps.taskQueue,
     ...(deps.workflowBundle ? { workflowBundle: deps.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
-    activities: createActivities({ db: deps.db }),
+    activities: createActivities({ db: deps.db, connectors: new ConnectorRuntime(deps.db) }),
     ...(deps.identity ? { identity: deps.identity } : {}),
   });
 }

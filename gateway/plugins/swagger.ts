@@ -22,7 +22,7 @@ const docs: FastifyPluginAsync = async (app) => {
       info: OPENAPI_INFO,
       tags: [
         { name: 'scim', description: 'SCIM 2.0 (RFC 7643, RFC 7644)' },
-        { name: 'admin', description: 'Administration: API tokens' },
+        { name: 'admin', description: 'Administration: API tokens, connectors, entitlements, rules, grants' },
         { name: 'operations', description: 'Health and readiness' },
       ],
       components: {

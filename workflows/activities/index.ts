@@ -4,10 +4,13 @@
  * Every activity is idempotent: Temporal may run one more than once.
  */
 import { Context } from '@temporalio/activity';
-import type { Db } from '../gateway/db/pool.js';
+import type { Db } from '../../gateway/db/pool.js';
+import type { ConnectorRuntime } from './connector-runtime.js';
+import { applyStep, planUserSync, recordFailure, type StepInput, type UserPlan } from './provisioning.js';
 
 export interface ActivityDeps {
   db: Db;
+  connectors: ConnectorRuntime;
 }
 
 export interface SyncUserInput {
@@ -20,8 +23,26 @@ export interface SyncUserResult {
   outcome: 'synced' | 'deprovisioned' | 'missing';
 }
 
-export function createActivities({ db }: ActivityDeps) {
+export function createActivities({ db, connectors }: ActivityDeps) {
+  const workflowId = () => Context.current().info.workflowExecution?.workflowId;
+  const step = (action: Parameters<typeof applyStep>[2]) => async (input: StepInput) =>
+    await applyStep(db, connectors, action, { ...input, workflowId: workflowId() });
   return {
+    /** Materializes the user's rule grants and plans, per connector, the steps to converge. */
+    async planUserSync({ userId }: { userId: string }): Promise<UserPlan> {
+      return await planUserSync(db, connectors, userId);
+    },
+    // One activity per kind of step, so histories read as sentences in the Temporal UI.
+    createAccount: step('createAccount'),
+    updateAccount: step('updateAccount'),
+    grantEntitlement: step('grantEntitlement'),
+    revokeEntitlement: step('revokeEntitlement'),
+    disableAccount: step('disableAccount'),
+    deleteAccount: step('deleteAccount'),
+    /** Records a connector's failed step (its reason visible through the API). */
+    async recordProvisioningFailure(input: StepInput & { error: string }): Promise<void> {
+      await recordFailure(db, { ...input, workflowId: workflowId() });
+    },
     /**
      * Brings the user's downstream state in line with the directory, up to change `seq`, and
      * records how far it got. Re-running with the same or an older `seq` changes nothing.

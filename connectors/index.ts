@@ -1,0 +1,10 @@
+/**
+ * The built-in connectors, registered by type name. Plugins outside this folder need no entry here:
+ * configure their npm package name or file path as the connector type.
+ */
+import { registerBuiltIn } from './sdk/registry.js';
+
+registerBuiltIn('webhook', () => import('./webhook/index.js'));
+
+export { loadConnector, instantiate, validateConfig, builtInTypes } from './sdk/registry.js';
+export * from './sdk/contract.js';

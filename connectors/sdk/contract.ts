@@ -1,0 +1,177 @@
+/**
+ * The connector contract: what a plugin implements to provision one kind of target system.
+ *
+ * A connector knows nothing about SCIM, PostgreSQL or Temporal. It receives plain inputs, talks to
+ * one target, and answers in these terms:
+ *
+ * - Reads are paginated and separate from writes (`listAccounts`, `listGrants`), so reconciliation
+ *   streams a target of any size in bounded memory.
+ * - Writes are idempotent: doing what is already so answers `alreadyApplied`, not an error.
+ * - Failures are classified at the boundary: {@link TransientError} (network, 429, 5xx; with the wait
+ *   the target asked for) is retried by the engine with backoff; {@link PermanentError} (400, 401,
+ *   403, 404, 422, bad configuration) is not, and carries a reason a human can act on. Connectors
+ *   never retry on their own, so there is one retry policy, visible in the Temporal UI.
+ * - Capabilities are declared; the engine never calls a method the connector does not declare.
+ *
+ * Write one with {@link defineConnector}; docs/writing-a-connector.md walks through a complete example.
+ */
+import type { Static, TSchema } from '@sinclair/typebox';
+
+/** What a connector can do; the engine refuses to call anything not declared. */
+export type Capability =
+  | 'createAccount'
+  | 'updateAccount'
+  | 'disableAccount'
+  | 'deleteAccount'
+  | 'grant'
+  | 'revoke'
+  | 'listAccounts'
+  | 'listGrants';
+
+/** The user as the engine hands it to a connector: the directory's view, nothing target-specific. */
+export interface AccountInput {
+  /** The gateway's id of the user (stable; use it to correlate). */
+  userId: string;
+  userName: string;
+  externalId?: string | undefined;
+  active: boolean;
+  displayName?: string | undefined;
+  givenName?: string | undefined;
+  familyName?: string | undefined;
+  /** Primary (or first) email address. */
+  email?: string | undefined;
+  /** The full SCIM resource, for connectors that map more attributes. */
+  attributes: Record<string, unknown>;
+}
+
+/** An account as it exists in the target. */
+export interface RemoteAccount {
+  /** The target's identifier of the account (what later calls pass back). */
+  remoteId: string;
+  userName?: string | undefined;
+  email?: string | undefined;
+  active?: boolean | undefined;
+  /** Anything else the connector wants reconciliation to see. */
+  attributes?: Record<string, unknown> | undefined;
+}
+
+/** Something grantable in the target: a group, a team with a role, an organization membership. */
+export interface EntitlementRef {
+  /** The gateway's id of the entitlement. */
+  id: string;
+  /** Connector-specific description of what to grant, validated by the connector. */
+  target: Record<string, unknown>;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Opaque cursor for the next page; absent on the last page. */
+  next?: string | undefined;
+}
+
+export type WriteStatus = 'applied' | 'alreadyApplied';
+
+export interface WriteResult {
+  status: WriteStatus;
+  /** The account's remote id, when the write created or found it. */
+  remoteId?: string | undefined;
+}
+
+/** Resolves secret references (`env:NAME`, `file:/path`) to their values; never logs them. */
+export type SecretResolver = (reference: string) => Promise<string>;
+
+export interface ConnectorLogger {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface ConnectorContext<C> {
+  /** The instance's configuration, already validated against the connector's configSchema. */
+  config: C;
+  secret: SecretResolver;
+  log: ConnectorLogger;
+}
+
+/** One configured connection to a target. Methods exist exactly for the declared capabilities. */
+export interface ConnectorInstance {
+  /** One cheap authenticated call proving the configuration and credentials work. */
+  validate(): Promise<void>;
+  listAccounts?(cursor?: string): Promise<Page<RemoteAccount>>;
+  /** Remote ids of the accounts holding `entitlement`. */
+  listGrants?(entitlement: EntitlementRef, cursor?: string): Promise<Page<string>>;
+  /** Finds the user's account by its natural key or creates it; answers its remoteId. */
+  createAccount?(input: AccountInput): Promise<WriteResult>;
+  updateAccount?(remoteId: string, input: AccountInput): Promise<WriteResult>;
+  disableAccount?(remoteId: string): Promise<WriteResult>;
+  deleteAccount?(remoteId: string): Promise<WriteResult>;
+  grant?(remoteId: string, entitlement: EntitlementRef): Promise<WriteResult>;
+  revoke?(remoteId: string, entitlement: EntitlementRef): Promise<WriteResult>;
+  /** Releases sockets and timers. */
+  close?(): Promise<void>;
+}
+
+export interface ConnectorDefinition<S extends TSchema = TSchema> {
+  /** The type name configuration refers to, e.g. "webhook". */
+  type: string;
+  description: string;
+  /** TypeBox schema of the configuration, with a description on every property. */
+  configSchema: S;
+  /** TypeBox schema of an entitlement's `target` for this connector. */
+  entitlementSchema: TSchema;
+  capabilities: readonly Capability[];
+  create(ctx: ConnectorContext<Static<S>>): ConnectorInstance;
+}
+
+/** Declares a connector; the identity function gives the config type to `create`. */
+export function defineConnector<S extends TSchema>(def: ConnectorDefinition<S>): ConnectorDefinition<S> {
+  return def;
+}
+
+/** A failure worth retrying later: network errors, 429, 5xx. */
+export class TransientError extends Error {
+  constructor(
+    message: string,
+    /** How long the target asked us to wait (Retry-After, rate-limit reset), if it said. */
+    readonly retryAfterMs?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'TransientError';
+  }
+}
+
+/** A failure that retrying will not fix: bad request, no permission, not found, invalid config. */
+export class PermanentError extends Error {
+  constructor(
+    message: string,
+    /** A short machine-readable kind, e.g. "forbidden", "notFound", "invalidConfig". */
+    readonly kind: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'PermanentError';
+  }
+}
+
+/** Parses Retry-After (seconds or an HTTP date) into milliseconds from now. */
+export function retryAfterMs(header: string | null | undefined, now = Date.now()): number | undefined {
+  if (!header) return undefined;
+  const trimmed = header.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const at = Date.parse(trimmed);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+/**
+ * Classifies an HTTP failure the usual way: 408, 425, 429 and 5xx are transient (honouring
+ * Retry-After), everything else permanent. `what` prefixes the message ("webhook: createAccount").
+ */
+export function httpError(what: string, status: number, body: string, headers?: { get(name: string): string | null }): Error {
+  const detail = body.length > 300 ? `${body.slice(0, 300)}…` : body;
+  const message = `${what} failed: HTTP ${status}${detail ? `: ${detail}` : ''}`;
+  if (status === 408 || status === 425 || status === 429 || status >= 500) {
+    return new TransientError(message, retryAfterMs(headers?.get('retry-after')));
+  }
+  const kind = status === 401 ? 'unauthorized' : status === 403 ? 'forbidden' : status === 404 ? 'notFound' : status === 409 ? 'conflict' : 'rejected';
+  return new PermanentError(message, kind);
+}

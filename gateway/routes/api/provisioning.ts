@@ -1,0 +1,278 @@
+/**
+ * Admin API for provisioning (`admin` scope): connectors, entitlements, birthright rules, who has
+ * what and why, and each user's provisioning status. Every change is audited and, where it changes
+ * what users should have, announced to their userSync workflows through the outbox.
+ *
+ * Connector configuration may name secrets only by reference (`env:NAME`, `file:/path`): a value
+ * under a key that looks like a secret (token, secret, password, key…) that is not a reference is
+ * refused, so the database never holds one and the API can return configuration as it is.
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import { loadConnector, validateConfig, PermanentError } from '../../../connectors/index.js';
+import { isSecretReference } from '../../../connectors/sdk/secrets.js';
+import { withTransaction, type Tx } from '../../db/pool.js';
+import { enqueueUserChanges } from '../../outbox/outbox.js';
+import { parseFilter } from '../../scim/filter.js';
+import { ScimError } from '../../scim/errors.js';
+
+const SECRET_KEY = /(secret|token|password|passwd|private_?key|privatekey|api_?key|credential)/i;
+
+/** Paths of configuration values that look like secrets but are not references. */
+export function plaintextSecrets(value: unknown, path = ''): string[] {
+  if (Array.isArray(value)) return value.flatMap((v, i) => plaintextSecrets(v, `${path}[${i}]`));
+  if (typeof value !== 'object' || value === null) return [];
+  return Object.entries(value).flatMap(([k, v]) => {
+    const here = path ? `${path}.${k}` : k;
+    if (SECRET_KEY.test(k) && typeof v === 'string' && !isSecretReference(v)) return [here];
+    return plaintextSecrets(v, here);
+  });
+}
+
+function fail(reply: FastifyReply, status: number, message: string) {
+  const error = status === 404 ? 'Not Found' : status === 409 ? 'Conflict' : 'Bad Request';
+  return reply.code(status).send({ statusCode: status, error, message });
+}
+
+const ConnectorBody = {
+  type: 'object',
+  required: ['id', 'type'],
+  additionalProperties: false,
+  properties: {
+    id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$', description: 'stable slug, e.g. "github-main"' },
+    type: { type: 'string', minLength: 1, description: 'built-in type ("webhook", "scim"), npm package name, or path' },
+    config: { type: 'object', additionalProperties: true, description: 'validated against the connector type; secrets only as env:NAME or file:/path' },
+    mode: { type: 'string', enum: ['enforce', 'monitor'] },
+    deprovision: { type: 'string', enum: ['disable', 'delete'] },
+    enabled: { type: 'boolean' },
+  },
+} as const;
+
+const EntitlementBody = {
+  type: 'object',
+  required: ['connectorId', 'name', 'target'],
+  additionalProperties: false,
+  properties: {
+    connectorId: { type: 'string' },
+    name: { type: 'string', minLength: 1, maxLength: 200 },
+    target: { type: 'object', additionalProperties: true, description: "what to grant, in the connector type's terms" },
+    membership: { type: 'string', enum: ['authoritative', 'additive'] },
+  },
+} as const;
+
+const RuleBody = {
+  type: 'object',
+  required: ['name', 'entitlements'],
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 200 },
+    group: { type: 'string', description: 'SCIM group id or displayName whose members (nested included) qualify' },
+    condition: { type: 'string', description: 'SCIM filter on users, e.g. urn:…:enterprise:2.0:User:department eq "Security"' },
+    entitlements: { type: 'array', minItems: 1, items: { type: 'string' }, description: 'entitlement ids or "connectorId/name"' },
+  },
+} as const;
+
+const provisioning: FastifyPluginAsync = async (app) => {
+  const admin = app.requireScope('admin');
+  const tags = ['admin'];
+  const security = [{ bearer: [] }];
+  const audit = (tx: Tx, actor: string, action: string, type: string, id: string, after: unknown) =>
+    tx.query(`INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, $2, $3, $4, 'admin API', $5)`, [
+      actor,
+      action,
+      type,
+      id,
+      JSON.stringify(after),
+    ]);
+
+  // ------------------------------------------------------------------ connectors
+
+  app.get('/api/connectors', { onRequest: admin, schema: { tags, security, summary: 'List connectors' } }, async () => {
+    const { rows } = await app.db.query<Record<string, unknown>>('SELECT id, type, config, mode, deprovision, enabled, created_at, updated_at FROM connectors ORDER BY id');
+    return rows;
+  });
+
+  app.put<{ Params: { id: string }; Body: { id: string; type: string; config?: Record<string, unknown>; mode?: string; deprovision?: string; enabled?: boolean } }>(
+    '/api/connectors/:id',
+    { onRequest: admin, schema: { tags, security, summary: 'Create or replace a connector', body: ConnectorBody } },
+    async (request, reply) => {
+      const body = request.body;
+      if (body.id !== request.params.id) return fail(reply, 400, 'the id in the path and in the body differ');
+      const config = body.config ?? {};
+      const leaked = plaintextSecrets(config);
+      if (leaked.length) return fail(reply, 400, `config.${leaked.join(', config.')}: give secrets as env:NAME or file:/path references, never as values`);
+      try {
+        validateConfig(await loadConnector(body.type), config);
+      } catch (err) {
+        if (err instanceof PermanentError) return fail(reply, 400, err.message);
+        throw err;
+      }
+      const row = await withTransaction(app.db, async (tx) => {
+        const { rows } = await tx.query<Record<string, unknown>>(
+          `INSERT INTO connectors (id, type, config, mode, deprovision, enabled) VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (id) DO UPDATE SET type = $2, config = $3, mode = $4, deprovision = $5, enabled = $6, updated_at = now()
+           RETURNING id, type, config, mode, deprovision, enabled, created_at, updated_at`,
+          [body.id, body.type, config, body.mode ?? 'enforce', body.deprovision ?? 'disable', body.enabled ?? true],
+        );
+        await audit(tx, request.identity!.name, 'connector.saved', 'Connector', body.id, rows[0]);
+        return rows[0]!;
+      });
+      return row;
+    },
+  );
+
+  // ------------------------------------------------------------------ entitlements
+
+  app.get('/api/entitlements', { onRequest: admin, schema: { tags, security, summary: 'List entitlements' } }, async () => {
+    const { rows } = await app.db.query<Record<string, unknown>>('SELECT id, connector_id AS "connectorId", name, target, membership FROM entitlements ORDER BY connector_id, name');
+    return rows;
+  });
+
+  app.post<{ Body: { connectorId: string; name: string; target: Record<string, unknown>; membership?: string } }>(
+    '/api/entitlements',
+    { onRequest: admin, schema: { tags, security, summary: 'Create an entitlement', body: EntitlementBody } },
+    async (request, reply) => {
+      const { connectorId, name, target, membership } = request.body;
+      const { rows: c } = await app.db.query<{ type: string }>('SELECT type FROM connectors WHERE id = $1', [connectorId]);
+      if (!c[0]) return fail(reply, 400, `no connector "${connectorId}"`);
+      const def = await loadConnector(c[0].type);
+      const { Value } = await import('@sinclair/typebox/value');
+      if (!Value.Check(def.entitlementSchema, target)) {
+        const problems = [...Value.Errors(def.entitlementSchema, target)].slice(0, 5).map((e) => `${e.path || '/'}: ${e.message}`);
+        return fail(reply, 400, `target is not valid for a ${def.type} entitlement: ${problems.join('; ')}`);
+      }
+      try {
+        const row = await withTransaction(app.db, async (tx) => {
+          const { rows } = await tx.query<{ id: string } & Record<string, unknown>>(
+            `INSERT INTO entitlements (id, connector_id, name, target, membership) VALUES ($1, $2, $3, $4, $5)
+             RETURNING id, connector_id AS "connectorId", name, target, membership`,
+            [randomUUID(), connectorId, name, target, membership ?? 'additive'],
+          );
+          await audit(tx, request.identity!.name, 'entitlement.created', 'Entitlement', rows[0]!.id, rows[0]);
+          return rows[0]!;
+        });
+        return reply.code(201).send(row);
+      } catch (err) {
+        if ((err as { code?: string }).code === '23505') return fail(reply, 409, `connector "${connectorId}" already has an entitlement "${name}"`);
+        throw err;
+      }
+    },
+  );
+
+  // ------------------------------------------------------------------ rules
+
+  app.get('/api/rules', { onRequest: admin, schema: { tags, security, summary: 'List birthright rules' } }, async () => {
+    const { rows } = await app.db.query<Record<string, unknown>>(
+      `SELECT r.id, r.name, r.group_id AS "groupId", g.display_name AS "groupName", r.condition, r.entitlement_ids AS "entitlementIds"
+         FROM rules r LEFT JOIN groups g ON g.id = r.group_id ORDER BY r.name`,
+    );
+    return rows;
+  });
+
+  app.post<{ Body: { name: string; group?: string; condition?: string; entitlements: string[] } }>(
+    '/api/rules',
+    { onRequest: admin, schema: { tags, security, summary: 'Create a birthright rule (group or SCIM filter → entitlements)', body: RuleBody } },
+    async (request, reply) => {
+      const { name, group, condition, entitlements } = request.body;
+      if ((group === undefined) === (condition === undefined)) return fail(reply, 400, 'give exactly one of "group" and "condition"');
+      if (condition !== undefined) {
+        try {
+          parseFilter(condition);
+        } catch (err) {
+          return fail(reply, 400, `condition: ${err instanceof ScimError ? err.detail : String(err)}`);
+        }
+      }
+      const { rows: ents } = await app.db.query<{ id: string; key: string }>(
+        `SELECT id, connector_id || '/' || name AS key FROM entitlements WHERE id::text = ANY($1) OR connector_id || '/' || name = ANY($1)`,
+        [entitlements],
+      );
+      const missing = entitlements.filter((e) => !ents.some((x) => x.id === e || x.key === e));
+      if (missing.length) return fail(reply, 400, `no entitlement ${missing.join(', ')}`);
+      let groupId: string | null = null;
+      if (group !== undefined) {
+        const { rows: g } = await app.db.query<{ id: string }>(
+          'SELECT id FROM groups WHERE deleted_at IS NULL AND (id::text = $1 OR lower(display_name) = lower($1))',
+          [group],
+        );
+        if (!g[0]) return fail(reply, 400, `no group ${group}`);
+        groupId = g[0].id;
+      }
+      try {
+        const row = await withTransaction(app.db, async (tx) => {
+          const id = randomUUID();
+          const { rows } = await tx.query<Record<string, unknown>>(
+            `INSERT INTO rules (id, name, group_id, condition, entitlement_ids) VALUES ($1, $2, $3, $4, $5)
+             RETURNING id, name, group_id AS "groupId", condition, entitlement_ids AS "entitlementIds"`,
+            [id, name, groupId, condition ?? null, ents.map((e) => e.id)],
+          );
+          await audit(tx, request.identity!.name, 'rule.created', 'Rule', id, rows[0]);
+          // Whoever the rule may cover is re-evaluated by their userSync workflow.
+          const { rows: users } = groupId
+            ? await tx.query<{ id: string }>(
+                `WITH RECURSIVE below(id) AS (SELECT $1::uuid UNION SELECT m.member_id FROM group_members m JOIN below b ON m.group_id = b.id WHERE m.member_type = 'Group')
+                 SELECT DISTINCT m.member_id AS id FROM group_members m JOIN below b ON m.group_id = b.id WHERE m.member_type = 'User'`,
+                [groupId],
+              )
+            : await tx.query<{ id: string }>('SELECT id FROM users WHERE deleted_at IS NULL');
+          await enqueueUserChanges(tx, users.map((u) => u.id));
+          return rows[0];
+        });
+        app.outbox.kick();
+        return reply.code(201).send(row);
+      } catch (err) {
+        if ((err as { code?: string }).code === '23505') return fail(reply, 409, `a rule named "${name}" exists`);
+        throw err;
+      }
+    },
+  );
+
+  // ------------------------------------------------------------------ who has what, and why
+
+  app.get<{ Querystring: { userId?: string; entitlementId?: string } }>(
+    '/api/grants',
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Who should have what, and why (active grants)',
+        querystring: { type: 'object', properties: { userId: { type: 'string', format: 'uuid' }, entitlementId: { type: 'string', format: 'uuid' } } },
+      },
+    },
+    async (request) => {
+      const { rows } = await app.db.query<Record<string, unknown>>(
+        `SELECT g.id, g.user_id AS "userId", u.user_name AS "userName", g.entitlement_id AS "entitlementId",
+                e.connector_id AS "connectorId", e.name AS "entitlement", g.reason, g.valid_from AS "validFrom",
+                g.valid_until AS "validUntil", (ag.user_id IS NOT NULL) AS applied
+           FROM grants g JOIN users u ON u.id = g.user_id JOIN entitlements e ON e.id = g.entitlement_id
+           LEFT JOIN account_grants ag ON ag.user_id = g.user_id AND ag.entitlement_id = g.entitlement_id
+          WHERE g.status = 'active' AND ($1::uuid IS NULL OR g.user_id = $1) AND ($2::uuid IS NULL OR g.entitlement_id = $2)
+          ORDER BY u.user_name, e.connector_id, e.name, g.reason`,
+        [request.query.userId ?? null, request.query.entitlementId ?? null],
+      );
+      return rows;
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/api/users/:id/provisioning',
+    { onRequest: admin, schema: { tags, security, summary: "A user's accounts per connector: state, last sync, last error, workflow", params: { type: 'object', properties: { id: { type: 'string', format: 'uuid' } } } } },
+    async (request, reply) => {
+      const { rows: u } = await app.db.query<{ id: string }>('SELECT id FROM users WHERE id = $1', [request.params.id]);
+      if (!u[0]) return fail(reply, 404, `no user ${request.params.id}`);
+      const { rows } = await app.db.query<{ connectorId: string; workflowId: string | null }>(
+        `SELECT a.connector_id AS "connectorId", a.remote_id AS "remoteId", a.state, a.last_sync_at AS "lastSyncAt",
+                a.last_error AS "lastError", a.last_error_at AS "lastErrorAt", a.workflow_id AS "workflowId"
+           FROM accounts a WHERE a.user_id = $1 ORDER BY a.connector_id`,
+        [request.params.id],
+      );
+      const ui = app.config.temporalUiUrl?.replace(/\/+$/, '');
+      return rows.map((r) => ({
+        ...r,
+        workflowUrl: ui && r.workflowId ? `${ui}/namespaces/${encodeURIComponent(app.config.temporalNamespace)}/workflows/${encodeURIComponent(r.workflowId)}` : null,
+      }));
+    },
+  );
+};
+
+export default provisioning;

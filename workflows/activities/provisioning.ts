@@ -1,0 +1,304 @@
+/**
+ * The provisioning engine's activity-side logic: desired state from rules and grants, the plan that
+ * makes each connector's target match it, and applying one step of that plan.
+ *
+ * Desired state: the user's active grants (reason `rule:<name>` materialized here from the rules,
+ * `manual` or `request:<id>` from elsewhere), within their validity window, of enabled connectors.
+ * Deprovisioning (user inactive or deleted) is the same computation with an empty desired state:
+ * grants end, memberships are revoked, then each account is disabled or deleted per connector policy.
+ * A user keeps an account in a target exactly while they hold at least one entitlement there.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import { randomUUID } from 'node:crypto';
+import type { Db } from '../../gateway/db/pool.js';
+import { withTransaction } from '../../gateway/db/pool.js';
+import { matchesFilter, parseFilter } from '../../gateway/scim/filter.js';
+import { SchemaRegistry } from '../../gateway/scim/schemas.js';
+import { PermanentError, TransientError, type AccountInput, type Capability } from '../../connectors/index.js';
+import type { ConnectorRuntime } from './connector-runtime.js';
+
+export type StepAction = 'createAccount' | 'updateAccount' | 'grantEntitlement' | 'revokeEntitlement' | 'disableAccount' | 'deleteAccount';
+
+export interface Step {
+  action: StepAction;
+  entitlementId?: string;
+}
+
+export interface ConnectorPlan {
+  connectorId: string;
+  steps: Step[];
+}
+
+export interface UserPlan {
+  userName: string;
+  deprovision: boolean;
+  connectors: ConnectorPlan[];
+}
+
+export interface StepInput {
+  userId: string;
+  connectorId: string;
+  entitlementId?: string;
+  workflowId?: string;
+}
+
+interface UserRow {
+  id: string;
+  user_name: string;
+  external_id: string | null;
+  active: boolean;
+  deleted: boolean;
+  resource: Record<string, unknown>;
+}
+
+const registry = new SchemaRegistry();
+
+async function loadUser(db: Db, userId: string): Promise<UserRow | undefined> {
+  const { rows } = await db.query<UserRow>(
+    'SELECT id, user_name, external_id, active, deleted_at IS NOT NULL AS deleted, resource FROM users WHERE id = $1',
+    [userId],
+  );
+  return rows[0];
+}
+
+/** Brings the user's rule-derived grants in line with the rules; ends every grant on deprovisioning. */
+async function materializeGrants(db: Db, user: UserRow, deprovision: boolean): Promise<void> {
+  await withTransaction(db, async (tx) => {
+    if (deprovision) {
+      await tx.query(`UPDATE grants SET status = 'ended', ended_at = now() WHERE user_id = $1 AND status = 'active'`, [user.id]);
+      return;
+    }
+    const { rows: rules } = await tx.query<{ name: string; group_id: string | null; condition: string | null; entitlement_ids: string[] }>(
+      'SELECT name, group_id, condition, entitlement_ids FROM rules',
+    );
+    const { rows: groups } = await tx.query<{ group_id: string }>(
+      `WITH RECURSIVE reach(group_id) AS (
+         SELECT m.group_id FROM group_members m WHERE m.member_type = 'User' AND m.member_id = $1
+         UNION
+         SELECT m.group_id FROM reach r JOIN group_members m ON m.member_type = 'Group' AND m.member_id = r.group_id
+       ) SELECT group_id FROM reach`,
+      [user.id],
+    );
+    const inGroup = new Set(groups.map((g) => g.group_id));
+    const rendered = { ...user.resource, id: user.id };
+    const wanted: Array<{ entitlement: string; reason: string }> = [];
+    for (const rule of rules) {
+      let applies = false;
+      if (rule.group_id) applies = inGroup.has(rule.group_id);
+      else if (rule.condition) {
+        try {
+          applies = matchesFilter(parseFilter(rule.condition), rendered, registry, 'User');
+        } catch {
+          applies = false; // a rule the API accepted but that no longer parses grants nothing
+        }
+      }
+      if (applies) for (const e of rule.entitlement_ids) wanted.push({ entitlement: e, reason: `rule:${rule.name}` });
+    }
+    for (const w of wanted) {
+      await tx.query(
+        `INSERT INTO grants (id, user_id, entitlement_id, reason) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id, entitlement_id, reason) DO UPDATE SET status = 'active', ended_at = NULL
+           WHERE grants.status <> 'active'`,
+        [randomUUID(), user.id, w.entitlement, w.reason],
+      );
+    }
+    await tx.query(
+      `UPDATE grants SET status = 'ended', ended_at = now()
+        WHERE user_id = $1 AND status = 'active' AND reason LIKE 'rule:%'
+          AND NOT ((entitlement_id, reason) IN (SELECT unnest($2::uuid[]), unnest($3::text[])))`,
+      [user.id, wanted.map((w) => w.entitlement), wanted.map((w) => w.reason)],
+    );
+  });
+}
+
+/** Computes the steps that make every connector's target match the user's desired state. */
+export async function planUserSync(db: Db, runtime: ConnectorRuntime, userId: string): Promise<UserPlan> {
+  const user = await loadUser(db, userId);
+  if (!user) return { userName: '', deprovision: true, connectors: [] };
+  const deprovision = user.deleted || !user.active;
+  await materializeGrants(db, user, deprovision);
+
+  const { rows: desired } = await db.query<{ connector_id: string; entitlement_id: string }>(
+    `SELECT DISTINCT e.connector_id, e.id AS entitlement_id
+       FROM grants g JOIN entitlements e ON e.id = g.entitlement_id JOIN connectors c ON c.id = e.connector_id
+      WHERE g.user_id = $1 AND g.status = 'active' AND c.enabled AND c.mode = 'enforce'
+        AND g.valid_from <= now() AND (g.valid_until IS NULL OR g.valid_until > now())`,
+    [userId],
+  );
+  const { rows: accounts } = await db.query<{ connector_id: string; state: string }>(
+    `SELECT a.connector_id, a.state FROM accounts a JOIN connectors c ON c.id = a.connector_id
+      WHERE a.user_id = $1 AND c.enabled AND c.mode = 'enforce'`,
+    [userId],
+  );
+  const { rows: applied } = await db.query<{ connector_id: string; entitlement_id: string }>(
+    `SELECT e.connector_id, ag.entitlement_id FROM account_grants ag JOIN entitlements e ON e.id = ag.entitlement_id
+      WHERE ag.user_id = $1`,
+    [userId],
+  );
+
+  const connectorIds = [...new Set([...desired, ...accounts, ...applied].map((r) => r.connector_id))].sort();
+  const plans: ConnectorPlan[] = [];
+  for (const connectorId of connectorIds) {
+    const { row, definition } = await runtime.get(connectorId);
+    const can = (c: Capability) => definition.capabilities.includes(c);
+    const want = new Set(desired.filter((d) => d.connector_id === connectorId).map((d) => d.entitlement_id));
+    const have = new Set(applied.filter((a) => a.connector_id === connectorId).map((a) => a.entitlement_id));
+    const account = accounts.find((a) => a.connector_id === connectorId);
+    const steps: Step[] = [];
+    const needsAccount = want.size > 0;
+    if (needsAccount) {
+      if (!account || account.state === 'deleted' || account.state === 'none') steps.push({ action: 'createAccount' });
+      else if (can('updateAccount')) steps.push({ action: 'updateAccount' });
+      for (const e of [...want].sort()) if (!have.has(e)) steps.push({ action: 'grantEntitlement', entitlementId: e });
+    }
+    for (const e of [...have].sort()) if (!want.has(e)) steps.push({ action: 'revokeEntitlement', entitlementId: e });
+    if (!needsAccount && account && (account.state === 'active' || account.state === 'disabled')) {
+      if (row.deprovision === 'delete' && can('deleteAccount')) steps.push({ action: 'deleteAccount' });
+      else if (account.state !== 'disabled' && can('disableAccount')) steps.push({ action: 'disableAccount' });
+    }
+    if (steps.length > 0) plans.push({ connectorId, steps });
+  }
+  return { userName: user.user_name, deprovision, connectors: plans };
+}
+
+function accountInput(user: UserRow): AccountInput {
+  const r = user.resource as {
+    displayName?: string;
+    name?: { givenName?: string; familyName?: string };
+    emails?: Array<{ value?: string; primary?: boolean }>;
+  };
+  const emails = Array.isArray(r.emails) ? r.emails : [];
+  const email = (emails.find((e) => e.primary) ?? emails[0])?.value;
+  return {
+    userId: user.id,
+    userName: user.user_name,
+    externalId: user.external_id ?? undefined,
+    active: user.active && !user.deleted,
+    displayName: r.displayName,
+    givenName: r.name?.givenName,
+    familyName: r.name?.familyName,
+    email,
+    attributes: user.resource,
+  };
+}
+
+/**
+ * Turns connector errors into what Temporal's retry policy understands: transient ones retry (after
+ * the delay the target asked for), permanent ones fail the step at once with their reason.
+ */
+function toFailure(what: string, err: unknown): unknown {
+  if (err instanceof TransientError) {
+    return ApplicationFailure.create({
+      message: `${what}: ${err.message}`,
+      type: 'TransientError',
+      nonRetryable: false,
+      ...(err.retryAfterMs !== undefined ? { nextRetryDelay: err.retryAfterMs } : {}),
+      cause: err,
+    });
+  }
+  if (err instanceof PermanentError) {
+    return ApplicationFailure.create({ message: `${what}: ${err.message}`, type: `PermanentError:${err.kind}`, nonRetryable: true, cause: err });
+  }
+  return err;
+}
+
+/** Applies one step idempotently and records the actual state it produced. */
+export async function applyStep(db: Db, runtime: ConnectorRuntime, action: StepAction, input: StepInput): Promise<string> {
+  const what = `${input.connectorId}: ${action}`;
+  try {
+    const { instance, definition } = await runtime.get(input.connectorId);
+    const user = await loadUser(db, input.userId);
+    if (!user) throw new PermanentError(`user ${input.userId} does not exist`, 'notFound');
+    const { rows } = await db.query<{ remote_id: string | null }>('SELECT remote_id FROM accounts WHERE user_id = $1 AND connector_id = $2', [
+      input.userId,
+      input.connectorId,
+    ]);
+    let remoteId = rows[0]?.remote_id ?? undefined;
+    const entitlement = async () => {
+      const { rows: e } = await db.query<{ id: string; target: Record<string, unknown> }>('SELECT id, target FROM entitlements WHERE id = $1', [input.entitlementId]);
+      if (!e[0]) throw new PermanentError(`entitlement ${input.entitlementId} does not exist`, 'notFound');
+      return e[0];
+    };
+    const needRemote = () => {
+      if (!remoteId) throw new PermanentError(`no account in ${input.connectorId} for ${user.user_name} yet`, 'notFound');
+      return remoteId;
+    };
+    const require = (c: Capability) => {
+      if (!definition.capabilities.includes(c)) throw new PermanentError(`connector type ${definition.type} cannot ${c}`, 'unsupported');
+    };
+    let status: string;
+    switch (action) {
+      case 'createAccount': {
+        require('createAccount');
+        const res = await instance.createAccount!(accountInput(user));
+        remoteId = res.remoteId ?? remoteId;
+        await recordAccount(db, input, remoteId, 'active');
+        status = res.status;
+        break;
+      }
+      case 'updateAccount': {
+        require('updateAccount');
+        status = (await instance.updateAccount!(needRemote(), accountInput(user))).status;
+        await recordAccount(db, input, remoteId, 'active');
+        break;
+      }
+      case 'grantEntitlement': {
+        require('grant');
+        const e = await entitlement();
+        status = (await instance.grant!(needRemote(), { id: e.id, target: e.target })).status;
+        await db.query('INSERT INTO account_grants (user_id, entitlement_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [input.userId, e.id]);
+        await recordAccount(db, input, remoteId, undefined);
+        break;
+      }
+      case 'revokeEntitlement': {
+        require('revoke');
+        const e = await entitlement();
+        status = remoteId ? (await instance.revoke!(remoteId, { id: e.id, target: e.target })).status : 'alreadyApplied';
+        await db.query('DELETE FROM account_grants WHERE user_id = $1 AND entitlement_id = $2', [input.userId, e.id]);
+        await recordAccount(db, input, remoteId, undefined);
+        break;
+      }
+      case 'disableAccount': {
+        require('disableAccount');
+        status = (await instance.disableAccount!(needRemote())).status;
+        await recordAccount(db, input, remoteId, 'disabled');
+        break;
+      }
+      case 'deleteAccount': {
+        require('deleteAccount');
+        status = (await instance.deleteAccount!(needRemote())).status;
+        await recordAccount(db, input, remoteId, 'deleted');
+        break;
+      }
+    }
+    await db.query(
+      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
+       VALUES ($1, $2, 'Account', $3, 'provisioning', $4)`,
+      [input.workflowId ?? 'userSync', `account.${action}`, `${input.connectorId}:${input.userId}`, JSON.stringify({ status, entitlementId: input.entitlementId ?? null, remoteId: remoteId ?? null })],
+    );
+    return status;
+  } catch (err) {
+    throw toFailure(what, err);
+  }
+}
+
+async function recordAccount(db: Db, input: StepInput, remoteId: string | undefined, state: 'active' | 'disabled' | 'deleted' | undefined): Promise<void> {
+  await db.query(
+    `INSERT INTO accounts (user_id, connector_id, remote_id, state, last_sync_at, workflow_id)
+     VALUES ($1, $2, $3, COALESCE($4, 'active'), now(), $5)
+     ON CONFLICT (user_id, connector_id) DO UPDATE
+       SET remote_id = COALESCE(EXCLUDED.remote_id, accounts.remote_id), state = COALESCE($4, accounts.state),
+           last_sync_at = now(), last_error = NULL, last_error_at = NULL, workflow_id = EXCLUDED.workflow_id`,
+    [input.userId, input.connectorId, remoteId ?? null, state ?? null, input.workflowId ?? null],
+  );
+}
+
+/** Records why a connector's steps stopped, for the API and operators; the user's other connectors go on. */
+export async function recordFailure(db: Db, input: StepInput & { error: string }): Promise<void> {
+  await db.query(
+    `INSERT INTO accounts (user_id, connector_id, state, last_error, last_error_at, workflow_id)
+     VALUES ($1, $2, 'none', $3, now(), $4)
+     ON CONFLICT (user_id, connector_id) DO UPDATE SET last_error = $3, last_error_at = now(), workflow_id = $4`,
+    [input.userId, input.connectorId, input.error.slice(0, 2000), input.workflowId ?? null],
+  );
+}
