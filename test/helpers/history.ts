@@ -31,3 +31,15 @@ export async function executionsByWorkflowId(client: Client, query: string): Pro
   }
   return counts;
 }
+
+/** How many times an activity of this type was scheduled, over every run of a workflow id. */
+export async function countActivities(client: Client, workflowId: string, activityType: string): Promise<number> {
+  let n = 0;
+  for await (const execution of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) {
+    const history = await client.workflow.getHandle(workflowId, execution.runId).fetchHistory();
+    n += (history.events ?? []).filter(
+      (e) => e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED && e.activityTaskScheduledEventAttributes?.activityType?.name === activityType,
+    ).length;
+  }
+  return n;
+}

@@ -10,7 +10,7 @@ import t from 'tap';
 import { createTestDatabase } from '../../helpers/db.js';
 import { startTestGateway, userBody } from '../../helpers/gateway.js';
 import { eventually, ownDevServer, testTemporal, uniqueTaskQueue } from '../../helpers/temporal.js';
-import { countEvents, EventType, executionsByWorkflowId, hasEvent } from '../../helpers/history.js';
+import { countActivities, countEvents, EventType, executionsByWorkflowId, hasEvent } from '../../helpers/history.js';
 import { freePort } from '../../../scripts/dev-server.js';
 import { Directory } from '../../../gateway/directory/store.js';
 import { SchemaRegistry } from '../../../gateway/scim/schemas.js';
@@ -142,7 +142,7 @@ t.test('a worker killed in the middle of a workflow: a new worker resumes it', a
   t.equal(seq, row.rows[0].id);
   const result = await temporal.client.workflow.getHandle(workflowId).result();
   t.same(result, { appliedSeq: seq }, 'the same workflow run completed');
-  t.equal(await countEvents(temporal.client, workflowId, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED), 1, 'the sync activity was scheduled once');
+  t.equal(await countActivities(temporal.client, workflowId, 'syncUser'), 1, 'the sync activity was scheduled once');
   const state = await database.db.query('SELECT syncs FROM user_sync_state WHERE user_id = $1', [userId]);
   t.equal(state.rows[0].syncs, 1, 'and ran once');
 });
