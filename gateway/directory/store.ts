@@ -70,7 +70,8 @@ export function etagMatches(header: string | undefined, version: number): boolea
     .some((tag) => tag === '*' || tag.replace(/^W\//, '') === `"${version}"`);
 }
 
-const USER_TARGET: SqlTarget = {
+/** How filters and sorting address users in SQL (the table is aliased `u`). */
+export const USER_TARGET: SqlTarget = {
   resourceType: 'User',
   resource: 'u.resource',
   columns: {
@@ -91,7 +92,8 @@ const USER_TARGET: SqlTarget = {
   },
 };
 
-const GROUP_TARGET: SqlTarget = {
+/** How filters and sorting address groups in SQL (the table is aliased `u` too, so queries share a shape). */
+export const GROUP_TARGET: SqlTarget = {
   resourceType: 'Group',
   resource: 'u.resource',
   columns: {

@@ -10,6 +10,7 @@ import t from 'tap';
 import { ScimError } from '../../../gateway/scim/errors.js';
 import { filterToSql, foldCase, matchesFilter, parseFilter, type SqlTarget } from '../../../gateway/scim/filter.js';
 import { ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, SchemaRegistry, USER_SCHEMA } from '../../../gateway/scim/schemas.js';
+import { GROUP_TARGET, USER_TARGET } from '../../../gateway/directory/store.js';
 import { createTestDatabase } from '../../helpers/db.js';
 
 // FILTER_PROPERTY_SEED / FILTER_PROPERTY_RUNS replay a reported failure or soak with more runs.
@@ -34,38 +35,9 @@ const customRegistry = new SchemaRegistry([
   },
 ]);
 
-const USERS: SqlTarget = {
-  resourceType: 'User',
-  resource: 'u.resource',
-  columns: {
-    id: { sql: 'u.id::text', type: 'string' },
-    userName: { sql: 'u.user_name', type: 'string' },
-    externalId: { sql: 'u.external_id', type: 'string' },
-    active: { sql: 'u.active', type: 'boolean' },
-    'meta.created': { sql: 'u.created_at', type: 'dateTime' },
-    'meta.lastModified': { sql: 'u.updated_at', type: 'dateTime' },
-  },
-};
-
-const GROUPS: SqlTarget = {
-  resourceType: 'Group',
-  resource: 'g.resource',
-  columns: {
-    id: { sql: 'g.id::text', type: 'string' },
-    displayName: { sql: 'g.display_name', type: 'string' },
-    externalId: { sql: 'g.external_id', type: 'string' },
-    'meta.created': { sql: 'g.created_at', type: 'dateTime' },
-    'meta.lastModified': { sql: 'g.updated_at', type: 'dateTime' },
-  },
-  relations: {
-    members: {
-      table: 'group_members',
-      alias: 'm',
-      join: 'm.group_id = g.id',
-      subAttributes: { value: 'm.member_id::text', type: 'm.member_type', display: 'm.display' },
-    },
-  },
-};
+// The targets the directory itself uses, so these tests cover the production SQL.
+const USERS: SqlTarget = USER_TARGET;
+const GROUPS: SqlTarget = GROUP_TARGET;
 
 // ---------------------------------------------------------------------------------------------
 // Data
@@ -467,7 +439,7 @@ t.test('groups: members through the relation agree with rendered members', async
     };
   });
   const query = async (where: string, params: unknown[]): Promise<string[]> =>
-    (await db.query<{ id: string }>(`SELECT id FROM groups g WHERE deleted_at IS NULL AND (${where})`, params)).rows.map((r) => r.id);
+    (await db.query<{ id: string }>(`SELECT id FROM groups u WHERE deleted_at IS NULL AND (${where})`, params)).rows.map((r) => r.id);
 
   const ids = [...userIds, ...groupIds];
   const idValue = fc.oneof(fc.constantFrom(...ids), fc.constantFrom(...ids).map((s) => s.toUpperCase()), fc.constantFrom(...ids).map((s) => s.slice(0, 4)), fc.constant('not-a-uuid'));

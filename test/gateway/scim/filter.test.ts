@@ -16,42 +16,14 @@ import {
   type SqlTarget,
 } from '../../../gateway/scim/filter.js';
 import { ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, SchemaRegistry, USER_SCHEMA } from '../../../gateway/scim/schemas.js';
+import { GROUP_TARGET, USER_TARGET } from '../../../gateway/directory/store.js';
 import { createTestDatabase, type TestDatabase } from '../../helpers/db.js';
 
 const registry = new SchemaRegistry();
 
-const USERS: SqlTarget = {
-  resourceType: 'User',
-  resource: 'u.resource',
-  columns: {
-    id: { sql: 'u.id::text', type: 'string' },
-    userName: { sql: 'u.user_name', type: 'string' },
-    externalId: { sql: 'u.external_id', type: 'string' },
-    active: { sql: 'u.active', type: 'boolean' },
-    'meta.created': { sql: 'u.created_at', type: 'dateTime' },
-    'meta.lastModified': { sql: 'u.updated_at', type: 'dateTime' },
-  },
-};
-
-const GROUPS: SqlTarget = {
-  resourceType: 'Group',
-  resource: 'g.resource',
-  columns: {
-    id: { sql: 'g.id::text', type: 'string' },
-    displayName: { sql: 'g.display_name', type: 'string' },
-    externalId: { sql: 'g.external_id', type: 'string' },
-    'meta.created': { sql: 'g.created_at', type: 'dateTime' },
-    'meta.lastModified': { sql: 'g.updated_at', type: 'dateTime' },
-  },
-  relations: {
-    members: {
-      table: 'group_members',
-      alias: 'm',
-      join: 'm.group_id = g.id',
-      subAttributes: { value: 'm.member_id::text', type: 'm.member_type', display: 'm.display' },
-    },
-  },
-};
+// The targets the directory itself uses, so these tests cover the production SQL.
+const USERS: SqlTarget = USER_TARGET;
+const GROUPS: SqlTarget = GROUP_TARGET;
 
 /** Asserts that fn throws ScimError 400 invalidFilter with a readable detail (matching `detail` when given). */
 function invalid(t: Test, fn: () => unknown, detail?: RegExp, message?: string): void {
@@ -217,7 +189,7 @@ t.test('SQL for the index cases, and values only ever as parameters', async (t) 
   t.same(sql('urn:ietf:params:scim:schemas:core:2.0:User:userName eq "b"'), { sql: 'lower(u.user_name) = lower($1)', params: ['b'] });
   t.same(sql('externalId eq "abc"'), { sql: 'u.external_id = $1', params: ['abc'] });
   t.same(sql('id eq "not-a-uuid"'), { sql: 'u.id::text = $1', params: ['not-a-uuid'] }, 'ids compare as text');
-  t.same(sql('displayName eq "Admins"', GROUPS), { sql: 'lower(g.display_name) = lower($1)', params: ['Admins'] });
+  t.same(sql('displayName eq "Admins"', GROUPS), { sql: 'lower(u.display_name) = lower($1)', params: ['Admins'] });
   t.same(sql('userName eq "b"', USERS, ['before']), { sql: 'lower(u.user_name) = lower($2)', params: ['before', 'b'] }, 'parameters are appended');
   t.same(sql('active eq true'), { sql: 'u.active = $1::boolean', params: [true] });
   t.same(sql('userName gt "m"'), { sql: 'lower(u.user_name) > lower($1) COLLATE "C"', params: ['m'] });
@@ -230,10 +202,10 @@ t.test('SQL for the index cases, and values only ever as parameters', async (t) 
   }, 'later than the millisecond a client saw');
   t.same(sql('meta.created ge "2011-05-13T06:42:34+02:00"').params, ['2011-05-13T04:42:34.000000Z'], 'offsets are applied');
   t.same(sql('members[value eq "x"]', GROUPS), {
-    sql: 'EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = g.id AND lower(m.member_id::text) = lower($1))',
+    sql: 'EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = u.id AND lower(m.member_id::text) = lower($1))',
     params: ['x'],
   });
-  t.same(sql('members pr', GROUPS).sql, 'EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = g.id)');
+  t.same(sql('members pr', GROUPS).sql, 'EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = u.id)');
 
   const evil = `x' OR '1'='1'; DROP TABLE users; --`;
   const r = sql(`title eq "${evil}" or emails[value co "${evil}"] or name.givenName gt "${evil}"`);
@@ -502,7 +474,7 @@ t.test('Group members through the group_members relation', async (t) => {
   async function check(filter: string, expected: Array<keyof typeof g>): Promise<void> {
     const params: unknown[] = [];
     const where = filterToSql(parseFilter(filter), GROUPS, registry, params);
-    const { rows } = await database.db.query<{ id: string }>(`SELECT id FROM groups g WHERE deleted_at IS NULL AND (${where})`, params);
+    const { rows } = await database.db.query<{ id: string }>(`SELECT id FROM groups u WHERE deleted_at IS NULL AND (${where})`, params);
     t.same(rows.map((r) => name.get(r.id)!).sort(), [...expected].sort(), `SQL: ${filter}`);
     const inMemory = groups.filter((grp) => matchesFilter(parseFilter(filter), render(grp), registry, 'Group')).map((grp) => name.get(grp.id)!);
     t.same(inMemory.sort(), [...expected].sort(), `in memory: ${filter}`);
@@ -525,7 +497,7 @@ t.test('Group members through the group_members relation', async (t) => {
   await check('meta.lastModified gt "2020-01-01T00:00:00Z"', ['empty', 'guides', 'interns']);
 
   const { rows } = await database.db.query<{ id: string }>(
-    `SELECT id FROM groups g ORDER BY ${sortExpression('members.display', GROUPS, registry)} NULLS LAST, ${sortExpression('displayName', GROUPS, registry)}`,
+    `SELECT id FROM groups u ORDER BY ${sortExpression('members.display', GROUPS, registry)} NULLS LAST, ${sortExpression('displayName', GROUPS, registry)}`,
   );
   t.same(rows.map((r) => name.get(r.id)), ['guides', 'interns', 'empty'], 'sort by a relation sub-attribute (smallest value)');
 });
