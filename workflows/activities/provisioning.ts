@@ -187,17 +187,21 @@ function accountInput(user: UserRow): AccountInput {
  * the delay the target asked for), permanent ones fail the step at once with their reason.
  */
 function toFailure(what: string, err: unknown): unknown {
-  if (err instanceof TransientError) {
+  // By name as well as by class: a plugin installed from npm may carry its own copy of the SDK.
+  const named = (name: string) => err instanceof Error && err.name === name;
+  if (err instanceof TransientError || named('TransientError')) {
+    const e = err as TransientError;
     return ApplicationFailure.create({
-      message: `${what}: ${err.message}`,
+      message: `${what}: ${e.message}`,
       type: 'TransientError',
       nonRetryable: false,
-      ...(err.retryAfterMs !== undefined ? { nextRetryDelay: err.retryAfterMs } : {}),
-      cause: err,
+      ...(typeof e.retryAfterMs === 'number' ? { nextRetryDelay: e.retryAfterMs } : {}),
+      cause: e,
     });
   }
-  if (err instanceof PermanentError) {
-    return ApplicationFailure.create({ message: `${what}: ${err.message}`, type: `PermanentError:${err.kind}`, nonRetryable: true, cause: err });
+  if (err instanceof PermanentError || named('PermanentError')) {
+    const e = err as PermanentError;
+    return ApplicationFailure.create({ message: `${what}: ${e.message}`, type: `PermanentError:${String(e.kind)}`, nonRetryable: true, cause: e });
   }
   return err;
 }
