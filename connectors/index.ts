@@ -5,6 +5,7 @@
 import { registerBuiltIn } from './sdk/registry.js';
 
 registerBuiltIn('webhook', () => import('./webhook/index.js'));
+registerBuiltIn('scim', () => import('./scim/index.js'));
 
 export { loadConnector, instantiate, validateConfig, builtInTypes } from './sdk/registry.js';
 export * from './sdk/contract.js';
