@@ -101,8 +101,12 @@ t.test('deactivation revokes every membership and disables the account; reactiva
   t.same(await api('GET', `/api/grants?userId=${alice.id}`), [], 'no active grant remains');
 
   await api('PATCH', `/scim/v2/Users/${alice.id}`, { schemas: [PATCH], Operations: [{ op: 'replace', value: { active: true } }] });
-  await eventually(async () => target.accounts.get(remote)?.active === true && target.groups.get('eng')?.has(remote), 60_000, 'access to come back');
-  t.ok(target.groups.get('security')?.has(remote));
+  await eventually(
+    async () => target.accounts.get(remote)?.active === true && target.groups.get('eng')?.has(remote) && target.groups.get('security')?.has(remote),
+    60_000,
+    'the account and both memberships to come back',
+  );
+  t.pass('reactivation restored the account and both memberships');
 
   const audit = await database.db.query(`SELECT action FROM audit_events WHERE resource_type = 'Account' AND resource_id = $1 ORDER BY id`, [`memory:${alice.id}`]);
   t.ok(audit.rows.some((r) => r.action === 'account.disableAccount'), 'workflow outcomes are in the audit log');
