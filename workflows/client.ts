@@ -7,6 +7,9 @@ import { defineSearchAttributeKey, SearchAttributeType, TypedSearchAttributes } 
 import proto from '@temporalio/proto';
 import { userChangedSignal, userSyncStatusQuery, type UserSyncStatus } from './messages.js';
 import { userSync } from './user-sync.js';
+import { reconcile } from './reconcile.js';
+import type { ReconcileSummary } from './activities/reconcile.js';
+import { ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowExecutionAlreadyStartedError, type ScheduleSpec, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 
 /** Custom search attributes this project sets; registered by {@link ensureSearchAttributes}. */
 export const userNameSearchAttribute = defineSearchAttributeKey('userName', SearchAttributeType.KEYWORD);
@@ -67,6 +70,60 @@ export async function ensureSearchAttributes(connection: Connection, namespace: 
   } catch (err) {
     // Another process registered them first.
     if ((err as { code?: number }).code !== 6 /* ALREADY_EXISTS */) throw err;
+  }
+}
+
+export function reconcileWorkflowId(connectorId: string): string {
+  return `reconcile:${connectorId}`;
+}
+
+/** Starts a reconciliation of one connector now; undefined when one is already running. */
+export async function startReconcileRun(
+  client: Client,
+  taskQueue: string,
+  connectorId: string,
+  dryRun: boolean,
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof reconcile> | undefined> {
+  try {
+    return await client.workflow.start(reconcile, {
+      workflowId: reconcileWorkflowId(connectorId),
+      taskQueue,
+      args: [{ connectorId, dryRun }],
+      memo: { connector: connectorId, dryRun },
+    });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return undefined;
+    throw err;
+  }
+}
+
+export type { ReconcileSummary };
+
+/**
+ * Makes the connector's reconcile Schedule match its configuration: every `everyMinutes` minutes,
+ * or no schedule when null. Overlapping runs are skipped. Idempotent.
+ */
+export async function ensureReconcileSchedule(client: Client, taskQueue: string, connectorId: string, everyMinutes: number | null): Promise<void> {
+  const scheduleId = reconcileWorkflowId(connectorId);
+  const handle = client.schedule.getHandle(scheduleId);
+  if (everyMinutes === null) {
+    await handle.delete().catch((err: unknown) => {
+      if (!(err instanceof ScheduleNotFoundError)) throw err;
+    });
+    return;
+  }
+  const spec: ScheduleSpec = { intervals: [{ every: `${everyMinutes}m` }] };
+  try {
+    await handle.update((prev) => ({ ...prev, spec }));
+  } catch (err) {
+    if (!(err instanceof ScheduleNotFoundError)) throw err;
+    await client.schedule.create({
+      scheduleId,
+      spec,
+      action: { type: 'startWorkflow', workflowType: reconcile, workflowId: scheduleId, taskQueue, args: [{ connectorId }] },
+      policies: { overlap: ScheduleOverlapPolicy.SKIP },
+      memo: { connector: connectorId },
+    });
   }
 }
 

@@ -1,2 +1,3 @@
 /** Every workflow the worker registers. The worker bundles this file into the workflow sandbox. */
 export { userSync } from './user-sync.js';
+export { reconcile } from './reconcile.js';

@@ -19,7 +19,7 @@ import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from '../db/pool.js';
-import { notifyUserChanged, type UserSyncTiming } from '../../workflows/client.js';
+import { ensureReconcileSchedule, notifyUserChanged, type UserSyncTiming } from '../../workflows/client.js';
 
 export interface DispatcherOptions {
   db: Db;
@@ -43,7 +43,7 @@ interface ClaimedRow {
   id: number;
   topic: string;
   aggregate_id: string;
-  payload: { userName?: string };
+  payload: { userName?: string; reconcileEveryMinutes?: number | null };
   attempts: number;
 }
 
@@ -177,6 +177,11 @@ export class OutboxDispatcher {
             userName: row.payload.userName ?? '',
             seq: row.id,
           }),
+        );
+        return;
+      case 'connector.changed':
+        await client.withDeadline(Date.now() + timeout, () =>
+          ensureReconcileSchedule(client, this.opts.taskQueue, row.aggregate_id, row.payload.reconcileEveryMinutes ?? null),
         );
         return;
       default:

@@ -6,7 +6,7 @@
 import type { Tx } from '../db/pool.js';
 
 /** Topics the dispatcher knows how to deliver. */
-export type OutboxTopic = 'user.changed';
+export type OutboxTopic = 'user.changed' | 'connector.changed';
 
 export interface OutboxMessage {
   topic: OutboxTopic;

@@ -7,6 +7,7 @@ import { Context } from '@temporalio/activity';
 import type { Db } from '../../gateway/db/pool.js';
 import type { ConnectorRuntime } from './connector-runtime.js';
 import { applyStep, planUserSync, recordFailure, type StepInput, type UserPlan } from './provisioning.js';
+import { finishReconcile, reconcilePage, startReconcile, type ReconcileStarted, type ReconcileSummary } from './reconcile.js';
 
 export interface ActivityDeps {
   db: Db;
@@ -39,6 +40,22 @@ export function createActivities({ db, connectors }: ActivityDeps) {
     revokeEntitlement: step('revokeEntitlement'),
     disableAccount: step('disableAccount'),
     deleteAccount: step('deleteAccount'),
+    /** Opens a reconciliation run of one connector. */
+    async startReconcile(input: { connectorId: string; dryRun: boolean }): Promise<ReconcileStarted> {
+      return await startReconcile(db, connectors, { ...input, workflowId: workflowId() });
+    },
+    /** Reads one page of the target's accounts. */
+    async listTargetAccounts(input: { runId: string; connectorId: string; cursor?: string }): Promise<{ next?: string; count: number }> {
+      return await reconcilePage(db, connectors, input);
+    },
+    /** Reads one page of an entitlement's holders in the target. */
+    async listTargetGrants(input: { runId: string; connectorId: string; entitlementId: string; cursor?: string }): Promise<{ next?: string; count: number }> {
+      return await reconcilePage(db, connectors, input);
+    },
+    /** Records drift and, in enforce mode, hands the fixes to the users' workflows. */
+    async compareAndFix(input: { runId: string; connectorId: string; dryRun: boolean }): Promise<ReconcileSummary> {
+      return await finishReconcile(db, connectors, input);
+    },
     /** Records a connector's failed step (its reason visible through the API). */
     async recordProvisioningFailure(input: StepInput & { error: string }): Promise<void> {
       await recordFailure(db, { ...input, workflowId: workflowId() });

@@ -186,7 +186,7 @@ function accountInput(user: UserRow): AccountInput {
  * Turns connector errors into what Temporal's retry policy understands: transient ones retry (after
  * the delay the target asked for), permanent ones fail the step at once with their reason.
  */
-function toFailure(what: string, err: unknown): unknown {
+export function toFailure(what: string, err: unknown): unknown {
   // By name as well as by class: a plugin installed from npm may carry its own copy of the SDK.
   const named = (name: string) => err instanceof Error && err.name === name;
   if (err instanceof TransientError || named('TransientError')) {

@@ -12,7 +12,8 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { loadConnector, validateConfig, PermanentError } from '../../../connectors/index.js';
 import { isSecretReference } from '../../../connectors/sdk/secrets.js';
 import { withTransaction, type Tx } from '../../db/pool.js';
-import { enqueueUserChanges } from '../../outbox/outbox.js';
+import { enqueue, enqueueUserChanges } from '../../outbox/outbox.js';
+import { startReconcileRun } from '../../../workflows/client.js';
 import { parseFilter } from '../../scim/filter.js';
 import { ScimError } from '../../scim/errors.js';
 
@@ -45,6 +46,7 @@ const ConnectorBody = {
     mode: { type: 'string', enum: ['enforce', 'monitor'] },
     deprovision: { type: 'string', enum: ['disable', 'delete'] },
     enabled: { type: 'boolean' },
+    reconcileEveryMinutes: { type: ['integer', 'null'], minimum: 1, description: 'run reconciliation on a Temporal Schedule this often; null: on demand only' },
   },
 } as const;
 
@@ -88,11 +90,16 @@ const provisioning: FastifyPluginAsync = async (app) => {
   // ------------------------------------------------------------------ connectors
 
   app.get('/api/connectors', { onRequest: admin, schema: { tags, security, summary: 'List connectors' } }, async () => {
-    const { rows } = await app.db.query<Record<string, unknown>>('SELECT id, type, config, mode, deprovision, enabled, created_at, updated_at FROM connectors ORDER BY id');
+    const { rows } = await app.db.query<Record<string, unknown>>(
+      'SELECT id, type, config, mode, deprovision, enabled, reconcile_every_minutes AS "reconcileEveryMinutes", created_at, updated_at FROM connectors ORDER BY id',
+    );
     return rows;
   });
 
-  app.put<{ Params: { id: string }; Body: { id: string; type: string; config?: Record<string, unknown>; mode?: string; deprovision?: string; enabled?: boolean } }>(
+  app.put<{
+    Params: { id: string };
+    Body: { id: string; type: string; config?: Record<string, unknown>; mode?: string; deprovision?: string; enabled?: boolean; reconcileEveryMinutes?: number | null };
+  }>(
     '/api/connectors/:id',
     { onRequest: admin, schema: { tags, security, summary: 'Create or replace a connector', body: ConnectorBody } },
     async (request, reply) => {
@@ -108,16 +115,70 @@ const provisioning: FastifyPluginAsync = async (app) => {
         throw err;
       }
       const row = await withTransaction(app.db, async (tx) => {
+        const every = body.reconcileEveryMinutes ?? null;
         const { rows } = await tx.query<Record<string, unknown>>(
-          `INSERT INTO connectors (id, type, config, mode, deprovision, enabled) VALUES ($1, $2, $3, $4, $5, $6)
-           ON CONFLICT (id) DO UPDATE SET type = $2, config = $3, mode = $4, deprovision = $5, enabled = $6, updated_at = now()
-           RETURNING id, type, config, mode, deprovision, enabled, created_at, updated_at`,
-          [body.id, body.type, config, body.mode ?? 'enforce', body.deprovision ?? 'disable', body.enabled ?? true],
+          `INSERT INTO connectors (id, type, config, mode, deprovision, enabled, reconcile_every_minutes) VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (id) DO UPDATE SET type = $2, config = $3, mode = $4, deprovision = $5, enabled = $6, reconcile_every_minutes = $7, updated_at = now()
+           RETURNING id, type, config, mode, deprovision, enabled, reconcile_every_minutes AS "reconcileEveryMinutes", created_at, updated_at`,
+          [body.id, body.type, config, body.mode ?? 'enforce', body.deprovision ?? 'disable', body.enabled ?? true, every],
         );
         await audit(tx, request.identity!.name, 'connector.saved', 'Connector', body.id, rows[0]);
+        // The reconcile Schedule follows through the outbox, so saving works while Temporal is down.
+        await enqueue(tx, { topic: 'connector.changed', aggregateId: body.id, payload: { reconcileEveryMinutes: body.enabled === false ? null : every } });
         return rows[0]!;
       });
+      app.outbox.kick();
       return row;
+    },
+  );
+
+  app.post<{ Params: { id: string }; Body: { dryRun?: boolean; wait?: boolean } | undefined }>(
+    '/api/connectors/:id/reconcile',
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Reconcile a connector now; a dry run (or wait: true) answers with the drift found',
+        body: { type: ['object', 'null'], additionalProperties: false, properties: { dryRun: { type: 'boolean' }, wait: { type: 'boolean' } } },
+      },
+    },
+    async (request, reply) => {
+      const { rows } = await app.db.query('SELECT 1 FROM connectors WHERE id = $1', [request.params.id]);
+      if (!rows[0]) return fail(reply, 404, `no connector "${request.params.id}"`);
+      const dryRun = request.body?.dryRun ?? false;
+      let client;
+      try {
+        client = await app.temporal.client();
+      } catch {
+        return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: 'Temporal is unreachable; try again later' });
+      }
+      const handle = await startReconcileRun(client, app.config.taskQueue, request.params.id, dryRun);
+      if (!handle) return fail(reply, 409, `a reconciliation of "${request.params.id}" is running`);
+      if (!dryRun && !request.body?.wait) return reply.code(202).send({ workflowId: handle.workflowId, runId: handle.firstExecutionRunId });
+      return await handle.result();
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/api/connectors/:id/drift',
+    { onRequest: admin, schema: { tags, security, summary: "The latest reconciliation's run and the drift it found" } },
+    async (request, reply) => {
+      const { rows: runs } = await app.db.query<Record<string, unknown> & { id: string }>(
+        `SELECT id, dry_run AS "dryRun", mode, started_at AS "startedAt", finished_at AS "finishedAt", accounts_seen AS "accountsSeen",
+                grants_seen AS "grantsSeen", api_calls AS "apiCalls", drift_found AS "driftFound", workflow_id AS "workflowId"
+           FROM reconcile_runs WHERE connector_id = $1 ORDER BY started_at DESC LIMIT 1`,
+        [request.params.id],
+      );
+      if (!runs[0]) return fail(reply, 404, `connector "${request.params.id}" has not been reconciled yet`);
+      const { rows: drift } = await app.db.query<Record<string, unknown>>(
+        `SELECT d.kind, d.action, d.user_id AS "userId", u.user_name AS "userName", d.remote_id AS "remoteId",
+                d.entitlement_id AS "entitlementId", e.name AS entitlement, d.detected_at AS "detectedAt"
+           FROM drift d LEFT JOIN users u ON u.id = d.user_id LEFT JOIN entitlements e ON e.id = d.entitlement_id
+          WHERE d.run_id = $1 ORDER BY d.id LIMIT 1000`,
+        [runs[0].id],
+      );
+      return { run: runs[0], drift };
     },
   );
 

@@ -1,0 +1,118 @@
+/**
+ * Reconciliation on the real Temporal dev server and PostgreSQL: drift introduced directly in a
+ * target is found page by page, reported in a dry run and in monitor mode, and in enforce mode fixed
+ * through the users' workflows (authoritative memberships) or left alone (additive ones).
+ */
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { createTestDatabase } from '../helpers/db.js';
+import { startTestGateway, userBody } from '../helpers/gateway.js';
+import { eventually, testTemporal } from '../helpers/temporal.js';
+import { memoryTarget } from '../fixtures/memory-connector.js';
+
+const PLUGIN = fileURLToPath(new URL('../fixtures/memory-connector.ts', import.meta.url));
+const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
+
+const database = await createTestDatabase(t);
+const temporal = await testTemporal(t);
+const gw = await startTestGateway(t, {
+  database,
+  temporalAddress: temporal.address,
+  taskQueue: temporal.taskQueue,
+  scopes: ['scim:read', 'scim:write', 'admin'],
+  env: { USER_SYNC_IDLE_MS: '500' },
+});
+await temporal.startWorker(database.newPool());
+const ns = `rec-${temporal.taskQueue}`;
+const enforced = memoryTarget(ns);
+const watched = memoryTarget(`${ns}-watch`);
+
+async function api(method: 'GET' | 'POST' | 'PUT' | 'PATCH', url: string, payload?: unknown, expect = 200) {
+  const res = await gw.scim({ method, url, ...(payload !== undefined ? { payload: payload as object, headers: { 'content-type': 'application/json' } } : {}) });
+  if (res.statusCode !== expect) throw new Error(`${method} ${url}: ${res.statusCode} ${res.body}`);
+  return res.json();
+}
+type Summary = { drift: Array<{ kind: string; action: string; count: number }>; apiCalls: number; accountsSeen: number };
+const count = (s: Summary, kind: string, action: string) => s.drift.find((d) => d.kind === kind && d.action === action)?.count ?? 0;
+
+const ids: Record<string, string> = {};
+
+t.test('setup: two connectors, entitlements of both membership kinds, users provisioned', async (t) => {
+  await api('PUT', '/api/connectors/enforced', { id: 'enforced', type: PLUGIN, config: { namespace: ns }, reconcileEveryMinutes: 60 });
+  await api('PUT', '/api/connectors/watched', { id: 'watched', type: PLUGIN, config: { namespace: `${ns}-watch` }, mode: 'monitor' });
+  await api('POST', '/api/entitlements', { connectorId: 'enforced', name: 'eng', target: { group: 'eng' }, membership: 'authoritative' }, 201);
+  await api('POST', '/api/entitlements', { connectorId: 'enforced', name: 'ops', target: { group: 'ops' }, membership: 'authoritative' }, 201);
+  await api('POST', '/api/entitlements', { connectorId: 'enforced', name: 'wiki', target: { group: 'wiki' }, membership: 'additive' }, 201);
+  await api('POST', '/api/entitlements', { connectorId: 'watched', name: 'team', target: { group: 'team' }, membership: 'authoritative' }, 201);
+
+  for (const name of ['alice', 'bob', 'carol']) ids[name] = (await api('POST', '/scim/v2/Users', userBody(`${name}@example.com`), 201)).id;
+  await api('POST', '/scim/v2/Groups', { schemas: [GROUP], displayName: 'Eng', members: [{ value: ids.alice }, { value: ids.bob }, { value: ids.carol }] }, 201);
+  await api('POST', '/api/rules', { name: 'eng', group: 'Eng', entitlements: ['enforced/eng'] }, 201);
+  await eventually(async () => ['alice', 'bob', 'carol'].every((n) => enforced.groups.get('eng')?.has(`acct-${ids[n]}`)), 60_000, 'everyone in eng');
+  t.equal(enforced.accounts.size, 3);
+
+  const schedule = await eventually(() => temporal.client.schedule.getHandle('reconcile:enforced').describe(), 30_000, 'the reconcile schedule');
+  t.same(schedule.spec.intervals?.map((i) => i.every), [3_600_000], 'a Temporal Schedule reconciles the connector hourly');
+});
+
+t.test('drift introduced in the target: a dry run reports it and changes nothing', async (t) => {
+  const acct = (n: string) => `acct-${ids[n]}`;
+  enforced.groups.get('eng')!.delete(acct('alice')); // missing membership
+  enforced.groups.get('eng')!.add('acct-stranger'); // unexpected, no user of ours
+  enforced.groups.set('ops', new Set([acct('carol')])); // unexpected for a known user, authoritative
+  enforced.groups.set('wiki', new Set([acct('carol')])); // unexpected, additive
+  enforced.accounts.set('acct-orphan', { userName: 'orphan@example.com', active: true }); // orphan account
+  enforced.accounts.delete(acct('bob')); // missing account
+  enforced.groups.get('eng')!.delete(acct('bob'));
+
+  const before = JSON.stringify([...enforced.groups.entries()].map(([k, v]) => [k, [...v].sort()]));
+  const dry: Summary = await api('POST', '/api/connectors/enforced/reconcile', { dryRun: true });
+  t.equal(count(dry, 'missingMembership', 'reported'), 2, 'alice and bob (whose account went) are missing from eng');
+  t.equal(count(dry, 'missingAccount', 'reported'), 1, "bob's account is gone");
+  t.equal(count(dry, 'unexpectedMembership', 'reported'), 3, 'stranger in eng, carol in ops and wiki');
+  t.equal(count(dry, 'orphanAccount', 'reported'), 1);
+  t.ok(dry.apiCalls >= 5, `the target was read page by page (${dry.apiCalls} calls)`);
+  t.equal(JSON.stringify([...enforced.groups.entries()].map(([k, v]) => [k, [...v].sort()])), before, 'a dry run changes nothing');
+});
+
+t.test('enforce mode fixes authoritative drift through the users, leaves additive memberships alone', async (t) => {
+  const acct = (n: string) => `acct-${ids[n]}`;
+  const run: Summary = await api('POST', '/api/connectors/enforced/reconcile', { wait: true });
+  t.equal(count(run, 'missingMembership', 'fixed'), 2);
+  t.equal(count(run, 'missingAccount', 'fixed'), 1);
+  t.equal(count(run, 'unexpectedMembership', 'fixed'), 2, 'stranger (removed directly) and carol in ops (through her workflow)');
+  t.equal(count(run, 'unexpectedMembership', 'ignored'), 1, 'carol in wiki: additive');
+  t.equal(count(run, 'orphanAccount', 'reported'), 1, 'orphans are for a human to decide');
+
+  await eventually(
+    async () =>
+      enforced.groups.get('eng')?.has(acct('alice')) &&
+      enforced.groups.get('eng')?.has(acct('bob')) &&
+      enforced.accounts.get(acct('bob'))?.active === true &&
+      !enforced.groups.get('eng')?.has('acct-stranger') &&
+      !enforced.groups.get('ops')?.has(acct('carol')),
+    60_000,
+    'the target to converge',
+  );
+  t.ok(enforced.groups.get('wiki')?.has(acct('carol')), 'additive membership untouched');
+  t.ok(enforced.accounts.has('acct-orphan'), 'orphan account untouched');
+
+  const again: Summary = await eventually(async () => {
+    const s: Summary = await api('POST', '/api/connectors/enforced/reconcile', { wait: true });
+    return s.drift.every((d) => d.action !== 'fixed') ? s : undefined;
+  }, 60_000, 'a clean reconcile');
+  t.same(
+    again.drift.map((d) => `${d.kind}:${d.action}`).sort(),
+    ['orphanAccount:reported', 'unexpectedMembership:ignored'],
+    'nothing left to fix: only what is deliberately left alone',
+  );
+  const drift = await api('GET', '/api/connectors/enforced/drift');
+  t.equal(drift.run.driftFound, 2);
+});
+
+t.test('monitor mode only reports', async (t) => {
+  watched.groups.set('team', new Set(['acct-somebody']));
+  const run: Summary = await api('POST', '/api/connectors/watched/reconcile', { wait: true });
+  t.equal(count(run, 'unexpectedMembership', 'reported'), 1);
+  t.ok(watched.groups.get('team')?.has('acct-somebody'), 'nothing removed in monitor mode');
+});

@@ -1,0 +1,249 @@
+/**
+ * Reconciliation activities: stream one connector's target page by page into `reconcile_seen`, then
+ * compare it with the recorded actual state and the desired state in SQL, so memory stays bounded
+ * whatever the size of the target.
+ *
+ * Fixes go through each user's userSync workflow (one writer per user): reconciliation only records
+ * the truth it found (an account gone, a membership missing or unexpected) in the actual-state tables
+ * and announces the user through the outbox; the user's workflow then plans and applies the fix.
+ * Holders that belong to no user of ours are removed directly from authoritative entitlements.
+ *
+ * | drift                 | enforce (not a dry run)                             | monitor / dry run |
+ * |-----------------------|-----------------------------------------------------|-------------------|
+ * | missingAccount        | recorded gone; the user's workflow recreates it     | reported          |
+ * | orphanAccount         | reported (no user owns it)                          | reported          |
+ * | missingMembership     | recorded missing; the user's workflow re-grants it  | reported          |
+ * | unexpectedMembership  | authoritative: recorded, the user's workflow revokes it (or revoked directly when no user owns the holder); additive: ignored unless desired | reported |
+ */
+import { randomUUID } from 'node:crypto';
+import type { Db } from '../../gateway/db/pool.js';
+import { withTransaction } from '../../gateway/db/pool.js';
+import { enqueueUserChanges } from '../../gateway/outbox/outbox.js';
+import type { ConnectorRuntime } from './connector-runtime.js';
+import { toFailure } from './provisioning.js';
+
+export interface ReconcileStarted {
+  runId: string;
+  mode: 'enforce' | 'monitor';
+  entitlements: Array<{ id: string; membership: 'authoritative' | 'additive' }>;
+  canListAccounts: boolean;
+  canListGrants: boolean;
+}
+
+export interface ReconcileSummary {
+  runId: string;
+  connectorId: string;
+  dryRun: boolean;
+  mode: 'enforce' | 'monitor';
+  accountsSeen: number;
+  grantsSeen: number;
+  apiCalls: number;
+  drift: Array<{ kind: string; action: string; count: number }>;
+  /** The first differences found (all of them are in the `drift` table under runId). */
+  sample: Array<{ kind: string; action: string; userId: string | null; remoteId: string | null; entitlementId: string | null }>;
+}
+
+export async function startReconcile(db: Db, runtime: ConnectorRuntime, input: { connectorId: string; dryRun: boolean; workflowId?: string }): Promise<ReconcileStarted> {
+  try {
+    const { row, definition } = await runtime.get(input.connectorId);
+    const runId = randomUUID();
+    await db.query('INSERT INTO reconcile_runs (id, connector_id, dry_run, mode, workflow_id) VALUES ($1, $2, $3, $4, $5)', [
+      runId,
+      input.connectorId,
+      input.dryRun,
+      row.mode,
+      input.workflowId ?? null,
+    ]);
+    const { rows } = await db.query<{ id: string; membership: 'authoritative' | 'additive' }>(
+      'SELECT id, membership FROM entitlements WHERE connector_id = $1 ORDER BY id',
+      [input.connectorId],
+    );
+    return {
+      runId,
+      mode: row.mode,
+      entitlements: rows,
+      canListAccounts: definition.capabilities.includes('listAccounts'),
+      canListGrants: definition.capabilities.includes('listGrants'),
+    };
+  } catch (err) {
+    throw toFailure(`${input.connectorId}: reconcile`, err);
+  }
+}
+
+/** Reads one page of the target's accounts (or of one entitlement's holders) into reconcile_seen. */
+export async function reconcilePage(
+  db: Db,
+  runtime: ConnectorRuntime,
+  input: { runId: string; connectorId: string; entitlementId?: string; cursor?: string },
+): Promise<{ next?: string; count: number }> {
+  try {
+    const { instance } = await runtime.get(input.connectorId);
+    let ids: string[];
+    let active: Array<boolean | null>;
+    let next: string | undefined;
+    if (input.entitlementId) {
+      const { rows } = await db.query<{ target: Record<string, unknown> }>('SELECT target FROM entitlements WHERE id = $1', [input.entitlementId]);
+      const page = await instance.listGrants!({ id: input.entitlementId, target: rows[0]?.target ?? {} }, input.cursor);
+      ids = page.items;
+      active = ids.map(() => null);
+      next = page.next;
+    } else {
+      const page = await instance.listAccounts!(input.cursor);
+      ids = page.items.map((a) => a.remoteId);
+      active = page.items.map((a) => (a.active === undefined ? null : a.active));
+      next = page.next;
+    }
+    await db.query(
+      `WITH s AS (
+         INSERT INTO reconcile_seen (run_id, entitlement_id, remote_id, active)
+         SELECT $1, $2, x.remote_id, x.active FROM unnest($3::text[], $4::boolean[]) AS x(remote_id, active))
+       UPDATE reconcile_runs SET api_calls = api_calls + 1,
+              accounts_seen = accounts_seen + CASE WHEN $2::uuid IS NULL THEN $5 ELSE 0 END,
+              grants_seen = grants_seen + CASE WHEN $2::uuid IS NULL THEN 0 ELSE $5 END
+        WHERE id = $1`,
+      [input.runId, input.entitlementId ?? null, ids, active, ids.length],
+    );
+    return { ...(next ? { next } : {}), count: ids.length };
+  } catch (err) {
+    throw toFailure(`${input.connectorId}: reconcile listing`, err);
+  }
+}
+
+/** Compares what was seen with recorded and desired state, records drift, and (in enforce mode) fixes it. */
+export async function finishReconcile(db: Db, runtime: ConnectorRuntime, input: { runId: string; connectorId: string; dryRun: boolean }): Promise<ReconcileSummary> {
+  const { rows: runs } = await db.query<{ mode: 'enforce' | 'monitor' }>('SELECT mode FROM reconcile_runs WHERE id = $1', [input.runId]);
+  const mode = runs[0]!.mode;
+  const act = mode === 'enforce' && !input.dryRun;
+  const { definition, instance } = await runtime.get(input.connectorId);
+  const listedAccounts = definition.capabilities.includes('listAccounts');
+  const listedGrants = definition.capabilities.includes('listGrants');
+
+  // Holders of authoritative entitlements that belong to no user of ours: only we can remove them,
+  // and no user's workflow owns them. Done before the transaction; revoke is idempotent.
+  if (act && listedGrants) {
+    const { rows: strangers } = await db.query<{ remote_id: string; entitlement_id: string; target: Record<string, unknown> }>(
+      `SELECT s.remote_id, s.entitlement_id, e.target FROM reconcile_seen s JOIN entitlements e ON e.id = s.entitlement_id
+        WHERE s.run_id = $1 AND e.membership = 'authoritative'
+          AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.connector_id = $2 AND a.remote_id = s.remote_id)`,
+      [input.runId, input.connectorId],
+    );
+    try {
+      for (const s of strangers) await instance.revoke!(s.remote_id, { id: s.entitlement_id, target: s.target });
+    } catch (err) {
+      throw toFailure(`${input.connectorId}: reconcile revoke`, err);
+    }
+  }
+
+  await withTransaction(db, async (tx) => {
+    const users = new Set<string>();
+    const record = async (sql: string, params: unknown[]) => {
+      const { rows } = await tx.query<{ user_id: string | null }>(sql, params);
+      for (const r of rows) if (r.user_id) users.add(r.user_id);
+    };
+    const fixed = act ? 'fixed' : 'reported';
+
+    if (listedAccounts) {
+      // Accounts we recorded that the target no longer has.
+      await record(
+        `INSERT INTO drift (run_id, connector_id, kind, user_id, remote_id, action)
+         SELECT $1, $2, 'missingAccount', a.user_id, a.remote_id, $3 FROM accounts a
+          WHERE a.connector_id = $2 AND a.state IN ('active', 'disabled') AND a.remote_id IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM reconcile_seen s WHERE s.run_id = $1 AND s.entitlement_id IS NULL AND s.remote_id = a.remote_id)
+         RETURNING user_id`,
+        [input.runId, input.connectorId, fixed],
+      );
+      // Active accounts in the target that no user of ours owns.
+      await tx.query(
+        `INSERT INTO drift (run_id, connector_id, kind, remote_id, action)
+         SELECT $1, $2, 'orphanAccount', s.remote_id, 'reported' FROM reconcile_seen s
+          WHERE s.run_id = $1 AND s.entitlement_id IS NULL AND s.active IS NOT FALSE
+            AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.connector_id = $2 AND a.remote_id = s.remote_id AND a.state <> 'deleted')`,
+        [input.runId, input.connectorId],
+      );
+    }
+    if (listedGrants) {
+      // Memberships we applied that the target no longer has.
+      await record(
+        `INSERT INTO drift (run_id, connector_id, kind, user_id, remote_id, entitlement_id, action)
+         SELECT $1, $2, 'missingMembership', ag.user_id, a.remote_id, ag.entitlement_id, $3
+           FROM account_grants ag JOIN entitlements e ON e.id = ag.entitlement_id AND e.connector_id = $2
+           JOIN accounts a ON a.user_id = ag.user_id AND a.connector_id = $2
+          WHERE NOT EXISTS (SELECT 1 FROM reconcile_seen s WHERE s.run_id = $1 AND s.entitlement_id = ag.entitlement_id AND s.remote_id = a.remote_id)
+         RETURNING user_id`,
+        [input.runId, input.connectorId, fixed],
+      );
+      // Memberships in the target we did not apply. Additive entitlements keep them unless the user should have it anyway.
+      await record(
+        `INSERT INTO drift (run_id, connector_id, kind, user_id, remote_id, entitlement_id, action)
+         SELECT $1, $2, 'unexpectedMembership', a.user_id, s.remote_id, s.entitlement_id,
+                CASE WHEN NOT $3 THEN 'reported'
+                     WHEN e.membership = 'authoritative' THEN 'fixed'
+                     WHEN a.user_id IS NOT NULL AND EXISTS (
+                       SELECT 1 FROM grants g WHERE g.user_id = a.user_id AND g.entitlement_id = s.entitlement_id AND g.status = 'active') THEN 'fixed'
+                     ELSE 'ignored' END
+           FROM reconcile_seen s JOIN entitlements e ON e.id = s.entitlement_id
+           LEFT JOIN accounts a ON a.connector_id = $2 AND a.remote_id = s.remote_id
+          WHERE s.run_id = $1
+            AND NOT EXISTS (SELECT 1 FROM account_grants ag WHERE ag.entitlement_id = s.entitlement_id AND ag.user_id = a.user_id)
+         RETURNING CASE WHEN action = 'fixed' THEN user_id END AS user_id`,
+        [input.runId, input.connectorId, act],
+      );
+    }
+
+    if (act) {
+      // Record the truth; each affected user's workflow then converges from it.
+      await tx.query(
+        `UPDATE accounts a SET state = 'deleted' FROM drift d
+          WHERE d.run_id = $1 AND d.kind = 'missingAccount' AND a.user_id = d.user_id AND a.connector_id = $2`,
+        [input.runId, input.connectorId],
+      );
+      await tx.query(
+        `DELETE FROM account_grants ag USING drift d, entitlements e
+          WHERE d.run_id = $1 AND e.id = ag.entitlement_id AND e.connector_id = $2 AND ag.user_id = d.user_id
+            AND (d.kind = 'missingAccount' OR (d.kind = 'missingMembership' AND ag.entitlement_id = d.entitlement_id))`,
+        [input.runId, input.connectorId],
+      );
+      await tx.query(
+        `INSERT INTO account_grants (user_id, entitlement_id)
+         SELECT d.user_id, d.entitlement_id FROM drift d
+          WHERE d.run_id = $1 AND d.kind = 'unexpectedMembership' AND d.action = 'fixed' AND d.user_id IS NOT NULL
+         ON CONFLICT DO NOTHING`,
+        [input.runId],
+      );
+      await enqueueUserChanges(tx, [...users]);
+    }
+    await tx.query('DELETE FROM reconcile_seen WHERE run_id = $1', [input.runId]);
+    await tx.query(
+      `UPDATE reconcile_runs SET finished_at = now(), drift_found = (SELECT count(*) FROM drift WHERE run_id = $1) WHERE id = $1`,
+      [input.runId],
+    );
+  });
+  return await reconcileSummary(db, input.runId);
+}
+
+export async function reconcileSummary(db: Db, runId: string): Promise<ReconcileSummary> {
+  const { rows: runs } = await db.query<{ connector_id: string; dry_run: boolean; mode: 'enforce' | 'monitor'; accounts_seen: number; grants_seen: number; api_calls: number }>(
+    'SELECT connector_id, dry_run, mode, accounts_seen, grants_seen, api_calls FROM reconcile_runs WHERE id = $1',
+    [runId],
+  );
+  const run = runs[0]!;
+  const { rows: counts } = await db.query<{ kind: string; action: string; count: number }>(
+    'SELECT kind, action, count(*)::int AS count FROM drift WHERE run_id = $1 GROUP BY kind, action ORDER BY kind, action',
+    [runId],
+  );
+  const { rows: sample } = await db.query<{ kind: string; action: string; userId: string | null; remoteId: string | null; entitlementId: string | null }>(
+    `SELECT kind, action, user_id AS "userId", remote_id AS "remoteId", entitlement_id AS "entitlementId" FROM drift WHERE run_id = $1 ORDER BY id LIMIT 100`,
+    [runId],
+  );
+  return {
+    runId,
+    connectorId: run.connector_id,
+    dryRun: run.dry_run,
+    mode: run.mode,
+    accountsSeen: run.accounts_seen,
+    grantsSeen: run.grants_seen,
+    apiCalls: run.api_calls,
+    drift: counts,
+    sample,
+  };
+}
