@@ -15,6 +15,7 @@ import health from './routes/health.js';
 import scim from './routes/scim/index.js';
 import tokens from './routes/api/tokens.js';
 import provisioning from './routes/api/provisioning.js';
+import audit from './routes/api/audit.js';
 
 export interface AppOptions {
   config: GatewayConfig;
@@ -62,5 +63,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(scim, { prefix: '/scim/v2' });
   await app.register(tokens);
   await app.register(provisioning);
+  await app.register(audit);
   return app;
 }

@@ -1,0 +1,312 @@
+/**
+ * The audit log (`audit_events`) as a hash chain, and reading it back.
+ *
+ * Each event stores `prev_hash`, the hash of the event before it (NULL for the first), and
+ * `hash = sha256(prev_hash || canonical bytes of the event)`, both filled in by the
+ * `audit_events_chain` trigger (migration 1732170000005_audit-chain), which also assigns ids in
+ * chain order under a lock. `audit_chain_head` holds the id and hash of the last event.
+ *
+ * {@link verifyAuditChain} recomputes every hash in SQL, so the canonical bytes are built by the
+ * same PostgreSQL functions that built them at insert time, but from the expression below rather
+ * than from the database's own `audit_events_canonical` function: a verifier that trusted a
+ * function stored in the database under check could be fooled by replacing that function.
+ *
+ * What the chain proves: anyone who changes, removes or reorders events without also rewriting
+ * every later hash is detected. Someone with the rights to rewrite the table can recompute the
+ * chain too, so keep a copy of the last hash (`lastHash`) outside the database from time to time;
+ * a chain that still verifies but no longer contains a recorded hash has been rewritten.
+ */
+import type { Db, Tx } from '../db/pool.js';
+
+type Queryable = Pick<Db | Tx, 'query'>;
+
+/** The canonical bytes of event `e`; identical to `audit_events_canonical` in the migration. */
+const CANONICAL = `convert_to(
+    'audit_events:v1'
+    || '|' || e.id::text
+    || '|' || to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    || '|' || COALESCE(length(e.actor)::text || ':' || e.actor, '~')
+    || '|' || COALESCE(length(e.action)::text || ':' || e.action, '~')
+    || '|' || COALESCE(length(e.resource_type)::text || ':' || e.resource_type, '~')
+    || '|' || COALESCE(length(e.resource_id)::text || ':' || e.resource_id, '~')
+    || '|' || COALESCE(length(e.reason)::text || ':' || e.reason, '~')
+    || '|' || COALESCE(length(e.before::text)::text || ':' || e.before::text, '~')
+    || '|' || COALESCE(length(e.after::text)::text || ':' || e.after::text, '~'),
+    'UTF8')`;
+
+export interface AuditChainResult {
+  /** True when every event links to its predecessor, matches its hash, and the head agrees. */
+  ok: boolean;
+  /** Events verified intact (when not ok: those before the first bad one). */
+  checked: number;
+  /** The first event found bad (for events missing at the end: the id the head says is last). */
+  firstBadId?: number;
+  /** What is wrong with it. */
+  reason?: string;
+  /** When ok: the id and hash (hex) of the last event, to record outside the database. */
+  lastId?: number;
+  lastHash?: string;
+}
+
+export interface VerifyOptions {
+  /** Events read per query (default 1000). */
+  batchSize?: number;
+}
+
+/**
+ * Walks the whole chain in id order, in keyset batches that are separate statements (no long
+ * transaction, so it can run beside live traffic, and on the embedded database's single
+ * connection). Events appended while it runs are verified too.
+ */
+export async function verifyAuditChain(db: Queryable, opts: VerifyOptions = {}): Promise<AuditChainResult> {
+  const batchSize = opts.batchSize ?? 1000;
+  let checked = 0;
+  let lastId = 0;
+  let last: Buffer | null = null;
+  let headCheckedAt: number | undefined;
+  const bad = (firstBadId: number, reason: string): AuditChainResult => ({ ok: false, checked, firstBadId, reason });
+
+  for (;;) {
+    const { rows } = await db.query<{ id: number | string; prev_hash: Buffer | null; hash: Buffer; intact: boolean | null }>(
+      `SELECT e.id, e.prev_hash, e.hash,
+              e.hash = sha256(COALESCE(e.prev_hash, ''::bytea) || ${CANONICAL}) AS intact
+         FROM audit_events e
+        WHERE e.id > $1
+        ORDER BY e.id
+        LIMIT $2`,
+      [lastId, batchSize],
+    );
+    for (const row of rows) {
+      const id = Number(row.id);
+      if (last === null) {
+        if (row.prev_hash !== null) return bad(id, 'the first event links to a predecessor: events before it are missing');
+      } else if (row.prev_hash === null || !row.prev_hash.equals(last)) {
+        return bad(id, `the event does not link to the event before it (id ${lastId}): an event between them was removed, or one of them was altered`);
+      }
+      if (row.intact !== true) return bad(id, 'the event does not match its hash: its content was altered');
+      last = row.hash;
+      lastId = id;
+      checked++;
+    }
+    if (rows.length === batchSize) continue;
+
+    const head = await db.query<{ last_id: number | string | null; last_hash: Buffer | null }>('SELECT last_id, last_hash FROM audit_chain_head');
+    if (!head.rows[0]) return { ok: false, checked, reason: 'audit_chain_head is missing' };
+    const headId = head.rows[0].last_id === null ? null : Number(head.rows[0].last_id);
+    const headHash = head.rows[0].last_hash;
+    if (headId === (last === null ? null : lastId)) {
+      if (last === null) return { ok: true, checked };
+      if (!headHash || !headHash.equals(last)) return bad(lastId, 'the last event does not match the hash recorded in audit_chain_head');
+      return { ok: true, checked, lastId, lastHash: last.toString('hex') };
+    }
+    if (headId !== null && headId > lastId) {
+      // Events committed since the last read: read on. The head is written in the same
+      // transaction as its event, so a read after this one sees that event; if it brings
+      // nothing new, the events the head points past are gone.
+      if (headCheckedAt !== lastId) {
+        headCheckedAt = lastId;
+        continue;
+      }
+      return bad(headId, `the log ends at ${last === null ? 'no event' : `id ${lastId}`} but the chain head records id ${headId}: events at the end were removed`);
+    }
+    return bad(lastId, `audit_chain_head records ${headId === null ? 'no event' : `id ${headId}`} as the last event, not id ${lastId}`);
+  }
+}
+
+// ------------------------------------------------------------------ reading the log
+
+export interface AuditFilter {
+  actor?: string;
+  action?: string;
+  resourceType?: string;
+  resourceId?: string;
+  /** Events at or after this instant (a value accepted by {@link parseInstant}). */
+  since?: string;
+  /** Events strictly before this instant. */
+  until?: string;
+  /** Events with an id greater than this (keyset paging). */
+  afterId?: number;
+}
+
+/** An event as the API returns it; `before`/`after` are the stored JSON. */
+export interface AuditEvent {
+  id: number;
+  /** UTC, with the microseconds the database keeps. */
+  at: string;
+  actor: string;
+  action: string;
+  resourceType: string;
+  resourceId: string | null;
+  reason: string | null;
+  before: unknown;
+  after: unknown;
+  prevHash: string | null;
+  hash: string;
+}
+
+/** An event with `before`/`after` as PostgreSQL prints them, for exports that keep them exact. */
+export interface RawAuditEvent extends Omit<AuditEvent, 'before' | 'after'> {
+  before: string | null;
+  after: string | null;
+}
+
+const ISO_INSTANT = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,6})?)?(?:[Zz]|[+-](\d{2})(?::?(\d{2}))?))?$/;
+
+/**
+ * An ISO 8601 date (`2024-05-01`, midnight UTC) or date-time with a zone (`2024-05-01T12:00:00Z`,
+ * `…+02:00`) as a string PostgreSQL reads as the same instant; undefined for anything else,
+ * impossible dates and zone-less date-times (whose meaning would depend on the server's time
+ * zone) included.
+ */
+export function parseInstant(value: string): string | undefined {
+  const m = ISO_INSTANT.exec(value);
+  if (!m) return undefined;
+  const n = (group: number) => Number(m[group] ?? 0);
+  const [year, month, day] = [n(1), n(2), n(3)];
+  if (year < 1 || month < 1 || month > 12 || day < 1 || day > new Date(Date.UTC(year, month, 0)).getUTCDate()) return undefined;
+  if (n(4) > 23 || n(5) > 59 || n(6) > 59 || n(7) > 15 || n(8) > 59) return undefined;
+  return m[4] === undefined ? `${value}T00:00:00Z` : value;
+}
+
+const SELECT_EVENT = `SELECT e.id, to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at, e.actor, e.action,
+       e.resource_type, e.resource_id, e.reason, e.before::text AS before, e.after::text AS after,
+       encode(e.prev_hash, 'hex') AS prev_hash, encode(e.hash, 'hex') AS hash
+  FROM audit_events e`;
+
+interface EventRow {
+  id: number | string;
+  at: string;
+  actor: string;
+  action: string;
+  resource_type: string;
+  resource_id: string | null;
+  reason: string | null;
+  before: string | null;
+  after: string | null;
+  prev_hash: string | null;
+  hash: string;
+}
+
+function toRaw(r: EventRow): RawAuditEvent {
+  return {
+    id: Number(r.id),
+    at: r.at,
+    actor: r.actor,
+    action: r.action,
+    resourceType: r.resource_type,
+    resourceId: r.resource_id,
+    reason: r.reason,
+    before: r.before,
+    after: r.after,
+    prevHash: r.prev_hash,
+    hash: r.hash,
+  };
+}
+
+/** The WHERE clause for `filter` (plus `id <= upTo`), appending its values to `params`. */
+function whereClause(filter: AuditFilter, params: unknown[], upTo?: number): string {
+  const conds: string[] = [];
+  const add = (sql: string, value: unknown) => {
+    params.push(value);
+    conds.push(sql.replace('?', `$${params.length}`));
+  };
+  if (filter.actor !== undefined) add('e.actor = ?', filter.actor);
+  if (filter.action !== undefined) add('e.action = ?', filter.action);
+  if (filter.resourceType !== undefined) add('e.resource_type = ?', filter.resourceType);
+  if (filter.resourceId !== undefined) add('e.resource_id = ?', filter.resourceId);
+  if (filter.since !== undefined) add('e.at >= ?::timestamptz', filter.since);
+  if (filter.until !== undefined) add('e.at < ?::timestamptz', filter.until);
+  if (filter.afterId !== undefined) add('e.id > ?', filter.afterId);
+  if (upTo !== undefined) add('e.id <= ?', upTo);
+  return conds.length ? `WHERE ${conds.join(' AND ')}` : '';
+}
+
+async function readRaw(db: Queryable, filter: AuditFilter, limit: number, upTo?: number): Promise<RawAuditEvent[]> {
+  const params: unknown[] = [];
+  const where = whereClause(filter, params, upTo);
+  params.push(limit);
+  const { rows } = await db.query<EventRow>(`${SELECT_EVENT} ${where} ORDER BY e.id LIMIT $${params.length}`, params);
+  return rows.map(toRaw);
+}
+
+/**
+ * One page of events in id order, and the `afterId` of the next page (null on the last page).
+ * Ids commit in increasing order (see the migration), so following the log with `afterId` never
+ * skips an event that commits later.
+ */
+export async function listAuditEvents(db: Queryable, filter: AuditFilter, limit: number): Promise<{ events: AuditEvent[]; nextAfterId: number | null }> {
+  const raw = await readRaw(db, filter, limit + 1);
+  const more = raw.length > limit;
+  const events = raw.slice(0, limit).map((r) => ({
+    ...r,
+    before: r.before === null ? null : (JSON.parse(r.before) as unknown),
+    after: r.after === null ? null : (JSON.parse(r.after) as unknown),
+  }));
+  return { events, nextAfterId: more ? events[events.length - 1]!.id : null };
+}
+
+/**
+ * Every matching event, in id order, as batches of one query each, never more than one batch in
+ * memory. The export covers the events that existed when it started.
+ */
+export async function* auditEventBatches(db: Queryable, filter: AuditFilter, batchSize = 1000): AsyncGenerator<RawAuditEvent[]> {
+  const { rows } = await db.query<{ max: number | string | null }>('SELECT max(id) AS max FROM audit_events');
+  const upTo = Number(rows[0]?.max ?? 0);
+  let afterId = filter.afterId;
+  for (;;) {
+    const batch = await readRaw(db, { ...filter, afterId }, batchSize, upTo);
+    if (batch.length > 0) yield batch;
+    if (batch.length < batchSize) return;
+    afterId = batch[batch.length - 1]!.id;
+  }
+}
+
+export type ExportFormat = 'csv' | 'json';
+
+export const EXPORT_CONTENT_TYPES: Record<ExportFormat, string> = {
+  csv: 'text/csv; charset=utf-8',
+  json: 'application/json; charset=utf-8',
+};
+
+export const CSV_COLUMNS = ['id', 'at', 'actor', 'action', 'resourceType', 'resourceId', 'reason', 'before', 'after', 'prevHash', 'hash'] as const;
+
+/**
+ * One RFC 4180 field: quoted when it holds a comma, quote, CR or LF (quotes doubled), and also
+ * when empty, so that an empty string ("") stays distinct from NULL (nothing).
+ */
+export function csvField(value: string | number | null): string {
+  if (value === null) return '';
+  const s = String(value);
+  return s === '' || /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+}
+
+function csvRecord(e: RawAuditEvent): string {
+  return `${CSV_COLUMNS.map((c) => csvField(e[c])).join(',')}\r\n`;
+}
+
+/** One event as a JSON object, with `before`/`after` exactly as stored. */
+function jsonRecord(e: RawAuditEvent): string {
+  const s = (v: string | number | null) => JSON.stringify(v);
+  return (
+    `{"id":${e.id},"at":${s(e.at)},"actor":${s(e.actor)},"action":${s(e.action)},"resourceType":${s(e.resourceType)},` +
+    `"resourceId":${s(e.resourceId)},"reason":${s(e.reason)},"before":${e.before ?? 'null'},"after":${e.after ?? 'null'},` +
+    `"prevHash":${s(e.prevHash)},"hash":${s(e.hash)}}`
+  );
+}
+
+/**
+ * The export as text chunks: CSV with a header row (CRLF line ends), or a JSON array. The first
+ * chunk is produced only once the first query has succeeded, so a caller that awaits it can still
+ * report a database error properly instead of sending a truncated document.
+ */
+export async function* exportAuditEvents(db: Queryable, filter: AuditFilter, format: ExportFormat, batchSize = 1000): AsyncGenerator<string> {
+  let started = false;
+  const open = format === 'csv' ? `${CSV_COLUMNS.join(',')}\r\n` : '[';
+  for await (const batch of auditEventBatches(db, filter, batchSize)) {
+    const body = format === 'csv' ? batch.map(csvRecord).join('') : batch.map(jsonRecord).join(',\n');
+    yield started ? (format === 'csv' ? body : `,\n${body}`) : `${open}${format === 'json' ? '\n' : ''}${body}`;
+    started = true;
+  }
+  if (format === 'json') yield started ? '\n]\n' : '[]\n';
+  else if (!started) yield open;
+}
