@@ -19,13 +19,15 @@ const { syncUser, planUserSync, recordProvisioningFailure } = wf.proxyActivities
  * steps for this round.
  */
 const targets = wf.proxyActivities<Activities>({
-  startToCloseTimeout: '2 minutes',
+  // One call to a target (connectors time out their own requests well before this); a worker that
+  // dies mid-call holds the step up to this long before another worker retries it.
+  startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 25 },
 });
 
 /** Applies the plan: connectors in parallel, each connector's steps in order. */
-async function converge(userId: string): Promise<void> {
-  const plan = await planUserSync({ userId });
+async function converge(userId: string, seq: number): Promise<void> {
+  const plan = await planUserSync({ userId, seq });
   await Promise.all(
     plan.connectors.map(async ({ connectorId, steps }) => {
       for (const step of steps) {
@@ -65,7 +67,7 @@ export async function userSync(input: UserSyncInput): Promise<UserSyncResult> {
 
     if (input.debounceMs > 0) await wf.sleep(input.debounceMs);
     const target = pendingSeq;
-    await converge(input.userId);
+    await converge(input.userId, target);
     await syncUser({ userId: input.userId, seq: target });
     appliedSeq = target;
     syncs++;

@@ -9,6 +9,7 @@ import { createTestDatabase } from '../helpers/db.js';
 import { startTestGateway, userBody } from '../helpers/gateway.js';
 import { eventually, testTemporal } from '../helpers/temporal.js';
 import { memoryTarget } from '../fixtures/memory-connector.js';
+import { notifyUserChanged } from '../../workflows/client.js';
 
 const PLUGIN = fileURLToPath(new URL('../fixtures/memory-connector.ts', import.meta.url));
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
@@ -110,4 +111,24 @@ t.test('deactivation revokes every membership and disables the account; reactiva
 
   const audit = await database.db.query(`SELECT action FROM audit_events WHERE resource_type = 'Account' AND resource_id = $1 ORDER BY id`, [`memory:${alice.id}`]);
   t.ok(audit.rows.some((r) => r.action === 'account.disableAccount'), 'workflow outcomes are in the audit log');
+});
+
+t.test('the same change delivered twice does nothing the second time', async (t) => {
+  const [alice] = (await api('GET', `/scim/v2/Users?filter=${encodeURIComponent('userName eq "alice@example.com"')}`)).Resources;
+  const { rows } = await database.db.query<{ seq: number }>('SELECT max(id)::int AS seq FROM outbox WHERE aggregate_id = $1', [alice.id]);
+  const seq = rows[0]!.seq;
+  await eventually(async () => {
+    const r = await database.db.query<{ synced_seq: number }>('SELECT synced_seq FROM user_sync_state WHERE user_id = $1', [alice.id]);
+    return r.rows[0]?.synced_seq === seq;
+  }, 60_000, 'the last change to be applied');
+  // Let the workflow run complete, so the duplicate starts a fresh run that knows nothing in memory.
+  await new Promise((r) => setTimeout(r, 1500));
+  const calls = target.calls.length;
+  await notifyUserChanged(temporal.client, temporal.taskQueue, { idleMs: 200, debounceMs: 0 }, { userId: alice.id, userName: 'alice@example.com', seq });
+  await eventually(async () => {
+    const r = await database.db.query<{ syncs: number; synced_seq: number }>('SELECT syncs, synced_seq FROM user_sync_state WHERE user_id = $1', [alice.id]);
+    return r.rows[0];
+  }, 30_000);
+  await new Promise((r) => setTimeout(r, 1500));
+  t.equal(target.calls.length, calls, 'no call reached the target for the duplicate');
 });

@@ -30,8 +30,8 @@ export function createActivities({ db, connectors }: ActivityDeps) {
     await applyStep(db, connectors, action, { ...input, workflowId: workflowId() });
   return {
     /** Materializes the user's rule grants and plans, per connector, the steps to converge. */
-    async planUserSync({ userId }: { userId: string }): Promise<UserPlan> {
-      return await planUserSync(db, connectors, userId);
+    async planUserSync({ userId, seq }: { userId: string; seq?: number }): Promise<UserPlan> {
+      return await planUserSync(db, connectors, userId, seq);
     },
     // One activity per kind of step, so histories read as sentences in the Temporal UI.
     createAccount: step('createAccount'),

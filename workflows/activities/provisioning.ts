@@ -112,9 +112,14 @@ async function materializeGrants(db: Db, user: UserRow, deprovision: boolean): P
 }
 
 /** Computes the steps that make every connector's target match the user's desired state. */
-export async function planUserSync(db: Db, runtime: ConnectorRuntime, userId: string): Promise<UserPlan> {
+export async function planUserSync(db: Db, runtime: ConnectorRuntime, userId: string, seq?: number): Promise<UserPlan> {
   const user = await loadUser(db, userId);
   if (!user) return { userName: '', deprovision: true, connectors: [] };
+  if (seq !== undefined) {
+    // A change delivered again (a new run after the last one completed) has been applied already.
+    const { rows } = await db.query<{ synced_seq: number }>('SELECT synced_seq FROM user_sync_state WHERE user_id = $1', [userId]);
+    if (rows[0] && rows[0].synced_seq >= seq) return { userName: user.user_name, deprovision: user.deleted || !user.active, connectors: [] };
+  }
   const deprovision = user.deleted || !user.active;
   await materializeGrants(db, user, deprovision);
 
