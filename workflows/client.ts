@@ -13,6 +13,7 @@ import { ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowExecutionAlreadyS
 
 /** Custom search attributes this project sets; registered by {@link ensureSearchAttributes}. */
 export const userNameSearchAttribute = defineSearchAttributeKey('userName', SearchAttributeType.KEYWORD);
+export const connectorSearchAttribute = defineSearchAttributeKey('connector', SearchAttributeType.KEYWORD);
 
 export function userSyncWorkflowId(userId: string): string {
   return `user-sync:${userId}`;
@@ -59,7 +60,8 @@ export async function queryUserSyncStatus(client: Client, userId: string): Promi
  * calls it at start-up, so a fresh Temporal cluster needs no manual step.
  */
 export async function ensureSearchAttributes(connection: Connection, namespace: string): Promise<void> {
-  const wanted = { [userNameSearchAttribute.name]: proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD };
+  const keyword = proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
+  const wanted = { [userNameSearchAttribute.name]: keyword, [connectorSearchAttribute.name]: keyword };
   const existing = await connection.operatorService.listSearchAttributes({ namespace });
   const missing = Object.fromEntries(
     Object.entries(wanted).filter(([name]) => !(name in (existing.customAttributes ?? {}))),
@@ -90,6 +92,7 @@ export async function startReconcileRun(
       taskQueue,
       args: [{ connectorId, dryRun }],
       memo: { connector: connectorId, dryRun },
+      typedSearchAttributes: new TypedSearchAttributes([{ key: connectorSearchAttribute, value: connectorId }]),
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) return undefined;
@@ -120,7 +123,15 @@ export async function ensureReconcileSchedule(client: Client, taskQueue: string,
     await client.schedule.create({
       scheduleId,
       spec,
-      action: { type: 'startWorkflow', workflowType: reconcile, workflowId: scheduleId, taskQueue, args: [{ connectorId }] },
+      action: {
+        type: 'startWorkflow',
+        workflowType: reconcile,
+        workflowId: scheduleId,
+        taskQueue,
+        args: [{ connectorId }],
+        memo: { connector: connectorId },
+        typedSearchAttributes: new TypedSearchAttributes([{ key: connectorSearchAttribute, value: connectorId }]),
+      },
       policies: { overlap: ScheduleOverlapPolicy.SKIP },
       memo: { connector: connectorId },
     });

@@ -9,6 +9,7 @@ import { createTestDatabase } from '../helpers/db.js';
 import { startTestGateway, userBody } from '../helpers/gateway.js';
 import { eventually, testTemporal } from '../helpers/temporal.js';
 import { memoryTarget } from '../fixtures/memory-connector.js';
+import { connectorSearchAttribute } from '../../workflows/client.js';
 
 const PLUGIN = fileURLToPath(new URL('../fixtures/memory-connector.ts', import.meta.url));
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
@@ -115,4 +116,6 @@ t.test('monitor mode only reports', async (t) => {
   const run: Summary = await api('POST', '/api/connectors/watched/reconcile', { wait: true });
   t.equal(count(run, 'unexpectedMembership', 'reported'), 1);
   t.ok(watched.groups.get('team')?.has('acct-somebody'), 'nothing removed in monitor mode');
+  const desc = await temporal.client.workflow.getHandle('reconcile:watched').describe();
+  t.equal(desc.typedSearchAttributes.get(connectorSearchAttribute), 'watched', 'searchable by connector in the Temporal UI');
 });
