@@ -8,6 +8,7 @@ import proto from '@temporalio/proto';
 import { userChangedSignal, userSyncStatusQuery, type UserSyncStatus } from './messages.js';
 import { userSync } from './user-sync.js';
 import { reconcile } from './reconcile.js';
+import { testConnection, type TestConnectionResult } from './test-connection.js';
 import type { ReconcileSummary } from './activities/reconcile.js';
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowExecutionAlreadyStartedError, type ScheduleSpec, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 
@@ -100,7 +101,18 @@ export async function startReconcileRun(
   }
 }
 
-export type { ReconcileSummary };
+export type { ReconcileSummary, TestConnectionResult };
+
+/** Runs the connector's validate() in a worker and answers how it went. */
+export async function testConnectorConnection(client: Client, taskQueue: string, connectorId: string): Promise<TestConnectionResult> {
+  return await client.workflow.execute(testConnection, {
+    workflowId: `test-connection:${connectorId}`,
+    taskQueue,
+    args: [{ connectorId }],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+    workflowExecutionTimeout: '1 minute',
+  });
+}
 
 /**
  * Makes the connector's reconcile Schedule match its configuration: every `everyMinutes` minutes,

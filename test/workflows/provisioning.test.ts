@@ -132,3 +132,14 @@ t.test('the same change delivered twice does nothing the second time', async (t)
   await new Promise((r) => setTimeout(r, 1500));
   t.equal(target.calls.length, calls, 'no call reached the target for the duplicate');
 });
+
+t.test('test connection runs validate() in a worker and says why it failed', async (t) => {
+  t.same(await api('POST', '/api/connectors/memory/test'), { ok: true });
+  broken.failures.set('validate', [{ kind: 'permanent', message: 'bad credentials' }]);
+  const res = await api('POST', '/api/connectors/broken/test');
+  t.equal(res.ok, false);
+  t.equal(res.kind, 'permanent');
+  t.match(res.error, 'bad credentials');
+  broken.failures.set('validate', [{ kind: 'transient' }]);
+  t.match(await api('POST', '/api/connectors/broken/test'), { ok: false, kind: 'transient' });
+});

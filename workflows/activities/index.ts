@@ -6,7 +6,7 @@
 import { Context } from '@temporalio/activity';
 import type { Db } from '../../gateway/db/pool.js';
 import type { ConnectorRuntime } from './connector-runtime.js';
-import { applyStep, planUserSync, recordFailure, type StepInput, type UserPlan } from './provisioning.js';
+import { applyStep, planUserSync, recordFailure, validateConnector, type StepInput, type UserPlan } from './provisioning.js';
 import { finishReconcile, reconcilePage, startReconcile, type ReconcileStarted, type ReconcileSummary } from './reconcile.js';
 
 export interface ActivityDeps {
@@ -40,6 +40,10 @@ export function createActivities({ db, connectors }: ActivityDeps) {
     revokeEntitlement: step('revokeEntitlement'),
     disableAccount: step('disableAccount'),
     deleteAccount: step('deleteAccount'),
+    /** One cheap authenticated call to the connector's target. */
+    async validateConnector({ connectorId }: { connectorId: string }): Promise<void> {
+      await validateConnector(connectors, connectorId);
+    },
     /** Opens a reconciliation run of one connector. */
     async startReconcile(input: { connectorId: string; dryRun: boolean }): Promise<ReconcileStarted> {
       return await startReconcile(db, connectors, { ...input, workflowId: workflowId() });

@@ -311,3 +311,13 @@ export async function recordFailure(db: Db, input: StepInput & { error: string }
     [input.userId, input.connectorId, input.error.slice(0, 2000), input.workflowId ?? null],
   );
 }
+
+/** Runs the connector's validate() (its credentials and configuration against the real target). */
+export async function validateConnector(runtime: ConnectorRuntime, connectorId: string): Promise<void> {
+  try {
+    const { instance } = await runtime.get(connectorId);
+    await instance.validate();
+  } catch (err) {
+    throw toFailure(`${connectorId}: validate`, err);
+  }
+}

@@ -13,7 +13,7 @@ import { loadConnector, validateConfig, PermanentError } from '../../../connecto
 import { isSecretReference } from '../../../connectors/sdk/secrets.js';
 import { withTransaction, type Tx } from '../../db/pool.js';
 import { enqueue, enqueueUserChanges } from '../../outbox/outbox.js';
-import { startReconcileRun } from '../../../workflows/client.js';
+import { startReconcileRun, testConnectorConnection } from '../../../workflows/client.js';
 import { parseFilter } from '../../scim/filter.js';
 import { ScimError } from '../../scim/errors.js';
 
@@ -157,6 +157,22 @@ const provisioning: FastifyPluginAsync = async (app) => {
       if (!handle) return fail(reply, 409, `a reconciliation of "${request.params.id}" is running`);
       if (!dryRun && !request.body?.wait) return reply.code(202).send({ workflowId: handle.workflowId, runId: handle.firstExecutionRunId });
       return await handle.result();
+    },
+  );
+
+  app.post<{ Params: { id: string } }>(
+    '/api/connectors/:id/test',
+    { onRequest: admin, schema: { tags, security, summary: "Test a connector's configuration and credentials against its target (runs in a worker)" } },
+    async (request, reply) => {
+      const { rows } = await app.db.query('SELECT 1 FROM connectors WHERE id = $1', [request.params.id]);
+      if (!rows[0]) return fail(reply, 404, `no connector "${request.params.id}"`);
+      let client;
+      try {
+        client = await app.temporal.client();
+      } catch {
+        return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: 'Temporal is unreachable; try again later' });
+      }
+      return await testConnectorConnection(client, app.config.taskQueue, request.params.id);
     },
   );
 
