@@ -22,6 +22,7 @@ import {
   TransientError,
   httpError,
   type AccountInput,
+  type Capability,
   type EntitlementRef,
   type Page,
   type RemoteAccount,
@@ -29,16 +30,8 @@ import {
 } from '../sdk/contract.js';
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, signPayload } from './signature.js';
 
-export type WebhookOperation =
-  | 'createAccount'
-  | 'updateAccount'
-  | 'disableAccount'
-  | 'deleteAccount'
-  | 'grant'
-  | 'revoke'
-  | 'listAccounts'
-  | 'listGrants'
-  | 'validate';
+/** Every connector method, plus the credentials check. */
+export type WebhookOperation = Capability | 'validate';
 
 /** The JSON body of every delivery. */
 export interface WebhookRequest {

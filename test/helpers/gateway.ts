@@ -19,6 +19,9 @@ export interface TestGateway {
   token: string;
   /** `app.inject` with the test token and a SCIM content type. */
   scim(opts: InjectOptions & { token?: string | null }): Promise<LightMyRequestResponse>;
+  /** Calls the API with a JSON body, throws unless the status is `expect`, and answers the JSON (undefined for 204). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests inspect the JSON freely
+  call: (method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, payload?: unknown, expect?: number) => Promise<any>;
 }
 
 export async function startTestGateway(
@@ -51,10 +54,15 @@ export async function startTestGateway(
   await app.ready();
   t.teardown(() => app.close());
   const { token } = await createToken(db, `test-${Math.random().toString(36).slice(2, 8)}`, opts.scopes ?? ['scim:read', 'scim:write']);
-  return {
+  const gw: TestGateway = {
     app,
     config,
     token,
+    call: async (method, url, payload, expect = 200) => {
+      const res = await gw.scim({ method, url, ...(payload !== undefined ? { payload: payload as object, headers: { 'content-type': 'application/json' } } : {}) });
+      if (res.statusCode !== expect) throw new Error(`${method} ${url}: expected ${expect}, got ${res.statusCode} ${res.body}`);
+      return res.statusCode === 204 ? undefined : res.json();
+    },
     async scim(req) {
       const { token: tok, headers, ...rest } = req;
       const useToken = tok === undefined ? token : tok;
@@ -68,6 +76,7 @@ export async function startTestGateway(
       });
     },
   };
+  return gw;
 }
 
 export const CORE_USER = 'urn:ietf:params:scim:schemas:core:2.0:User';

@@ -29,11 +29,7 @@ const ns = `prov-${temporal.taskQueue}`;
 const target = memoryTarget(ns);
 const broken = memoryTarget(`${ns}-broken`);
 
-async function api(method: 'GET' | 'POST' | 'PUT' | 'PATCH', url: string, payload?: unknown, expect = 200) {
-  const res = await gw.scim({ method, url, ...(payload !== undefined ? { payload: payload as object, headers: { 'content-type': 'application/json' } } : {}) });
-  if (res.statusCode !== expect) throw new Error(`${method} ${url}: ${res.statusCode} ${res.body}`);
-  return res.json();
-}
+const api = gw.call;
 
 t.test('admin API: connectors, entitlements, rules; secrets only by reference', async (t) => {
   const leak = await gw.scim({ method: 'PUT', url: '/api/connectors/leaky', headers: { 'content-type': 'application/json' }, payload: { id: 'leaky', type: PLUGIN, config: { namespace: 'x', apiToken: 'ghp_plaintext' } } });

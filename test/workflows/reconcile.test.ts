@@ -28,11 +28,7 @@ const ns = `rec-${temporal.taskQueue}`;
 const enforced = memoryTarget(ns);
 const watched = memoryTarget(`${ns}-watch`);
 
-async function api(method: 'GET' | 'POST' | 'PUT' | 'PATCH', url: string, payload?: unknown, expect = 200) {
-  const res = await gw.scim({ method, url, ...(payload !== undefined ? { payload: payload as object, headers: { 'content-type': 'application/json' } } : {}) });
-  if (res.statusCode !== expect) throw new Error(`${method} ${url}: ${res.statusCode} ${res.body}`);
-  return res.json();
-}
+const api = gw.call;
 type Summary = { drift: Array<{ kind: string; action: string; count: number }>; apiCalls: number; accountsSeen: number };
 const count = (s: Summary, kind: string, action: string) => s.drift.find((d) => d.kind === kind && d.action === action)?.count ?? 0;
 

@@ -27,11 +27,7 @@ t.test('killing workers mid-provisioning loses and duplicates nothing', async (t
   const target = await startScimmyServer({ token: 'crash-target-token' });
   t.teardown(() => target.close());
 
-  const api = async (method: 'POST' | 'PUT' | 'PATCH', url: string, payload: unknown, expect: number) => {
-    const res = await gw.scim({ method, url, payload: payload as object, headers: { 'content-type': 'application/json' } });
-    if (res.statusCode !== expect) throw new Error(`${method} ${url}: ${res.statusCode} ${res.body}`);
-    return res.json();
-  };
+  const api = gw.call;
   await api('PUT', '/api/connectors/target', { id: 'target', type: 'scim', config: { baseUrl: target.baseUrl, token: 'env:CRASH_TARGET_TOKEN' } }, 200);
   await api('POST', '/api/entitlements', { connectorId: 'target', name: 'crew', target: { group: 'Crew', create: true } }, 201);
   const group = await api('POST', '/scim/v2/Groups', { schemas: [GROUP], displayName: 'Crew' }, 201);

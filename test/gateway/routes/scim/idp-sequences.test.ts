@@ -14,11 +14,7 @@ const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
 const ENTERPRISE = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User';
 const PATCH = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
 
-async function call(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, payload?: unknown, expect = 200) {
-  const res = await gw.scim({ method, url, ...(payload !== undefined ? { payload: payload as object } : {}) });
-  if (res.statusCode !== expect) throw new Error(`${method} ${url}: expected ${expect}, got ${res.statusCode} ${res.body}`);
-  return res.statusCode === 204 ? undefined : res.json();
-}
+const call = gw.call;
 const q = (filter: string) => encodeURIComponent(filter);
 
 t.test('Okta: user lifecycle', async (t) => {
