@@ -114,6 +114,8 @@ export interface GatewayConfig extends CommonConfig {
   scimBulkMaxPayloadBytes: number;
   /** JSON file declaring custom SCIM extension schemas (see docs/scim-compatibility.md). */
   scimExtensionsFile: string | undefined;
+  /** YAML or JSON file of connectors, entitlements and rules applied at start-up (docs/provisioning.md). */
+  provisioningFile: string | undefined;
 }
 
 export type WorkerConfig = CommonConfig;
@@ -152,6 +154,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     scimBulkMaxOperations: int(env, 'SCIM_BULK_MAX_OPERATIONS', 1000, 1, 100_000),
     scimBulkMaxPayloadBytes: int(env, 'SCIM_BULK_MAX_PAYLOAD_BYTES', 1_048_576, 1024, 100 * 1_048_576),
     scimExtensionsFile: str(env, 'SCIM_EXTENSIONS_FILE'),
+    provisioningFile: str(env, 'PROVISIONING_FILE'),
   };
 }
 

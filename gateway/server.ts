@@ -11,6 +11,7 @@ import { exitOnConfigError, loadGatewayConfig, requireExternalServices, type Gat
 import { migrate } from './db/migrate.js';
 import { connectPool, DatabaseUnreachableError, type Db } from './db/pool.js';
 import { TemporalAccess } from './temporal.js';
+import { applyProvisioningFile, ProvisioningFileError } from './provisioning/declarative.js';
 
 /** The name under which SCIM_TOKEN is stored. */
 export const BOOTSTRAP_TOKEN_NAME = 'bootstrap';
@@ -31,6 +32,15 @@ export async function startGateway(
   if (config.adminToken) await ensureNamedToken(db, ADMIN_BOOTSTRAP_TOKEN_NAME, ['admin'], config.adminToken);
   const temporal = new TemporalAccess(config.temporalAddress, config.temporalNamespace);
   const app = await buildApp({ config, db, temporal });
+  if (config.provisioningFile) {
+    // Applied before serving, so a bad file stops this gateway instead of running half-configured.
+    const report = await applyProvisioningFile(db, config.provisioningFile).catch(async (err: unknown) => {
+      await app.close();
+      throw err;
+    });
+    app.log.info({ report, file: config.provisioningFile }, 'provisioning file applied');
+    app.outbox.kick();
+  }
   await app.listen({ host: config.host, port: config.port });
   return app;
 }
@@ -65,7 +75,7 @@ async function main(): Promise<void> {
   try {
     app = await startGateway(config);
   } catch (err) {
-    if (err instanceof DatabaseUnreachableError) {
+    if (err instanceof DatabaseUnreachableError || err instanceof ProvisioningFileError) {
       process.stderr.write(`${err.message}\n`);
       process.exit(1);
     }

@@ -15,6 +15,7 @@ import { exitOnConfigError, loadGatewayConfig } from '../gateway/config.js';
 import { EMBEDDED_POOL_SIZE, startEmbeddedPostgres, type EmbeddedPostgres } from '../gateway/db/embedded.js';
 import { DatabaseUnreachableError, connectPool, type Db } from '../gateway/db/pool.js';
 import { closeOnSignals, startGateway } from '../gateway/server.js';
+import { ProvisioningFileError } from '../gateway/provisioning/declarative.js';
 import { createWorker, installTemporalRuntimeLogger } from '../workflows/worker.js';
 import { startTemporalDevServer, type DevServer } from './dev-server.js';
 
@@ -100,7 +101,7 @@ async function main(): Promise<void> {
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   } catch (err) {
-    if (err instanceof DatabaseUnreachableError) log.fatal(err.message);
+    if (err instanceof DatabaseUnreachableError || err instanceof ProvisioningFileError) log.fatal(err.message);
     else log.fatal({ err }, 'start-up failed');
     await cleanup();
     process.exit(1);

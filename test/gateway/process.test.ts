@@ -3,7 +3,11 @@
  * line and a non-zero exit, not a stack trace.
  */
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
+import { createTestDatabase } from '../helpers/db.js';
 
 function runProcess(file: string, env: Record<string, string>): Promise<{ code: number | null; stderr: string; stdout: string }> {
   return new Promise((resolve) => {
@@ -45,4 +49,18 @@ t.test('gateway: PORT out of range', async (t) => {
   const res = await runProcess('gateway/server.ts', { ...GOOD, PORT: '70000' });
   t.equal(res.code, 78);
   t.equal(res.stderr.trim(), 'configuration error: PORT: must be between 0 and 65535, got 70000');
+});
+
+t.test('gateway: an invalid PROVISIONING_FILE stops start-up listing every problem', async (t) => {
+  const database = await createTestDatabase(t);
+  const dir = mkdtempSync(join(tmpdir(), 'scimgw-prov-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'provisioning.yaml');
+  writeFileSync(file, 'connectors:\n  - id: hooks\n    type: webhook\n    config: { url: "https://hooks.example", secret: plain-text-secret }\n');
+  const res = await runProcess('gateway/server.ts', { DATABASE_URL: database.url, TEMPORAL_ADDRESS: '127.0.0.1:1', PORT: '0', PROVISIONING_FILE: file });
+  t.equal(res.code, 1);
+  t.match(res.stderr, /provisioning file .*provisioning\.yaml/);
+  t.match(res.stderr, 'connectors[0].config.secret');
+  t.notMatch(res.stderr, 'plain-text-secret', 'the secret is not echoed');
+  t.notMatch(res.stderr, /\n\s+at /, 'no stack trace');
 });

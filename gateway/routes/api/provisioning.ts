@@ -10,25 +10,12 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { loadConnector, validateConfig, PermanentError } from '../../../connectors/index.js';
-import { isSecretReference } from '../../../connectors/sdk/secrets.js';
+import { coveredUsers, plaintextSecrets, targetProblems } from '../../provisioning/checks.js';
 import { withTransaction, type Tx } from '../../db/pool.js';
 import { enqueue, enqueueUserChanges } from '../../outbox/outbox.js';
 import { startReconcileRun, testConnectorConnection } from '../../../workflows/client.js';
 import { parseFilter } from '../../scim/filter.js';
 import { ScimError } from '../../scim/errors.js';
-
-const SECRET_KEY = /(secret|token|password|passwd|private_?key|privatekey|api_?key|credential)/i;
-
-/** Paths of configuration values that look like secrets but are not references. */
-export function plaintextSecrets(value: unknown, path = ''): string[] {
-  if (Array.isArray(value)) return value.flatMap((v, i) => plaintextSecrets(v, `${path}[${i}]`));
-  if (typeof value !== 'object' || value === null) return [];
-  return Object.entries(value).flatMap(([k, v]) => {
-    const here = path ? `${path}.${k}` : k;
-    if (SECRET_KEY.test(k) && typeof v === 'string' && !isSecretReference(v)) return [here];
-    return plaintextSecrets(v, here);
-  });
-}
 
 function fail(reply: FastifyReply, status: number, message: string) {
   const error = status === 404 ? 'Not Found' : status === 409 ? 'Conflict' : 'Bad Request';
@@ -213,11 +200,8 @@ const provisioning: FastifyPluginAsync = async (app) => {
       const { rows: c } = await app.db.query<{ type: string }>('SELECT type FROM connectors WHERE id = $1', [connectorId]);
       if (!c[0]) return fail(reply, 400, `no connector "${connectorId}"`);
       const def = await loadConnector(c[0].type);
-      const { Value } = await import('@sinclair/typebox/value');
-      if (!Value.Check(def.entitlementSchema, target)) {
-        const problems = [...Value.Errors(def.entitlementSchema, target)].slice(0, 5).map((e) => `${e.path || '/'}: ${e.message}`);
-        return fail(reply, 400, `target is not valid for a ${def.type} entitlement: ${problems.join('; ')}`);
-      }
+      const problems = targetProblems(def, target);
+      if (problems.length) return fail(reply, 400, `target is not valid for a ${def.type} entitlement: ${problems.join('; ')}`);
       try {
         const row = await withTransaction(app.db, async (tx) => {
           const { rows } = await tx.query<{ id: string } & Record<string, unknown>>(
@@ -284,14 +268,7 @@ const provisioning: FastifyPluginAsync = async (app) => {
           );
           await audit(tx, request.identity!.name, 'rule.created', 'Rule', id, rows[0]);
           // Whoever the rule may cover is re-evaluated by their userSync workflow.
-          const { rows: users } = groupId
-            ? await tx.query<{ id: string }>(
-                `WITH RECURSIVE below(id) AS (SELECT $1::uuid UNION SELECT m.member_id FROM group_members m JOIN below b ON m.group_id = b.id WHERE m.member_type = 'Group')
-                 SELECT DISTINCT m.member_id AS id FROM group_members m JOIN below b ON m.group_id = b.id WHERE m.member_type = 'User'`,
-                [groupId],
-              )
-            : await tx.query<{ id: string }>('SELECT id FROM users WHERE deleted_at IS NULL');
-          await enqueueUserChanges(tx, users.map((u) => u.id));
+          await enqueueUserChanges(tx, await coveredUsers(tx, groupId));
           return rows[0];
         });
         app.outbox.kick();
