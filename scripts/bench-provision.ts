@@ -85,7 +85,7 @@ async function main(): Promise<void> {
     const call = async (method: 'GET' | 'POST' | 'PUT' | 'PATCH', path: string, payload?: unknown, expect = 200) => {
       const res = await app.inject({ method, url: path, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(payload !== undefined ? { payload: payload as object } : {}) });
       if (res.statusCode !== expect) throw new Error(`${method} ${path}: ${res.statusCode} ${res.body}`);
-      return res.json() as Record<string, unknown>;
+      return res.json<Record<string, unknown>>();
     };
 
     const connection = await NativeConnection.connect({ address: server.address });
