@@ -14,6 +14,8 @@ export interface UserSyncInput {
   appliedSeq?: number;
   /** Carried across continue-as-new: the highest change sequence announced. */
   pendingSeq?: number;
+  /** Carried across continue-as-new: when a grant of the user starts or ends next (epoch ms). */
+  nextChangeAt?: number;
 }
 
 export interface UserChange {

@@ -26,8 +26,9 @@ const targets = wf.proxyActivities<Activities>({
 });
 
 /** Applies the plan: connectors in parallel, each connector's steps in order. */
-async function converge(userId: string, seq: number): Promise<void> {
-  const plan = await planUserSync({ userId, seq });
+/** Applies the plan; answers when a grant starts or ends next, if ever. */
+async function converge(userId: string, seq?: number): Promise<number | undefined> {
+  const plan = await planUserSync({ userId, ...(seq !== undefined ? { seq } : {}) });
   await Promise.all(
     plan.connectors.map(async ({ connectorId, steps }) => {
       for (const step of steps) {
@@ -42,6 +43,7 @@ async function converge(userId: string, seq: number): Promise<void> {
       }
     }),
   );
+  return plan.nextChangeAt;
 }
 
 /** Syncs before continuing as new, so the history of a busy user stays short. */
@@ -61,20 +63,29 @@ export async function userSync(input: UserSyncInput): Promise<UserSyncResult> {
   });
   wf.setHandler(userSyncStatusQuery, () => ({ appliedSeq, pendingSeq, syncs }));
 
+  // Time-bound access: the workflow stays to wake up when a grant starts or ends (a durable timer).
+  let nextChangeAt = input.nextChangeAt;
   for (;;) {
-    const hasWork = await wf.condition(() => pendingSeq > appliedSeq, input.idleMs);
-    if (!hasWork) return { appliedSeq };
+    const wait = nextChangeAt !== undefined ? Math.max(1, nextChangeAt - Date.now()) : input.idleMs;
+    const hasWork = await wf.condition(() => pendingSeq > appliedSeq, wait);
+    if (!hasWork) {
+      if (nextChangeAt === undefined || Date.now() < nextChangeAt) return { appliedSeq };
+      // A grant's window opened or closed: converge again for the same change.
+      nextChangeAt = await converge(input.userId);
+      syncs++;
+      continue;
+    }
 
     if (input.debounceMs > 0) await wf.sleep(input.debounceMs);
     const target = pendingSeq;
-    await converge(input.userId, target);
+    nextChangeAt = await converge(input.userId, target);
     await syncUser({ userId: input.userId, seq: target });
     appliedSeq = target;
     syncs++;
 
     if (syncs >= MAX_SYNCS_PER_RUN || wf.workflowInfo().continueAsNewSuggested) {
       await wf.condition(wf.allHandlersFinished);
-      return await wf.continueAsNew<typeof userSync>({ ...input, appliedSeq, pendingSeq });
+      return await wf.continueAsNew<typeof userSync>({ ...input, appliedSeq, pendingSeq, ...(nextChangeAt !== undefined ? { nextChangeAt } : {}) });
     }
   }
 }

@@ -139,3 +139,26 @@ t.test('test connection runs validate() in a worker and says why it failed', asy
   broken.failures.set('validate', [{ kind: 'transient' }]);
   t.match(await api('POST', '/api/connectors/broken/test'), { ok: false, kind: 'transient' });
 });
+
+t.test('time-bound access ends by itself; a manual grant can be ended early', async (t) => {
+  const [alice] = (await api('GET', `/scim/v2/Users?filter=${encodeURIComponent('userName eq "alice@example.com"')}`)).Resources;
+  const remote = `acct-${alice.id}`;
+  await api('POST', '/api/entitlements', { connectorId: 'memory', name: 'temp-group', target: { group: 'temp' } }, 201);
+  await api('POST', '/api/entitlements', { connectorId: 'memory', name: 'oncall-group', target: { group: 'oncall' } }, 201);
+  const until = new Date(Date.now() + 5000).toISOString();
+  const temp = await api('POST', '/api/grants', { userId: alice.id, entitlement: 'memory/temp-group', validUntil: until }, 201);
+  t.equal(temp.reason, 'manual');
+  const oncall = await api('POST', '/api/grants', { userId: alice.id, entitlement: 'memory/oncall-group', reason: 'request:REQ-42' }, 201);
+  await eventually(async () => target.groups.get('temp')?.has(remote) && target.groups.get('oncall')?.has(remote), 60_000, 'both grants applied');
+
+  await api('DELETE', `/api/grants/${oncall.id}`, undefined, 204);
+  await eventually(async () => !target.groups.get('oncall')?.has(remote), 60_000, 'the ended grant to be revoked');
+
+  await eventually(async () => !target.groups.get('temp')?.has(remote), 60_000, 'the time-bound grant to be revoked when its window closes');
+  t.ok(Date.now() >= Date.parse(until), 'not before its time');
+  const grants = await api('GET', `/api/grants?userId=${alice.id}`);
+  t.notOk(grants.some((g: { entitlement: string }) => g.entitlement === 'temp-group'), 'the expired grant no longer counts');
+  t.ok(target.groups.get('eng')?.has(remote), 'rule-based access is untouched');
+  const bad = await gw.scim({ method: 'POST', url: '/api/grants', headers: { 'content-type': 'application/json' }, payload: { userId: alice.id, entitlement: 'memory/temp-group', validFrom: until, validUntil: until } });
+  t.equal(bad.statusCode, 400, 'an empty window is refused');
+});

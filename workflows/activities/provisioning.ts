@@ -33,6 +33,8 @@ export interface UserPlan {
   userName: string;
   deprovision: boolean;
   connectors: ConnectorPlan[];
+  /** When a grant of the user starts or ends next (epoch ms), so the workflow wakes up for it. */
+  nextChangeAt?: number;
 }
 
 export interface StepInput {
@@ -64,6 +66,11 @@ async function loadUser(db: Db, userId: string): Promise<UserRow | undefined> {
 /** Brings the user's rule-derived grants in line with the rules; ends every grant on deprovisioning. */
 async function materializeGrants(db: Db, user: UserRow, deprovision: boolean): Promise<void> {
   await withTransaction(db, async (tx) => {
+    // Time-bound grants whose window has closed end here, at the time they were due.
+    await tx.query(
+      `UPDATE grants SET status = 'ended', ended_at = valid_until WHERE user_id = $1 AND status = 'active' AND valid_until <= now()`,
+      [user.id],
+    );
     if (deprovision) {
       await tx.query(`UPDATE grants SET status = 'ended', ended_at = now() WHERE user_id = $1 AND status = 'active'`, [user.id]);
       return;
@@ -163,7 +170,15 @@ export async function planUserSync(db: Db, runtime: ConnectorRuntime, userId: st
     }
     if (steps.length > 0) plans.push({ connectorId, steps });
   }
-  return { userName: user.user_name, deprovision, connectors: plans };
+  const { rows: next } = await db.query<{ at: Date | null }>(
+    `SELECT min(t) AS at FROM (
+       SELECT valid_until AS t FROM grants WHERE user_id = $1 AND status = 'active' AND valid_until > now()
+       UNION ALL
+       SELECT valid_from FROM grants WHERE user_id = $1 AND status = 'active' AND valid_from > now()) x`,
+    [userId],
+  );
+  const at = next[0]?.at;
+  return { userName: user.user_name, deprovision, connectors: plans, ...(at ? { nextChangeAt: at.getTime() } : {}) };
 }
 
 function accountInput(user: UserRow): AccountInput {

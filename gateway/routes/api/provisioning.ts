@@ -300,11 +300,81 @@ const provisioning: FastifyPluginAsync = async (app) => {
                 g.valid_until AS "validUntil", (ag.user_id IS NOT NULL) AS applied
            FROM grants g JOIN users u ON u.id = g.user_id JOIN entitlements e ON e.id = g.entitlement_id
            LEFT JOIN account_grants ag ON ag.user_id = g.user_id AND ag.entitlement_id = g.entitlement_id
-          WHERE g.status = 'active' AND ($1::uuid IS NULL OR g.user_id = $1) AND ($2::uuid IS NULL OR g.entitlement_id = $2)
+          WHERE g.status = 'active' AND (g.valid_until IS NULL OR g.valid_until > now())
+            AND ($1::uuid IS NULL OR g.user_id = $1) AND ($2::uuid IS NULL OR g.entitlement_id = $2)
           ORDER BY u.user_name, e.connector_id, e.name, g.reason`,
         [request.query.userId ?? null, request.query.entitlementId ?? null],
       );
       return rows;
+    },
+  );
+
+  app.post<{ Body: { userId: string; entitlement: string; reason?: string; validFrom?: string; validUntil?: string } }>(
+    '/api/grants',
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Grant an entitlement to a user directly, optionally for a time window (it ends by itself)',
+        body: {
+          type: 'object',
+          required: ['userId', 'entitlement'],
+          additionalProperties: false,
+          properties: {
+            userId: { type: 'string', format: 'uuid' },
+            entitlement: { type: 'string', description: 'entitlement id or "connectorId/name"' },
+            reason: { type: 'string', pattern: '^(manual|request:.+)$', description: 'manual (default) or request:<id>' },
+            validFrom: { type: 'string', format: 'date-time' },
+            validUntil: { type: 'string', format: 'date-time' },
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      const { userId, entitlement, reason = 'manual', validFrom, validUntil } = request.body;
+      if (validFrom && validUntil && Date.parse(validUntil) <= Date.parse(validFrom)) return fail(reply, 400, 'validUntil must be after validFrom');
+      const { rows: u } = await app.db.query('SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL', [userId]);
+      if (!u[0]) return fail(reply, 400, `no user ${userId}`);
+      const { rows: e } = await app.db.query<{ id: string }>(
+        `SELECT id FROM entitlements WHERE id::text = $1 OR connector_id || '/' || name = $1`,
+        [entitlement],
+      );
+      if (!e[0]) return fail(reply, 400, `no entitlement ${entitlement}`);
+      const grant = await withTransaction(app.db, async (tx) => {
+        const { rows } = await tx.query<Record<string, unknown> & { id: string }>(
+          `INSERT INTO grants (id, user_id, entitlement_id, reason, valid_from, valid_until) VALUES ($1, $2, $3, $4, COALESCE($5::timestamptz, now()), $6)
+           ON CONFLICT (user_id, entitlement_id, reason) DO UPDATE
+             SET status = 'active', ended_at = NULL, valid_from = EXCLUDED.valid_from, valid_until = EXCLUDED.valid_until
+           RETURNING id, user_id AS "userId", entitlement_id AS "entitlementId", reason, valid_from AS "validFrom", valid_until AS "validUntil"`,
+          [randomUUID(), userId, e[0]!.id, reason, validFrom ?? null, validUntil ?? null],
+        );
+        await audit(tx, request.identity!.name, 'grant.created', 'Grant', rows[0]!.id, rows[0]);
+        await enqueueUserChanges(tx, [userId]);
+        return rows[0]!;
+      });
+      app.outbox.kick();
+      return reply.code(201).send(grant);
+    },
+  );
+
+  app.delete<{ Params: { id: string } }>(
+    '/api/grants/:id',
+    { onRequest: admin, schema: { tags, security, summary: 'End a grant (rule grants end when the rule stops applying)', params: { type: 'object', properties: { id: { type: 'string', format: 'uuid' } } } } },
+    async (request, reply) => {
+      const ended = await withTransaction(app.db, async (tx) => {
+        const { rows } = await tx.query<{ user_id: string; reason: string }>(
+          `UPDATE grants SET status = 'ended', ended_at = now() WHERE id = $1 AND status = 'active' AND reason NOT LIKE 'rule:%' RETURNING user_id, reason`,
+          [request.params.id],
+        );
+        if (!rows[0]) return false;
+        await audit(tx, request.identity!.name, 'grant.ended', 'Grant', request.params.id, { reason: rows[0].reason });
+        await enqueueUserChanges(tx, [rows[0].user_id]);
+        return true;
+      });
+      if (!ended) return fail(reply, 404, `no active manual or request grant ${request.params.id}`);
+      app.outbox.kick();
+      return reply.code(204).send();
     },
   );
 
