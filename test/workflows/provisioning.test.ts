@@ -162,3 +162,22 @@ t.test('time-bound access ends by itself; a manual grant can be ended early', as
   const bad = await gw.scim({ method: 'POST', url: '/api/grants', headers: { 'content-type': 'application/json' }, payload: { userId: alice.id, entitlement: 'memory/temp-group', validFrom: until, validUntil: until } });
   t.equal(bad.statusCode, 400, 'an empty window is refused');
 });
+
+t.test('removing a rule ends the access it gave; entitlements and connectors in use cannot be removed', async (t) => {
+  const [alice] = (await api('GET', `/scim/v2/Users?filter=${encodeURIComponent('userName eq "alice@example.com"')}`)).Resources;
+  const remote = `acct-${alice.id}`;
+  t.ok(target.groups.get('security')?.has(remote), 'alice holds security through the department rule');
+  const security = (await api('GET', '/api/entitlements')).find((e: { connectorId: string; name: string }) => e.connectorId === 'memory' && e.name === 'security-group');
+  t.equal((await gw.scim({ method: 'DELETE', url: `/api/entitlements/${security.id}` })).statusCode, 409, 'an entitlement a rule uses stays');
+
+  await api('DELETE', '/api/rules/security-dept', undefined, 204);
+  await eventually(async () => !target.groups.get('security')?.has(remote), 60_000, 'the rule grant to be revoked');
+  t.ok(target.groups.get('eng')?.has(remote), 'other rules are untouched');
+  await eventually(async () => (await gw.scim({ method: 'DELETE', url: `/api/entitlements/${security.id}` })).statusCode === 204, 30_000, 'the unused entitlement to be removable');
+
+  t.equal((await gw.scim({ method: 'DELETE', url: '/api/connectors/memory' })).statusCode, 409, 'a connector with entitlements stays');
+  await api('PUT', '/api/connectors/spare', { id: 'spare', type: PLUGIN, config: { namespace: 'spare' } });
+  await api('DELETE', '/api/connectors/spare', undefined, 204);
+  t.equal((await gw.scim({ method: 'DELETE', url: '/api/connectors/spare' })).statusCode, 404);
+  t.equal((await gw.scim({ method: 'DELETE', url: '/api/rules/no-such-rule' })).statusCode, 404);
+});

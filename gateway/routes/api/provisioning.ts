@@ -280,6 +280,82 @@ const provisioning: FastifyPluginAsync = async (app) => {
     },
   );
 
+  // ------------------------------------------------------------------ removal
+
+  app.delete<{ Params: { id: string } }>(
+    '/api/connectors/:id',
+    { onRequest: admin, schema: { tags, security, summary: 'Remove a connector that has no entitlements and no live accounts left' } },
+    async (request, reply) => {
+      const id = request.params.id;
+      const outcome = await withTransaction(app.db, async (tx) => {
+        const { rows } = await tx.query('SELECT 1 FROM connectors WHERE id = $1 FOR UPDATE', [id]);
+        if (!rows[0]) return 'missing';
+        const { rows: used } = await tx.query<{ entitlements: number; accounts: number }>(
+          `SELECT (SELECT count(*) FROM entitlements WHERE connector_id = $1)::int AS entitlements,
+                  (SELECT count(*) FROM accounts WHERE connector_id = $1 AND state IN ('active', 'disabled'))::int AS accounts`,
+          [id],
+        );
+        if (used[0]!.entitlements > 0 || used[0]!.accounts > 0) return `connector "${id}" still has ${used[0]!.entitlements} entitlements and ${used[0]!.accounts} live accounts; remove the entitlements and let users be deprovisioned first`;
+        await tx.query('DELETE FROM drift WHERE run_id IN (SELECT id FROM reconcile_runs WHERE connector_id = $1)', [id]);
+        await tx.query('DELETE FROM reconcile_runs WHERE connector_id = $1', [id]);
+        await tx.query('DELETE FROM accounts WHERE connector_id = $1', [id]);
+        await tx.query('DELETE FROM connectors WHERE id = $1', [id]);
+        await audit(tx, request.identity!.name, 'connector.deleted', 'Connector', id, null);
+        await enqueue(tx, { topic: 'connector.changed', aggregateId: id, payload: { reconcileEveryMinutes: null } });
+        return 'deleted';
+      });
+      if (outcome === 'missing') return fail(reply, 404, `no connector "${id}"`);
+      if (outcome !== 'deleted') return fail(reply, 409, outcome);
+      app.outbox.kick();
+      return reply.code(204).send();
+    },
+  );
+
+  app.delete<{ Params: { id: string } }>(
+    '/api/entitlements/:id',
+    { onRequest: admin, schema: { tags, security, summary: 'Remove an entitlement no rule, grant or account uses', params: { type: 'object', properties: { id: { type: 'string', format: 'uuid' } } } } },
+    async (request, reply) => {
+      const id = request.params.id;
+      const outcome = await withTransaction(app.db, async (tx) => {
+        const { rows } = await tx.query('SELECT 1 FROM entitlements WHERE id = $1 FOR UPDATE', [id]);
+        if (!rows[0]) return 'missing';
+        const { rows: used } = await tx.query<{ rules: number; grants: number; applied: number }>(
+          `SELECT (SELECT count(*) FROM rules WHERE $1 = ANY(entitlement_ids))::int AS rules,
+                  (SELECT count(*) FROM grants WHERE entitlement_id = $1 AND status = 'active')::int AS grants,
+                  (SELECT count(*) FROM account_grants WHERE entitlement_id = $1)::int AS applied`,
+          [id],
+        );
+        const u = used[0]!;
+        if (u.rules + u.grants + u.applied > 0) return `entitlement ${id} is used by ${u.rules} rules, ${u.grants} active grants and ${u.applied} applied memberships`;
+        await tx.query('DELETE FROM drift WHERE entitlement_id = $1', [id]);
+        await tx.query('DELETE FROM grants WHERE entitlement_id = $1', [id]);
+        await tx.query('DELETE FROM entitlements WHERE id = $1', [id]);
+        await audit(tx, request.identity!.name, 'entitlement.deleted', 'Entitlement', id, null);
+        return 'deleted';
+      });
+      if (outcome === 'missing') return fail(reply, 404, `no entitlement ${id}`);
+      if (outcome !== 'deleted') return fail(reply, 409, outcome);
+      return reply.code(204).send();
+    },
+  );
+
+  app.delete<{ Params: { name: string } }>(
+    '/api/rules/:name',
+    { onRequest: admin, schema: { tags, security, summary: "Remove a rule; the grants it gave end at each covered user's next sync, which this triggers" } },
+    async (request, reply) => {
+      const deleted = await withTransaction(app.db, async (tx) => {
+        const { rows } = await tx.query<{ id: string; group_id: string | null }>('DELETE FROM rules WHERE name = $1 RETURNING id, group_id', [request.params.name]);
+        if (!rows[0]) return false;
+        await audit(tx, request.identity!.name, 'rule.deleted', 'Rule', rows[0].id, { name: request.params.name });
+        await enqueueUserChanges(tx, await coveredUsers(tx, rows[0].group_id));
+        return true;
+      });
+      if (!deleted) return fail(reply, 404, `no rule "${request.params.name}"`);
+      app.outbox.kick();
+      return reply.code(204).send();
+    },
+  );
+
   // ------------------------------------------------------------------ who has what, and why
 
   app.get<{ Querystring: { userId?: string; entitlementId?: string } }>(
