@@ -9,9 +9,9 @@
  * Use `npm run -s audit -- export …` (or `npx tsx scripts/audit.ts export …`) when redirecting an
  * export: without -s, npm prints its own header lines to stdout too.
  */
+import { openCliDatabase } from './cli-database.js';
 import { parseArgs } from 'node:util';
-import { exitOnConfigError, loadCommonConfig } from '../gateway/config.js';
-import { connectPool, DatabaseUnreachableError, type Db } from '../gateway/db/pool.js';
+import type { Db } from '../gateway/db/pool.js';
 import { exportAuditEvents, parseInstant, verifyAuditChain, type AuditFilter } from '../gateway/audit/chain.js';
 
 const USAGE = 'usage: npm run audit -- verify | export --format csv|json [--since ISO] [--until ISO]';
@@ -75,26 +75,8 @@ async function main(argv: string[]): Promise<number> {
     return usage('verify takes no options');
   }
 
-  let cfg;
-  try {
-    cfg = loadCommonConfig();
-  } catch (err) {
-    exitOnConfigError(err);
-  }
-  if (!cfg.databaseUrl) {
-    process.stderr.write('DATABASE_URL is required\n');
-    return 2;
-  }
-  let db;
-  try {
-    db = await connectPool(cfg.databaseUrl, 1);
-  } catch (err) {
-    if (err instanceof DatabaseUnreachableError) {
-      process.stderr.write(`${err.message}\n`);
-      return 1;
-    }
-    throw err;
-  }
+  const db = await openCliDatabase({ migrate: false });
+  if (typeof db === 'number') return db;
   try {
     if (command === 'verify') return await verify(db);
     for await (const chunk of exportAuditEvents(db, filter, format as 'csv' | 'json')) await write(chunk);

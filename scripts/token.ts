@@ -7,24 +7,12 @@
  *   revoke <name>               revoke the active token of that name
  *   list                        names, scopes and last use of every token (never the secrets)
  */
-import { exitOnConfigError, loadCommonConfig } from '../gateway/config.js';
-import { migrate } from '../gateway/db/migrate.js';
-import { connectPool, DatabaseUnreachableError } from '../gateway/db/pool.js';
+import { openCliDatabase } from './cli-database.js';
 import { createToken, revokeToken, TOKEN_SCOPES, type TokenScope } from '../gateway/auth/tokens.js';
 
 const USAGE = 'usage: npm run token -- create <name> [scope ...] | rotate <name> | revoke <name> | list';
 
 async function main(argv: string[]): Promise<number> {
-  let cfg;
-  try {
-    cfg = loadCommonConfig();
-  } catch (err) {
-    exitOnConfigError(err);
-  }
-  if (!cfg.databaseUrl) {
-    process.stderr.write('DATABASE_URL is required (with the embedded database, set SCIM_TOKEN for `npm start` instead)\n');
-    return 2;
-  }
   const [command, name, ...rest] = argv;
   if (!command || (command !== 'list' && !name)) {
     process.stderr.write(`${USAGE}\n`);
@@ -37,17 +25,8 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
-  let db;
-  try {
-    await migrate(cfg.databaseUrl);
-    db = await connectPool(cfg.databaseUrl, 1);
-  } catch (err) {
-    if (err instanceof DatabaseUnreachableError) {
-      process.stderr.write(`${err.message}\n`);
-      return 1;
-    }
-    throw err;
-  }
+  const db = await openCliDatabase({ migrate: true, missingHint: 'with the embedded database, set SCIM_TOKEN for `npm start` instead' });
+  if (typeof db === 'number') return db;
   try {
     switch (command) {
       case 'create':

@@ -5,9 +5,9 @@
  */
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { createTestDatabase } from '../helpers/db.js';
-import { startTestGateway, userBody } from '../helpers/gateway.js';
-import { eventually, testTemporal } from '../helpers/temporal.js';
+import { userBody } from '../helpers/gateway.js';
+import { eventually } from '../helpers/temporal.js';
+import { startTestStack } from '../helpers/stack.js';
 import { memoryTarget } from '../fixtures/memory-connector.js';
 import { notifyUserChanged } from '../../workflows/client.js';
 
@@ -15,16 +15,7 @@ const PLUGIN = fileURLToPath(new URL('../fixtures/memory-connector.ts', import.m
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
 const PATCH = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
 
-const database = await createTestDatabase(t);
-const temporal = await testTemporal(t);
-const gw = await startTestGateway(t, {
-  database,
-  temporalAddress: temporal.address,
-  taskQueue: temporal.taskQueue,
-  scopes: ['scim:read', 'scim:write', 'admin'],
-  env: { USER_SYNC_IDLE_MS: '1000' },
-});
-await temporal.startWorker(database.newPool());
+const { database, temporal, gw } = await startTestStack(t, { idleMs: 1000 });
 const ns = `prov-${temporal.taskQueue}`;
 const target = memoryTarget(ns);
 const broken = memoryTarget(`${ns}-broken`);

@@ -5,25 +5,16 @@
  */
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { createTestDatabase } from '../helpers/db.js';
-import { startTestGateway, userBody } from '../helpers/gateway.js';
-import { eventually, testTemporal } from '../helpers/temporal.js';
+import { userBody } from '../helpers/gateway.js';
+import { eventually } from '../helpers/temporal.js';
+import { startTestStack } from '../helpers/stack.js';
 import { memoryTarget } from '../fixtures/memory-connector.js';
 import { connectorSearchAttribute } from '../../workflows/client.js';
 
 const PLUGIN = fileURLToPath(new URL('../fixtures/memory-connector.ts', import.meta.url));
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
 
-const database = await createTestDatabase(t);
-const temporal = await testTemporal(t);
-const gw = await startTestGateway(t, {
-  database,
-  temporalAddress: temporal.address,
-  taskQueue: temporal.taskQueue,
-  scopes: ['scim:read', 'scim:write', 'admin'],
-  env: { USER_SYNC_IDLE_MS: '500' },
-});
-await temporal.startWorker(database.newPool());
+const { temporal, gw } = await startTestStack(t, { idleMs: 500 });
 const ns = `rec-${temporal.taskQueue}`;
 const enforced = memoryTarget(ns);
 const watched = memoryTarget(`${ns}-watch`);

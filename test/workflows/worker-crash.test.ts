@@ -5,9 +5,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import t from 'tap';
-import { createTestDatabase } from '../helpers/db.js';
-import { startTestGateway, userBody } from '../helpers/gateway.js';
-import { eventually, testTemporal } from '../helpers/temporal.js';
+import { userBody } from '../helpers/gateway.js';
+import { eventually } from '../helpers/temporal.js';
+import { startTestStack } from '../helpers/stack.js';
 import { startScimmyServer } from '../connectors/scim/scimmy-server.js';
 
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
@@ -15,15 +15,8 @@ const PATCH = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
 const USERS = 12;
 
 t.test('killing workers mid-provisioning loses and duplicates nothing', async (t) => {
-  const database = await createTestDatabase(t);
-  const temporal = await testTemporal(t);
-  const gw = await startTestGateway(t, {
-    database,
-    temporalAddress: temporal.address,
-    taskQueue: temporal.taskQueue,
-    scopes: ['scim:read', 'scim:write', 'admin'],
-    env: { USER_SYNC_IDLE_MS: '1000' },
-  });
+  // Workers are processes of this test's own, killed and restarted below.
+  const { database, temporal, gw } = await startTestStack(t, { idleMs: 1000, worker: false });
   const target = await startScimmyServer({ token: 'crash-target-token' });
   t.teardown(() => target.close());
 
