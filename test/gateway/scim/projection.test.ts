@@ -1,9 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { ScimError } from '../../../gateway/scim/errors.js';
 import { parseAttributeList, project } from '../../../gateway/scim/projection.js';
 import { attr, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, SchemaRegistry, USER_SCHEMA } from '../../../gateway/scim/schemas.js';
+import { scimError } from '../../helpers/scim.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../../shared/fixtures/rfc7643-7644/', import.meta.url));
 const HAVE_FIXTURES = existsSync(FIXTURES);
@@ -41,15 +41,6 @@ function fullUser() {
   }));
 }
 
-function scimError(fn: () => unknown): ScimError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ScimError) return err;
-    throw err;
-  }
-  throw new Error('expected a ScimError');
-}
 
 const parse = (v: string | string[] | undefined, kind?: 'attributes' | 'excludedAttributes') => parseAttributeList(v, registry, 'User', kind);
 

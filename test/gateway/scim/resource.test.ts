@@ -1,9 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { ScimError } from '../../../gateway/scim/errors.js';
 import { checkImmutable, isDateTime, normalizeResource } from '../../../gateway/scim/resource.js';
 import { attr, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, SchemaRegistry, USER_SCHEMA } from '../../../gateway/scim/schemas.js';
+import { scimError } from '../../helpers/scim.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../../shared/fixtures/rfc7643-7644/', import.meta.url));
 const HAVE_FIXTURES = existsSync(FIXTURES);
@@ -31,16 +31,6 @@ const custom = new SchemaRegistry([
 ]);
 const customUser = { registry: custom, resourceType: 'User' as const };
 
-/** Runs fn and returns the ScimError it throws. */
-function scimError(fn: () => unknown): ScimError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ScimError) return err;
-    throw err;
-  }
-  throw new Error('expected a ScimError');
-}
 
 function without(obj: Record<string, unknown>, ...keys: string[]): Record<string, unknown> {
   return Object.fromEntries(Object.entries(obj).filter(([k]) => !keys.includes(k)));
