@@ -4,6 +4,7 @@
  */
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import { sendApiError } from './errors.js';
 import {
   CSV_COLUMNS,
   EXPORT_CONTENT_TYPES,
@@ -84,7 +85,7 @@ const VerifyResult = {
 type FilterQuery = Partial<Record<keyof typeof FilterProperties, string>>;
 
 function badRequest(reply: FastifyReply, message: string) {
-  return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message });
+  return sendApiError(reply, 400, message);
 }
 
 /** The filter of a query string, or the message explaining what is wrong with it. */

@@ -8,7 +8,7 @@
  * refused, so the database never holds one and the API can return configuration as it is.
  */
 import { randomUUID } from 'node:crypto';
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import { loadConnector, validateConfig, PermanentError } from '../../../connectors/index.js';
 import { coveredUsers, plaintextSecrets, targetProblems } from '../../provisioning/checks.js';
 import { withTransaction, type Tx } from '../../db/pool.js';
@@ -16,11 +16,9 @@ import { enqueue, enqueueUserChanges } from '../../outbox/outbox.js';
 import { startReconcileRun, testConnectorConnection } from '../../../workflows/client.js';
 import { parseFilter } from '../../scim/filter.js';
 import { ScimError } from '../../scim/errors.js';
+import { sendApiError } from './errors.js';
 
-function fail(reply: FastifyReply, status: number, message: string) {
-  const error = status === 404 ? 'Not Found' : status === 409 ? 'Conflict' : 'Bad Request';
-  return reply.code(status).send({ statusCode: status, error, message });
-}
+const fail = sendApiError;
 
 const ConnectorBody = {
   type: 'object',
@@ -138,7 +136,7 @@ const provisioning: FastifyPluginAsync = async (app) => {
       try {
         client = await app.temporal.client();
       } catch {
-        return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: 'Temporal is unreachable; try again later' });
+        return fail(reply, 503, 'Temporal is unreachable; try again later');
       }
       const handle = await startReconcileRun(client, app.config.taskQueue, request.params.id, dryRun);
       if (!handle) return fail(reply, 409, `a reconciliation of "${request.params.id}" is running`);
@@ -157,7 +155,7 @@ const provisioning: FastifyPluginAsync = async (app) => {
       try {
         client = await app.temporal.client();
       } catch {
-        return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: 'Temporal is unreachable; try again later' });
+        return fail(reply, 503, 'Temporal is unreachable; try again later');
       }
       return await testConnectorConnection(client, app.config.taskQueue, request.params.id);
     },

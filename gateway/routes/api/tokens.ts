@@ -4,6 +4,7 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { createToken, revokeToken, TOKEN_SCOPES, type TokenScope } from '../../auth/tokens.js';
+import { sendApiError } from './errors.js';
 
 const TokenInfo = {
   type: 'object',
@@ -66,7 +67,7 @@ const tokens: FastifyPluginAsync = async (app) => {
         await audit(request.identity!.name, 'token.created', name, scopes);
         return reply.code(201).send({ ...identity, createdAt: new Date().toISOString(), lastUsedAt: null, token });
       } catch (err) {
-        if ((err as { code?: string }).code === '23505') return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `an active token named "${name}" exists` });
+        if ((err as { code?: string }).code === '23505') return sendApiError(reply, 409, `an active token named "${name}" exists`);
         throw err;
       }
     },
@@ -77,7 +78,7 @@ const tokens: FastifyPluginAsync = async (app) => {
     { onRequest: admin, schema: { tags, security, summary: 'Revoke a token and issue a new one with the same name and scopes', params: NameParams, response: { 200: IssuedToken } } },
     async (request, reply) => {
       const { rows } = await app.db.query<{ scopes: TokenScope[] }>('SELECT scopes FROM api_tokens WHERE name = $1 AND revoked_at IS NULL', [request.params.name]);
-      if (!rows[0]) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no active token named "${request.params.name}"` });
+      if (!rows[0]) return sendApiError(reply, 404, `no active token named "${request.params.name}"`);
       await revokeToken(app.db, request.params.name);
       const { identity, token } = await createToken(app.db, request.params.name, rows[0].scopes);
       await audit(request.identity!.name, 'token.rotated', request.params.name, rows[0].scopes);
@@ -90,7 +91,7 @@ const tokens: FastifyPluginAsync = async (app) => {
     { onRequest: admin, schema: { tags, security, summary: 'Revoke a token', params: NameParams } },
     async (request, reply) => {
       if (!(await revokeToken(app.db, request.params.name))) {
-        return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no active token named "${request.params.name}"` });
+        return sendApiError(reply, 404, `no active token named "${request.params.name}"`);
       }
       await audit(request.identity!.name, 'token.revoked', request.params.name);
       return reply.code(204).send();
