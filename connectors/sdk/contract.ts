@@ -85,11 +85,38 @@ export interface ConnectorLogger {
   warn(msg: string, fields?: Record<string, unknown>): void;
 }
 
+/** A file for the user that must reach them privately, e.g. a VPN profile with its private key. */
+export interface Artifact {
+  /** The gateway's id of the user it is for. */
+  userId: string;
+  /** File name offered to the browser, e.g. "alice.ovpn". */
+  filename: string;
+  contentType: string;
+  content: Uint8Array | string;
+  /** How long the link works; the gateway caps it (DELIVERY_MAX_TTL_MS). */
+  ttlMs?: number | undefined;
+}
+
+/** A one-time download link. Treat `url` as a secret: never log it, never put it in an error. */
+export interface DeliveryLink {
+  url: string;
+  expiresAt: string;
+}
+
+/**
+ * Hands an artifact to its user through a one-time, expiring download link: the gateway keeps it
+ * only encrypted under a key that exists nowhere but in the link, tells the user through the
+ * configured delivery channel, and forgets it once downloaded or expired.
+ */
+export type Deliver = (artifact: Artifact) => Promise<DeliveryLink>;
+
 export interface ConnectorContext<C> {
   /** The instance's configuration, already validated against the connector's configSchema. */
   config: C;
   secret: SecretResolver;
   log: ConnectorLogger;
+  /** Present when the gateway is configured to deliver artifacts (see docs/operations.md). */
+  deliver?: Deliver | undefined;
 }
 
 /** One configured connection to a target. Methods exist exactly for the declared capabilities. */
