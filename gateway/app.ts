@@ -2,7 +2,7 @@
  * The gateway application: shared services, authentication, OpenAPI, and the route areas. Built by
  * `buildApp` so the boot file, `npm start` and tests (through `app.inject`) all run the same app.
  */
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { GatewayConfig } from './config.js';
 import type { Db } from './db/pool.js';
 import type { TemporalAccess } from './temporal.js';
@@ -16,6 +16,8 @@ import scim from './routes/scim/index.js';
 import tokens from './routes/api/tokens.js';
 import provisioning from './routes/api/provisioning.js';
 import audit from './routes/api/audit.js';
+import downloads from './routes/downloads.js';
+import { redactDownloadPath } from './delivery/index.js';
 
 export interface AppOptions {
   config: GatewayConfig;
@@ -34,8 +36,18 @@ export function loggerOptions(level: string): FastifyServerOptions['logger'] {
     level,
     // Credentials never reach the logs, whatever a serializer is later changed to print.
     redact: {
-      paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', '*.password', 'password'],
+      paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', '*.password', 'password', '*.deliveryWebhookSecret', 'deliveryWebhookSecret'],
       censor: '[redacted]',
+    },
+    serializers: {
+      // Fastify's usual request fields, with the token of a download link (/downloads/<token>) replaced.
+      req: (req: FastifyRequest) => ({
+        method: req.method,
+        url: redactDownloadPath(req.url),
+        host: req.host,
+        remoteAddress: req.ip,
+        remotePort: req.socket?.remotePort,
+      }),
     },
   };
 }
@@ -43,6 +55,8 @@ export function loggerOptions(level: string): FastifyServerOptions['logger'] {
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logger ?? loggerOptions(opts.config.logLevel),
+    // Each request gets a child logger carrying its id; with logging off that would be pure cost.
+    childLoggerFactory: (logger, bindings, childOpts) => (logger.level === 'silent' ? logger : logger.child(bindings, childOpts)),
     bodyLimit: opts.config.bodyLimitBytes,
     trustProxy: true,
     // SCIM resource ids and attribute names are case-sensitive; paths are not rewritten.
@@ -64,5 +78,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(tokens);
   await app.register(provisioning);
   await app.register(audit);
+  await app.register(downloads);
   return app;
 }

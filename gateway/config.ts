@@ -88,6 +88,19 @@ export interface CommonConfig {
   userSyncIdleMs: number;
   /** How long userSync waits after a change to let a burst of changes settle (ms). */
   userSyncDebounceMs: number;
+  /**
+   * The gateway's external base URL: SCIM `meta.location` (default: from the request) and the base
+   * of one-time download links (deliveries are off without it).
+   */
+  publicUrl: string | undefined;
+  /** Where the worker POSTs signed notices of new download links; deliveries are off without it. */
+  deliveryWebhookUrl: string | undefined;
+  /** HMAC key signing those notices (a secret: never logged, read only from the environment). */
+  deliveryWebhookSecret: string | undefined;
+  /** Lifetime of a download link whose connector names none (ms). */
+  deliveryTtlMs: number;
+  /** Longest lifetime of a download link, whatever the connector asks for (ms). */
+  deliveryMaxTtlMs: number;
 }
 
 export interface GatewayConfig extends CommonConfig {
@@ -97,8 +110,6 @@ export interface GatewayConfig extends CommonConfig {
   scimToken: string | undefined;
   /** Bootstrap admin token (scope `admin`) for the admin API; stored hashed under "admin-bootstrap". */
   adminToken: string | undefined;
-  /** Public base URL used in SCIM `meta.location`; defaults to http://<host>:<port>. */
-  publicUrl: string | undefined;
   /** Temporal Web UI base URL, used for links to workflows. */
   temporalUiUrl: string | undefined;
   outboxPollMs: number;
@@ -116,6 +127,8 @@ export interface GatewayConfig extends CommonConfig {
   scimExtensionsFile: string | undefined;
   /** YAML or JSON file of connectors, entitlements and rules applied at start-up (docs/provisioning.md). */
   provisioningFile: string | undefined;
+  /** How often the gateway wipes expired download links and deletes old ones (ms). */
+  deliverySweepMs: number;
 }
 
 export type WorkerConfig = CommonConfig;
@@ -133,7 +146,24 @@ export function loadCommonConfig(env: Env = process.env): CommonConfig {
     devTemporalUiPort: int(env, 'TEMPORAL_DEV_UI_PORT', 8233, 1, 65535),
     userSyncIdleMs: int(env, 'USER_SYNC_IDLE_MS', 60_000, 0, 86_400_000),
     userSyncDebounceMs: int(env, 'USER_SYNC_DEBOUNCE_MS', 250, 0, 600_000),
+    publicUrl: url(env, 'PUBLIC_URL', ['http:', 'https:']),
+    ...deliveryConfig(env),
   };
+}
+
+const DAY_MS = 86_400_000;
+
+function deliveryConfig(env: Env): Pick<CommonConfig, 'deliveryWebhookUrl' | 'deliveryWebhookSecret' | 'deliveryTtlMs' | 'deliveryMaxTtlMs'> {
+  const webhookUrl = url(env, 'DELIVERY_WEBHOOK_URL', ['http:', 'https:']);
+  // The secret's value never appears in a message, not even in part.
+  const secret = str(env, 'DELIVERY_WEBHOOK_SECRET');
+  if (webhookUrl && !secret) throw new ConfigError('DELIVERY_WEBHOOK_SECRET', 'is required when DELIVERY_WEBHOOK_URL is set (notices are signed with it)');
+  if (secret && !webhookUrl) throw new ConfigError('DELIVERY_WEBHOOK_URL', 'is required when DELIVERY_WEBHOOK_SECRET is set');
+  if (secret && secret.length < 16) throw new ConfigError('DELIVERY_WEBHOOK_SECRET', 'must be at least 16 characters (32 random bytes recommended)');
+  const maxTtlMs = int(env, 'DELIVERY_MAX_TTL_MS', 7 * DAY_MS, 1000, 30 * DAY_MS);
+  const ttlMs = int(env, 'DELIVERY_TTL_MS', Math.min(DAY_MS, maxTtlMs), 1000, 30 * DAY_MS);
+  if (ttlMs > maxTtlMs) throw new ConfigError('DELIVERY_TTL_MS', `must not exceed DELIVERY_MAX_TTL_MS (${maxTtlMs}), got ${ttlMs}`);
+  return { deliveryWebhookUrl: webhookUrl, deliveryWebhookSecret: secret, deliveryTtlMs: ttlMs, deliveryMaxTtlMs: maxTtlMs };
 }
 
 export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
@@ -144,7 +174,6 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     port: int(env, 'PORT', 8080, 0, 65535),
     scimToken: str(env, 'SCIM_TOKEN'),
     adminToken: str(env, 'ADMIN_TOKEN'),
-    publicUrl: url(env, 'PUBLIC_URL', ['http:', 'https:']),
     temporalUiUrl: url(env, 'TEMPORAL_UI_URL', ['http:', 'https:']),
     outboxPollMs: int(env, 'OUTBOX_POLL_MS', 500, 10, 600_000),
     outboxBatchSize: int(env, 'OUTBOX_BATCH_SIZE', 100, 1, 10_000),
@@ -155,6 +184,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     scimBulkMaxPayloadBytes: int(env, 'SCIM_BULK_MAX_PAYLOAD_BYTES', 1_048_576, 1024, 100 * 1_048_576),
     scimExtensionsFile: str(env, 'SCIM_EXTENSIONS_FILE'),
     provisioningFile: str(env, 'PROVISIONING_FILE'),
+    deliverySweepMs: int(env, 'DELIVERY_SWEEP_MS', 60_000, 100, DAY_MS),
   };
 }
 

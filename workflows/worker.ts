@@ -15,6 +15,7 @@ import { connectPool, DatabaseUnreachableError, type Db } from '../gateway/db/po
 import { createActivities } from './activities/index.js';
 import { ConnectorRuntime } from './activities/connector-runtime.js';
 import { ensureSearchAttributes } from './client.js';
+import { deliveriesOffReason, deliveryFactory, type DeliverFactory } from '../gateway/delivery/index.js';
 
 const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 /** The module that lists every workflow; the worker bundles it for the sandbox. */
@@ -28,6 +29,11 @@ export interface WorkerDeps {
   /** A prebuilt workflow bundle (tests reuse one); otherwise the worker bundles WORKFLOWS_PATH. */
   workflowBundle?: { code: string };
   identity?: string;
+  /**
+   * Gives each connector its `ctx.deliver` (one-time download links; see gateway/delivery/).
+   * Absent: connectors get none. Build it with `deliveryFactory(config, db)`.
+   */
+  deliverFor?: DeliverFactory | undefined;
 }
 
 export async function createWorker(deps: WorkerDeps): Promise<Worker> {
@@ -36,7 +42,7 @@ export async function createWorker(deps: WorkerDeps): Promise<Worker> {
     namespace: deps.namespace,
     taskQueue: deps.taskQueue,
     ...(deps.workflowBundle ? { workflowBundle: deps.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
-    activities: createActivities({ db: deps.db, connectors: new ConnectorRuntime(deps.db) }),
+    activities: createActivities({ db: deps.db, connectors: new ConnectorRuntime(deps.db, undefined, deps.deliverFor) }),
     ...(deps.identity ? { identity: deps.identity } : {}),
   });
 }
@@ -95,8 +101,12 @@ async function main(): Promise<void> {
     process.exit(1);
   }
 
-  const worker = await createWorker({ connection, namespace: cfg.temporalNamespace, taskQueue: cfg.taskQueue, db });
-  logger.info({ taskQueue: cfg.taskQueue, namespace: cfg.temporalNamespace }, 'worker started');
+  const deliverFor = deliveryFactory(cfg, db);
+  const worker = await createWorker({ connection, namespace: cfg.temporalNamespace, taskQueue: cfg.taskQueue, db, deliverFor });
+  logger.info(
+    { taskQueue: cfg.taskQueue, namespace: cfg.temporalNamespace, deliveries: deliverFor ? 'on' : `off: ${deliveriesOffReason(cfg)}` },
+    'worker started',
+  );
   // Worker.run() installs SIGINT/SIGTERM handlers that drain in-flight tasks before resolving.
   await worker.run();
   await connection.close();

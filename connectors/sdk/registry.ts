@@ -65,8 +65,11 @@ export function validateConfig(def: ConnectorDefinition, config: unknown): void 
 
 const quietLog: ConnectorLogger = { info: () => {}, warn: () => {} };
 
-/** Validates configuration and creates an instance with the standard secret resolver. */
+/**
+ * Validates configuration and creates an instance with the standard secret resolver. `deliver` is
+ * passed on as given: absent means the process cannot deliver artifacts to users.
+ */
 export function instantiate(def: ConnectorDefinition, config: unknown, opts: Partial<Omit<ConnectorContext<unknown>, 'config'>> = {}): ConnectorInstance {
   validateConfig(def, config);
-  return def.create({ config: config, secret: opts.secret ?? createSecretResolver(), log: opts.log ?? quietLog });
+  return def.create({ config: config, secret: opts.secret ?? createSecretResolver(), log: opts.log ?? quietLog, ...(opts.deliver ? { deliver: opts.deliver } : {}) });
 }

@@ -2,9 +2,12 @@
  * Connector instances for activities, built from the `connectors` table and cached per connector
  * until its row changes (the row's updated_at is the cache key), so each activity does not re-load
  * plugins or re-create HTTP clients.
+ *
+ * Each instance gets its own `ctx.deliver`, bound to its connector id (so a connector can only
+ * deliver in its own name), when the worker is configured for deliveries.
  */
 import type { Db } from '../../gateway/db/pool.js';
-import { instantiate, loadConnector, PermanentError, type ConnectorDefinition, type ConnectorInstance, type SecretResolver } from '../../connectors/index.js';
+import { instantiate, loadConnector, PermanentError, type ConnectorDefinition, type ConnectorInstance, type Deliver, type SecretResolver } from '../../connectors/index.js';
 
 export interface ConnectorRow {
   id: string;
@@ -28,6 +31,8 @@ export class ConnectorRuntime {
   constructor(
     private readonly db: Db,
     private readonly secret?: SecretResolver,
+    /** Builds the `deliver` of a connector; absent: connectors get no `ctx.deliver`. */
+    private readonly deliverFor?: (connectorId: string) => Deliver,
   ) {}
 
   async get(connectorId: string): Promise<LoadedConnector> {
@@ -43,7 +48,10 @@ export class ConnectorRuntime {
     if (hit) void hit.loaded.then((l) => l.instance.close?.()).catch(() => {});
     const loaded = (async () => {
       const definition = await loadConnector(row.type);
-      const instance = instantiate(definition, row.config, this.secret ? { secret: this.secret } : {});
+      const instance = instantiate(definition, row.config, {
+        ...(this.secret ? { secret: this.secret } : {}),
+        ...(this.deliverFor ? { deliver: this.deliverFor(row.id) } : {}),
+      });
       return { row, definition, instance };
     })();
     this.cache.set(connectorId, { stamp, loaded });

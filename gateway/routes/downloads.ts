@@ -1,0 +1,112 @@
+/**
+ * One-time download links (gateway/delivery/): `GET /downloads/:token` serves a delivery once, with
+ * no bearer token (the link is the credential), and `GET /api/users/:id/deliveries` lists a user's
+ * deliveries for administrators, never with a link. The plugin also runs the periodic sweep that
+ * wipes expired links.
+ *
+ * Every answer of the download route is uncacheable and sends no Referer onwards. A used,
+ * superseded, withdrawn or expired link answers 410 and an unknown or malformed one 404, with a
+ * fixed message and nothing else. HEAD is not offered: a link checker must not spend the link.
+ */
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { DeliverySweeper, listDeliveries, redactDownloadPath, redeemDelivery } from '../delivery/index.js';
+import { sendApiError } from './api/errors.js';
+
+const ApiError = {
+  type: 'object',
+  properties: { statusCode: { type: 'integer' }, error: { type: 'string' }, message: { type: 'string' } },
+} as const;
+
+const DeliverySummary = {
+  type: 'object',
+  properties: {
+    id: { type: 'string', format: 'uuid' },
+    connectorId: { type: 'string' },
+    filename: { type: 'string' },
+    contentType: { type: 'string' },
+    size: { type: 'integer', description: 'bytes' },
+    createdAt: { type: 'string', format: 'date-time' },
+    expiresAt: { type: 'string', format: 'date-time' },
+    downloadedAt: { type: ['string', 'null'], format: 'date-time' },
+    state: {
+      type: 'string',
+      enum: ['pending', 'downloaded', 'expired', 'superseded', 'undelivered'],
+      description: 'pending: the link works; superseded: a newer link for the same file replaced it; undelivered: withdrawn because the user could not be notified',
+    },
+  },
+} as const;
+
+/** The request as logged for this route: Fastify's usual fields, with the token replaced. */
+function serializeRequest(req: FastifyRequest): Record<string, unknown> {
+  return { method: req.method, url: redactDownloadPath(req.url), host: req.host, remoteAddress: req.ip, remotePort: req.socket?.remotePort };
+}
+
+function privateAnswer(reply: FastifyReply): FastifyReply {
+  return reply
+    .header('cache-control', 'no-store')
+    .header('pragma', 'no-cache')
+    .header('referrer-policy', 'no-referrer')
+    .header('x-content-type-options', 'nosniff')
+    .header('content-security-policy', "default-src 'none'; sandbox");
+}
+
+const downloads: FastifyPluginAsync = async (app) => {
+  const sweeper = new DeliverySweeper(app.db, app.config.deliverySweepMs, app.log.child({ component: 'deliveries' }));
+  app.addHook('onReady', async () => sweeper.start());
+  app.addHook('onClose', async () => await sweeper.stop());
+
+  app.get<{ Params: { token: string } }>(
+    '/downloads/:token',
+    {
+      exposeHeadRoute: false,
+      // The app's logger redacts too (gateway/app.ts); this holds even under a caller-supplied logger.
+      logSerializers: { req: serializeRequest },
+      schema: {
+        tags: ['downloads'],
+        summary: 'Download a file delivered to you, once',
+        description:
+          'The link itself is the credential: it works once, until it expires. The answer is the file as an attachment; afterwards the gateway no longer holds it.',
+        params: { type: 'object', properties: { token: { type: 'string', description: 'the secret part of the link' } } },
+        response: {
+          200: { description: 'the file, as an attachment', type: 'string', format: 'binary' },
+          404: { description: 'no such link', ...ApiError },
+          410: { description: 'the link was used, replaced or has expired', ...ApiError },
+        },
+      },
+    },
+    async (request, reply) => {
+      privateAnswer(reply);
+      const result = await redeemDelivery(app.db, request.params.token, { remoteAddress: request.ip });
+      if (result.status === 'notFound') return sendApiError(reply, 404, 'no such download link');
+      if (result.status === 'gone') return sendApiError(reply, 410, 'this download link has been used or has expired; ask for a new one');
+      request.log.info({ deliveryId: result.id }, 'delivery downloaded');
+      return reply
+        .code(200)
+        .header('content-type', result.contentType)
+        .header('content-disposition', `attachment; filename="${result.filename}"`)
+        .header('content-length', result.content.length)
+        .send(result.content);
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/api/users/:id/deliveries',
+    {
+      onRequest: app.requireScope('admin'),
+      schema: {
+        tags: ['admin'],
+        security: [{ bearer: [] }],
+        summary: "A user's deliveries (newest 100): state and times, never the link",
+        params: { type: 'object', properties: { id: { type: 'string', format: 'uuid' } } },
+        response: { 200: { type: 'array', items: DeliverySummary }, 404: ApiError },
+      },
+    },
+    async (request, reply) => {
+      const { rows } = await app.db.query('SELECT 1 FROM users WHERE id = $1', [request.params.id]);
+      if (!rows[0]) return sendApiError(reply, 404, `no user ${request.params.id}`);
+      return await listDeliveries(app.db, request.params.id);
+    },
+  );
+};
+
+export default downloads;
