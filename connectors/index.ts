@@ -6,6 +6,9 @@ import { registerBuiltIn } from './sdk/registry.js';
 
 registerBuiltIn('webhook', () => import('./webhook/index.js'));
 registerBuiltIn('scim', () => import('./scim/index.js'));
+registerBuiltIn('openvpn', () => import('./openvpn/index.js'));
+registerBuiltIn('google-groups', () => import('./google-groups/index.js'));
+registerBuiltIn('aws-identity-center', () => import('./aws-identity-center/index.js'));
 
 export { loadConnector, instantiate, validateConfig, builtInTypes } from './sdk/registry.js';
 export * from './sdk/contract.js';
