@@ -15,6 +15,7 @@
  *   BENCH_DATABASE_URL   a database on the server to use (default postgres://postgres@127.0.0.1:5432/postgres);
  *                        the benchmark creates and drops its own databases beside it
  *   BENCH_OUT            where --json writes the results (default bench-scim-results.json)
+ *   BENCH_PROFILE_DIR    write a V8 CPU profile of each server child there (open in Chrome DevTools)
  *   DATABASE_POOL_SIZE   and the gateway's other variables apply to the gateway child as usual
  *
  * The exit code is 1 when any scenario saw errors or non-2xx responses; missed targets are printed,
@@ -251,7 +252,9 @@ interface ServerChild {
 
 /** Starts scripts/bench-scim-server.ts in `mode` and waits for the port it prints. */
 async function startServer(mode: 'gateway' | 'ceiling', env: Record<string, string>): Promise<ServerChild> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', SERVER_SCRIPT, mode], {
+  const profileDir = process.env.BENCH_PROFILE_DIR?.trim();
+  const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const child: ChildProcess = spawn(process.execPath, [...profile, '--import', 'tsx', SERVER_SCRIPT, mode], {
     env: { ...process.env, LOG_LEVEL: 'silent', ...env },
     stdio: ['pipe', 'pipe', 'inherit'],
   });

@@ -65,8 +65,8 @@ export async function withTransaction<T>(db: Db, fn: (tx: Tx) => Promise<T>): Pr
   }
 }
 
-/** Statement texts given a name so far; bounded, because each name lives on every connection. */
-const named = new Set<string>();
+/** Statement text → its name, for the texts named so far; bounded, because each name lives on every connection. */
+const named = new Map<string, string>();
 const MAX_NAMED_STATEMENTS = 500;
 
 /**
@@ -77,10 +77,11 @@ const MAX_NAMED_STATEMENTS = 500;
  * take on each server connection.
  */
 export async function queryPrepared<R extends pg.QueryResultRow>(db: Db | Tx, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
-  const name = `q_${createHash('sha1').update(text).digest('base64url').slice(0, 20)}`;
-  if (!named.has(name)) {
+  let name = named.get(text);
+  if (name === undefined) {
     if (named.size >= MAX_NAMED_STATEMENTS) return await db.query<R>(text, values);
-    named.add(name);
+    name = `q_${createHash('sha1').update(text).digest('base64url').slice(0, 20)}`;
+    named.set(text, name);
   }
   return await db.query<R>({ name, text, values });
 }

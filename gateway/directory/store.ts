@@ -9,6 +9,7 @@
  * DELETE keeps a tombstone (`deleted_at`) so deprovisioning and the audit trail still see the user.
  */
 import { randomUUID } from 'node:crypto';
+import DataLoader from 'dataloader';
 import type { Filter } from 'scim2-parse-filter';
 import type { Db, Tx } from '../db/pool.js';
 import { queryPrepared, withTransaction } from '../db/pool.js';
@@ -136,6 +137,18 @@ interface Row {
   groups?: Array<Record<string, unknown>>;
 }
 
+/** `userName eq "<string>"`, plain or URN-qualified, in any casing: the lookup identity providers make before every create. */
+const USER_NAME_PATH = /^(?:urn:ietf:params:scim:schemas:core:2\.0:User:)?userName$/i;
+
+function userNameEquality(filter: Filter | undefined): string | undefined {
+  if (!filter || filter.op !== 'eq') return undefined;
+  const f = filter as { attrPath?: unknown; compValue?: unknown };
+  return typeof f.attrPath === 'string' && USER_NAME_PATH.test(f.attrPath) && typeof f.compValue === 'string' ? f.compValue : undefined;
+}
+
+/** Most userNames one coalesced lookup asks for. */
+const MAX_LOOKUP_BATCH = 256;
+
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
@@ -183,10 +196,42 @@ interface Member {
 }
 
 export class Directory {
+  /**
+   * `userName eq` lookups arriving in the same turn of the event loop are answered by one query
+   * (DataLoader, scheduled with setImmediate so the requests read from all sockets in one poll
+   * phase join the batch; no caching across requests). Under load that turns dozens of statement
+   * round trips into one; an idle gateway sends a batch of one without waiting.
+   */
+  private readonly userNameLookups = {
+    withGroups: this.userNameLoader(true),
+    withoutGroups: this.userNameLoader(false),
+  };
+
   constructor(
     private readonly db: Db,
     readonly registry: SchemaRegistry,
   ) {}
+
+  private userNameLoader(withGroups: boolean): DataLoader<string, Row | undefined> {
+    return new DataLoader<string, Row | undefined>(
+      async (names) => {
+        // One row per asked name that matches, tagged with the name's position; lower() on both
+        // sides is exactly what the filter translation does for userName (caseExact false), and
+        // each probe is a lookup in the unique index on lower(user_name).
+        const { rows } = await queryPrepared<Row & { ord: number }>(
+          this.db,
+          `SELECT k.ord::int AS ord, ${selectColumns('User', withGroups)}
+             FROM unnest($1::text[]) WITH ORDINALITY AS k(name, ord)
+             JOIN users u ON lower(u.user_name) = lower(k.name) AND u.deleted_at IS NULL`,
+          [names],
+        );
+        const out: Array<Row | undefined> = names.map(() => undefined);
+        for (const r of rows) out[r.ord - 1] = r;
+        return out;
+      },
+      { cache: false, maxBatchSize: MAX_LOOKUP_BATCH, batchScheduleFn: (run) => setImmediate(run) },
+    );
+  }
 
   // ---------------------------------------------------------------- reads
 
@@ -207,6 +252,12 @@ export class Directory {
   }
 
   async list(type: ResourceType, q: ListQuery): Promise<ListResult> {
+    const userName = type === 'User' && !q.sortBy && q.startIndex === 1 && q.count > 0 ? userNameEquality(q.filter) : undefined;
+    if (userName !== undefined) {
+      // userName is unique among live users, so the answer is that user or nobody.
+      const row = await (q.withGroups === false ? this.userNameLookups.withoutGroups : this.userNameLookups.withGroups).load(userName);
+      return row ? { totalResults: 1, resources: await this.hydrate(this.db, type, [row], q) } : { totalResults: 0, resources: [] };
+    }
     const kind = KINDS[type];
     const params: unknown[] = [];
     const where = q.filter ? `AND (${filterToSql(q.filter, kind.target, this.registry, params)})` : '';
