@@ -89,6 +89,14 @@ const downloads: FastifyPluginAsync = async (app) => {
     },
   );
 
+  // Anything else under /downloads/ is an unknown link too. Answered here rather than by the
+  // default not-found handler, whose log line would carry the path.
+  app.get(
+    '/downloads/*',
+    { exposeHeadRoute: false, logSerializers: { req: serializeRequest }, schema: { hide: true } },
+    async (_request, reply) => sendApiError(privateAnswer(reply), 404, 'no such download link'),
+  );
+
   app.get<{ Params: { id: string } }>(
     '/api/users/:id/deliveries',
     {
