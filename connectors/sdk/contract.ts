@@ -115,7 +115,13 @@ export interface ConnectorContext<C> {
   config: C;
   secret: SecretResolver;
   log: ConnectorLogger;
-  /** Present when the gateway is configured to deliver artifacts (see docs/operations.md). */
+  /**
+   * Present when the worker is configured to deliver artifacts (PUBLIC_URL, DELIVERY_WEBHOOK_URL and
+   * DELIVERY_WEBHOOK_SECRET; see docs/operations.md, "Deliveries"). A connector that needs it and
+   * finds it absent fails with a PermanentError (kind "invalidConfig") naming those variables. Each
+   * call makes a new link and supersedes the previous live link for the same user and file name;
+   * it throws TransientError when the user could not be notified (the engine retries the step).
+   */
   deliver?: Deliver | undefined;
 }
 
