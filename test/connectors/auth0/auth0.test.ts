@@ -1,0 +1,327 @@
+/**
+ * The auth0 connector through the real `auth0` package (ManagementClient v7) against a stateful
+ * fake tenant over HTTPS (fake-auth0.ts), trusted through a throwaway CA (test-ca.ts): the
+ * contract kit, Auth0's app_metadata merge semantics, block/unblock, the invitation ticket, error
+ * classification (rate limits, scopes, credentials), reconcile listings, and the shipped Action.
+ */
+import { createRequire } from 'node:module';
+import { createServer, type AddressInfo } from 'node:net';
+import type { Artifact, ConnectorInstance } from '../../../connectors/sdk/contract.js';
+import { underTestCa } from './test-ca.js';
+
+const tls = await underTestCa(import.meta.url);
+const { default: t } = await import('tap');
+const { startFakeAuth0, ALL_SCOPES } = await import('./fake-auth0.js');
+const { auth0Connector } = await import('../../../connectors/auth0/index.js');
+const { FLAG_KEY, INVITATION_KEY } = await import('../../../connectors/auth0/user.js');
+const { instantiate, validateConfig } = await import('../../../connectors/sdk/registry.js');
+const { createSecretResolver } = await import('../../../connectors/sdk/secrets.js');
+const { runContractKit, sampleUser, collectPages } = await import('../../../connectors/sdk/contract-kit.js');
+const { PermanentError, TransientError } = await import('../../../connectors/sdk/contract.js');
+
+type PostLogin = (event: unknown, api: unknown) => Promise<void>;
+const action = createRequire(import.meta.url)('../../../connectors/auth0/actions/deny-deprovisioned.js') as { onExecutePostLogin: PostLogin };
+
+const SECRET = 'fake-client-secret-0123456789abcdef';
+const CONNECTION = 'Username-Password-Authentication';
+const fake = await startFakeAuth0({ cert: tls.cert, key: tls.key });
+t.teardown(() => fake.close());
+fake.connections.add(CONNECTION);
+fake.connections.add('Other-Database');
+fake.clients.set('gateway-app', { secret: SECRET, scopes: ALL_SCOPES });
+fake.clients.set('read-only-app', { secret: SECRET, scopes: ['read:users', 'read:roles'] });
+
+const env = { AUTH0_SECRET: SECRET, WRONG_SECRET: 'not-the-secret-at-all-000000' };
+const logLines: string[] = [];
+const log = { info: (m: string, f?: Record<string, unknown>) => logLines.push(JSON.stringify([m, f])), warn: (m: string, f?: Record<string, unknown>) => logLines.push(JSON.stringify([m, f])) };
+const delivered: Artifact[] = [];
+
+function connector(config: Record<string, unknown> = {}, opts: { deliver?: boolean } = {}): ConnectorInstance {
+  return instantiate(
+    auth0Connector,
+    { domain: fake.domain, clientId: 'gateway-app', clientSecret: 'env:AUTH0_SECRET', connection: CONNECTION, pageSize: 2, ...config },
+    {
+      secret: createSecretResolver(env),
+      log,
+      ...(opts.deliver !== false && {
+        deliver: async (artifact: Artifact) => {
+          delivered.push(artifact);
+          return { url: 'https://gateway.test/downloads/x', expiresAt: new Date(Date.now() + 60_000).toISOString() };
+        },
+      }),
+    },
+  );
+}
+
+async function thrown(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('expected a failure');
+}
+
+const requestsTo = (method: string, path: string | RegExp) => fake.requests.filter((r) => r.method === method && (typeof path === 'string' ? r.path === path : path.test(r.path))).length;
+
+// Others in the tenant: users of the connection the gateway does not manage, one in another connection, role holders.
+const portal = fake.addRole('Customers-Portal');
+for (let i = 0; i < 3; i++) portal.users.add(fake.addUser({ email: `someone.${i}@example.com`, connection: CONNECTION }).user_id);
+fake.addUser({ email: 'elsewhere@example.com', connection: 'Other-Database' });
+
+t.test('configuration is checked: secrets by reference only, one ticket destination', async (t) => {
+  t.throws(() => validateConfig(auth0Connector, { domain: fake.domain, clientId: 'x', clientSecret: 'plain-secret', connection: CONNECTION }), /clientSecret/);
+  t.throws(() => validateConfig(auth0Connector, { domain: 'https://acme.auth0.com', clientId: 'x', clientSecret: 'env:A', connection: CONNECTION }), /domain/, 'a scheme in domain is refused');
+  t.throws(() => validateConfig(auth0Connector, { domain: fake.domain, clientId: 'x', clientSecret: 'env:A', connection: 'bad name' }), /connection/);
+  t.throws(() => validateConfig(auth0Connector, { domain: fake.domain, clientId: 'x', clientSecret: 'env:A', connection: CONNECTION, retries: 3 }), /retries/, 'unknown keys are refused');
+  t.throws(() => connector({ ticketClientId: 'abc', ticketResultUrl: 'https://app.example.com/' }), /either ticketClientId or ticketResultUrl/);
+});
+
+t.test('contract kit', async (t) => {
+  await runContractKit(t, { definition: auth0Connector, instance: connector(), entitlement: { id: 'e-portal', target: { role: 'Customers-Portal' } } });
+  t.ok(fake.tokensIssued() >= 1, 'a client-credentials token was issued');
+  t.equal(fake.tokensIssued(), 1, 'and reused for every call of the instance');
+});
+
+t.test('roles by id as well as by name; a missing role is a clear permanent error', async (t) => {
+  const c = connector();
+  const created = await c.createAccount!(sampleUser('roleid'));
+  t.equal((await c.grant!(created.remoteId!, { id: 'e1', target: { role: portal.id } })).status, 'applied');
+  t.equal((await c.grant!(created.remoteId!, { id: 'e1', target: { role: 'Customers-Portal' } })).status, 'alreadyApplied', 'the name resolves to the same role');
+  t.ok(portal.users.has(created.remoteId!));
+  const missing = await thrown(c.grant!(created.remoteId!, { id: 'e2', target: { role: 'No-Such-Role' } }));
+  t.ok(missing instanceof PermanentError && missing.kind === 'notFound', 'notFound');
+  t.match(missing.message, 'role "No-Such-Role" does not exist');
+  t.equal((await c.revoke!(created.remoteId!, { id: 'e2', target: { role: 'No-Such-Role' } })).status, 'alreadyApplied', 'nobody holds a role that does not exist');
+  const invalid = await thrown(c.grant!(created.remoteId!, { id: 'e3', target: { group: 'x' } }));
+  t.ok(invalid instanceof PermanentError && invalid.kind === 'invalidEntitlement');
+});
+
+t.test('listGrants pages through the role users with checkpoint cursors', async (t) => {
+  const holders = await collectPages((cursor) => connector().listGrants!({ id: 'e', target: { role: 'Customers-Portal' } }, cursor));
+  t.same([...holders].sort(), [...portal.users].sort(), 'every holder, over several pages of 2');
+  t.ok(fake.requests.filter((r) => r.path === `/api/v2/roles/${portal.id}/users` && r.query.get('from')).length >= 1, 'later pages asked with from=<next>');
+});
+
+t.test('deprovisioning blocks and flags in app_metadata without wiping other keys; reactivation clears the flag with null', async (t) => {
+  const c = connector();
+  const user = sampleUser('merge');
+  const { remoteId } = await c.createAccount!(user);
+  const record = fake.users.get(remoteId!)!;
+  record.app_metadata = { ...record.app_metadata, plan: 'gold', [FLAG_KEY]: undefined };
+  delete record.app_metadata[FLAG_KEY];
+  t.same(record.identities.map((i) => i.connection), [CONNECTION], 'created in the configured connection');
+
+  t.equal((await c.disableAccount!(remoteId!)).status, 'applied');
+  const patch = fake.requests.filter((r) => r.method === 'PATCH' && r.path === `/api/v2/users/${encodeURIComponent(remoteId!)}`).at(-1)!;
+  t.same(Object.keys((patch.body as { app_metadata: object }).app_metadata), [FLAG_KEY], 'only the flag key is sent: Auth0 merges the top level');
+  t.equal(record.blocked, true, 'blocked');
+  t.match(record.app_metadata[FLAG_KEY], { deprovisioned: true, source: 'scim-gateway', connection: CONNECTION }, 'the flag says who and where');
+  t.ok(!Number.isNaN(Date.parse(String((record.app_metadata[FLAG_KEY] as { at: string }).at))), 'and when');
+  t.equal(record.app_metadata.plan, 'gold', 'other app_metadata keys are kept');
+  const listed = (await collectPages((cursor) => c.listAccounts!(cursor))).find((a) => a.remoteId === remoteId);
+  t.equal(listed?.active, false, 'listed as inactive');
+  t.equal(listed?.attributes?.blockedByGateway, true);
+
+  t.equal((await c.updateAccount!(remoteId!, user)).status, 'applied', 'an active user blocked by us is unblocked');
+  const unblock = fake.requests.filter((r) => r.method === 'PATCH').at(-1)!;
+  t.same((unblock.body as { app_metadata: object }).app_metadata, { [FLAG_KEY]: null }, 'the flag is removed with null');
+  t.equal(record.blocked, false);
+  t.notOk(FLAG_KEY in record.app_metadata, 'the flag is gone');
+  t.equal(record.app_metadata.plan, 'gold', 'other keys survive the removal');
+  t.equal((await c.updateAccount!(remoteId!, user)).status, 'alreadyApplied');
+
+  // Blocked by an administrator, not by us: the connector does not lift someone else's block.
+  record.blocked = true;
+  t.equal((await c.updateAccount!(remoteId!, user)).status, 'alreadyApplied', 'an administrator\'s block is left alone');
+  t.equal((await c.createAccount!(user)).status, 'alreadyApplied');
+  t.equal(record.blocked, true);
+  t.equal((await c.disableAccount!(remoteId!)).status, 'alreadyApplied', 'already blocked');
+  t.notOk(FLAG_KEY in record.app_metadata, 'and not flagged as ours');
+  record.blocked = false;
+
+  // Reactivation through createAccount (the engine's path after a disable) also unblocks.
+  await c.disableAccount!(remoteId!);
+  t.same(await c.createAccount!(user), { status: 'applied', remoteId }, 'createAccount finds the blocked user and unblocks it');
+  t.equal(record.blocked, false);
+});
+
+t.test('updateAccount maps the profile; email changes only when allowed', async (t) => {
+  const c = connector();
+  const user = sampleUser('profile');
+  const { remoteId } = await c.createAccount!(user);
+  const record = fake.users.get(remoteId!)!;
+  t.equal(record.name, user.displayName);
+  t.equal(record.given_name, 'Contract');
+  const renamed = { ...user, givenName: 'Renamed', email: 'new.address@example.com' };
+  t.equal((await c.updateAccount!(remoteId!, renamed)).status, 'applied');
+  t.equal(record.given_name, 'Renamed');
+  t.equal(record.email, user.email, 'the email is not changed by default');
+  t.equal((await connector({ allowEmailChange: true }).updateAccount!(remoteId!, renamed)).status, 'applied');
+  t.equal(record.email, 'new.address@example.com', 'with allowEmailChange it is');
+  const gone = await thrown(c.updateAccount!('auth0|nobody', user));
+  t.ok(gone instanceof PermanentError && gone.kind === 'notFound');
+  const noEmail = await thrown(c.createAccount!({ ...user, userName: 'no-email', email: undefined }));
+  t.ok(noEmail instanceof PermanentError && noEmail.kind === 'invalidInput', 'a user without email cannot be created');
+});
+
+t.test('a created user gets a password-change ticket; its URL and the password reach no log', async (t) => {
+  delivered.length = 0;
+  const c = connector({ ticketTtlSeconds: 86_400, ticketClientId: 'portal-app' });
+  const user = sampleUser('ticket');
+  const { remoteId } = await c.createAccount!(user);
+  const tickets = fake.tickets.filter((tk) => tk.user_id === remoteId);
+  t.equal(tickets.length, 1, 'one ticket');
+  t.match(tickets[0], { ttl_sec: 86_400, mark_email_as_verified: true, client_id: 'portal-app' });
+  t.equal(delivered.length, 1, 'handed to the delivery channel');
+  t.equal(delivered[0]!.userId, user.userId);
+  t.ok(String(delivered[0]!.content).includes(tickets[0]!.url.replace(/&/g, '&amp;')), 'the delivered page links the ticket');
+  t.equal(delivered[0]!.ttlMs, 86_400_000, 'no longer than the ticket lives');
+  const record = fake.users.get(remoteId!)!;
+  t.equal(record.email_verified, false, 'email_verified as configured');
+  t.notOk(INVITATION_KEY in record.app_metadata, 'the pending-invitation mark is cleared');
+  const password = fake.passwords.get(remoteId!)!;
+  t.ok(password.length >= 40, 'a long random password was set');
+  t.equal((await c.createAccount!(user)).status, 'alreadyApplied');
+  t.equal(fake.tickets.filter((tk) => tk.user_id === remoteId).length, 1, 'no second ticket for an existing user');
+
+  const withoutChannel = connector({}, { deliver: false });
+  const other = await withoutChannel.createAccount!(sampleUser('nochannel'));
+  t.equal(fake.tickets.filter((tk) => tk.user_id === other.remoteId).length, 1, 'the ticket is issued without a delivery channel too');
+  t.ok(logLines.some((l) => l.includes('no delivery channel')), 'and the missing channel is reported');
+  const none = connector({ invitation: 'none' });
+  const quiet = await none.createAccount!(sampleUser('noinvite'));
+  t.equal(fake.tickets.filter((tk) => tk.user_id === quiet.remoteId).length, 0, 'invitation "none" issues no ticket');
+
+  // The ticket request fails after the user was created: the retry finds the user and invites it then.
+  fake.fail({ method: 'POST', path: /^\/api\/v2\/tickets\/password-change$/, status: 503 });
+  const late = sampleUser('late');
+  t.ok((await thrown(c.createAccount!(late))) instanceof TransientError, 'the failed ticket is transient');
+  const retried = await c.createAccount!(late);
+  t.equal(retried.status, 'applied', 'the retry still has work to do');
+  t.equal(fake.tickets.filter((tk) => tk.user_id === retried.remoteId).length, 1, 'and issues the ticket');
+
+  const all = logLines.join('\n');
+  for (const tk of fake.tickets) t.notOk(all.includes(tk.url) || all.includes(tk.url.split('ticket=')[1]!.replace('#', '')), 'no ticket URL in the logs');
+  for (const pw of fake.passwords.values()) t.notOk(all.includes(pw), 'no password in the logs');
+  t.notOk(all.includes(SECRET), 'no client secret in the logs');
+});
+
+t.test('rate limits and server errors are transient with the wait Auth0 asks for, and never retried by the client', async (t) => {
+  const c = connector();
+  await c.validate();
+  const reset = Math.floor(Date.now() / 1000) + 30;
+  fake.fail({ method: 'GET', path: /^\/api\/v2\/users-by-email$/, status: 429, message: 'Global limit has been reached', errorCode: 'too_many_requests', headers: { 'x-ratelimit-limit': '50', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(reset) } });
+  const before = requestsTo('GET', '/api/v2/users-by-email');
+  const limited = await thrown(c.createAccount!(sampleUser('limited')));
+  t.ok(limited instanceof TransientError, 'TransientError');
+  const wait = (limited as InstanceType<typeof TransientError>).retryAfterMs;
+  t.ok(wait !== undefined && wait > 20_000 && wait <= 31_000, `retryAfterMs from x-ratelimit-reset (${wait})`);
+  t.match(limited.message, 'HTTP 429: too_many_requests: Global limit has been reached');
+  t.equal(requestsTo('GET', '/api/v2/users-by-email') - before, 1, 'exactly one request: the package does not retry behind the engine');
+
+  fake.fail({ method: 'GET', path: /^\/api\/v2\/users$/, status: 429, headers: { 'retry-after': '7', 'x-ratelimit-reset': String(reset) } });
+  const retryAfter = await thrown(c.listAccounts!());
+  t.equal((retryAfter as InstanceType<typeof TransientError>).retryAfterMs, 7000, 'Retry-After wins when present');
+
+  fake.fail({ method: 'GET', path: /^\/api\/v2\/users\//, status: 503, message: 'Service Unavailable' });
+  const before5xx = fake.requests.length;
+  const unavailable = await thrown(c.disableAccount!('auth0|whatever'));
+  t.ok(unavailable instanceof TransientError, '5xx is transient');
+  t.equal(fake.requests.length - before5xx, 1, 'one request');
+
+  fake.fail({ path: /^\/oauth\/token$/, status: 500 });
+  const fresh = connector();
+  t.ok((await thrown(fresh.validate())) instanceof TransientError, 'a failing token endpoint is transient');
+});
+
+t.test('credentials and scopes: permanent errors with reasons, never with the secret', async (t) => {
+  const fake2 = await startFakeAuth0({ cert: tls.cert, key: tls.key });
+  t.teardown(() => fake2.close());
+  fake2.connections.add(CONNECTION);
+  fake2.clients.set('gateway-app', { secret: SECRET, scopes: ALL_SCOPES });
+  fake2.clients.set('read-only-app', { secret: SECRET, scopes: ['read:users', 'read:roles'] });
+  const make = (config: Record<string, unknown>) =>
+    instantiate(auth0Connector, { domain: fake2.domain, clientId: 'gateway-app', clientSecret: 'env:AUTH0_SECRET', connection: CONNECTION, ...config }, { secret: createSecretResolver(env), log });
+
+  const wrongSecret = await thrown(make({ clientSecret: 'env:WRONG_SECRET' }).validate());
+  t.ok(wrongSecret instanceof PermanentError && wrongSecret.kind === 'unauthorized', 'a wrong secret is unauthorized');
+  t.match(wrongSecret.message, /token request .*HTTP 401: access_denied: Unauthorized; check clientId and clientSecret/);
+  t.notOk(wrongSecret.message.includes(env.WRONG_SECRET), 'the secret is not in the message');
+
+  const wrongAudience = await thrown(make({ audience: 'https://other.example.com/api/v2/' }).validate());
+  t.ok(wrongAudience instanceof PermanentError && wrongAudience.kind === 'forbidden', 'a wrong audience is forbidden');
+  t.match(wrongAudience.message, 'Service not found');
+
+  const readOnly = make({ clientId: 'read-only-app' });
+  await t.resolves(readOnly.validate(), 'validate needs read:users only');
+  const scope = await thrown(readOnly.createAccount!(sampleUser('scope')));
+  t.ok(scope instanceof PermanentError && scope.kind === 'forbidden', 'insufficient scope is forbidden');
+  t.match(scope.message, /HTTP 403: insufficient_scope: Insufficient scope, expected all of: create:users; grant the missing scope/);
+  t.equal(fake2.users.size, 0, 'nothing was created');
+
+  // A token the tenant no longer accepts is refused once, then replaced by a new one.
+  const c = make({});
+  await c.validate();
+  const issued = fake2.tokensIssued();
+  fake2.fail({ method: 'GET', path: /^\/api\/v2\/users$/, status: 401, message: 'Invalid token' });
+  const refused = await thrown(c.validate());
+  t.ok(refused instanceof PermanentError && refused.kind === 'unauthorized');
+  await c.validate();
+  t.equal(fake2.tokensIssued(), issued + 1, 'a refused token is not used again');
+
+  const closed = createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const closedPort = (closed.address() as AddressInfo).port;
+  await new Promise((resolve) => closed.close(resolve));
+  const unreachable = await thrown(
+    instantiate(auth0Connector, { domain: `127.0.0.1:${closedPort}`, clientId: 'gateway-app', clientSecret: 'env:AUTH0_SECRET', connection: CONNECTION }, { secret: createSecretResolver(env), log }).validate(),
+  );
+  t.ok(unreachable instanceof TransientError, 'an unreachable tenant is transient');
+  t.match(unreachable.message, 'ECONNREFUSED');
+});
+
+t.test('listAccounts: the connection only, page by page; more than Auth0 search serves is refused', async (t) => {
+  const fake3 = await startFakeAuth0({ cert: tls.cert, key: tls.key });
+  t.teardown(() => fake3.close());
+  fake3.connections.add(CONNECTION);
+  fake3.clients.set('gateway-app', { secret: SECRET, scopes: ALL_SCOPES });
+  for (let i = 0; i < 5; i++) fake3.addUser({ email: `u${i}@example.com`, connection: CONNECTION });
+  fake3.addUser({ email: 'other@example.com', connection: 'Other-Database' });
+  const c = instantiate(auth0Connector, { domain: fake3.domain, clientId: 'gateway-app', clientSecret: 'env:AUTH0_SECRET', connection: CONNECTION, pageSize: 2 }, { secret: createSecretResolver(env), log });
+  const accounts = await collectPages((cursor) => c.listAccounts!(cursor));
+  t.same(accounts.map((a) => a.email).sort(), ['u0@example.com', 'u1@example.com', 'u2@example.com', 'u3@example.com', 'u4@example.com'], 'only the connection\'s users');
+  const searches = fake3.requests.filter((r) => r.path === '/api/v2/users');
+  t.equal(searches.length, 3, 'three pages of two');
+  t.equal(searches[0]!.query.get('q'), `identities.connection:"${CONNECTION}"`);
+  t.equal(searches[0]!.query.get('search_engine'), 'v3');
+  t.equal(searches[0]!.query.get('include_totals'), 'true');
+
+  for (let i = 0; i < 1000; i++) fake3.addUser({ email: `bulk${i}@example.com`, connection: CONNECTION });
+  const tooMany = await thrown(c.listAccounts!());
+  t.ok(tooMany instanceof PermanentError && tooMany.kind === 'searchLimit', 'more than 1000 users is refused, not half-reconciled');
+  t.match(tooMany.message, 'export job');
+});
+
+t.test('the shipped Action denies flagged users and lets everyone else in', async (t) => {
+  const run = async (app_metadata: unknown) => {
+    const denied: string[] = [];
+    const api = {
+      access: {
+        deny(reason: string) {
+          denied.push(reason);
+          return api;
+        },
+      },
+    };
+    await action.onExecutePostLogin({ user: { user_id: 'auth0|1', email: 'a@example.com', ...(app_metadata !== undefined && { app_metadata }) } }, api);
+    return denied;
+  };
+  const flagged = await run({ plan: 'gold', [FLAG_KEY]: { deprovisioned: true, source: 'scim-gateway', at: new Date().toISOString() } });
+  t.equal(flagged.length, 1, 'a flagged user is denied');
+  t.match(flagged[0], /access has been removed/, 'with a reason the application can show');
+  t.same(await run({ plan: 'gold' }), [], 'an unflagged user is allowed');
+  t.same(await run({ plan: 'gold', [FLAG_KEY]: { deprovisioned: false } }), [], 'a cleared flag is allowed');
+  t.same(await run(undefined), [], 'no app_metadata at all is allowed');
+  t.same(await run({}), [], 'empty app_metadata is allowed');
+});
