@@ -309,9 +309,10 @@ export class AccountOperations {
   private async describe(cn: string, entry: IndexEntry, older: number, sessions: LiveSession[] | undefined, hasCcd: boolean): Promise<RemoteAccount> {
     const state = stateOf(entry);
     const mine = sessions?.filter((s) => s.commonName === cn);
+    const connected = mine?.some((s) => s.established);
     const managed = await exists(join(this.stateDir, 'issued', entry.serial));
     const warnings: string[] = [];
-    if (state !== 'valid' && mine && mine.length > 0) warnings.push(`${state} certificate still connected`);
+    if (state !== 'valid' && connected) warnings.push(`${state} certificate still connected`);
     if (state !== 'valid' && hasCcd) warnings.push(`ccd file present for a ${state} certificate`);
     if (!managed) warnings.push('certificate not issued by the gateway');
     for (const w of warnings) if (w !== 'certificate not issued by the gateway') this.opts.log.warn(`openvpn: ${cn}: ${w}`, { commonName: cn });
@@ -329,8 +330,8 @@ export class AccountOperations {
         managed,
         ccd: hasCcd,
         ...(mine && {
-          connected: mine.length > 0,
-          sessions: mine.map((s) => ({ realAddress: s.realAddress, virtualAddress: s.virtualAddress, connectedSince: s.connectedSince })),
+          connected,
+          sessions: mine.map((s) => ({ established: s.established, realAddress: s.realAddress, virtualAddress: s.virtualAddress, connectedSince: s.connectedSince })),
         }),
         ...(warnings.length > 0 && { warnings }),
       },

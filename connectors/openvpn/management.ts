@@ -20,6 +20,8 @@ export interface LiveSession {
   realAddress?: string | undefined;
   virtualAddress?: string | undefined;
   connectedSince?: string | undefined;
+  /** False while the server has not admitted the client (no virtual address yet, e.g. refused by ccd-exclusive). */
+  established: boolean;
 }
 
 export type KillResult = 'killed' | 'notConnected';
@@ -45,10 +47,12 @@ export function parseStatus(lines: string[]): LiveSession[] {
     const commonName = row.get('Common Name') ?? fields[1];
     if (!commonName || commonName === 'UNDEF') continue;
     const time = Number(row.get('Connected Since (time_t)'));
+    const virtualAddress = row.get('Virtual Address') || row.get('Virtual IPv6 Address') || undefined;
     sessions.push({
       commonName,
+      established: virtualAddress !== undefined,
       realAddress: row.get('Real Address') || undefined,
-      virtualAddress: row.get('Virtual Address') || undefined,
+      virtualAddress,
       connectedSince: Number.isFinite(time) && time > 0 ? new Date(time * 1000).toISOString() : undefined,
     });
   }
@@ -133,7 +137,10 @@ export class ManagementClient {
       socket.setEncoding('utf8');
       socket.on('data', (chunk: string) => {
         buffer += chunk;
-        // The password prompt ends without a newline.
+        // The password prompt ends without a newline; a second prompt means the password was refused.
+        if (phase === 'password' && buffer.startsWith('ENTER PASSWORD:')) {
+          return finish(new PermanentError(`${what} failed: the management interface refused the password`, 'unauthorized'));
+        }
         if (phase === 'greeting' && buffer.startsWith('ENTER PASSWORD:')) {
           buffer = buffer.slice('ENTER PASSWORD:'.length);
           if (password === undefined) return finish(new PermanentError(`${what} failed: the management interface asks for a password and none is configured (management.password)`, 'invalidConfig'));
