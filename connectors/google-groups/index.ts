@@ -120,7 +120,8 @@ export const googleGroupsConfigSchema = Type.Object(
         description: `Root URL of the Admin SDK API (default ${GOOGLE_ROOT_URL}), for a private endpoint or a test double. https, or http for loopback hosts only.`,
       }),
     ),
-    tokenUrl: Type.Optional(
+    // Not called tokenUrl: the admin API takes any key containing "token" for a secret.
+    oauthEndpoint: Type.Optional(
       Type.String({
         pattern: '^https?://\\S+$',
         maxLength: 2048,
@@ -180,7 +181,7 @@ export const googleGroupsConnector = defineConnector({
       if (value !== undefined && !isSecretReference(value)) throw invalidConfig(field, 'must be a secret reference, env:NAME or file:/path, never the key itself');
     }
     const rootUrl = checkUrl('/rootUrl', config.rootUrl ?? GOOGLE_ROOT_URL);
-    const tokenUrl = checkUrl('/tokenUrl', config.tokenUrl ?? GOOGLE_TOKEN_URL);
+    const tokenUrl = checkUrl('/oauthEndpoint', config.oauthEndpoint ?? GOOGLE_TOKEN_URL);
     const credentials = async (): Promise<ServiceAccountCredentials> => {
       if (serviceAccountKey !== undefined) return parseServiceAccountKey(await secret(serviceAccountKey));
       return { clientEmail: clientEmail!, privateKey: (await secret(privateKey!)).replace(/\\n/g, '\n') };

@@ -22,7 +22,7 @@ const env: Record<string, string | undefined> = { GG_KEY: fake.serviceAccount.ke
 function connect(config: Record<string, unknown> = {}, target: FakeGoogle = fake): ConnectorInstance {
   return instantiate(
     googleGroupsConnector,
-    { serviceAccountKey: 'env:GG_KEY', subject: ADMIN, rootUrl: target.url, tokenUrl: target.tokenUrl, ...config },
+    { serviceAccountKey: 'env:GG_KEY', subject: ADMIN, rootUrl: target.url, oauthEndpoint: target.tokenUrl, ...config },
     { secret: createSecretResolver(env) },
   );
 }
@@ -62,8 +62,8 @@ t.test('configuration', async (t) => {
   t.throws(make({ subject: 'a@example.com', clientEmail: 'sa@p.iam.gserviceaccount.com' }), /\/privateKey: give serviceAccountKey/);
   t.throws(make({ subject: 'a@example.com' }), /\/clientEmail/);
   t.throws(make({ ...base, rootUrl: 'http://admin.internal/' }), /\/rootUrl: must be an https URL/, 'plain http off loopback is refused');
-  t.throws(make({ ...base, tokenUrl: 'https://u:p@token.internal/' }), /\/tokenUrl: must not contain credentials/);
-  t.doesNotThrow(make({ ...base, rootUrl: 'http://127.0.0.1:9/', tokenUrl: 'http://localhost:9/token' }));
+  t.throws(make({ ...base, oauthEndpoint: 'https://u:p@oauth.internal/' }), /\/oauthEndpoint: must not contain credentials/);
+  t.doesNotThrow(make({ ...base, rootUrl: 'http://127.0.0.1:9/', oauthEndpoint: 'http://localhost:9/token' }));
   const err = t.throws(make({ subject: 'a@example.com' }));
   t.equal((err as PermanentError).kind, 'invalidConfig');
 
