@@ -63,8 +63,9 @@ function scrub(text: string, secrets: string[]): string {
 /** GitHub's explanation in an error body: `message`, plus the field errors of a 422. */
 function githubMessage(data: unknown): string {
   if (typeof data === 'string') return data;
-  const body = data as { message?: unknown; errors?: unknown } | undefined;
-  let msg = typeof body?.message === 'string' ? body.message : '';
+  const body = data as { message?: unknown; errors?: unknown; title?: unknown } | undefined;
+  // A proxy in front of GitHub may answer RFC 9457 problem details instead.
+  let msg = typeof body?.message === 'string' ? body.message : typeof body?.title === 'string' ? body.title : '';
   if (Array.isArray(body?.errors)) {
     const details = body.errors
       .map((e: unknown) => (typeof e === 'string' ? e : typeof (e as { message?: unknown }).message === 'string' ? (e as { message: string }).message : (e as { code?: string }).code))

@@ -3,7 +3,7 @@
  * role (`{ "team": "<slug>", "role": "member" | "maintainer" }`). Roles are exact: a maintainer
  * does not hold the team's member entitlement, and granting one role replaces the other.
  */
-import { Type, type Static } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { EntitlementRef, Page, WriteResult } from '../sdk/contract.js';
 import { PermanentError } from '../sdk/contract.js';
@@ -36,7 +36,7 @@ export const githubEntitlementSchema = Type.Union([OrgEntitlement, TeamEntitleme
 type Target = { kind: 'org'; role: 'member' | 'admin' } | { kind: 'team'; slug: string; role: 'member' | 'maintainer' };
 
 function target(entitlement: EntitlementRef): Target {
-  if (Value.Check(OrgEntitlement, entitlement.target)) return { kind: 'org', role: (entitlement.target).org };
+  if (Value.Check(OrgEntitlement, entitlement.target)) return { kind: 'org', role: entitlement.target.org };
   if (Value.Check(TeamEntitlement, entitlement.target)) {
     const t = entitlement.target;
     return { kind: 'team', slug: t.team, role: t.role ?? 'member' };
