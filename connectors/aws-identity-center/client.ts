@@ -128,7 +128,8 @@ export class AwsClients {
       useDualstackEndpoint: false,
       userAgentAppId: 'scim-gateway',
       authSchemePreference: [] as string[],
-      requestHandler: { requestTimeout: timeoutMs, connectionTimeout: Math.min(timeoutMs, 10_000) },
+      // requestTimeout only warns unless told to throw; a request past its deadline must fail (transient).
+      requestHandler: { requestTimeout: timeoutMs, connectionTimeout: Math.min(timeoutMs, 10_000), throwOnRequestTimeout: true },
     };
     this.identityStore = new IdentitystoreClient({ ...common, ...(opts.identityStoreEndpoint ? { endpoint: opts.identityStoreEndpoint } : {}) });
     this.ssoAdmin = new SSOAdminClient({ ...common, ...(opts.ssoAdminEndpoint ? { endpoint: opts.ssoAdminEndpoint } : {}) });
