@@ -6,6 +6,7 @@ import { registerBuiltIn } from './sdk/registry.js';
 
 registerBuiltIn('webhook', () => import('./webhook/index.js'));
 registerBuiltIn('scim', () => import('./scim/index.js'));
+registerBuiltIn('github', () => import('./github/index.js'));
 registerBuiltIn('auth0', () => import('./auth0/index.js'));
 registerBuiltIn('openvpn', () => import('./openvpn/index.js'));
 registerBuiltIn('google-groups', () => import('./google-groups/index.js'));
