@@ -16,6 +16,7 @@ import { EMBEDDED_POOL_SIZE, startEmbeddedPostgres, type EmbeddedPostgres } from
 import { DatabaseUnreachableError, connectPool, type Db } from '../gateway/db/pool.js';
 import { closeOnSignals, startGateway } from '../gateway/server.js';
 import { ProvisioningFileError } from '../gateway/provisioning/declarative.js';
+import { deliveryFactory } from '../gateway/delivery/index.js';
 import { createWorker, installTemporalRuntimeLogger } from '../workflows/worker.js';
 import { startTemporalDevServer, type DevServer } from './dev-server.js';
 
@@ -75,6 +76,7 @@ async function main(): Promise<void> {
       namespace: config.temporalNamespace,
       taskQueue: config.taskQueue,
       db: workerDb,
+      deliverFor: deliveryFactory(config, workerDb),
     });
     const running = worker.run();
     // Stop the worker before the servers it talks to (cleanups run in reverse).
