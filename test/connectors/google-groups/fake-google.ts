@@ -83,6 +83,8 @@ export interface Failure {
   retryAfter?: string;
   /** How many requests fail this way (default 1). */
   times?: number;
+  /** Answer only after this long (to exercise the client's deadline). */
+  delayMs?: number;
 }
 
 export interface RequestRecord {
@@ -464,8 +466,13 @@ export async function startFakeGoogle(opts: { domain?: string; customerId?: stri
         failure.times = (failure.times ?? 1) - 1;
         if (failure.times <= 0) queued.shift();
         const headers: Record<string, string> = failure.retryAfter ? { 'retry-after': failure.retryAfter } : {};
-        if (r.op === 'token') send(failure.status, { error: failure.reason ?? 'internal_failure', error_description: failure.message ?? 'injected failure' }, headers);
-        else send(failure.status, envelope(new ApiError(failure.status, failure.reason ?? 'backendError', failure.message ?? 'injected failure')), headers);
+        const answer = () => {
+          if (res.destroyed) return;
+          if (r.op === 'token') send(failure.status, { error: failure.reason ?? 'internal_failure', error_description: failure.message ?? 'injected failure' }, headers);
+          else send(failure.status, envelope(new ApiError(failure.status, failure.reason ?? 'backendError', failure.message ?? 'injected failure')), headers);
+        };
+        if (failure.delayMs) setTimeout(answer, failure.delayMs).unref();
+        else answer();
         return;
       }
       try {

@@ -429,6 +429,15 @@ t.test('failures are classified, and Google is asked exactly once', async (t) =>
     await t.resolves(fresh.validate(), 'and the next attempt works');
   });
 
+  await t.test('no answer within timeoutMs is transient', async (t) => {
+    const slow = connect({ timeoutMs: 200 });
+    await slow.validate();
+    fake.fail('members.list', { status: 500, delayMs: 2000 });
+    const err = await once('members.list', () => slow.listGrants!(ent('ops@example.com')));
+    t.type(err, TransientError);
+    t.match(err?.message, 'no answer within 200 ms');
+  });
+
   await t.test('network failures are transient', async (t) => {
     const gone = await startFakeGoogle();
     await gone.close();
