@@ -5,7 +5,12 @@
  * classification (rate limits, scopes, credentials), reconcile listings, and the shipped Action.
  */
 import { createRequire } from 'node:module';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { Artifact, ConnectorInstance } from '../../../connectors/sdk/contract.js';
 import { underTestCa } from './test-ca.js';
 
@@ -108,8 +113,7 @@ t.test('deprovisioning blocks and flags in app_metadata without wiping other key
   const user = sampleUser('merge');
   const { remoteId } = await c.createAccount!(user);
   const record = fake.users.get(remoteId!)!;
-  record.app_metadata = { ...record.app_metadata, plan: 'gold', [FLAG_KEY]: undefined };
-  delete record.app_metadata[FLAG_KEY];
+  record.app_metadata = { ...record.app_metadata, plan: 'gold' };
   t.same(record.identities.map((i) => i.connection), [CONNECTION], 'created in the configured connection');
 
   t.equal((await c.disableAccount!(remoteId!)).status, 'applied');
@@ -301,6 +305,20 @@ t.test('listAccounts: the connection only, page by page; more than Auth0 search 
   const tooMany = await thrown(c.listAccounts!());
   t.ok(tooMany instanceof PermanentError && tooMany.kind === 'searchLimit', 'more than 1000 users is refused, not half-reconciled');
   t.match(tooMany.message, 'export job');
+});
+
+t.test('TLS is verified: a tenant whose certificate the CA did not issue is refused, permanently', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'auth0-untrusted-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
+    '-days', '1', '-subj', '/CN=untrusted', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost']);
+  const untrusted = await startFakeAuth0({ cert: await readFile(join(dir, 'cert.pem'), 'utf8'), key: await readFile(join(dir, 'key.pem'), 'utf8') });
+  t.teardown(() => untrusted.close());
+  untrusted.clients.set('gateway-app', { secret: SECRET, scopes: ALL_SCOPES });
+  const c = instantiate(auth0Connector, { domain: untrusted.domain, clientId: 'gateway-app', clientSecret: 'env:AUTH0_SECRET', connection: CONNECTION }, { secret: createSecretResolver(env), log });
+  const refused = await thrown(c.validate());
+  t.ok(refused instanceof PermanentError && refused.kind === 'tlsError', `tlsError (${refused.message})`);
+  t.equal(untrusted.tokensIssued(), 0, 'the secret was never sent to it');
 });
 
 t.test('the shipped Action denies flagged users and lets everyone else in', async (t) => {
