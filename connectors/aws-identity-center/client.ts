@@ -117,9 +117,9 @@ export class AwsClients {
       region: opts.region,
       credentials: async () => {
         const c = await this.resolveCredentials();
-        // Re-asked within seconds (the SDK refreshes identities that expire in under five minutes),
-        // so a rotated `file:` secret is used without a restart.
-        return { ...c, expiration: new Date(Date.now() + 301_000) };
+        // The SDK asks again for identities that expire within five minutes; this one always does, so
+        // the references are read for every request and a rotated `file:` secret is used at once.
+        return { ...c, expiration: new Date(Date.now() + 290_000) };
       },
       maxAttempts: 1,
       retryMode: 'standard',

@@ -49,7 +49,7 @@ export const awsIdentityCenterConfigSchema = Type.Object(
     }),
     secretAccessKey: Type.String({
       pattern: SECRET_REFERENCE_PATTERN,
-      description: 'Reference to the IAM secret access key, env:NAME or file:/path, never the key itself. Read again within seconds of a change, so rotating a mounted file needs no restart.',
+      description: 'Reference to the IAM secret access key, env:NAME or file:/path, never the key itself. Read for every request, so rotating a mounted file needs no restart.',
     }),
     sessionToken: Type.Optional(
       Type.String({

@@ -114,6 +114,33 @@ t.test('configuration', async (t) => {
   t.match(err.message, 'env:IC_UNSET');
 });
 
+t.test('credentials are read for every request, so a rotated key file is used at once', async (t) => {
+  const own = await startFakeAws({ keys: { AKIAROTATEROTATE0001: 'first-secret-first-secret-first', AKIAROTATEROTATE0002: 'second-secret-second-secret-sec' } });
+  t.teardown(() => own.close());
+  const dir = mkdtempSync(join(tmpdir(), 'aws-ic-keys-'));
+  const write = (id: string, secret: string) => {
+    writeFileSync(join(dir, 'id'), id);
+    writeFileSync(join(dir, 'secret'), secret);
+  };
+  write('AKIAROTATEROTATE0001', 'first-secret-first-secret-first');
+  const c = instantiate(def, {
+    region: own.region,
+    identityStoreId: own.identityStoreId,
+    accessKeyId: `file:${join(dir, 'id')}`,
+    secretAccessKey: `file:${join(dir, 'secret')}`,
+    identityStoreEndpoint: own.endpoint,
+  });
+  instances.push(c);
+  await c.validate();
+  write('AKIAROTATEROTATE0002', 'second-secret-second-secret-sec');
+  await c.validate();
+  t.same(
+    own.requests.map((r) => `${r.accessKeyId} ${r.status}`),
+    ['AKIAROTATEROTATE0001 200', 'AKIAROTATEROTATE0002 200'],
+    'the second call is signed with the new key',
+  );
+});
+
 t.test('contract kit: group memberships', async (t) => {
   await runContractKit(t, { definition: def, instance: connect(), entitlement: group('contract-eng', true) });
 });
