@@ -91,6 +91,9 @@ export function classifyAwsError(what: string, err: unknown, secrets: readonly s
     const wait = typeof e.RetryAfterSeconds === 'number' && e.RetryAfterSeconds >= 0 ? e.RetryAfterSeconds * 1000 : retryAfterMs(header);
     return new TransientError(message, wait, { cause: err });
   }
+  // Identity Store's ConflictException is either a uniqueness violation (permanent) or a concurrent
+  // modification of the same resource, which the next attempt does not meet.
+  if (name === 'ConflictException' && e.Reason === 'CONCURRENT_MODIFICATION') return new TransientError(message, undefined, { cause: err });
   if (AUTH_ERRORS.has(name)) return new PermanentError(message, 'unauthorized', { cause: err });
   if (name === 'AccessDeniedException' || status === 403) return new PermanentError(message, 'forbidden', { cause: err });
   if (name === 'ResourceNotFoundException' || status === 404) return new PermanentError(message, 'notFound', { cause: err });

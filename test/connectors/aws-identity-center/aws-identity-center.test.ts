@@ -217,6 +217,8 @@ t.test('updateAccount sends only the attributes that differ', async (t) => {
   const other = await c.createAccount!(sampleUser('upd-other'));
   const taken = await expectError(c.updateAccount!(other.remoteId!, { ...sampleUser('upd-other'), userName: user.userName }), PermanentError);
   t.equal(taken.kind, 'conflict', 'a userName held by another user is a permanent conflict');
+  fake.failNext(1, { operation: 'UpdateUser', status: 409, type: 'ConflictException', message: 'Concurrent modification', reason: 'CONCURRENT_MODIFICATION' });
+  await expectError(c.updateAccount!(id, { ...user, givenName: 'Newer' }), TransientError);
   const gone = await expectError(c.updateAccount!('0123456789-00000000-0000-4000-8000-000000000000', user), PermanentError);
   t.equal(gone.kind, 'notFound');
 });
