@@ -115,9 +115,5 @@ t.test('deactivation removes the person from the organization', async (t) => {
 });
 
 t.test('the official description was respected throughout', async (t) => {
-  const complaints = prism
-    .output()
-    .split('\n')
-    .filter((l) => /error|violation|invalid/i.test(l) && !/Unable to match the returned status code with those defined in the document/.test(l));
-  t.same(complaints, [], 'Prism reported no violation');
+  t.same(prism.violations(), [], 'Prism reported no violation');
 });

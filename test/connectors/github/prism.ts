@@ -97,6 +97,12 @@ export interface PrismProxy {
   url: string;
   /** Everything Prism printed, for assertions about violations it reported. */
   output(): string;
+  /**
+   * The lines of output (from character `from` on) that report a violation of the description.
+   * Prism's warning for an error status the description does not list for an operation is left
+   * out: GitHub really answers 404 for a missing team or user and 403/429 for rate limits.
+   */
+  violations(from?: number): string[];
   close(): Promise<void>;
 }
 
@@ -138,5 +144,10 @@ export async function startPrism(upstream: string, opts: { operations?: Readonly
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { url: `http://127.0.0.1:${port}`, output: () => log, close };
+  const violations = (from = 0) =>
+    log
+      .slice(from)
+      .split('\n')
+      .filter((l) => /error|violation|invalid/i.test(l) && !/Unable to match the returned status code with those defined in the document/.test(l));
+  return { url: `http://127.0.0.1:${port}`, output: () => log, violations, close };
 }
