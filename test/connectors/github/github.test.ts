@@ -304,6 +304,7 @@ t.test('other failures: permanent with GitHub\'s reason, or transient', async (t
 
 t.test('Prism enforces the description on requests and answers', async (t) => {
   const mark = fake.requests.length;
+  const logMark = prism.output().length;
   const res = await fetch(`${prism.url}/orgs/acme/memberships/kim`, { method: 'PUT', headers: { authorization: `token ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ role: 'overlord' }) });
   t.equal(res.status, 422, 'a request the description forbids is refused');
   t.match(await res.text(), /role must be equal to one of the allowed values/);
@@ -313,6 +314,9 @@ t.test('Prism enforces the description on requests and answers', async (t) => {
   const bad = await fetch(`${prism.url}/orgs/acme`, { headers: { authorization: `token ${TOKEN}` } });
   t.equal(bad.status, 500, 'an answer that breaks the description is replaced by an error');
   t.match(bad.headers.get('sl-violations'), /required property 'node_id'/);
+  await new Promise((r) => setTimeout(r, 200));
+  const reported = prism.violations(logMark);
+  t.ok(reported.some((l) => /UNPROCESSABLE_ENTITY/.test(l)) && reported.some((l) => /VIOLATIONS/.test(l)), 'and reports both in its log');
   fake.inject({ match: /^GET \/orgs\/acme$/, status: 200, body: { login: 'acme' } });
   t.type(await expectError(connect().validate(), TransientError), TransientError, 'and the connector does not take it for an answer');
 });

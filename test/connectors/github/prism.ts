@@ -148,6 +148,7 @@ export async function startPrism(upstream: string, opts: { operations?: Readonly
     log
       .slice(from)
       .split('\n')
-      .filter((l) => /error|violation|invalid/i.test(l) && !/Unable to match the returned status code with those defined in the document/.test(l));
+      // Only lines logged at warning or error level: info lines list paths with made-up examples.
+      .filter((l) => /\s(?:warning|error|fatal)\s{2,}\S/.test(l) && !/Unable to match the returned status code with those defined in the document/.test(l));
   return { url: `http://127.0.0.1:${port}`, output: () => log, violations, close };
 }
