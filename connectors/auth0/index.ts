@@ -9,11 +9,13 @@
  * flag is there. Under `delete` the user is deleted.
  */
 import { Type } from '@sinclair/typebox';
-import { PermanentError, defineConnector } from '../sdk/contract.js';
+import type { PermanentError} from '../sdk/contract.js';
+import { defineConnector } from '../sdk/contract.js';
 import { isSecretReference } from '../sdk/secrets.js';
 import { Auth0Api, DEFAULT_TIMEOUT_MS } from './client.js';
 import { RoleOperations, auth0EntitlementSchema } from './role.js';
 import { UserOperations } from './user.js';
+import { configError } from '../sdk/config-checks.js';
 
 const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
 export const DEFAULT_PAGE_SIZE = 50;
@@ -112,9 +114,7 @@ export const auth0ConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
-function invalidConfig(field: string, problem: string): PermanentError {
-  return new PermanentError(`invalid configuration for connector "auth0": ${field}: ${problem}`, 'invalidConfig');
-}
+const invalidConfig = (field: string, problem: string): PermanentError => configError('auth0', field, problem);
 
 export const auth0Connector = defineConnector({
   type: 'auth0',

@@ -14,6 +14,7 @@ import { AwsClients, DEFAULT_TIMEOUT_MS } from './client.js';
 import { UserOperations } from './user.js';
 import { GroupOperations, type GroupTarget } from './group.js';
 import { AssignmentOperations, type AssignmentTarget } from './assignment.js';
+import { configError } from '../sdk/config-checks.js';
 
 /** The secret reference syntax of connectors/sdk/secrets.ts, so a plain secret is refused when saved. */
 const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
@@ -116,9 +117,7 @@ function targetOf(op: string, entitlement: EntitlementRef): Target {
   );
 }
 
-function invalidConfig(field: string, problem: string): PermanentError {
-  return new PermanentError(`invalid configuration for connector "aws-identity-center": ${field}: ${problem}`, 'invalidConfig');
-}
+const invalidConfig = (field: string, problem: string): PermanentError => configError('aws-identity-center', field, problem);
 
 export const awsIdentityCenterConnector = defineConnector({
   type: 'aws-identity-center',

@@ -9,11 +9,13 @@
  * whose username is not known yet (remoteId: `email:<address>`).
  */
 import { Type } from '@sinclair/typebox';
-import { PermanentError, defineConnector } from '../sdk/contract.js';
+import type { PermanentError} from '../sdk/contract.js';
+import { defineConnector } from '../sdk/contract.js';
 import { isSecretReference } from '../sdk/secrets.js';
 import { DEFAULT_BASE_URL, DEFAULT_TIMEOUT_MS, GitHubClient, type GitHubAuth } from './client.js';
 import { MemberOperations } from './member.js';
 import { TeamOperations, githubEntitlementSchema } from './team.js';
+import { configError, checkEndpointUrl } from '../sdk/config-checks.js';
 
 const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
 export const DEFAULT_PAGE_SIZE = 100;
@@ -95,29 +97,7 @@ export const githubConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
-function invalidConfig(field: string, problem: string): PermanentError {
-  return new PermanentError(`invalid configuration for connector "github": ${field}: ${problem}`, 'invalidConfig');
-}
-
-function isLoopback(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  return host === 'localhost' || host.endsWith('.localhost') || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
-}
-
-function checkBaseUrl(baseUrl: string): string {
-  let url: URL;
-  try {
-    url = new URL(baseUrl);
-  } catch {
-    throw invalidConfig('/baseUrl', 'is not a valid URL');
-  }
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname))) {
-    throw invalidConfig('/baseUrl', 'must be an https URL (plain http only for localhost, so credentials never cross a network in clear)');
-  }
-  if (url.username || url.password) throw invalidConfig('/baseUrl', 'must not contain credentials');
-  if (url.search || url.hash) throw invalidConfig('/baseUrl', 'must not contain a query or fragment');
-  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
-}
+const invalidConfig = (field: string, problem: string): PermanentError => configError('github', field, problem);
 
 export const githubConnector = defineConnector({
   type: 'github',
@@ -126,7 +106,7 @@ export const githubConnector = defineConnector({
   entitlementSchema: githubEntitlementSchema,
   capabilities: ['createAccount', 'disableAccount', 'grant', 'revoke', 'listAccounts', 'listGrants'],
   create({ config, secret }) {
-    const baseUrl = checkBaseUrl(config.baseUrl ?? DEFAULT_BASE_URL);
+    const baseUrl = checkEndpointUrl('github', '/baseUrl', config.baseUrl ?? DEFAULT_BASE_URL);
     const hasApp = config.appId !== undefined || config.privateKey !== undefined || config.installationId !== undefined;
     let auth: GitHubAuth;
     if (config.token !== undefined) {

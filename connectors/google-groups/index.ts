@@ -9,7 +9,8 @@
  * declared), which suspends the user only under `suspendOnDeprovision`.
  */
 import { Type } from '@sinclair/typebox';
-import { PermanentError, defineConnector } from '../sdk/contract.js';
+import type { PermanentError} from '../sdk/contract.js';
+import { defineConnector } from '../sdk/contract.js';
 import { isSecretReference } from '../sdk/secrets.js';
 import {
   DEFAULT_TIMEOUT_MS,
@@ -24,6 +25,7 @@ import {
 } from './client.js';
 import { MemberOperations, googleGroupsEntitlementSchema } from './member.js';
 import { UserOperations } from './user.js';
+import { configError, checkEndpointUrl } from '../sdk/config-checks.js';
 
 /** The secret reference syntax of connectors/sdk/secrets.ts as a schema pattern. */
 const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
@@ -133,29 +135,7 @@ export const googleGroupsConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
-function invalidConfig(field: string, problem: string): PermanentError {
-  return new PermanentError(`invalid configuration for connector "google-groups": ${field}: ${problem}`, 'invalidConfig');
-}
-
-function isLoopback(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
-}
-
-/** Checks an endpoint URL: parseable, https (http only on loopback), no credentials. */
-function checkUrl(field: string, value: string): string {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw invalidConfig(field, 'is not a valid URL');
-  }
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname))) {
-    throw invalidConfig(field, 'must be an https URL (plain http only for localhost, so tokens never cross a network in clear)');
-  }
-  if (url.username || url.password) throw invalidConfig(field, 'must not contain credentials');
-  return url.href;
-}
+const invalidConfig = (field: string, problem: string): PermanentError => configError('google-groups', field, problem);
 
 /** The scopes to request: what the configured features need, and nothing more. */
 export function scopesFor(config: { suspendOnDeprovision?: boolean | undefined; manageNames?: boolean | undefined }): string[] {
@@ -180,8 +160,8 @@ export const googleGroupsConnector = defineConnector({
     for (const [field, value] of [['/serviceAccountKey', serviceAccountKey], ['/privateKey', privateKey]] as const) {
       if (value !== undefined && !isSecretReference(value)) throw invalidConfig(field, 'must be a secret reference, env:NAME or file:/path, never the key itself');
     }
-    const rootUrl = checkUrl('/rootUrl', config.rootUrl ?? GOOGLE_ROOT_URL);
-    const tokenUrl = checkUrl('/oauthEndpoint', config.oauthEndpoint ?? GOOGLE_TOKEN_URL);
+    const rootUrl = checkEndpointUrl('google-groups', '/rootUrl', config.rootUrl ?? GOOGLE_ROOT_URL);
+    const tokenUrl = checkEndpointUrl('google-groups', '/oauthEndpoint', config.oauthEndpoint ?? GOOGLE_TOKEN_URL);
     const credentials = async (): Promise<ServiceAccountCredentials> => {
       if (serviceAccountKey !== undefined) return parseServiceAccountKey(await secret(serviceAccountKey));
       return { clientEmail: clientEmail!, privateKey: (await secret(privateKey!)).replace(/\\n/g, '\n') };

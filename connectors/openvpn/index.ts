@@ -21,6 +21,7 @@ import { checkCommonName } from './common-name.js';
 import { EasyRsa } from './easyrsa.js';
 import { ManagementClient } from './management.js';
 import { profileSchema } from './profile.js';
+import { configError } from '../sdk/config-checks.js';
 
 const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
 export const DEFAULT_EASYRSA_PATH = '/usr/share/easy-rsa/easyrsa';
@@ -85,9 +86,7 @@ export const openvpnConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
-function invalidConfig(field: string, problem: string): PermanentError {
-  return new PermanentError(`invalid configuration for connector "openvpn": ${field}: ${problem}`, 'invalidConfig');
-}
+const invalidConfig = (field: string, problem: string): PermanentError => configError('openvpn', field, problem);
 
 async function requireFile(path: string, what: string): Promise<void> {
   try {

@@ -14,6 +14,7 @@ import { isSecretReference } from '../sdk/secrets.js';
 import { DEFAULT_TIMEOUT_MS, ScimClient } from './client.js';
 import { GroupOperations, scimEntitlementSchema } from './group.js';
 import { UserOperations } from './user.js';
+import { configError, checkEndpointUrl } from '../sdk/config-checks.js';
 
 /**
  * The secret reference syntax of connectors/sdk/secrets.ts, as a schema pattern, so checking the
@@ -83,30 +84,7 @@ export const scimConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
-function invalidConfig(field: string, problem: string): PermanentError {
-  return new PermanentError(`invalid configuration for connector "scim": ${field}: ${problem}`, 'invalidConfig');
-}
-
-function isLoopback(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  return host === 'localhost' || host.endsWith('.localhost') || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
-}
-
-/** Checks what a JSON schema cannot express, and answers the base URL without a trailing slash. */
-export function checkBaseUrl(baseUrl: string): string {
-  let url: URL;
-  try {
-    url = new URL(baseUrl);
-  } catch {
-    throw invalidConfig('/baseUrl', 'is not a valid URL');
-  }
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname))) {
-    throw invalidConfig('/baseUrl', 'must be an https URL (plain http only for localhost, so the bearer token never crosses a network in clear)');
-  }
-  if (url.username || url.password) throw invalidConfig('/baseUrl', 'must not contain credentials; the token is given by reference in /token');
-  if (url.search || url.hash) throw invalidConfig('/baseUrl', 'must not contain a query or fragment');
-  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
-}
+const invalidConfig = (field: string, problem: string): PermanentError => configError('scim', field, problem);
 
 export const scimConnector = defineConnector({
   type: 'scim',
@@ -115,7 +93,7 @@ export const scimConnector = defineConnector({
   entitlementSchema: scimEntitlementSchema,
   capabilities: ['createAccount', 'updateAccount', 'disableAccount', 'deleteAccount', 'grant', 'revoke', 'listAccounts', 'listGrants'],
   create({ config, secret }) {
-    const baseUrl = checkBaseUrl(config.baseUrl);
+    const baseUrl = checkEndpointUrl('scim', '/baseUrl', config.baseUrl);
     if (!isSecretReference(config.token)) throw invalidConfig('/token', 'must be a secret reference, env:NAME or file:/path, never the token itself');
     const client = new ScimClient({ baseUrl, token: () => secret(config.token), timeoutMs: config.timeoutMs });
     const users = new UserOperations(client, {

@@ -9,6 +9,7 @@ import { Value } from '@sinclair/typebox/value';
 import { PermanentError, defineConnector, type EntitlementRef } from '../sdk/contract.js';
 import { isSecretReference } from '../sdk/secrets.js';
 import { CREDENTIAL_HEADERS, DEFAULT_TIMEOUT_MS, RESERVED_HEADERS, WebhookClient } from './client.js';
+import { configError } from '../sdk/config-checks.js';
 
 /**
  * The secret reference syntax of connectors/sdk/secrets.ts, as a schema pattern so that checking the
@@ -80,9 +81,7 @@ export const webhookEntitlementSchema = Type.Object(
   { additionalProperties: true, description: 'Passed through to the receiver in the delivery as entitlement.target.' },
 );
 
-function invalidConfig(field: string, problem: string): PermanentError {
-  return new PermanentError(`invalid configuration for connector "webhook": ${field}: ${problem}`, 'invalidConfig');
-}
+const invalidConfig = (field: string, problem: string): PermanentError => configError('webhook', field, problem);
 
 /**
  * What the schema cannot prove: that the URL parses. The secret check repeats the schema's with the

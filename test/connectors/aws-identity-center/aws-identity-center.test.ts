@@ -21,6 +21,7 @@ import { createSecretResolver } from '../../../connectors/sdk/secrets.js';
 import { awsIdentityCenterConnector as def } from '../../../connectors/aws-identity-center/index.js';
 import { IN_PROGRESS_RETRY_MS } from '../../../connectors/aws-identity-center/assignment.js';
 import { NodeSha256, startFakeAws, type FakeAws } from './fake-aws.js';
+import { errorRecorder } from '../../helpers/errors.js';
 
 const KEY_ID = 'AKIAFAKEFAKEFAKE0001';
 const SECRET = 'fake-secret-access-key-0001-abcdefghijklmnop';
@@ -78,23 +79,9 @@ function connect(config: Record<string, unknown> = {}, target: FakeAws = fake, s
   return instance;
 }
 
-async function failure(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected the call to fail');
-}
 
-/** Every error message the tests produced, to check none carries a credential. */
-const messages: string[] = [];
-async function expectError<E extends Error>(p: Promise<unknown>, type: new (...args: never[]) => E): Promise<E> {
-  const err = await failure(p);
-  messages.push(err.message);
-  if (!(err instanceof type)) throw new Error(`expected ${type.name}, got ${err.name}: ${err.message}`);
-  return err;
-}
+/** Every error message the tests saw, to check at the end that none carries a secret. */
+const { messages, expectError } = errorRecorder();
 
 const ops = (mark: number) => fake.requestsSince(mark).map((r) => r.operation);
 const group = (name: string, create?: boolean): EntitlementRef => ({ id: `ent-${name}`, target: { group: name, ...(create !== undefined && { create }) } });

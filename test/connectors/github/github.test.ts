@@ -15,6 +15,7 @@ import { githubConnector } from '../../../connectors/github/index.js';
 import { readAttribute } from '../../../connectors/github/member.js';
 import { startFakeGitHub } from './fake-github.js';
 import { startPrism } from './prism.js';
+import { errorRecorder } from '../../helpers/errors.js';
 
 const EXT = 'urn:ietf:params:scim:schemas:extension:acme:2.0:User';
 const TOKEN = 'ghp_fakeTokenForTests0123456789abcdef';
@@ -41,20 +42,8 @@ function person(login: string | undefined, suffix = login ?? Math.random().toStr
   return { ...base, attributes: { ...base.attributes, ...(login ? { [EXT]: { githubUsername: login } } : {}) } };
 }
 
-/** Every error message the tests saw, to check none carries a secret. */
-const messages: string[] = [];
-async function expectError<E extends Error>(p: Promise<unknown>, type: new (...args: never[]) => E): Promise<E> {
-  let caught: unknown;
-  try {
-    await p;
-  } catch (err) {
-    caught = err;
-  }
-  if (!(caught instanceof Error)) throw new Error('expected the call to fail');
-  messages.push(caught.message);
-  if (!(caught instanceof type)) throw new Error(`expected ${type.name}, got ${caught.name}: ${caught.message}`);
-  return caught;
-}
+/** Every error message the tests saw, to check at the end that none carries a secret. */
+const { messages, expectError } = errorRecorder();
 
 /** Prism's complaints from here on, to check that no request or answer broke the description. */
 let prismMark = 0;

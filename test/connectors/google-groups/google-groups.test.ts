@@ -11,6 +11,7 @@ import { instantiate, validateConfig } from '../../../connectors/sdk/registry.js
 import { createSecretResolver } from '../../../connectors/sdk/secrets.js';
 import { googleGroupsConnector, scopesFor } from '../../../connectors/google-groups/index.js';
 import { SCOPES, startFakeGoogle, type FakeGoogle } from './fake-google.js';
+import { errorRecorder } from '../../helpers/errors.js';
 
 const fake = await startFakeGoogle();
 t.teardown(() => fake.close());
@@ -29,20 +30,8 @@ function connect(config: Record<string, unknown> = {}, target: FakeGoogle = fake
 
 const ent = (group: string, role?: string): EntitlementRef => ({ id: `ent-${group}-${role ?? 'MEMBER'}`, target: { group, ...(role ? { role } : {}) } });
 
-/** Every error message the tests produced, to check none carries a key or a token. */
-const messages: string[] = [];
-async function expectError<E extends Error>(p: Promise<unknown>, type: new (...args: never[]) => E): Promise<E> {
-  let err: Error | undefined;
-  try {
-    await p;
-  } catch (e) {
-    err = e as Error;
-  }
-  if (!err) throw new Error(`expected ${type.name}, but the call succeeded`);
-  messages.push(err.message);
-  if (!(err instanceof type)) throw new Error(`expected ${type.name}, got ${err.name}: ${err.message}`);
-  return err;
-}
+/** Every error message the tests saw, to check at the end that none carries a secret. */
+const { messages, expectError } = errorRecorder();
 
 const opsSince = (mark: number) => fake.requests.slice(mark).map((r) => r.op);
 

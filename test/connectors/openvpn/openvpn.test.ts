@@ -20,6 +20,7 @@ import { PermanentError, TransientError, type AccountInput, type Artifact, type 
 import { validateConfig } from '../../../connectors/sdk/registry.js';
 import { createSecretResolver } from '../../../connectors/sdk/secrets.js';
 import { FAST_KEY_CONFIG, createTestPki, type TestPki } from './test-pki.js';
+import { errorRecorder } from '../../helpers/errors.js';
 
 const run = promisify(execFile);
 const MGMT_PASSWORD = 'mgmt-pw-7f3a9c1e5b';
@@ -85,23 +86,9 @@ async function certFileOf(d: Delivered): Promise<string> {
   return path;
 }
 
-async function failure(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected the call to fail');
-}
 
-/** Every error message the tests saw, to check that no secret appears in any. */
-const messages: string[] = [];
-async function expectError<E extends Error>(p: Promise<unknown>, type: new (...args: never[]) => E): Promise<E> {
-  const err = await failure(p);
-  messages.push(err.message);
-  if (!(err instanceof type)) throw new Error(`expected ${type.name}, got ${err.name}: ${err.message}`);
-  return err;
-}
+/** Every error message the tests saw, to check at the end that none carries a secret. */
+const { messages, expectError } = errorRecorder();
 
 const entitlement = { id: 'ent-office', target: { name: 'office', routes: ['10.20.0.0/16', 'fd00:20::/48'], dnsServers: ['10.20.0.53'] } };
 

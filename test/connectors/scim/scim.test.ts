@@ -11,6 +11,7 @@ import { createSecretResolver } from '../../../connectors/sdk/secrets.js';
 import { filterString } from '../../../connectors/scim/client.js';
 import { scimConnector } from '../../../connectors/scim/index.js';
 import { startScimmyServer, type ScimmyServer } from './scimmy-server.js';
+import { errorRecorder } from '../../helpers/errors.js';
 
 const server = await startScimmyServer();
 t.teardown(() => server.close());
@@ -20,23 +21,9 @@ function connect(config: Record<string, unknown> = {}, target: Pick<ScimmyServer
   return instantiate(scimConnector, { baseUrl: target.baseUrl, token: 'env:SCIM_TOKEN', ...config }, { secret: createSecretResolver({ SCIM_TOKEN: token }) });
 }
 
-async function failure(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected the call to fail');
-}
 
-/** Every error message the tests produced, to check none carries the token. */
-const messages: string[] = [];
-async function expectError<E extends Error>(p: Promise<unknown>, type: new (...args: never[]) => E): Promise<E> {
-  const err = await failure(p);
-  messages.push(err.message);
-  if (!(err instanceof type)) throw new Error(`expected ${type.name}, got ${err.name}: ${err.message}`);
-  return err;
-}
+/** Every error message the tests saw, to check at the end that none carries a secret. */
+const { messages, expectError } = errorRecorder();
 
 const requestsSince = (mark: number) => server.requests.slice(mark);
 
