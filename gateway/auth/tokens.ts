@@ -4,7 +4,7 @@
  * and looking a digest up by index reveals nothing about the token; the stored digest is still
  * compared with `timingSafeEqual` before a token is accepted.
  */
-import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Db } from '../db/pool.js';
 import { withTransaction } from '../db/pool.js';
 
@@ -21,7 +21,8 @@ export interface TokenIdentity {
 export const TOKEN_PREFIX = 'scimgw_';
 
 export function hashToken(token: string): Buffer {
-  return createHash('sha256').update(token, 'utf8').digest();
+  // The one-shot form: this runs on every authenticated request.
+  return hash('sha256', token, 'buffer');
 }
 
 export function generateToken(): string {

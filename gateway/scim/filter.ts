@@ -158,31 +158,20 @@ export function parseFilter(text: string): Filter {
   const attrs: string[] = [];
   const values: Array<string | number | boolean> = [];
   const out: string[] = [];
-  const stack: Array<'(' | '[' | 'not'> = [];
+  const stack: Frame[] = [];
   let state: 'expr' | 'op' | 'value' | 'after' = 'expr';
   let lastAttr = '';
   let lastOp = '';
 
-  const push = (frame: '(' | '[' | 'not', t: Token): void => {
-    stack.push(frame);
-    if (stack.length > MAX_FILTER_DEPTH) {
-      throw invalidFilter(`the filter nests more than ${MAX_FILTER_DEPTH} levels deep (at position ${t.pos})`);
-    }
-  };
-  // An expression is complete: `not`s waiting for it are done too.
-  const complete = (): 'after' => {
-    while (stack[stack.length - 1] === 'not') stack.pop();
-    return 'after';
-  };
 
   for (const t of tokens) {
     switch (state) {
       case 'expr':
         if (t.k === '(') {
-          push('(', t);
+          push(stack, '(', t);
           out.push('(');
         } else if (t.k === 'word' && t.text.toLowerCase() === 'not') {
-          push('not', t);
+          push(stack, 'not', t);
           out.push('not');
         } else if (t.k === 'word') {
           lastAttr = t.text;
@@ -196,12 +185,12 @@ export function parseFilter(text: string): Filter {
       case 'op':
         if (t.k === '[') {
           if (stack.includes('[')) throw invalidFilter(`value filters cannot be nested (${describeToken(t)})`);
-          push('[', t);
+          push(stack, '[', t);
           out.push('[');
           state = 'expr';
         } else if (t.k === 'word' && t.text.toLowerCase() === 'pr') {
           out.push('pr');
-          state = complete();
+          state = complete(stack);
         } else if (t.k === 'word' && COMPARE_OPS.has(t.text.toLowerCase())) {
           lastOp = t.text.toLowerCase();
           out.push(lastOp);
@@ -223,7 +212,7 @@ export function parseFilter(text: string): Filter {
         if (typeof value === 'string') checkStorable(value, t.pos);
         out.push(`"${values.length}"`);
         values.push(value);
-        state = complete();
+        state = complete(stack);
         break;
       }
       case 'after':
@@ -232,7 +221,7 @@ export function parseFilter(text: string): Filter {
           if (stack[stack.length - 1] !== open) throw invalidFilter(`unbalanced ${describeToken(t)}`);
           stack.pop();
           out.push(t.k);
-          state = complete();
+          state = complete(stack);
         } else if (t.k === 'word' && /^(and|or)$/i.test(t.text)) {
           out.push(t.text.toLowerCase());
           state = 'expr';
@@ -247,29 +236,59 @@ export function parseFilter(text: string): Filter {
   if (state !== 'after') throw invalidFilter(`the filter ends unexpectedly after ${show(text.trim().slice(-40))}`);
   if (stack.length > 0) throw invalidFilter(`the filter has an unclosed "${stack[stack.length - 1]}"`);
 
-  let skeleton: Filter;
+  return restore(skeletonTree(out.join(' ')), attrs, values);
+}
+
+type Frame = '(' | '[' | 'not';
+
+function push(stack: Frame[], frame: Frame, t: Token): void {
+  stack.push(frame);
+  if (stack.length > MAX_FILTER_DEPTH) {
+    throw invalidFilter(`the filter nests more than ${MAX_FILTER_DEPTH} levels deep (at position ${t.pos})`);
+  }
+}
+
+/** An expression is complete: `not`s waiting for it are done too. */
+function complete(stack: Frame[]): 'after' {
+  while (stack[stack.length - 1] === 'not') stack.pop();
+  return 'after';
+}
+
+/**
+ * Skeletons parsed so far. A skeleton holds no client text, only the filter's shape (`a0 eq "0"`),
+ * so the few shapes clients really send are parsed once; bounded, and never mutated.
+ */
+const skeletons = new Map<string, Filter>();
+const MAX_SKELETONS = 1000;
+
+function skeletonTree(skeleton: string): Filter {
+  let tree = skeletons.get(skeleton);
+  if (tree) return tree;
   try {
-    skeleton = parseGrammar(out.join(' '));
+    tree = parseGrammar(skeleton);
   } catch (err) {
     // The state machine accepts only what the grammar accepts, so this is a defect, still a 400.
     throw invalidFilter(`the filter could not be parsed (${err instanceof Error ? err.message : String(err)})`);
   }
-  const restore = (f: Filter): Filter => {
-    switch (f.op) {
-      case 'and':
-      case 'or':
-        return { op: f.op, filters: f.filters.map(restore) };
-      case 'not':
-        return { op: 'not', filter: restore(f.filter) };
-      case '[]':
-        return { op: '[]', attrPath: attrs[Number(f.attrPath.slice(1))]!, valFilter: restore(f.valFilter) };
-      case 'pr':
-        return { op: 'pr', attrPath: attrs[Number(f.attrPath.slice(1))]! };
-      default:
-        return { op: f.op, attrPath: attrs[Number(f.attrPath.slice(1))]!, compValue: values[Number(f.compValue)]! };
-    }
-  };
-  return restore(skeleton);
+  if (skeletons.size < MAX_SKELETONS) skeletons.set(skeleton, tree);
+  return tree;
+}
+
+/** The skeleton's tree with the placeholders replaced by the attribute paths and values they stand for. */
+function restore(f: Filter, attrs: string[], values: Array<string | number | boolean>): Filter {
+  switch (f.op) {
+    case 'and':
+    case 'or':
+      return { op: f.op, filters: f.filters.map((g) => restore(g, attrs, values)) };
+    case 'not':
+      return { op: 'not', filter: restore(f.filter, attrs, values) };
+    case '[]':
+      return { op: '[]', attrPath: attrs[Number(f.attrPath.slice(1))]!, valFilter: restore(f.valFilter, attrs, values) };
+    case 'pr':
+      return { op: 'pr', attrPath: attrs[Number(f.attrPath.slice(1))]! };
+    default:
+      return { op: f.op, attrPath: attrs[Number(f.attrPath.slice(1))]!, compValue: values[Number(f.compValue)]! };
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
