@@ -103,6 +103,12 @@ export class TokenVerifier {
     private readonly cacheMs = 5000,
   ) {}
 
+  /** The cached answer for `token`: its identity, null for a refused token, undefined when not known. */
+  cached(token: string): TokenIdentity | null | undefined {
+    const hit = this.cache.get(hashToken(token).toString('base64'));
+    return hit && hit.expires > Date.now() ? hit.identity : undefined;
+  }
+
   async verify(token: string): Promise<TokenIdentity | null> {
     const digest = hashToken(token);
     const key = digest.toString('base64');

@@ -17,9 +17,9 @@ const scim: FastifyPluginAsync = async (app) => {
   app.setNotFoundHandler(async (request) => {
     throw ScimError.notFound(`no SCIM endpoint ${request.method} ${request.url.split('?')[0]}`);
   });
-  app.addHook('onSend', async (_request, reply, payload) => {
+  app.addHook('onSend', (_request, reply, payload, done) => {
     reply.header('content-type', SCIM_CONTENT_TYPE);
-    return payload;
+    done(null, payload);
   });
 
   await app.register(discovery);
