@@ -85,7 +85,7 @@ function sameScopes(a: string[], b: string[]): boolean {
   return a.length === b.length && [...a].sort().join() === [...b].sort().join();
 }
 
-interface CacheEntry {
+export interface CacheEntry {
   identity: TokenIdentity | null;
   expires: number;
 }
@@ -103,10 +103,10 @@ export class TokenVerifier {
     private readonly cacheMs = 5000,
   ) {}
 
-  /** The cached answer for `token`: its identity, null for a refused token, undefined when not known. */
-  cached(token: string): TokenIdentity | null | undefined {
+  /** The cached answer for `token` (identity, or null for a refused token) and until when it holds; undefined when not known. */
+  cached(token: string): CacheEntry | undefined {
     const hit = this.cache.get(hashToken(token).toString('base64'));
-    return hit && hit.expires > Date.now() ? hit.identity : undefined;
+    return hit && hit.expires > Date.now() ? hit : undefined;
   }
 
   async verify(token: string): Promise<TokenIdentity | null> {

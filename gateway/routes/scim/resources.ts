@@ -43,9 +43,9 @@ export function renderResource(r: StoredResource, base: string): Record<string, 
 
 /** Whether a projection can show `attr` at all (so the store can skip computing it). */
 export function mayReturn(attr: string, p: Pick<ListParams, 'attributes' | 'excludedAttributes'>): boolean {
+  if (!p.attributes && !p.excludedAttributes) return true;
   const lower = attr.toLowerCase();
-  const names = (list: string[] | undefined) => (list ?? []).map((a) => a.toLowerCase().split('.')[0]);
-  if (p.attributes && !names(p.attributes).includes(lower)) return false;
+  if (p.attributes && !p.attributes.some((a) => a.toLowerCase().split('.')[0] === lower)) return false;
   return !(p.excludedAttributes ?? []).some((a) => a.toLowerCase() === lower);
 }
 
