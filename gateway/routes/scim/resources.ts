@@ -18,10 +18,11 @@ const ENDPOINT: Record<ResourceType, string> = { User: 'Users', Group: 'Groups' 
 
 /** The SCIM representation a client sees: stored attributes plus id and meta (RFC 7643 §3.1). */
 export function renderResource(r: StoredResource, base: string): Record<string, unknown> {
-  const { schemas, externalId, ...rest } = r.resource;
-  const out: Record<string, unknown> = { schemas, id: r.id };
-  if (externalId !== undefined) out.externalId = externalId;
-  Object.assign(out, rest);
+  // schemas, id and externalId first, then the stored attributes in their order (one pass, no rest copy).
+  const res = r.resource;
+  const out: Record<string, unknown> = { schemas: res.schemas, id: r.id };
+  if (res.externalId !== undefined) out.externalId = res.externalId;
+  for (const key in res) if (key !== 'schemas' && key !== 'externalId') out[key] = res[key];
   for (const key of ['members', 'groups'] as const) {
     const list = out[key];
     if (Array.isArray(list)) {
