@@ -154,8 +154,9 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 /**
  * The `groups` attribute of the user row `u` as a JSON array, computed in the same query:
  * direct memberships, then groups reached through nested groups (RFC 7643 §4.1.2 "indirect").
+ * A user in no group (most of a directory) costs one index probe instead of the recursive query.
  */
-const USER_GROUPS_SQL = `(
+const USER_GROUPS_SQL = `CASE WHEN EXISTS (SELECT 1 FROM group_members m0 WHERE m0.member_type = 'User' AND m0.member_id = u.id) THEN (
   SELECT coalesce(jsonb_agg(jsonb_build_object('value', x.group_id, 'display', x.display_name,
            'type', CASE WHEN x.direct THEN 'direct' ELSE 'indirect' END) ORDER BY x.display_name, x.group_id), '[]'::jsonb)
     FROM (WITH RECURSIVE reach(group_id, direct, path) AS (
@@ -167,7 +168,7 @@ const USER_GROUPS_SQL = `(
              WHERE NOT m.group_id = ANY(r.path))
           SELECT r.group_id, g.display_name, bool_or(r.direct) AS direct
             FROM reach r JOIN groups g ON g.id = r.group_id AND g.deleted_at IS NULL
-           GROUP BY r.group_id, g.display_name) x)`;
+           GROUP BY r.group_id, g.display_name) x) ELSE '[]'::jsonb END`;
 
 /** Columns every read selects; `groups` only for users and only when asked. */
 function selectColumns(type: ResourceType, withGroups: boolean | undefined): string {
