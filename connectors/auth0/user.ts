@@ -37,6 +37,7 @@ export interface Auth0User {
   blocked?: boolean | undefined;
   app_metadata?: Record<string, unknown> | undefined;
   identities?: Array<{ connection?: string | undefined }> | undefined;
+  created_at?: string | undefined;
 }
 
 const what = (op: string) => `auth0: ${op}`;
@@ -234,39 +235,142 @@ export class UserOperations {
   }
 
   /**
-   * One page of the connection's users, from the user search (search engine v3). The cursor is
-   * the next page index. Auth0 serves at most {@link SEARCH_LIMIT} results of one query, so a
-   * connection with more users fails here rather than reconciling against part of it.
+   * One page of the connection's users in creation order, by keyset pagination: every page is a
+   * fresh search (page 0) for users created at or after the cursor's instant, so Auth0's window of
+   * {@link SEARCH_LIMIT} results per query never binds however large the connection is. See
+   * {@link ListCursor} for how users created in the same millisecond are handled.
    */
   async list(cursor?: string): Promise<Page<RemoteAccount>> {
     const op = 'listAccounts';
-    const page = cursor === undefined ? 0 : Number(cursor);
-    if (!Number.isSafeInteger(page) || page < 0) throw new PermanentError(`${what(op)}: invalid cursor ${JSON.stringify(cursor)}`, 'invalidCursor');
+    const from = cursor === undefined ? undefined : decodeListCursor(cursor);
     const perPage = this.opts.pageSize;
-    const result = await this.api.call(what(op), (m) =>
-      m.users.list({ q: `identities.connection:"${this.opts.connection}"`, search_engine: 'v3', page, per_page: perPage, include_totals: true, sort: 'created_at:1' }),
-    );
-    const total = typeof result.response?.total === 'number' ? result.response.total : undefined;
-    if (total !== undefined && total > SEARCH_LIMIT) {
-      throw new PermanentError(
-        `${what(op)} failed: connection "${this.opts.connection}" has ${total} users, more than the ${SEARCH_LIMIT} Auth0's user search returns for one query; reconcile such a tenant from a user export job instead`,
-        'searchLimit',
-      );
+    const clause = from === undefined ? undefined : `created_at:${from.after ? '{' : '['}"${from.t}" TO *]`;
+    const { users } = await this.search(op, clause, perPage);
+    const floor = from === undefined ? -Infinity : Date.parse(from.t);
+    checkOrder(op, users, floor, from?.after === true, clause);
+    const seen = new Set(from?.seen ?? []);
+    const fresh = (list: TimedUser[]) => list.filter((u) => !seen.has(u.user_id)).map(toAccount);
+    if (users.length < perPage) return { items: fresh(users) };
+
+    const first = users[0]!.at;
+    const last = users[users.length - 1]!.at;
+    if (first === last) {
+      // A whole page from one millisecond: the group may be larger than a page, and Auth0 orders
+      // equal sort keys arbitrarily from one query to the next, so the group is read in one answer.
+      const instant = new Date(first).toISOString();
+      const group = await this.search(op, `created_at:["${instant}" TO "${instant}"]`, SAME_INSTANT_LIMIT);
+      checkOrder(op, group.users, first, false, 'the same millisecond');
+      if (group.users.some((u) => u.at !== first)) throw invalidListing(op, `users outside created_at ${instant} answered for that instant`);
+      if (group.users.length >= SAME_INSTANT_LIMIT && (group.total === undefined || group.total > group.users.length)) {
+        throw new PermanentError(
+          `${what(op)} failed: more than ${SAME_INSTANT_LIMIT} users of connection "${this.opts.connection}" were created in the same millisecond (${instant}); Auth0's user search answers at most ${SAME_INSTANT_LIMIT} users at once and orders them arbitrarily, so they cannot be listed completely`,
+          'searchLimit',
+        );
+      }
+      return { items: fresh(group.users), next: encodeListCursor({ v: 1, t: instant, after: true }) };
     }
-    const users = result.data as unknown as Auth0User[];
-    const items = users
-      .filter((u): u is Auth0User & { user_id: string } => typeof u.user_id === 'string')
-      .map((u): RemoteAccount => ({
-        remoteId: u.user_id,
-        ...(u.email !== undefined && { userName: u.email, email: u.email }),
-        active: u.blocked !== true,
-        attributes: {
-          ...(u.name !== undefined && { name: u.name }),
-          blockedByGateway: u.blocked === true && gatewayFlag(u) !== undefined,
-        },
-      }));
-    const seen = page * perPage + users.length;
-    const more = users.length === perPage && (total === undefined || seen < total);
-    return { items, next: more ? String(page + 1) : undefined };
+    // The page ends inside `last`'s millisecond, possibly part way through its users: the next
+    // page starts at that millisecond again and skips the ones already answered.
+    const atLast = users.filter((u) => u.at === last).map((u) => u.user_id);
+    return { items: fresh(users), next: encodeListCursor({ v: 1, t: new Date(last).toISOString(), seen: atLast }) };
   }
+
+  /** One search of the connection's users in creation order, page 0; `clause` narrows it by AND. */
+  private async search(op: string, clause: string | undefined, perPage: number): Promise<{ users: TimedUser[]; total: number | undefined }> {
+    const q = `identities.connection:"${this.opts.connection}"${clause === undefined ? '' : ` AND ${clause}`}`;
+    const result = await this.api.call(what(op), (m) => m.users.list({ q, search_engine: 'v3', page: 0, per_page: perPage, include_totals: true, sort: 'created_at:1' }));
+    const raw = (Array.isArray(result.data) ? result.data : []) as unknown as Auth0User[];
+    const users = raw.map((u): TimedUser => {
+      if (typeof u.user_id !== 'string' || u.user_id === '') throw invalidListing(op, 'a user without user_id');
+      const at = typeof u.created_at === 'string' ? Date.parse(u.created_at) : NaN;
+      if (!Number.isFinite(at)) throw invalidListing(op, `user ${u.user_id} without a valid created_at`);
+      return { ...u, user_id: u.user_id, at };
+    });
+    return { users, total: typeof result.response?.total === 'number' ? result.response.total : undefined };
+  }
+}
+
+/** Users answered at once for one millisecond: Auth0's largest per_page. */
+export const SAME_INSTANT_LIMIT = 100;
+const MAX_CURSOR_LENGTH = 32_768;
+const MAX_USER_ID_LENGTH = 512;
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+/**
+ * Where the next page of listAccounts starts, sent to the engine as base64url JSON. `t` is a
+ * creation instant (ISO 8601, milliseconds, as Auth0 answers `created_at`).
+ *
+ * - `{t, seen}`: users created at `t` or later, except `seen`, the users created exactly at `t`
+ *   that an earlier page answered already. The next search ranges inclusively from `t`; since
+ *   equal instants sort first, a page that is not all one millisecond holds every user of `t`'s
+ *   millisecond, and the others are skipped by id. Nothing depends on how Auth0 orders ties.
+ * - `{t, after: true}`: every user of `t`'s millisecond has been answered; the next search ranges
+ *   exclusively from `t`. This follows a page that was all one millisecond, after which the
+ *   whole millisecond was read in one answer of up to {@link SAME_INSTANT_LIMIT} users.
+ *
+ * Each cursor starts strictly later than the one before, so a listing always ends. The cursor
+ * names an instant, not a user, so deleting any user never breaks it; users created during a
+ * listing have later instants and appear on a later page.
+ */
+export interface ListCursor {
+  v: 1;
+  t: string;
+  seen?: string[] | undefined;
+  after?: true | undefined;
+}
+
+type TimedUser = Auth0User & { user_id: string; at: number };
+
+function toAccount(u: TimedUser): RemoteAccount {
+  return {
+    remoteId: u.user_id,
+    ...(u.email !== undefined && { userName: u.email, email: u.email }),
+    active: u.blocked !== true,
+    attributes: {
+      ...(u.name !== undefined && { name: u.name }),
+      blockedByGateway: u.blocked === true && gatewayFlag(u) !== undefined,
+    },
+  };
+}
+
+function invalidListing(op: string, problem: string): PermanentError {
+  return new PermanentError(`${what(op)} failed: Auth0 answered the user search with ${problem}`, 'invalidResponse');
+}
+
+/** Pages must come in creation order and within the range asked for, or keyset paging could skip users. */
+function checkOrder(op: string, users: TimedUser[], floor: number, exclusive: boolean, range: string | undefined): void {
+  let previous = -Infinity;
+  for (const u of users) {
+    if (u.at < previous) throw invalidListing(op, 'users out of created_at order (sort=created_at:1)');
+    if (u.at < floor || (exclusive && u.at === floor)) throw invalidListing(op, `user ${u.user_id} outside the range ${range ?? ''}`);
+    previous = u.at;
+  }
+}
+
+export function encodeListCursor(cursor: ListCursor): string {
+  return Buffer.from(JSON.stringify(cursor), 'utf8').toString('base64url');
+}
+
+/** The cursor back from the engine; anything but one this connector made is a PermanentError. */
+export function decodeListCursor(cursor: string): ListCursor {
+  const invalid = (why: string) => new PermanentError(`${what('listAccounts')}: invalid cursor (${why})`, 'invalidCursor');
+  if (typeof cursor !== 'string' || cursor.length === 0 || cursor.length > MAX_CURSOR_LENGTH || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid('not base64url');
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw invalid('not JSON');
+  }
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw invalid('not an object');
+  const { v, t, seen, after, ...rest } = value as Record<string, unknown>;
+  if (Object.keys(rest).length > 0) throw invalid('unknown fields');
+  if (v !== 1) throw invalid('unknown version');
+  if (typeof t !== 'string' || !ISO_INSTANT.test(t) || Number.isNaN(Date.parse(t)) || new Date(Date.parse(t)).toISOString() !== t) throw invalid('bad instant');
+  if (after !== undefined && after !== true) throw invalid('bad after');
+  if (seen !== undefined) {
+    if (after === true) throw invalid('after with seen');
+    if (!Array.isArray(seen) || seen.length > SAME_INSTANT_LIMIT) throw invalid('bad seen');
+    for (const id of seen) if (typeof id !== 'string' || id.length === 0 || id.length > MAX_USER_ID_LENGTH) throw invalid('bad seen');
+  }
+  return { v: 1, t, ...(seen !== undefined && { seen: seen as string[] }), ...(after === true && { after: true }) };
 }

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Artifact, ConnectorInstance } from '../../../connectors/sdk/contract.js';
+import type { Test } from 'tap';
 import { underTestCa } from './test-ca.js';
 
 const tls = await underTestCa(import.meta.url);
@@ -285,26 +286,166 @@ t.test('credentials and scopes: permanent errors with reasons, never with the se
   t.match(unreachable.message, 'ECONNREFUSED');
 });
 
-t.test('listAccounts: the connection only, page by page; more than Auth0 search serves is refused', async (t) => {
-  const fake3 = await startFakeAuth0({ cert: tls.cert, key: tls.key });
-  t.teardown(() => fake3.close());
-  fake3.connections.add(CONNECTION);
-  fake3.clients.set('gateway-app', { secret: SECRET, scopes: ALL_SCOPES });
-  for (let i = 0; i < 5; i++) fake3.addUser({ email: `u${i}@example.com`, connection: CONNECTION });
-  fake3.addUser({ email: 'other@example.com', connection: 'Other-Database' });
-  const c = instantiate(auth0Connector, { domain: fake3.domain, clientId: 'gateway-app', clientSecret: 'env:AUTH0_SECRET', connection: CONNECTION, pageSize: 2 }, { secret: createSecretResolver(env), log });
-  const accounts = await collectPages((cursor) => c.listAccounts!(cursor));
-  t.same(accounts.map((a) => a.email).sort(), ['u0@example.com', 'u1@example.com', 'u2@example.com', 'u3@example.com', 'u4@example.com'], 'only the connection\'s users');
-  const searches = fake3.requests.filter((r) => r.path === '/api/v2/users');
-  t.equal(searches.length, 3, 'three pages of two');
-  t.equal(searches[0]!.query.get('q'), `identities.connection:"${CONNECTION}"`);
-  t.equal(searches[0]!.query.get('search_engine'), 'v3');
-  t.equal(searches[0]!.query.get('include_totals'), 'true');
+/** A fake tenant of its own for a listing test, and a connector on it with `pageSize`. */
+async function listingTenant(t: Test, pageSize: number) {
+  const tenant = await startFakeAuth0({ cert: tls.cert, key: tls.key });
+  t.teardown(() => tenant.close());
+  tenant.connections.add(CONNECTION);
+  tenant.connections.add('Other-Database');
+  tenant.clients.set('gateway-app', { secret: SECRET, scopes: ALL_SCOPES });
+  const c = instantiate(auth0Connector, { domain: tenant.domain, clientId: 'gateway-app', clientSecret: 'env:AUTH0_SECRET', connection: CONNECTION, pageSize }, { secret: createSecretResolver(env), log });
+  const searches = () => tenant.requests.filter((r) => r.method === 'GET' && r.path === '/api/v2/users');
+  return { tenant, c, searches };
+}
 
-  for (let i = 0; i < 1000; i++) fake3.addUser({ email: `bulk${i}@example.com`, connection: CONNECTION });
-  const tooMany = await thrown(c.listAccounts!());
-  t.ok(tooMany instanceof PermanentError && tooMany.kind === 'searchLimit', 'more than 1000 users is refused, not half-reconciled');
-  t.match(tooMany.message, 'export job');
+const BASE = Date.parse('2024-03-01T08:00:00.000Z');
+const instant = (ms: number) => new Date(BASE + ms).toISOString();
+
+/** Counts of each remote id in a listing; every value 1 means nobody twice. */
+function tally(ids: string[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const id of ids) counts.set(id, (counts.get(id) ?? 0) + 1);
+  return counts;
+}
+
+t.test('listAccounts: 2,500 users of the connection by keyset pages, each exactly once, past the 1000-result window', async (t) => {
+  const { tenant, c, searches } = await listingTenant(t, 100);
+  // Groups of users created in the same millisecond, of sizes 1 to 7, with users of another
+  // connection created at the same instants.
+  const sizes = [1, 2, 1, 3, 1, 7, 1, 1, 4, 5, 1, 6];
+  const mine: string[] = [];
+  const others = new Set<string>();
+  for (let ms = 0, g = 0; mine.length < 2500; ms += 13, g++) {
+    for (let k = 0; k < sizes[g % sizes.length]! && mine.length < 2500; k++) {
+      mine.push(tenant.addUser({ email: `u${mine.length}@example.com`, connection: CONNECTION, created_at: instant(ms) }).user_id);
+    }
+    if (g % 8 === 0) others.add(tenant.addUser({ email: `other${g}@example.com`, connection: 'Other-Database', created_at: instant(ms) }).user_id);
+  }
+
+  const listed = (await collectPages((cursor) => c.listAccounts!(cursor))).map((a) => a.remoteId);
+  const counts = tally(listed);
+  t.equal(listed.length, 2500, 'as many accounts as users in the connection');
+  t.equal(counts.size, 2500, 'every one of them');
+  t.ok([...counts.values()].every((n) => n === 1), 'nobody twice');
+  t.ok(mine.every((id) => counts.has(id)), 'nobody lost');
+  t.notOk(listed.some((id) => others.has(id)), 'nobody of the other connection');
+
+  const sent = searches();
+  t.ok(sent.every((r) => r.query.get('page') === '0' && Number(r.query.get('per_page')) <= 100), 'every search asks for page 0 of at most 100');
+  t.ok(sent.every((r) => r.query.get('sort') === 'created_at:1' && r.query.get('search_engine') === 'v3'), 'in creation order, search engine v3');
+  t.equal(sent[0]!.query.get('q'), `identities.connection:"${CONNECTION}"`, 'the first page is the connection from its start');
+  t.match(sent[1]!.query.get('q'), /^identities\.connection:"Username-Password-Authentication" AND created_at:\["\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z" TO \*\]$/, 'later pages range inclusively from the cursor instant');
+  t.ok(sent.length >= 25 && sent.length <= 30, `about one search per 100 users (${sent.length})`);
+
+  // With pages of 7, groups of 7 fill whole pages: those are read as a whole millisecond.
+  const small = await listingTenant(t, 7);
+  for (const [i, id] of mine.slice(0, 600).entries()) small.tenant.addUser({ email: `s${i}@example.com`, connection: CONNECTION, created_at: tenant.users.get(id)!.created_at });
+  const smallListed = (await collectPages((cursor) => small.c.listAccounts!(cursor))).map((a) => a.email!);
+  t.equal(smallListed.length, 600, '600 users in pages of 7');
+  t.equal(new Set(smallListed).size, 600, 'each once');
+  t.ok(small.searches().some((r) => /created_at:\["[^"]+" TO "[^"]+"\]$/.test(r.query.get('q') ?? '')), 'a page all of one millisecond was followed by a search for that millisecond');
+  t.ok(small.searches().some((r) => /created_at:\{"[^"]+" TO \*\]$/.test(r.query.get('q') ?? '')), 'and the next page ranged exclusively after it');
+
+  // The fake holds the window the old offset paging ran into.
+  const { ManagementClient } = await import('auth0');
+  const direct = new ManagementClient({ domain: tenant.domain, clientId: 'gateway-app', clientSecret: SECRET, maxRetries: 0, logging: { silent: true } });
+  const beyond = await thrown(direct.users.list({ q: `identities.connection:"${CONNECTION}"`, search_engine: 'v3', page: 10, per_page: 100, include_totals: true, sort: 'created_at:1' }));
+  t.match(beyond, { statusCode: 400 }, 'offset paging past 1000 results is refused by the fake as by Auth0');
+  t.match(String((beyond as { body?: unknown }).body ? JSON.stringify((beyond as { body?: unknown }).body) : beyond.message), /first 1000 records/);
+});
+
+t.test('listAccounts: users of one millisecond across a page boundary are neither lost nor duplicated', async (t) => {
+  const { tenant, c, searches } = await listingTenant(t, 3);
+  const add = (name: string, ms: number) => tenant.addUser({ email: `${name}@example.com`, connection: CONNECTION, created_at: instant(ms) });
+  add('a', 0);
+  for (const name of ['b', 'c', 'd', 'e']) add(name, 5); // four in one millisecond, more than a page
+  add('f', 9);
+  add('g', 9);
+  add('h', 12);
+  add('i', 12);
+  add('j', 12); // exactly a page at the end
+  tenant.addUser({ email: 'x@example.com', connection: 'Other-Database', created_at: instant(5) });
+
+  const pages: string[][] = [];
+  const cursors: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await c.listAccounts!(cursor);
+    pages.push(page.items.map((a) => a.email!));
+    cursor = page.next;
+    if (cursor !== undefined) cursors.push(cursor);
+  } while (cursor !== undefined && pages.length < 20);
+  t.equal(new Set(cursors).size, cursors.length, 'the cursor never repeats');
+  const listed = pages.flat();
+  t.same([...listed].sort(), ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j'].map((n) => `${n}@example.com`), `each user once (${JSON.stringify(pages)})`);
+  t.equal(pages[0]!.length, 3, 'the first page ends inside the millisecond of b..e');
+  t.ok(pages.length <= 8, `and the listing ends (${pages.length} pages)`);
+
+  const first = JSON.parse(Buffer.from(cursors[0]!, 'base64url').toString('utf8')) as { v: number; t: string; seen?: string[] };
+  t.equal(first.t, instant(5), 'the cursor is the instant the page ended in');
+  t.equal(first.seen?.length, 2, 'with the two users of that millisecond already answered');
+  t.ok(searches().some((r) => r.query.get('q')?.endsWith(`created_at:["${instant(5)}" TO "${instant(5)}"]`)), 'the page all of b..e\'s millisecond was completed by a search for that millisecond');
+});
+
+t.test('listAccounts: more users in one millisecond than one answer holds fails clearly', async (t) => {
+  const { tenant, c } = await listingTenant(t, 10);
+  for (let i = 0; i < 101; i++) tenant.addUser({ email: `burst${i}@example.com`, connection: CONNECTION, created_at: instant(0) });
+  const failed = await thrown(collectPages((cursor) => c.listAccounts!(cursor)));
+  t.ok(failed instanceof PermanentError && failed.kind === 'searchLimit', `searchLimit (${failed.message})`);
+  t.match(failed.message, `more than 100 users of connection "${CONNECTION}" were created in the same millisecond (${instant(0)})`);
+
+  // One fewer fits one answer, and is listed completely.
+  tenant.users.delete([...tenant.users.keys()][0]!);
+  const listed = await collectPages((cursor) => c.listAccounts!(cursor));
+  t.equal(new Set(listed.map((a) => a.remoteId)).size, 100, '100 users of one millisecond are listed, each once');
+  t.equal(listed.length, 100);
+});
+
+t.test('listAccounts: a user created during the listing appears, a deleted one disappears, the cursor holds', async (t) => {
+  const { tenant, c } = await listingTenant(t, 3);
+  const users = Array.from({ length: 10 }, (_, i) => tenant.addUser({ email: `p${i}@example.com`, connection: CONNECTION, created_at: instant(i * 1000) }));
+  const first = await c.listAccounts!();
+  t.same(first.items.map((a) => a.email), ['p0@example.com', 'p1@example.com', 'p2@example.com']);
+
+  // The user the cursor points at, and one further on, are deleted; someone signs up.
+  tenant.users.delete(users[2]!.user_id);
+  tenant.users.delete(users[6]!.user_id);
+  const late = tenant.addUser({ email: 'late@example.com', connection: CONNECTION });
+  const rest = await collectPages((cursor) => c.listAccounts!(cursor ?? first.next));
+  const emails = rest.map((a) => a.email);
+  t.same(emails, ['p3@example.com', 'p4@example.com', 'p5@example.com', 'p7@example.com', 'p8@example.com', 'p9@example.com', 'late@example.com'], 'the rest in creation order, without the deleted, with the new user');
+  t.ok(rest.some((a) => a.remoteId === late.user_id));
+});
+
+t.test('listAccounts: a cursor it did not make is a PermanentError, and nothing is sent', async (t) => {
+  const { c, searches } = await listingTenant(t, 3);
+  const encode = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const valid = encode({ v: 1, t: instant(0), seen: ['auth0|abc'] });
+  await t.resolves(c.listAccounts!(valid), 'a well-formed cursor is accepted');
+  const before = searches().length;
+  const tampered = [
+    '3',
+    'not a cursor!',
+    Buffer.from('{"v":1,').toString('base64url'),
+    encode([1]),
+    encode({ v: 2, t: instant(0) }),
+    encode({ v: 1, t: 'yesterday' }),
+    encode({ v: 1, t: '2024-03-01T08:00:00Z' }),
+    encode({ v: 1, t: '2024-02-30T08:00:00.000Z' }),
+    encode({ v: 1, t: instant(0), seen: 'auth0|abc' }),
+    encode({ v: 1, t: instant(0), seen: [7] }),
+    encode({ v: 1, t: instant(0), seen: Array.from({ length: 101 }, (_, i) => `auth0|${i}`) }),
+    encode({ v: 1, t: instant(0), after: false }),
+    encode({ v: 1, t: instant(0), after: true, seen: [] }),
+    encode({ v: 1, t: instant(0), page: 3 }),
+    encode({ v: 1, t: '" TO *] OR email:*' }),
+    `${valid.slice(0, -2)}!!`,
+  ];
+  for (const cursor of tampered) {
+    const failed = await thrown(c.listAccounts!(cursor));
+    t.ok(failed instanceof PermanentError && failed.kind === 'invalidCursor', `invalidCursor for ${JSON.stringify(cursor.slice(0, 30))}: ${failed.message}`);
+  }
+  t.equal(searches().length, before, 'no search was sent for any of them');
 });
 
 t.test('TLS is verified: a tenant whose certificate the CA did not issue is refused, permanently', async (t) => {

@@ -9,15 +9,17 @@
  * - Users with blocked, app_metadata and user_metadata. PATCH merges metadata the way Auth0
  *   documents it: top-level keys are merged, a key set to null is deleted, and a nested object is
  *   replaced as a whole (not deep-merged).
- * - GET /users with search engine v3: `q` understands `field:"value"` terms joined by AND
- *   (identities.connection, email, user_id, blocked), page/per_page (at most 100), include_totals,
- *   and refuses to page past the first 1000 results as Auth0 does.
+ * - GET /users with search engine v3: `q` understands terms joined by AND, `field:"value"`
+ *   (identities.connection, email, user_id, blocked) and date ranges on created_at / updated_at
+ *   (`[a TO b]` inclusive, `{a TO b}` exclusive, `*` open, values quoted); `sort=<field>:1|-1`
+ *   with ties in an order that changes per request; page/per_page (at most 100), include_totals;
+ *   and it refuses, with Auth0's 400, any page reaching past the first 1000 results of a query.
  * - users-by-email, password-change tickets, roles (name_filter, offset pages), a role's users
  *   (checkpoint pages: take/from/next), a user's roles (assign, delete, offset pages).
  * - Errors in Auth0's envelope {statusCode, error, message, errorCode}; programmed failures per
  *   request (429 with x-ratelimit-reset, 5xx, 403 …); direct access to the state for drift.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -163,6 +165,7 @@ export async function startFakeAuth0(opts: { cert: string; key: string; host?: s
   const failures: Failure[] = [];
   const tokens = new Map<string, { clientId: string; scopes: Set<string>; expiresAt: number }>();
   let issued = 0;
+  let searches = 0;
   let domain = '';
   const maxPerPage = opts.maxPerPage ?? 100;
 
@@ -222,29 +225,88 @@ export async function startFakeAuth0(opts: { cert: string; key: string; host?: s
     return { start: page * perPage, limit: perPage, length: slice.length, total: items.length, [key]: slice };
   }
 
-  /** The subset of Lucene the connector sends: `field:"value"` terms joined by AND. */
+  /**
+   * The subset of Lucene the connector sends: terms joined by AND, each `field:"value"`,
+   * `field:value`, or a range `field:[a TO b]` with `[ ]` inclusive, `{ }` exclusive (mixable), `*`
+   * for an open end, and quoted values (an ISO 8601 instant has colons, which Lucene needs quoted).
+   */
   function searchUsers(query: string | null): FakeUser[] {
     const all = [...users.values()];
     if (!query) return all;
-    const terms = query.split(/\s+AND\s+/);
-    const preds = terms.map((term) => {
-      const m = /^([a-z_.]+):"((?:[^"\\]|\\.)*)"$/.exec(term.trim()) ?? /^([a-z_.]+):(\S+)$/.exec(term.trim());
-      if (!m) throw new ApiError(400, `Query validation error: unsupported query term ${JSON.stringify(term)}`, 'invalid_query_string');
-      const [, field, value] = m as unknown as [string, string, string];
-      switch (field) {
-        case 'identities.connection':
-          return (u: FakeUser) => u.identities.some((i) => i.connection === value);
-        case 'email':
-          return (u: FakeUser) => u.email === value.toLowerCase();
-        case 'user_id':
-          return (u: FakeUser) => u.user_id === value;
-        case 'blocked':
-          return (u: FakeUser) => (u.blocked === true) === (value === 'true');
-        default:
-          throw new ApiError(400, `Query validation error: field ${field} is not searchable here`, 'invalid_query_string');
-      }
-    });
+    const preds: Array<(u: FakeUser) => boolean> = [];
+    const term = /^([a-z_.]+):(?:"((?:[^"\\]|\\.)*)"|([[{])\s*("(?:[^"\\]|\\.)*"|[^\s"\]}]+)\s+TO\s+("(?:[^"\\]|\\.)*"|[^\s"\]}]+)\s*([\]}])|([^\s"[\]{}()]+))/;
+    let rest = query.trim();
+    for (;;) {
+      const m = term.exec(rest);
+      if (!m) throw new ApiError(400, `Query validation error: unsupported query near ${JSON.stringify(rest.slice(0, 40))}`, 'invalid_query_string');
+      const [whole, field, quoted, open, low, high, close, bare] = m as unknown as [string, string, string?, string?, string?, string?, string?, string?];
+      preds.push(open !== undefined ? rangePredicate(field, open === '[', unquote(low!), unquote(high!), close === ']') : termPredicate(field, quoted ?? bare!));
+      rest = rest.slice(whole.length).trim();
+      if (rest === '') break;
+      const and = /^AND\s+/.exec(rest);
+      if (!and) throw new ApiError(400, `Query validation error: expected AND near ${JSON.stringify(rest.slice(0, 40))}`, 'invalid_query_string');
+      rest = rest.slice(and[0].length);
+    }
     return all.filter((u) => preds.every((p) => p(u)));
+  }
+
+  function unquote(value: string): string {
+    if (value.startsWith('"')) return value.slice(1, -1).replace(/\\(.)/g, '$1');
+    // Lucene reads an unquoted colon as a field separator: a timestamp must be quoted.
+    if (value.includes(':')) throw new ApiError(400, `Query validation error: unexpected ':' in ${JSON.stringify(value)}; quote the value`, 'invalid_query_string');
+    return value;
+  }
+
+  function termPredicate(field: string, value: string): (u: FakeUser) => boolean {
+    switch (field) {
+      case 'identities.connection':
+        return (u) => u.identities.some((i) => i.connection === value);
+      case 'email':
+        return (u) => u.email === value.toLowerCase();
+      case 'user_id':
+        return (u) => u.user_id === value;
+      case 'blocked':
+        return (u) => (u.blocked === true) === (value === 'true');
+      default:
+        throw new ApiError(400, `Query validation error: field ${field} is not searchable here`, 'invalid_query_string');
+    }
+  }
+
+  /** Ranges over the date fields, compared as instants (a bare date is its midnight UTC). */
+  function rangePredicate(field: string, lowInclusive: boolean, low: string, high: string, highInclusive: boolean): (u: FakeUser) => boolean {
+    if (field !== 'created_at' && field !== 'updated_at') throw new ApiError(400, `Query validation error: range on ${field} is not supported here`, 'invalid_query_string');
+    const bound = (v: string) => {
+      if (v === '*') return undefined;
+      const at = Date.parse(v);
+      if (Number.isNaN(at)) throw new ApiError(400, `Query validation error: ${JSON.stringify(v)} is not a date`, 'invalid_query_string');
+      return at;
+    };
+    const from = bound(low);
+    const to = bound(high);
+    return (u) => {
+      const at = Date.parse(u[field]);
+      return (from === undefined || (lowInclusive ? at >= from : at > from)) && (to === undefined || (highInclusive ? at <= to : at < to));
+    };
+  }
+
+  /**
+   * `sort=<field>:1|-1`. Users with equal sort keys come in an order that changes from one
+   * request to the next (a hash of the request number and the user id), as nothing promises Auth0
+   * orders ties stably; without `sort`, in creation order of the map.
+   */
+  function sortUsers(found: FakeUser[], sort: string | null): FakeUser[] {
+    if (sort === null) return found;
+    const m = /^(created_at|updated_at|email):(1|-1)$/.exec(sort);
+    if (!m) throw new ApiError(400, `Query validation error: cannot sort by ${JSON.stringify(sort)}`, 'invalid_query_string');
+    const field = m[1] as 'created_at' | 'updated_at' | 'email';
+    const direction = m[2] === '1' ? 1 : -1;
+    const salt = String(++searches);
+    const tie = (u: FakeUser) => createHash('sha256').update(salt).update(u.user_id).digest('hex');
+    const key = (u: FakeUser) => (field === 'email' ? u.email : Date.parse(u[field]));
+    return found
+      .map((u) => ({ u, k: key(u), t: tie(u) }))
+      .sort((a, b) => (a.k < b.k ? -direction : a.k > b.k ? direction : a.t.localeCompare(b.t)))
+      .map((x) => x.u);
   }
 
   function token(body: Record<string, unknown>): { status: number; json: unknown } {
@@ -269,7 +331,7 @@ export async function startFakeAuth0(opts: { cert: string; key: string; host?: s
       if ((page + 1) * perPage > 1000) {
         throw new ApiError(400, 'You can only page through the first 1000 records. See https://auth0.com/docs/users/search/v3/view-search-results-by-page#limitation', 'invalid_paging');
       }
-      const found = searchUsers(q.get('q')).sort((a, b) => a.created_at.localeCompare(b.created_at) || a.user_id.localeCompare(b.user_id));
+      const found = sortUsers(searchUsers(q.get('q')), q.get('sort'));
       return { status: 200, json: paged(found.map(userJson), q, 'users') };
     }
     if (path === '/api/v2/users' && method === 'POST') {
