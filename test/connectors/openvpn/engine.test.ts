@@ -339,29 +339,33 @@ t.test('no link token or profile content appears in the audit log or in account 
   }
 });
 
-t.test(
-  'the default common name (userName) with an email-style Okta login gets its profile delivered',
-  { todo: 'the profile is named <cn>.ovpn and the delivery store refuses "@" in file names, so every email-named user fails with invalidArtifact' },
-  async (t) => {
-    const second = await createTestPki('ovpn-engine-mail');
-    t.teardown(() => second.close());
-    await api('PUT', '/api/connectors/vpn-mail', { id: 'vpn-mail', type: 'openvpn', config: connectorConfig(second) });
-    await api('POST', '/api/entitlements', { connectorId: 'vpn-mail', name: 'office', target: OFFICE }, 201);
-    await api('POST', '/scim/v2/Groups', { schemas: [GROUP], displayName: 'VPN Mail Users' }, 201);
-    await api('POST', '/api/rules', { name: 'vpn-mail-users', group: 'VPN Mail Users', entitlements: ['vpn-mail/office'] }, 201);
-    const dana = (await api('POST', '/scim/v2/Users', userBody('dana@example.com', { emails: [{ value: 'dana@example.com', primary: true }], active: true }), 201)).id as string;
-    await api('PATCH', `/scim/v2/Groups/${await groupId('VPN Mail Users')}`, { schemas: [PATCH], Operations: [{ op: 'add', path: 'members', value: [{ value: dana }] }] });
-    const outcome = await eventually(
-      async () => {
-        const notice = receiver.notices.find((n) => n.userId === dana);
-        const error = (await accountOf(dana, 'vpn-mail'))?.lastError;
-        return notice || error ? { notice, error } : undefined;
-      },
-      60_000,
-      "dana's notice or error",
-    );
-    t.equal(outcome.error ?? null, null, `no error on the account: ${outcome.error}`);
-    t.match(outcome.notice, { filename: String, connectorId: 'vpn-mail' }, 'a profile link reached the receiver');
-    t.notOk(existsSync(join(second.pkiDir, 'private', 'dana@example.com.key')), 'and the key left the PKI');
-  },
-);
+// Known gap: the profile is named <common name>.ovpn, and the delivery store allows no "@" in file
+// names, so with the default common name (userName) every email-style login fails to be delivered.
+// The outcome assertions are marked todo: they run and show, without failing the suite.
+const EMAIL_NAMES = { todo: 'openvpn names the profile <cn>.ovpn; the delivery store refuses "@" in file names (invalidArtifact)' };
+
+t.test('the default common name (userName) with an email-style Okta login', async (t) => {
+  const second = await createTestPki('ovpn-engine-mail');
+  t.teardown(() => second.close());
+  await api('PUT', '/api/connectors/vpn-mail', { id: 'vpn-mail', type: 'openvpn', config: connectorConfig(second) });
+  await api('POST', '/api/entitlements', { connectorId: 'vpn-mail', name: 'office', target: OFFICE }, 201);
+  await api('POST', '/scim/v2/Groups', { schemas: [GROUP], displayName: 'VPN Mail Users' }, 201);
+  await api('POST', '/api/rules', { name: 'vpn-mail-users', group: 'VPN Mail Users', entitlements: ['vpn-mail/office'] }, 201);
+  const dana = (await api('POST', '/scim/v2/Users', userBody('dana@example.com', { emails: [{ value: 'dana@example.com', primary: true }], active: true }), 201)).id as string;
+  await api('PATCH', `/scim/v2/Groups/${await groupId('VPN Mail Users')}`, { schemas: [PATCH], Operations: [{ op: 'add', path: 'members', value: [{ value: dana }] }] });
+  const outcome = await eventually(
+    async () => {
+      const notice = receiver.notices.find((n) => n.userId === dana);
+      const error = (await accountOf(dana, 'vpn-mail'))?.lastError;
+      return notice || error ? { notice, error } : undefined;
+    },
+    60_000,
+    "dana's notice or error",
+  );
+  if (outcome.error) {
+    t.notOk(outcome.error.includes('/downloads/') || outcome.error.includes('PRIVATE KEY'), `the recorded error carries no link or key: ${outcome.error}`);
+  }
+  t.equal(outcome.error ?? null, null, 'no error on the account', EMAIL_NAMES);
+  t.match(outcome.notice, { filename: 'dana@example.com.ovpn', connectorId: 'vpn-mail' }, 'a profile link reached the receiver', EMAIL_NAMES);
+  t.notOk(existsSync(join(second.pkiDir, 'private', 'dana@example.com.key')), 'and the key left the PKI', EMAIL_NAMES);
+});
