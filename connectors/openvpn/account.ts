@@ -123,7 +123,7 @@ export class AccountOperations {
   private requireDeliver(op: string): Deliver {
     if (!this.opts.deliver) {
       throw new PermanentError(
-        `openvpn: ${op}: a client profile must be delivered to its user, and this worker has no delivery: configure PUBLIC_URL and a delivery channel in the gateway`,
+        `openvpn: ${op}: a client profile must be delivered to its user, and this worker has no delivery: set PUBLIC_URL, DELIVERY_WEBHOOK_URL and DELIVERY_WEBHOOK_SECRET for the worker (docs/operations.md, Deliveries)`,
         'deliveryUnavailable',
       );
     }

@@ -32,7 +32,7 @@ export const MAX_ARTIFACT_BYTES = 1_048_576;
 /** How long a row stays after its link expired (the content is wiped at expiry). */
 export const DEFAULT_RETENTION_MS = 30 * 86_400_000;
 /** A file name that needs no quoting or escaping anywhere (Content-Disposition, file systems). */
-const FILENAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const FILENAME = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
 /** `type/subtype`, optionally with a charset; nothing that could inject a header. */
 const CONTENT_TYPE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}(;\s?charset=[A-Za-z0-9._-]{1,40})?$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -73,7 +73,7 @@ export function createDeliver(opts: DeliveryOptions, connectorId: string): Deliv
   return async (artifact: Artifact): Promise<DeliveryLink> => {
     if (typeof artifact.userId !== 'string' || !UUID.test(artifact.userId)) throw invalid('userId must be the gateway id (a UUID) of a user');
     if (typeof artifact.filename !== 'string' || !FILENAME.test(artifact.filename)) {
-      throw invalid('filename must be 1 to 128 letters, digits, ".", "_" or "-", starting with a letter or digit');
+      throw invalid('filename must be 1 to 128 letters, digits, ".", "_", "@", "+" or "-", starting with a letter or digit');
     }
     if (typeof artifact.contentType !== 'string' || !CONTENT_TYPE.test(artifact.contentType)) throw invalid('contentType must be a media type such as application/x-openvpn-profile');
     const content = typeof artifact.content === 'string' ? Buffer.from(artifact.content, 'utf8') : Buffer.from(artifact.content);
@@ -168,7 +168,9 @@ export async function redeemDelivery(db: Db, token: string, context: { remoteAdd
     `WITH hit AS (
        SELECT id, ciphertext, nonce, auth_tag FROM deliveries
         WHERE token_hash = $1 AND ciphertext IS NOT NULL AND expires_at > now()
-        FOR UPDATE
+          -- A user deactivated or deleted since the link was made gets nothing from it.
+          AND EXISTS (SELECT 1 FROM users u WHERE u.id = deliveries.user_id AND u.deleted_at IS NULL AND u.active)
+        FOR UPDATE OF deliveries
      ), taken AS (
        UPDATE deliveries d SET ciphertext = NULL, nonce = NULL, auth_tag = NULL, downloaded_at = now()
          FROM hit WHERE d.id = hit.id
@@ -193,7 +195,8 @@ export async function redeemDelivery(db: Db, token: string, context: { remoteAdd
       return { status: 'gone' };
     }
   }
-  // Not served: wipe what an expired link still holds, and tell "was a link" from "never was".
+  // Not served: wipe what an expired link (or one whose user is no longer active) still holds, and
+  // tell "was a link" from "never was".
   const { rowCount } = await db.query('UPDATE deliveries SET ciphertext = NULL, nonce = NULL, auth_tag = NULL WHERE token_hash = $1', [hash]);
   return rowCount ? { status: 'gone' } : { status: 'notFound' };
 }

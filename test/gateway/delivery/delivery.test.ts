@@ -267,6 +267,21 @@ t.test('artifacts are checked; a deleted or inactive user gets nothing', async (
   t.same([...(await download(tokenOf(bin.url))).rawPayload], [...binary], 'binary content comes back byte for byte');
 });
 
+t.test('a link dies with its user: deactivated or deleted before the download, it answers 410 and its content is wiped', async (t) => {
+  const PATCH_OP = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
+  for (const [name, end] of [
+    ['erin@example.com', (id: string) => gw.call('PATCH', `/scim/v2/Users/${id}`, { schemas: [PATCH_OP], Operations: [{ op: 'replace', value: { active: false } }] })],
+    ['finn@example.com', (id: string) => gw.call('DELETE', `/scim/v2/Users/${id}`, undefined, 204)],
+  ] as const) {
+    const user = await gw.call('POST', '/scim/v2/Users', userBody(name), 201);
+    const link = await deliverVpn({ userId: user.id, filename: `${name}.ovpn`, contentType: 'application/x-openvpn-profile', content: profile(name) });
+    await end(user.id);
+    t.equal((await download(tokenOf(link.url))).statusCode, 410, `${name}: the link is gone`);
+    const { rows } = await db.query<{ ciphertext: Buffer | null; downloaded_at: Date | null }>('SELECT ciphertext, downloaded_at FROM deliveries WHERE user_id = $1', [user.id]);
+    t.same(rows, [{ ciphertext: null, downloaded_at: null }], `${name}: content wiped, never downloaded`);
+  }
+});
+
 t.test('the sweep wipes expired links; purge deletes rows past retention', async (t) => {
   const sweeping = await startTestGateway(t, { database, temporalAddress: '127.0.0.1:1', taskQueue: 'unused', dispatchOutbox: false, env: { ...env, DELIVERY_SWEEP_MS: '100' } });
   t.equal(sweeping.config.deliverySweepMs, 100);
