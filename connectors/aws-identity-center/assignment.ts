@@ -31,6 +31,18 @@ export interface AssignmentTarget {
   accountId: string;
 }
 
+/** The user's assignment of the permission set in the account, as Create/DeleteAccountAssignment name it. */
+function assignmentOf(instanceArn: string, remoteId: string, target: AssignmentTarget) {
+  return {
+    InstanceArn: instanceArn,
+    TargetId: target.accountId,
+    TargetType: 'AWS_ACCOUNT' as const,
+    PermissionSetArn: target.permissionSet,
+    PrincipalType: 'USER' as const,
+    PrincipalId: remoteId,
+  };
+}
+
 export class AssignmentOperations {
   constructor(
     private readonly aws: AwsClients,
@@ -104,14 +116,7 @@ export class AssignmentOperations {
     if (await this.holds(op, remoteId, target)) return { status: 'alreadyApplied' };
     const res = await this.aws.sendExpecting(
       what(op, 'CreateAccountAssignment'),
-      () => this.aws.ssoAdmin.send(new CreateAccountAssignmentCommand({
-        InstanceArn: instanceArn,
-        TargetId: target.accountId,
-        TargetType: 'AWS_ACCOUNT',
-        PermissionSetArn: target.permissionSet,
-        PrincipalType: 'USER',
-        PrincipalId: remoteId,
-      })),
+      () => this.aws.ssoAdmin.send(new CreateAccountAssignmentCommand(assignmentOf(instanceArn, remoteId, target))),
       ['ConflictException'],
     );
     if ('error' in res) throw this.conflictIsTransient(op, 'CreateAccountAssignment', res.err);
@@ -124,14 +129,7 @@ export class AssignmentOperations {
     if (!(await this.holds(op, remoteId, target))) return { status: 'alreadyApplied' };
     const res = await this.aws.sendExpecting(
       what(op, 'DeleteAccountAssignment'),
-      () => this.aws.ssoAdmin.send(new DeleteAccountAssignmentCommand({
-        InstanceArn: instanceArn,
-        TargetId: target.accountId,
-        TargetType: 'AWS_ACCOUNT',
-        PermissionSetArn: target.permissionSet,
-        PrincipalType: 'USER',
-        PrincipalId: remoteId,
-      })),
+      () => this.aws.ssoAdmin.send(new DeleteAccountAssignmentCommand(assignmentOf(instanceArn, remoteId, target))),
       ['ConflictException', 'ResourceNotFoundException'],
     );
     if ('error' in res) {
