@@ -92,6 +92,8 @@ t.test('a permission error or a missing Workspace user stops cleanly with the re
   fake.addUser(email('erin'));
   fake.fail('members.insert', { status: 403, reason: 'forbidden', message: 'Not Authorized to access this resource/api' });
   await scimUser('erin');
+  // The round for erin's creation ends first, so exactly one round (the membership's) meets the 403.
+  await eventually(async () => (await database.db.query('SELECT 1 FROM user_sync_state WHERE user_id = $1', [ids.erin])).rowCount === 1, 30_000, "erin's first sync round");
   await members('Engineering', 'add', ['erin']);
   const erinError = await eventually(() => lastError(ids.erin!), 60_000, "erin's error to be recorded");
   t.match(erinError, 'HTTP 403 (forbidden): Not Authorized to access this resource/api');
