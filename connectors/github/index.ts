@@ -104,7 +104,7 @@ export const githubConnector = defineConnector({
   description: 'Provisions GitHub organization membership (member or owner) and team membership (member or maintainer), with a token or as a GitHub App.',
   configSchema: githubConfigSchema,
   entitlementSchema: githubEntitlementSchema,
-  capabilities: ['createAccount', 'disableAccount', 'grant', 'revoke', 'listAccounts', 'listGrants'],
+  capabilities: ['createAccount', 'updateAccount', 'disableAccount', 'grant', 'revoke', 'listAccounts', 'listGrants'],
   create({ config, secret }) {
     const baseUrl = checkEndpointUrl('github', '/baseUrl', config.baseUrl ?? DEFAULT_BASE_URL);
     const hasApp = config.appId !== undefined || config.privateKey !== undefined || config.installationId !== undefined;
@@ -135,6 +135,7 @@ export const githubConnector = defineConnector({
       validate: () => members.validate(),
       listAccounts: (cursor) => members.list(cursor),
       createAccount: (input) => members.create(input),
+      updateAccount: (remoteId, input) => members.update(remoteId, input),
       disableAccount: (remoteId) => members.deprovision(remoteId),
       grant: (remoteId, entitlement) => teams.grant(remoteId, entitlement),
       revoke: (remoteId, entitlement) => teams.revoke(remoteId, entitlement),

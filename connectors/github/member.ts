@@ -137,8 +137,27 @@ export class MemberOperations {
     return undefined;
   }
 
-  async invite(what: string, email: string): Promise<void> {
-    await this.client.request(what, 'POST /orgs/{org}/invitations', { org: this.org, email, role: 'direct_member' });
+  async invite(what: string, email: string, role: 'admin' | 'member' = 'member'): Promise<void> {
+    await this.client.request(what, 'POST /orgs/{org}/invitations', { org: this.org, email, role: role === 'admin' ? 'admin' : 'direct_member' });
+  }
+
+  /** Gives `login` an organization membership with `role` unless they have one (owners stay owners); answers whether it wrote. */
+  private async ensureMembership(what: string, login: string, role: 'admin' | 'member'): Promise<boolean> {
+    const current = await this.membership(what, login);
+    if (current && (role === 'member' || current.role === 'admin')) return false;
+    await this.setMembership(what, login, role);
+    return true;
+  }
+
+  /** Cancels a pending invitation; one already gone (accepted, cancelled, expired) is fine. */
+  private async cancelInvitation(what: string, id: number): Promise<boolean> {
+    try {
+      await this.client.request(what, 'DELETE /orgs/{org}/invitations/{invitation_id}', { org: this.org, invitation_id: id });
+      return true;
+    } catch (err) {
+      if (err instanceof PermanentError && err.kind === 'notFound') return false;
+      throw err;
+    }
   }
 
   /** Finds the user's membership or invitation, or creates it (member role; owners stay owners). */
@@ -158,6 +177,46 @@ export class MemberOperations {
     if (await this.findInvitation(what, email)) return { status: 'alreadyApplied', remoteId };
     await this.invite(what, email);
     return { status: 'applied', remoteId };
+  }
+
+  /**
+   * Moves the account when the user's identity changed (updateAccount), to what createAccount would
+   * make now: the username, else the email address.
+   *
+   * - Invited by email, and a username is now known (or the address changed): the username gets an
+   *   organization membership (or the new address an invitation) with the role the invitation had,
+   *   and the email invitation is cancelled if still pending.
+   * - Username changed: the new login gets a membership with the old login's organization role. The
+   *   old login's membership is left alone: after a rename on GitHub it is the same account under
+   *   its new name, and otherwise it may be someone else's, so reconciliation reports it instead.
+   * - A username is never given up for an email invitation: a user whose attribute was emptied
+   *   keeps the membership they have.
+   *
+   * Answers the new remoteId, also when called again with the old one after the move was made.
+   */
+  async update(remoteId: string, input: AccountInput): Promise<WriteResult> {
+    const what = 'github: updateAccount';
+    const current = parseRemoteId(remoteId);
+    const currentId = current.kind === 'login' ? current.login : emailRemoteId(current.email);
+    const login = this.username(input);
+    const email = input.email?.trim();
+    const desired = login ?? (current.kind === 'email' && email ? emailRemoteId(email) : undefined);
+    if (desired === undefined || desired === currentId) return { status: 'alreadyApplied', remoteId: currentId };
+    let changed = false;
+    if (current.kind === 'email') {
+      const invitation = await this.findInvitation(what, current.email);
+      const role = invitation?.role === 'admin' ? 'admin' : 'member';
+      if (login) changed = await this.ensureMembership(what, login, role);
+      else if (email && !(await this.findInvitation(what, email))) {
+        await this.invite(what, email, role);
+        changed = true;
+      }
+      if (invitation && (await this.cancelInvitation(what, invitation.id))) changed = true;
+    } else if (login) {
+      const old = await this.membership(what, current.login);
+      changed = await this.ensureMembership(what, login, old?.role === 'admin' ? 'admin' : 'member');
+    }
+    return { status: changed ? 'applied' : 'alreadyApplied', remoteId: desired };
   }
 
   /** Removes the person from the organization, or cancels their pending invitation. */

@@ -73,7 +73,10 @@ export type WriteStatus = 'applied' | 'alreadyApplied';
 
 export interface WriteResult {
   status: WriteStatus;
-  /** The account's remote id, when the write created or found it. */
+  /**
+   * The account's remote id, when the write created or found it. From updateAccount, a different
+   * one than it was given moves the account: the engine records it for every later call.
+   */
   remoteId?: string | undefined;
 }
 
@@ -134,6 +137,14 @@ export interface ConnectorInstance {
   listGrants?(entitlement: EntitlementRef, cursor?: string): Promise<Page<string>>;
   /** Finds the user's account by its natural key or creates it; answers its remoteId. */
   createAccount?(input: AccountInput): Promise<WriteResult>;
+  /**
+   * Brings the account in line with the user. When the account's identity in the target changed
+   * (say, the username it is known by), it may answer a new `remoteId`; the engine then grants the
+   * entitlements it recorded as applied to the account again, to the new remote id, and records
+   * the new id only once they all succeeded (if one fails, the step fails and is retried with the
+   * old id, so the answer for the old id must stay the new one). What the old remote id still holds
+   * in the target is the connector's to keep or remove, and its documentation's to say.
+   */
   updateAccount?(remoteId: string, input: AccountInput): Promise<WriteResult>;
   disableAccount?(remoteId: string): Promise<WriteResult>;
   deleteAccount?(remoteId: string): Promise<WriteResult>;

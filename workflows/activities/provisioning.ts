@@ -262,7 +262,22 @@ export async function applyStep(db: Db, runtime: ConnectorRuntime, action: StepA
       }
       case 'updateAccount': {
         require('updateAccount');
-        status = (await instance.updateAccount!(needRemote(), accountInput(user))).status;
+        const current = needRemote();
+        const res = await instance.updateAccount!(current, accountInput(user));
+        status = res.status;
+        remoteId = res.remoteId ?? current;
+        if (remoteId !== current && definition.capabilities.includes('grant')) {
+          // The account moved to a new remote id: the entitlements recorded as applied were applied
+          // to the old one, so they are granted again to the new one (grants are idempotent) before
+          // the move is recorded. A failure here leaves the old remote id recorded; the retry calls
+          // updateAccount with it again, and the connector answers the same new one.
+          const { rows: held } = await db.query<{ id: string; target: Record<string, unknown> }>(
+            `SELECT e.id, e.target FROM account_grants ag JOIN entitlements e ON e.id = ag.entitlement_id
+              WHERE ag.user_id = $1 AND e.connector_id = $2 ORDER BY e.id`,
+            [input.userId, input.connectorId],
+          );
+          for (const e of held) await instance.grant!(remoteId, { id: e.id, target: e.target });
+        }
         await recordAccount(db, input, remoteId, 'active');
         break;
       }

@@ -1,8 +1,9 @@
 /**
  * The github connector through @octokit/rest against the stateful fake GitHub (./fake-github.ts),
  * with every request and answer checked against GitHub's official OpenAPI description by a Prism
- * proxy in between (./prism.ts): the contract kit with a token and as an App, email invitations,
- * the deprovision policies, pagination, and how rate limits and other failures are classified.
+ * proxy in between (./prism.ts): the contract kit with a token and as an App, email invitations
+ * and their move to a username (updateAccount), the deprovision policies, pagination, and how
+ * rate limits and other failures are classified.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import t from 'tap';
@@ -49,6 +50,12 @@ const { messages, expectError } = errorRecorder();
 let prismMark = 0;
 const violations = (from: number) => prism.violations(from);
 
+/**
+ * The kit checks updateAccount by changing the display name, which GitHub does not keep: for this
+ * connector only a changed username or address is an update, tested on its own below.
+ */
+const kitDefinition = { ...githubConnector, capabilities: githubConnector.capabilities.filter((c) => c !== 'updateAccount') };
+
 t.test('configuration', async (t) => {
   t.doesNotThrow(() => validateConfig(githubConnector, { org: 'acme', token: 'env:GH_TOKEN' }), 'minimal token config');
   t.doesNotThrow(() => validateConfig(githubConnector, { org: 'acme', appId: 1, privateKey: 'file:/run/key.pem', installationId: 2 }), 'minimal App config');
@@ -77,7 +84,7 @@ t.test('contract kit with a personal access token, through Prism', async (t) => 
   fake.addUser('Kit-Token');
   fake.addTeam('kit-team');
   prismMark = prism.output().length;
-  await runContractKit(t, { definition: githubConnector, instance: connect(), entitlement: { id: 'ent-team', target: { team: 'kit-team', role: 'maintainer' } }, user: person('Kit-Token') });
+  await runContractKit(t, { definition: kitDefinition, instance: connect(), entitlement: { id: 'ent-team', target: { team: 'kit-team', role: 'maintainer' } }, user: person('Kit-Token') });
   t.notOk(fake.members.has('kit-token') || [...fake.invitations.values()].some((i) => i.login === 'Kit-Token'), 'nothing left in the organization');
   t.ok(fake.requests.every((r) => r.authorization === `token ${TOKEN}` || r.path.startsWith('/app/')), 'the token is sent as GitHub expects');
   t.same(violations(prismMark), [], 'Prism found no violation of the official description');
@@ -88,7 +95,7 @@ t.test('contract kit as a GitHub App installation, through Prism', async (t) => 
   fake.addTeam('kit-app-team');
   const before = fake.installationTokens.length;
   const mark = fake.requests.length;
-  await runContractKit(t, { definition: githubConnector, instance: connectApp(), entitlement: { id: 'ent-admin', target: { org: 'admin' } }, user: person('kit-app') });
+  await runContractKit(t, { definition: kitDefinition, instance: connectApp(), entitlement: { id: 'ent-admin', target: { org: 'admin' } }, user: person('kit-app') });
   const issued = fake.installationTokens.slice(before);
   t.equal(issued.length, 1, 'one installation token served the whole run');
   const sent = fake.requests.slice(mark).filter((r) => !r.path.startsWith('/app/'));
@@ -164,6 +171,50 @@ t.test('a user without a username is invited by email: listed, reconciled, cance
 
   const nobody = await expectError(c.createAccount!({ ...person(undefined, 'nomail'), email: undefined }), PermanentError);
   t.equal(nobody.kind, 'invalidInput');
+});
+
+t.test('updateAccount moves an email invitation to the username once it is known', async (t) => {
+  fake.addUser('Late-Name');
+  fake.addUser('other-name');
+  const mark = prism.output().length;
+  const c = connect();
+  const user = { ...person(undefined, 'latename'), email: 'late@example.com' };
+  t.same(await c.createAccount!(user), { status: 'applied', remoteId: 'email:late@example.com' });
+  const invitation = [...fake.invitations.values()].find((i) => i.email === 'late@example.com')!;
+  t.same(await c.updateAccount!('email:late@example.com', user), { status: 'alreadyApplied', remoteId: 'email:late@example.com' }, 'no username yet: nothing to move');
+
+  const named = { ...user, attributes: { ...user.attributes, [EXT]: { githubUsername: 'Late-Name' } } };
+  t.same(await c.updateAccount!('email:late@example.com', named), { status: 'applied', remoteId: 'late-name' }, 'moved to the login');
+  t.match([...fake.invitations.values()].find((i) => i.login === 'Late-Name'), { role: 'direct_member' }, 'the login has a pending membership with the invitation\'s role');
+  t.notOk(fake.invitations.has(invitation.id), 'the email invitation is cancelled');
+  t.same(await c.updateAccount!('late-name', named), { status: 'alreadyApplied', remoteId: 'late-name' }, 'the moved account is up to date');
+  t.same(await c.updateAccount!('email:late@example.com', named), { status: 'alreadyApplied', remoteId: 'late-name' }, 'a repeated move answers the same new remote id');
+  t.same(await c.updateAccount!('late-name', user), { status: 'alreadyApplied', remoteId: 'late-name' }, 'an emptied username attribute keeps the membership');
+
+  fake.accept('Late-Name');
+  fake.members.set('late-name', 'admin');
+  const renamed = { ...user, attributes: { ...user.attributes, [EXT]: { githubUsername: 'other-name' } } };
+  t.same(await c.updateAccount!('late-name', renamed), { status: 'applied', remoteId: 'other-name' }, 'a changed username moves the account');
+  t.match([...fake.invitations.values()].find((i) => i.login === 'other-name'), { role: 'admin' }, 'with the old login\'s organization role');
+  t.equal(fake.members.get('late-name'), 'admin', 'the old login is not removed');
+  t.same(await c.updateAccount!('late-name', renamed), { status: 'alreadyApplied', remoteId: 'other-name' });
+
+  t.same(await c.createAccount!({ ...person(undefined, 'moved'), email: 'old@example.com' }), { status: 'applied', remoteId: 'email:old@example.com' });
+  t.same(await c.updateAccount!('email:old@example.com', { ...person(undefined, 'moved'), email: 'new@example.com' }), { status: 'applied', remoteId: 'email:new@example.com' }, 'a changed address is invited instead');
+  t.same([...fake.invitations.values()].filter((i) => i.email?.endsWith('@example.com') && /^(old|new)@/.test(i.email)).map((i) => i.email), ['new@example.com']);
+
+  fake.inject({ match: /^DELETE \/orgs\/acme\/invitations\/\d+$/, status: 404, body: { message: 'Not Found', documentation_url: 'https://docs.github.com/rest' } });
+  const withLogin = { ...person('moved-late', 'moved'), email: 'new@example.com' };
+  const unknown = await expectError(c.updateAccount!('email:new@example.com', withLogin), PermanentError);
+  t.equal(unknown.kind, 'notFound', 'a login GitHub does not know is a permanent failure');
+  t.match(unknown.message, /no GitHub user "moved-late"/, 'saying so');
+  t.equal(fake.faults.length, 1, 'nothing was cancelled');
+  fake.addUser('moved-late');
+  t.same(await c.updateAccount!('email:new@example.com', withLogin), { status: 'applied', remoteId: 'moved-late' }, 'an invitation already gone (404 on cancel) is fine');
+  t.equal(fake.faults.length, 0, 'the cancel met the 404');
+  fake.removeMember('late-name');
+  for (const id of ['other-name', 'moved-late']) await c.disableAccount!(id);
+  t.same(violations(mark), [], 'Prism found no violation of the official description');
 });
 
 t.test('deprovision policies: removeFromOrg and teamsOnly', async (t) => {
