@@ -3,7 +3,8 @@
  * SCIM and admin API) against the fake GitHub behind Prism: a rule puts SCIM users into a team,
  * GitHub's primary and secondary rate limits are waited out and retried until they pass, a 403
  * stops cleanly with its reason on the account, deactivation removes the person from the
- * organization, and reconciliation finds drift made directly in GitHub and fixes it in enforce mode.
+ * organization, reconciliation finds drift made directly in GitHub and fixes it in enforce mode, and
+ * a user invited by email moves to their username when the directory sends it later.
  */
 import t from 'tap';
 import { userBody } from '../../helpers/gateway.js';
@@ -116,6 +117,55 @@ t.test('deactivation removes the person from the organization', async (t) => {
     return a?.state === 'disabled' ? a : undefined;
   }, 30_000, 'the account to be recorded as disabled');
   t.match(account, { connectorId: 'gh', lastError: null });
+});
+
+t.test('a user invited by email moves to their username when the directory sends it', async (t) => {
+  // A second instance on the same organization reads the username from nickName, which Okta-style
+  // directories fill in after the first push.
+  await api('PUT', '/api/connectors/gh-late', { id: 'gh-late', type: 'github', config: { baseUrl: prism.url, org: 'acme', token: 'env:GH_ENGINE_TEST_TOKEN', usernameAttribute: 'nickName' } });
+  fake.addTeam('platform');
+  fake.addUser('Dave-GH');
+  await api('POST', '/api/entitlements', { connectorId: 'gh-late', name: 'member', target: { org: 'member' } }, 201);
+  await api('POST', '/api/entitlements', { connectorId: 'gh-late', name: 'platform', target: { team: 'platform' } }, 201);
+  for (const [group, entitlement] of [['Acme', 'gh-late/member'], ['Platform', 'gh-late/platform']] as const) {
+    await api('POST', '/scim/v2/Groups', { schemas: [GROUP], displayName: group }, 201);
+    await api('POST', '/api/rules', { name: group.toLowerCase(), group, entitlements: [entitlement] }, 201);
+  }
+  const join = async (displayName: string, userId: string) => {
+    const [group] = (await api('GET', `/scim/v2/Groups?filter=${encodeURIComponent(`displayName eq "${displayName}"`)}`)).Resources;
+    await api('PATCH', `/scim/v2/Groups/${group.id}`, { schemas: [PATCH], Operations: [{ op: 'add', path: 'members', value: [{ value: userId }] }] });
+  };
+  const account = async () => ((await api('GET', `/api/users/${ids.dave}/provisioning`)) as Array<{ connectorId: string; remoteId: string | null; lastError: string | null }>).find((a) => a.connectorId === 'gh-late');
+  const emailInvitation = () => [...fake.invitations.values()].find((i) => i.email === 'dave.late@example.com');
+
+  ids.dave = (await api('POST', '/scim/v2/Users', userBody('dave', { emails: [{ value: 'dave.late@example.com', primary: true }] }), 201)).id as string;
+  await join('Acme', ids.dave);
+  await eventually(async () => {
+    const { rows } = await database.db.query('SELECT 1 FROM account_grants WHERE user_id = $1', [ids.dave]);
+    return rows.length === 1 && emailInvitation();
+  }, 60_000, 'dave invited by email, holding the org entitlement');
+  t.match(await account(), { remoteId: 'email:dave.late@example.com', lastError: null });
+
+  await join('Platform', ids.dave);
+  const error = await eventually(async () => (await account())?.lastError, 60_000, 'the team grant to fail');
+  t.match(error, /has no GitHub username yet/, 'a team cannot be given to an email invitation');
+
+  await api('PATCH', `/scim/v2/Users/${ids.dave}`, { schemas: [PATCH], Operations: [{ op: 'add', path: 'nickName', value: 'Dave-GH' }] });
+  const pending = () => [...fake.invitations.values()].find((i) => i.login === 'Dave-GH');
+  await eventually(async () => pending()?.teams.get('platform') === 'member', 60_000, 'the login to be invited into the organization and the team');
+  t.match(await account(), { remoteId: 'dave-gh', state: 'active' }, 'the account moved to the login');
+  t.notOk(emailInvitation(), 'the email invitation is cancelled');
+  t.equal(pending()?.role, 'direct_member', 'the login has the role the invitation had');
+  const orgLookups = fake.requests.filter((r) => r.method === 'GET' && r.path === '/orgs/acme/memberships/dave-gh').length;
+  t.ok(orgLookups >= 2, `the org entitlement applied to the invitation was granted again to the login (${orgLookups} lookups)`);
+  const recorded = await eventually(async () => {
+    const { rows } = await database.db.query<{ n: number }>('SELECT count(*)::int AS n FROM account_grants WHERE user_id = $1', [ids.dave]);
+    return rows[0]!.n === 2 ? rows[0]!.n : undefined;
+  }, 30_000, 'both entitlements to be recorded as applied');
+  t.equal(recorded, 2);
+  t.match(await account(), { remoteId: 'dave-gh', lastError: null });
+  fake.accept('Dave-GH');
+  t.equal(fake.teams.get('platform')!.members.get('dave-gh'), 'member', 'once accepted, dave is in the team');
 });
 
 t.test('the official description was respected throughout', async (t) => {
