@@ -9,6 +9,7 @@
  * (certificates this connector issued, to tell them from ones issued by hand) and `crl-index.sha256`
  * (the index.txt the current CRL was generated from).
  */
+import { execFile } from 'node:child_process';
 import { X509Certificate, createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -34,6 +35,19 @@ export interface AccountOptions {
   ttlMs?: number | undefined;
   pageSize: number;
   log: ConnectorLogger;
+  /** Validity of a generated CRL in days; one with less than a third of it left is renewed. */
+  crlDays: number;
+}
+
+/** When the CRL in `path` stops being valid (its nextUpdate), or undefined when it cannot be read. */
+async function crlNextUpdate(path: string): Promise<Date | undefined> {
+  return await new Promise((resolve) => {
+    execFile('openssl', ['crl', '-noout', '-nextupdate', '-in', path], { timeout: 10_000 }, (err, stdout) => {
+      const m = err ? null : /nextUpdate=(.+)/.exec(stdout);
+      const at = m ? Date.parse(m[1]!.trim()) : NaN;
+      resolve(Number.isNaN(at) ? undefined : new Date(at));
+    });
+  });
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -131,8 +145,9 @@ export class AccountOperations {
   }
 
   /**
-   * Regenerates the CRL when index.txt changed since the last one, and installs it at crlPath when
-   * the installed file differs; answers whether anything changed.
+   * Regenerates the CRL when index.txt changed since the last one, or when it has less than a third
+   * of its validity left (OpenVPN refuses every client once the installed CRL expires), and installs
+   * it at crlPath when the installed file differs; answers whether anything changed.
    */
   async refreshCrl(op: string): Promise<boolean> {
     const index = await readFile(this.rsa.path('index.txt'));
@@ -140,7 +155,9 @@ export class AccountOperations {
     const marker = join(this.stateDir, 'crl-index.sha256');
     const crlFile = this.rsa.path('crl.pem');
     let changed = false;
-    if ((await readIfExists(marker))?.trim() !== digest || !(await exists(crlFile))) {
+    const renewBefore = Date.now() + (this.opts.crlDays * 86_400_000) / 3;
+    const stale = async () => ((await crlNextUpdate(crlFile))?.getTime() ?? 0) < renewBefore;
+    if ((await readIfExists(marker))?.trim() !== digest || !(await exists(crlFile)) || (await stale())) {
       await this.rsa.run(op, ['gen-crl']);
       await writeAtomically(marker, `${digest}\n`, 0o600);
       changed = true;
@@ -271,6 +288,11 @@ export class AccountOperations {
   async list(cursor?: string): Promise<Page<RemoteAccount>> {
     const op = 'listAccounts';
     if (cursor !== undefined && (cursor === '' || cursor.length > 256)) throw new PermanentError(`openvpn: ${op}: invalid cursor`, 'invalidCursor');
+    // Each reconciliation starts here, so a scheduled reconcile keeps the CRL from expiring.
+    if (cursor === undefined) {
+      const renewed = await this.locked(() => this.refreshCrl(op));
+      if (renewed) this.opts.log.info('openvpn: CRL renewed and installed', { crlPath: this.opts.crlPath });
+    }
     const byName = new Map<string, IndexEntry[]>();
     for (const e of await this.rsa.readIndex()) {
       if (!e.commonName) continue;

@@ -163,6 +163,7 @@ export const openvpnConnector = defineConnector({
       ttlMs: config.ttlMs,
       pageSize: config.pageSize ?? DEFAULT_PAGE_SIZE,
       log,
+      crlDays: config.crlDays ?? 180,
     });
 
     return {

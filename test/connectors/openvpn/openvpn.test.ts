@@ -345,3 +345,25 @@ t.test('no secret appears in any error or log line', async (t) => {
   t.notOk(everything.includes('PRIVATE KEY'), 'not a private key');
   t.notOk(everything.includes('https://gateway.test/downloads/'), 'not a download link');
 });
+
+t.test('a CRL near its end is renewed by the next reconciliation', async (t) => {
+  const p = await createTestPki('ovpn-crl');
+  t.teardown(() => p.close());
+  const DAY = 86_400_000;
+  const nextUpdate = async (path: string) => Date.parse(/nextUpdate=(.+)/.exec((await run('openssl', ['crl', '-noout', '-nextupdate', '-in', path])).stdout)![1]!);
+  const { instance } = connect(baseConfig(p));
+  await collectPages((cursor) => instance.listAccounts!(cursor));
+  const fresh = await nextUpdate(p.crlPath);
+  t.ok(fresh > Date.now() + 170 * DAY, 'a fresh CRL is valid for crlDays (180)');
+
+  // An administrator's CRL, or one left alone for months: one day left.
+  await p.easyrsa(['gen-crl'], { EASYRSA_CRL_DAYS: '1' });
+  await writeFile(p.crlPath, await readFile(join(p.pkiDir, 'crl.pem')));
+  const soon = await nextUpdate(p.crlPath);
+  t.ok(soon < Date.now() + 2 * DAY, 'the installed CRL ends tomorrow');
+  await instance.listAccounts!('zzz');
+  t.equal(await nextUpdate(p.crlPath), soon, 'a later page of a listing leaves it alone');
+  await instance.listAccounts!();
+  t.ok((await nextUpdate(p.crlPath)) > Date.now() + 170 * DAY, 'the first page of the next reconciliation renews and installs it');
+  t.ok((await p.verify(p.serverCert)).ok, 'and it verifies against the CA');
+});
