@@ -11,9 +11,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { createTestDatabase } from '../helpers/db.js';
-import { startTestGateway } from '../helpers/gateway.js';
-import { eventually, testTemporal } from '../helpers/temporal.js';
+import { startTestStack } from '../helpers/stack.js';
+import { eventually } from '../helpers/temporal.js';
 import { startFakeGitHub } from './github/fake-github.js';
 import { startPrism } from './github/prism.js';
 import { startFakeGoogle } from './google-groups/fake-google.js';
@@ -41,16 +40,7 @@ t.teardown(() => google.close());
 process.env.OKTA_E2E_GH_TOKEN = GH_TOKEN;
 process.env.OKTA_E2E_GOOGLE_KEY = google.serviceAccount.keyJson();
 
-const database = await createTestDatabase(t);
-const temporal = await testTemporal(t);
-const gw = await startTestGateway(t, {
-  database,
-  temporalAddress: temporal.address,
-  taskQueue: temporal.taskQueue,
-  scopes: ['scim:read', 'scim:write', 'admin'],
-  env: { USER_SYNC_IDLE_MS: '500', SCIM_EXTENSIONS_FILE: extensions },
-});
-await temporal.startWorker(database.newPool());
+const { gw } = await startTestStack(t, { idleMs: 500, env: { SCIM_EXTENSIONS_FILE: extensions } });
 const api = gw.call;
 
 const ENG_GROUP = 'eng@example.com';

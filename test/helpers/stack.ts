@@ -17,7 +17,7 @@ export interface TestStack {
   gw: TestGateway;
 }
 
-export async function startTestStack(t: Teardown, opts: { idleMs: number; worker?: boolean }): Promise<TestStack> {
+export async function startTestStack(t: Teardown, opts: { idleMs: number; worker?: boolean; env?: Record<string, string> }): Promise<TestStack> {
   const database = await createTestDatabase(t);
   const temporal = await testTemporal(t);
   const gw = await startTestGateway(t, {
@@ -25,7 +25,7 @@ export async function startTestStack(t: Teardown, opts: { idleMs: number; worker
     temporalAddress: temporal.address,
     taskQueue: temporal.taskQueue,
     scopes: ['scim:read', 'scim:write', 'admin'],
-    env: { USER_SYNC_IDLE_MS: String(opts.idleMs) },
+    env: { USER_SYNC_IDLE_MS: String(opts.idleMs), ...opts.env },
   });
   if (opts.worker !== false) await temporal.startWorker(database.newPool());
   return { database, temporal, gw };
