@@ -22,7 +22,7 @@ import { createTestDatabase } from '../../helpers/db.js';
 import { startTestGateway, userBody } from '../../helpers/gateway.js';
 import { eventually, testTemporal, workflowBundle } from '../../helpers/temporal.js';
 import { startNoticeReceiver } from '../../gateway/delivery/notice-receiver.js';
-import { FAST_KEY_CONFIG, createTestPki, type TestPki } from './test-pki.js';
+import { connectorConfig, createTestPki, type TestPki } from './test-pki.js';
 
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
 const PATCH = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
@@ -55,16 +55,6 @@ t.teardown(async () => {
   await connection.close();
 });
 
-function connectorConfig(p: TestPki, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    pkiDir: p.pkiDir,
-    crlPath: p.crlPath,
-    ccdDir: p.ccdDir,
-    profile: { remotes: [{ host: 'vpn.example.test', port: 1194, proto: 'udp' }], verifyServerName: 'server', tlsCrypt: `file:${p.tlsCryptPath}` },
-    ...FAST_KEY_CONFIG,
-    ...extra,
-  };
-}
 
 /** What one provisioned user received, for later checks. */
 interface Provisioned {

@@ -19,7 +19,7 @@ import { collectPages, runContractKit, sampleUser } from '../../../connectors/sd
 import { PermanentError, TransientError, type AccountInput, type Artifact, type RemoteAccount } from '../../../connectors/sdk/contract.js';
 import { validateConfig } from '../../../connectors/sdk/registry.js';
 import { createSecretResolver } from '../../../connectors/sdk/secrets.js';
-import { FAST_KEY_CONFIG, createTestPki, type TestPki } from './test-pki.js';
+import { connectorConfig, createTestPki, type TestPki } from './test-pki.js';
 import { errorRecorder } from '../../helpers/errors.js';
 
 const run = promisify(execFile);
@@ -35,13 +35,7 @@ interface Delivered {
 }
 
 function baseConfig(p: TestPki = pki): Record<string, unknown> {
-  return {
-    pkiDir: p.pkiDir,
-    crlPath: p.crlPath,
-    ccdDir: p.ccdDir,
-    profile: { remotes: [{ host: 'vpn.example.test', port: 1194, proto: 'udp' }], verifyServerName: 'server', tlsCrypt: `file:${p.tlsCryptPath}` },
-    ...FAST_KEY_CONFIG,
-  };
+  return connectorConfig(p);
 }
 
 const logLines: string[] = [];

@@ -35,6 +35,18 @@ export interface TestPki {
   close(): Promise<void>;
 }
 
+/** The openvpn connector's configuration for a test PKI (profile for vpn.example.test, tls-crypt, fast keys). */
+export function connectorConfig(p: TestPki, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    pkiDir: p.pkiDir,
+    crlPath: p.crlPath,
+    ccdDir: p.ccdDir,
+    profile: { remotes: [{ host: 'vpn.example.test', port: 1194, proto: 'udp' }], verifyServerName: 'server', tlsCrypt: `file:${p.tlsCryptPath}` },
+    ...FAST_KEY_CONFIG,
+    ...extra,
+  };
+}
+
 export async function createTestPki(name = 'ovpn'): Promise<TestPki> {
   const dir = await mkdtemp(join(tmpdir(), `${name}-`));
   const pkiDir = join(dir, 'pki');
