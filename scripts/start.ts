@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import pino from 'pino';
 import { exitOnConfigError, loadGatewayConfig } from '../gateway/config.js';
-import { EMBEDDED_POOL_SIZE, startEmbeddedPostgres, type EmbeddedPostgres } from '../gateway/db/embedded.js';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../gateway/db/embedded.js';
 import { DatabaseUnreachableError, connectPool, type Db } from '../gateway/db/pool.js';
 import { closeOnSignals, startGateway } from '../gateway/server.js';
 import { ProvisioningFileError } from '../gateway/provisioning/declarative.js';
@@ -46,7 +46,7 @@ async function main(): Promise<void> {
       const pg: EmbeddedPostgres = await startEmbeddedPostgres({ dataDir: join(dataDir, 'pglite') });
       cleanups.push(() => pg.stop());
       databaseUrl = pg.url;
-      sharedDb = await connectPool(databaseUrl, EMBEDDED_POOL_SIZE);
+      sharedDb = await pg.connect();
     }
 
     let temporalAddress = config.temporalAddress;

@@ -31,16 +31,40 @@ export function redactDatabaseUrl(databaseUrl: string): string {
 // bigint (int8) columns come back as JS numbers: ids and counters stay far below 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 
-export function createPool(databaseUrl: string, max = 10): Db {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max, connectionTimeoutMillis: 10_000 });
+/** How a pool talks to its server; the defaults suit PostgreSQL. */
+export interface PoolOptions {
+  /**
+   * false: every query is sent as an unnamed statement, even through {@link queryPrepared}. For
+   * servers whose session outlives the wire connection (the embedded database, see embedded.ts),
+   * where `pg`'s per-connection record of named statements cannot match the session's.
+   */
+  namedStatements?: boolean;
+  /** Milliseconds an idle connection stays open; 0 keeps it for the life of the pool. Default 10 s. */
+  idleTimeoutMillis?: number;
+}
+
+/** Pools, and the clients they hand out, that must not use named statements. */
+const unnamedOnly = new WeakSet<object>();
+
+export function createPool(databaseUrl: string, max = 10, opts: PoolOptions = {}): Db {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max,
+    connectionTimeoutMillis: 10_000,
+    idleTimeoutMillis: opts.idleTimeoutMillis ?? 10_000,
+  });
   // An idle client losing its connection must not crash the process; the next checkout reconnects.
   pool.on('error', () => {});
+  if (opts.namedStatements === false) {
+    unnamedOnly.add(pool);
+    pool.on('connect', (client) => unnamedOnly.add(client));
+  }
   return pool;
 }
 
 /** Opens a pool and proves it works with one round trip, so a bad DATABASE_URL fails at start-up. */
-export async function connectPool(databaseUrl: string, max = 10): Promise<Db> {
-  const pool = createPool(databaseUrl, max);
+export async function connectPool(databaseUrl: string, max = 10, opts: PoolOptions = {}): Promise<Db> {
+  const pool = createPool(databaseUrl, max, opts);
   try {
     await pool.query('SELECT 1');
   } catch (err) {
@@ -74,9 +98,10 @@ const MAX_NAMED_STATEMENTS = 500;
  * instead of on every call. Worth it for the hot, fixed-shape queries of the SCIM read and write
  * paths, whose planning costs more than their execution. Only the first MAX_NAMED_STATEMENTS
  * distinct texts get names (filters of unusual shapes run unnamed), which bounds the memory they
- * take on each server connection.
+ * take on each server connection. Pools made with `namedStatements: false` run every text unnamed.
  */
 export async function queryPrepared<R extends pg.QueryResultRow>(db: Db | Tx, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+  if (unnamedOnly.has(db)) return await db.query<R>(text, values);
   let name = named.get(text);
   if (name === undefined) {
     if (named.size >= MAX_NAMED_STATEMENTS) return await db.query<R>(text, values);

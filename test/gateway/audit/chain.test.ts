@@ -8,9 +8,9 @@ import { runner } from 'node-pg-migrate';
 import pg from 'pg';
 import t from 'tap';
 import { verifyAuditChain } from '../../../gateway/audit/chain.js';
-import { EMBEDDED_POOL_SIZE, startEmbeddedPostgres } from '../../../gateway/db/embedded.js';
+import { startEmbeddedPostgres } from '../../../gateway/db/embedded.js';
 import { migrate, MIGRATIONS_DIR } from '../../../gateway/db/migrate.js';
-import { connectPool, type Db } from '../../../gateway/db/pool.js';
+import type { Db } from '../../../gateway/db/pool.js';
 import { createTestDatabase } from '../../helpers/db.js';
 
 const INSERT = 'INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, before, after) VALUES ($1, $2, $3, $4, $5, $6, $7)';
@@ -290,7 +290,7 @@ t.test('the chain on PGlite, the embedded database', async (t) => {
   const embedded = await startEmbeddedPostgres({});
   t.teardown(() => embedded.stop());
   t.ok((await migrate(embedded.url)).includes('1732170000005_audit-chain'));
-  const db = await connectPool(embedded.url, EMBEDDED_POOL_SIZE);
+  const db = await embedded.connect();
   t.teardown(() => db.end());
   await insertEvents(db, 5);
   await db.query(`INSERT INTO audit_events (actor, action, resource_type, after) SELECT 'bulk', 'bulk.' || g, 'Thing', jsonb_build_object('g', g) FROM generate_series(1, 3) g`);

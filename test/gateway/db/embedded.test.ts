@@ -4,8 +4,8 @@
  */
 import t from 'tap';
 import { migrate } from '../../../gateway/db/migrate.js';
-import { EMBEDDED_POOL_SIZE, startEmbeddedPostgres } from '../../../gateway/db/embedded.js';
-import { connectPool } from '../../../gateway/db/pool.js';
+import { startEmbeddedPostgres } from '../../../gateway/db/embedded.js';
+import { connectPool, queryPrepared } from '../../../gateway/db/pool.js';
 import { startTestGateway, userBody } from '../../helpers/gateway.js';
 import { uniqueTaskQueue } from '../../helpers/temporal.js';
 import { OutboxDispatcher } from '../../../gateway/outbox/dispatcher.js';
@@ -17,7 +17,7 @@ t.test('migrations, SCIM writes and the outbox on PGlite', async (t) => {
   t.same(await migrate(pg.url), [], 'a second run applies nothing');
 
   // One connection for everything, as `npm start` does (see gateway/db/embedded.ts).
-  const shared = await connectPool(pg.url, EMBEDDED_POOL_SIZE);
+  const shared = await pg.connect();
   const database = { url: pg.url, name: 'embedded', db: shared, newPool: () => shared };
   t.teardown(() => shared.end().catch(() => {}));
   const gw = await startTestGateway(t, { database, temporalAddress: '127.0.0.1:1', taskQueue: uniqueTaskQueue(), dispatchOutbox: false });
@@ -51,3 +51,75 @@ t.test('migrations, SCIM writes and the outbox on PGlite', async (t) => {
   t.same(claimed.rows, [{ attempts: 1, n: 40 }], 'every row claimed exactly once by one of the two');
 });
 
+
+t.test('one session behind every connection: a new connection never meets statements an old one left', async (t) => {
+  const pg = await startEmbeddedPostgres({});
+  t.teardown(() => pg.stop());
+  await migrate(pg.url);
+  const text = 'SELECT count(*)::int AS n FROM users WHERE lower(user_name) = lower($1)';
+
+  // What `pg` does against PostgreSQL (one session per connection) is wrong here: a statement named
+  // on one connection is still in the session when the next connection asks for the same name.
+  const named = await connectPool(pg.url, 1);
+  await named.query({ name: 'embedded_probe', text, values: ['a'] });
+  await named.end();
+  const fresh = await connectPool(pg.url, 1);
+  t.teardown(() => fresh.end().catch(() => {}));
+  await t.rejects(fresh.query({ name: 'embedded_probe', text, values: ['a'] }), /already exists/, 'the session outlives the connection');
+  await fresh.end();
+
+  // The embedded pool names nothing, so a failed query (after which pg-pool replaces the
+  // connection) and an idle timeout leave nothing behind.
+  const pool = await pg.connect();
+  t.teardown(() => pool.end().catch(() => {}));
+  for (let round = 0; round < 3; round++) {
+    t.same((await queryPrepared(pool, text, ['nobody'])).rows, [{ n: 0 }], `round ${round}: the hot-path helper runs`);
+    await t.rejects(pool.query('SELECT * FROM no_such_table'), /does not exist/, `round ${round}: a failed query`);
+  }
+  t.same((await queryPrepared(pool, text, ['nobody'])).rows, [{ n: 0 }], 'still answers after three replaced connections');
+});
+
+t.test('the embedded default under concurrency: duplicates and failures mixed in, then 1,000 creates', async (t) => {
+  const pg = await startEmbeddedPostgres({});
+  t.teardown(() => pg.stop());
+  await migrate(pg.url);
+  const shared = await pg.connect();
+  t.teardown(() => shared.end().catch(() => {}));
+  const database = { url: pg.url, name: 'embedded', db: shared, newPool: () => shared };
+  const gw = await startTestGateway(t, { database, temporalAddress: '127.0.0.1:1', taskQueue: uniqueTaskQueue(), dispatchOutbox: false });
+  const post = (payload: unknown) => gw.scim({ method: 'POST', url: '/scim/v2/Users', payload: payload as object });
+
+  // 16 at once: 8 distinct users, each sent twice (one of each pair must be 409), plus lookups and
+  // bodies the database itself refuses.
+  const mixed = await Promise.all([
+    ...Array.from({ length: 8 }, (_, i) => post(userBody(`burst.${i}@example.com`))),
+    ...Array.from({ length: 8 }, (_, i) => post(userBody(`BURST.${i}@example.com`))),
+    ...Array.from({ length: 4 }, (_, i) => gw.scim({ method: 'GET', url: `/scim/v2/Users?filter=${encodeURIComponent(`userName eq "burst.${i}@example.com"`)}` })),
+    gw.scim({ method: 'GET', url: '/scim/v2/Users/00000000-0000-0000-0000-000000000000' }),
+    post({ schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'] }),
+  ]);
+  const statuses = mixed.map((r) => r.statusCode);
+  for (let i = 0; i < 8; i++) {
+    t.same([statuses[i], statuses[i + 8]].sort(), [201, 409], `burst.${i}: one create, one 409 (${mixed[i]!.body} / ${mixed[i + 8]!.body})`);
+  }
+  t.same(statuses.slice(16, 20), [200, 200, 200, 200], 'lookups answer');
+  t.equal(statuses[20], 404, 'an unknown id is 404');
+  t.equal(statuses[21], 400, 'a user without userName is 400');
+
+  // Then 1,000 creates, 25 at a time, with a duplicate every 50th: every answer is the right one.
+  const answers = new Map<number, number>();
+  for (let start = 0; start < 1000; start += 25) {
+    const batch = await Promise.all(
+      Array.from({ length: 25 }, (_, k) => {
+        const i = start + k;
+        const name = i % 50 === 49 ? `burst.${i % 8}@example.com` : `wave.${i}@example.com`;
+        return post(userBody(name)).then((r) => [i, r.statusCode] as const);
+      }),
+    );
+    for (const [i, status] of batch) answers.set(i, status);
+  }
+  const wrong = [...answers].filter(([i, status]) => status !== (i % 50 === 49 ? 409 : 201));
+  t.same(wrong, [], 'every create is 201 and every duplicate 409; no 500');
+  const counts = await shared.query('SELECT (SELECT count(*) FROM users)::int AS users, (SELECT count(*) FROM outbox)::int AS outbox');
+  t.same(counts.rows[0], { users: 8 + 980, outbox: 8 + 980 }, 'each user stored once, with its outbox row');
+});

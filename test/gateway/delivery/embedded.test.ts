@@ -3,9 +3,8 @@
  * the same statements create, serve once under concurrency, and purge.
  */
 import t from 'tap';
-import { EMBEDDED_POOL_SIZE, startEmbeddedPostgres } from '../../../gateway/db/embedded.js';
+import { startEmbeddedPostgres } from '../../../gateway/db/embedded.js';
 import { migrate } from '../../../gateway/db/migrate.js';
-import { connectPool } from '../../../gateway/db/pool.js';
 import { loadWorkerConfig } from '../../../gateway/config.js';
 import { deliveryFactory, purgeDeliveries } from '../../../gateway/delivery/index.js';
 import { startTestGateway, userBody } from '../../helpers/gateway.js';
@@ -18,7 +17,7 @@ t.test('create, download once, purge on PGlite', async (t) => {
   const pg = await startEmbeddedPostgres({});
   t.teardown(() => pg.stop());
   await migrate(pg.url);
-  const shared = await connectPool(pg.url, EMBEDDED_POOL_SIZE);
+  const shared = await pg.connect();
   t.teardown(() => shared.end().catch(() => {}));
   const database = { url: pg.url, name: 'embedded', db: shared, newPool: () => shared };
   const gw = await startTestGateway(t, { database, temporalAddress: '127.0.0.1:1', taskQueue: uniqueTaskQueue(), dispatchOutbox: false });

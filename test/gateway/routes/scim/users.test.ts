@@ -66,6 +66,25 @@ t.test('userName is unique case-insensitively: 409 uniqueness, nothing stored', 
   t.equal(after.rows[0].n, before.rows[0].n, 'a refused write leaves no outbox message');
 });
 
+t.test('a refused create leaves the server accepting new users (an IdP sends duplicates as a matter of course)', async (t) => {
+  // Runs on both databases (TEST_DATABASE=embedded included): the embedded one once refused every
+  // create after the first failed statement.
+  await create('seq.x1@example.com');
+  const dup = await gw.scim({ method: 'POST', url: '/scim/v2/Users', payload: userBody('seq.x1@example.com') });
+  t.equal(dup.statusCode, 409, 'the duplicate is refused');
+  const found = await gw.scim({ method: 'GET', url: `/scim/v2/Users?filter=${encodeURIComponent('userName eq "SEQ.X1@EXAMPLE.COM"')}` });
+  t.equal(found.statusCode, 200);
+  t.equal(found.json().totalResults, 1);
+  for (const name of ['seq.x2@example.com', 'seq.x3@example.com', 'seq.x4@example.com']) {
+    const res = await gw.scim({ method: 'POST', url: '/scim/v2/Users', payload: userBody(name) });
+    t.equal(res.statusCode, 201, `${name} after the refused duplicate: ${res.body}`);
+  }
+  const again = await gw.scim({ method: 'POST', url: '/scim/v2/Users', payload: userBody('SEQ.X2@example.com') });
+  t.equal(again.statusCode, 409, 'a second refusal');
+  const after = await gw.scim({ method: 'POST', url: '/scim/v2/Users', payload: userBody('seq.x5@example.com') });
+  t.equal(after.statusCode, 201, `and a create after it: ${after.body}`);
+});
+
 t.test('application/json is accepted too', async (t) => {
   const res = await gw.scim({
     method: 'POST',
