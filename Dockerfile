@@ -1,19 +1,21 @@
-# One image for both processes of the production stack: the gateway (`npm run gateway`, the
-# default) and the Temporal worker (`npm run worker`). tsx runs the TypeScript sources directly and
-# is a runtime dependency, so dev dependencies are left out.
-FROM node:20-bookworm-slim
+# One image for both processes of the production stack: the gateway (the default command) and the
+# Temporal worker (`node dist/workflows/worker.js`). The TypeScript sources are compiled and the
+# workflow code bundled at build time (npm run build:dist); the final stage holds the compiled
+# JavaScript and the production dependencies only, and runs as the unprivileged `node` user.
 
-ENV NODE_ENV=production
-WORKDIR /app
-
-# Dependencies first, so a source-only change reuses this layer.
+FROM node:24.22.3-bookworm-slim AS build
+WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev && npm cache clean --force
-
+RUN npm ci
 COPY . .
+RUN npm run build:dist && npm prune --omit=dev
 
-# The sources stay owned by root: the unprivileged user can read them but not change them.
+FROM node:24.22.3-bookworm-slim
+WORKDIR /app
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist ./dist
+COPY package.json ./
+# Everything stays owned by root: the unprivileged user can read the code but not change it.
 USER node
-
 EXPOSE 8080
-CMD ["npm", "run", "gateway"]
+CMD ["node", "dist/gateway/server.js"]

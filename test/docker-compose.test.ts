@@ -47,7 +47,7 @@ const packageJson = JSON.parse(readFileSync(new URL('package.json', root), 'utf8
 };
 
 /** Values substituted for host variables when the file is interpolated the way `docker compose` does. */
-const HOST_ENV: Record<string, string> = { SCIM_TOKEN: 'test-token-0123456789abcdef' };
+const HOST_ENV: Record<string, string> = { SCIM_TOKEN: 'test-token-0123456789abcdef', ADMIN_TOKEN: 'admin-token-0123456789abcdef' };
 
 /** Compose interpolation: `$$` is a literal `$`; `${VAR}`, `${VAR:-default}`, `${VAR:?error}` read the host. */
 function interpolate(value: string, hostEnv: Record<string, string> = HOST_ENV): string {
@@ -274,6 +274,7 @@ t.test('the gateway and worker environments pass the real configuration loader',
   t.doesNotThrow(() => requireExternalServices(gw), 'gateway has DATABASE_URL and TEMPORAL_ADDRESS');
   t.equal(gw.port, 8080);
   t.equal(gw.scimToken, HOST_ENV.SCIM_TOKEN);
+  t.equal(gw.adminToken, HOST_ENV.ADMIN_TOKEN, 'the admin API is usable');
   t.equal(gw.publicUrl, 'http://localhost:8080');
   t.equal(gw.temporalUiUrl, 'http://localhost:8233');
 
@@ -291,18 +292,20 @@ t.test('host variables are required or defaulted, and shell `$` is escaped', asy
   t.throws(() => interpolate(envOf(svc('gateway')).SCIM_TOKEN ?? '', {}), /SCIM_TOKEN is not set/);
 });
 
-t.test('commands are package.json scripts', async (t) => {
-  t.equal(commandOf(svc('gateway')), 'npm run gateway');
-  t.equal(commandOf(svc('worker')), 'npm run worker');
+t.test('commands run the compiled build with plain node', async (t) => {
+  t.equal(commandOf(svc('gateway')), 'node dist/gateway/server.js');
+  t.equal(commandOf(svc('worker')), 'node dist/workflows/worker.js');
+  const build = JSON.parse(readFileSync(new URL('tsconfig.build.json', root), 'utf8')) as { include: string[] };
   for (const name of APP_SERVICES) {
-    const script = /^npm run (\S+)$/.exec(commandOf(svc(name)))?.[1];
-    t.ok(script && packageJson.scripts[script], `${name}: script "${script}" exists`);
-    // The image installs production dependencies only; the scripts run through tsx.
-    if (script && packageJson.scripts[script]?.startsWith('tsx ')) {
-      t.ok(packageJson.dependencies.tsx, `${name}: tsx is a runtime dependency`);
-    }
+    const file = /^node dist\/(\S+)\.js$/.exec(commandOf(svc(name)))?.[1];
+    t.ok(file && existsSync(new URL(`${file}.ts`, root)), `${name}: dist/${file}.js is compiled from ${file}.ts`);
+    t.ok(file && build.include.some((inc) => file.startsWith(inc)), `${name}: ${file}.ts is part of the build`);
   }
+  t.ok(packageJson.scripts['build:dist'], 'the image builds with npm run build:dist');
   t.equal(svc('worker').deploy?.replicas, 2, 'two workers share the task queue');
+  const workerEnvFiles = (svc('worker') as { env_file?: Array<{ path: string; required?: boolean }> }).env_file ?? [];
+  t.same(workerEnvFiles, [{ path: './connector-secrets.env', required: false }], 'the workers read connector secrets from a file of their own');
+  t.notOk((svc('gateway') as { env_file?: unknown }).env_file, 'the gateway never sees connector secrets');
 });
 
 t.test('the build context has its Dockerfile', async (t) => {
@@ -318,9 +321,14 @@ t.test('the build context has its Dockerfile', async (t) => {
     t.ok(existsSync(new URL(b.dockerfile, context)), `${name}: ${b.dockerfile} exists in the context`);
   }
   const dockerfile = readFileSync(new URL('Dockerfile', root), 'utf8');
-  t.match(dockerfile, /^FROM node:20-bookworm-slim$/m);
-  t.match(dockerfile, /npm ci --omit=dev/);
+  const nodeVersion = readFileSync(new URL('.node-version', root), 'utf8').trim();
+  const froms = [...dockerfile.matchAll(/^FROM (\S+)/gm)].map((m) => m[1]);
+  t.same(froms, [`node:${nodeVersion}-bookworm-slim`, `node:${nodeVersion}-bookworm-slim`], 'both stages run the Node.js of .node-version');
+  t.match(dockerfile, /^RUN npm ci$/m, 'the build installs the committed lock exactly');
+  t.match(dockerfile, /npm run build:dist && npm prune --omit=dev/, 'compiled at build time; dev dependencies left out');
+  t.match(dockerfile, /^COPY --from=build \/src\/dist \.\/dist$/m, 'the final stage holds the compiled code, not the sources');
   t.match(dockerfile, /^USER node$/m);
+  t.match(dockerfile, /^CMD \["node", "dist\/gateway\/server\.js"\]$/m);
   const ignore = existsSync(new URL('.dockerignore', root)) ? readFileSync(new URL('.dockerignore', root), 'utf8') : '';
   t.match(ignore, /^node_modules\/?$/m, '.dockerignore keeps the host node_modules out of the image');
 });

@@ -5,6 +5,7 @@
  * `npm run worker` runs this file as a standalone process (production). `npm start` embeds a
  * worker through {@link createWorker}.
  */
+import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { NativeConnection, Runtime, Worker, DefaultLogger, type LogLevel as TemporalLogLevel } from '@temporalio/worker';
 import { Connection } from '@temporalio/client';
@@ -20,13 +21,22 @@ import { deliveriesOffReason, deliveryFactory, type DeliverFactory } from '../ga
 const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 /** The module that lists every workflow; the worker bundles it for the sandbox. */
 export const WORKFLOWS_PATH = fileURLToPath(new URL(`./workflows${ext}`, import.meta.url));
+/**
+ * The workflow bundle the production build writes beside the compiled worker
+ * (scripts/build-dist.ts). When it exists the worker loads it instead of bundling at start-up.
+ */
+export const WORKFLOW_BUNDLE_FILE = 'workflow-bundle.js';
+const PREBUILT_BUNDLE = fileURLToPath(new URL(`./${WORKFLOW_BUNDLE_FILE}`, import.meta.url));
 
 export interface WorkerDeps {
   connection: NativeConnection;
   namespace: string;
   taskQueue: string;
   db: Db;
-  /** A prebuilt workflow bundle (tests reuse one); otherwise the worker bundles WORKFLOWS_PATH. */
+  /**
+   * A prebuilt workflow bundle (tests reuse one); otherwise the build's bundle beside this file, or
+   * the worker bundles WORKFLOWS_PATH itself.
+   */
   workflowBundle?: { code: string };
   identity?: string;
   /**
@@ -41,7 +51,11 @@ export async function createWorker(deps: WorkerDeps): Promise<Worker> {
     connection: deps.connection,
     namespace: deps.namespace,
     taskQueue: deps.taskQueue,
-    ...(deps.workflowBundle ? { workflowBundle: deps.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
+    ...(deps.workflowBundle
+      ? { workflowBundle: deps.workflowBundle }
+      : existsSync(PREBUILT_BUNDLE)
+        ? { workflowBundle: { codePath: PREBUILT_BUNDLE } }
+        : { workflowsPath: WORKFLOWS_PATH }),
     activities: createActivities({ db: deps.db, connectors: new ConnectorRuntime(deps.db, undefined, deps.deliverFor) }),
     ...(deps.identity ? { identity: deps.identity } : {}),
   });
