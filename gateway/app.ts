@@ -16,6 +16,7 @@ import scim from './routes/scim/index.js';
 import tokens from './routes/api/tokens.js';
 import provisioning from './routes/api/provisioning.js';
 import audit from './routes/api/audit.js';
+import outbox from './routes/api/outbox.js';
 import downloads from './routes/downloads.js';
 import { redactDownloadPath } from './delivery/index.js';
 
@@ -78,6 +79,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(tokens);
   await app.register(provisioning);
   await app.register(audit);
+  await app.register(outbox);
   await app.register(downloads);
   return app;
 }
