@@ -6,6 +6,8 @@
  * variable, and the boot files turn it into a one-line message and a non-zero exit.
  */
 
+import { isIP } from 'node:net';
+
 export class ConfigError extends Error {
   constructor(
     readonly variable: string,
@@ -64,6 +66,33 @@ function hostPort(env: Env, name: string): string | undefined {
     throw new ConfigError(name, `must be host:port, got "${raw}"`);
   }
   return raw;
+}
+
+/**
+ * Which proxies' X-Forwarded-* headers are believed (Fastify's `trustProxy`): none (false), every
+ * hop (true), the nearest `n` hops, or the listed addresses and CIDR ranges.
+ */
+export type TrustProxy = boolean | number | string[];
+
+function trustProxy(env: Env, name: string): TrustProxy {
+  const raw = str(env, name);
+  if (raw === undefined || raw === 'false') return false;
+  if (raw === 'true') return true;
+  if (/^\d+$/.test(raw)) {
+    const hops = Number(raw);
+    if (hops < 1 || hops > 100) throw new ConfigError(name, `a hop count must be between 1 and 100, got ${hops}`);
+    return hops;
+  }
+  const entries = raw.split(',').map((e) => e.trim());
+  for (const entry of entries) {
+    const [address, prefix, ...rest] = entry.split('/');
+    const family = isIP(address ?? '');
+    const prefixOk = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 6 ? 128 : 32));
+    if (family === 0 || !prefixOk || rest.length > 0) {
+      throw new ConfigError(name, `must be true, false, a hop count, or comma-separated IP addresses/CIDR ranges; "${entry}" is none of these`);
+    }
+  }
+  return entries;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -131,6 +160,12 @@ export interface GatewayConfig extends CommonConfig {
   provisioningFile: string | undefined;
   /** How often the gateway wipes expired download links and deletes old ones (ms). */
   deliverySweepMs: number;
+  /** Proxies whose X-Forwarded-For/-Host/-Proto are believed; default none. */
+  trustProxy: TrustProxy;
+  /** Failed authentications one client address may make per window before it gets 429. */
+  authFailureLimit: number;
+  /** The window of {@link authFailureLimit} (ms). */
+  authFailureWindowMs: number;
 }
 
 export type WorkerConfig = CommonConfig;
@@ -188,6 +223,9 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     scimExtensionsFile: str(env, 'SCIM_EXTENSIONS_FILE'),
     provisioningFile: str(env, 'PROVISIONING_FILE'),
     deliverySweepMs: int(env, 'DELIVERY_SWEEP_MS', 60_000, 100, DAY_MS),
+    trustProxy: trustProxy(env, 'TRUST_PROXY'),
+    authFailureLimit: int(env, 'AUTH_FAILURE_LIMIT', 20, 1, 1_000_000),
+    authFailureWindowMs: int(env, 'AUTH_FAILURE_WINDOW_MS', 60_000, 1000, DAY_MS),
   };
 }
 
