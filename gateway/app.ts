@@ -20,6 +20,7 @@ import outbox from './routes/api/outbox.js';
 import downloads from './routes/downloads.js';
 import { pathOnly, redactUrl } from './log-redaction.js';
 import security from './plugins/security.js';
+import metrics from './plugins/metrics.js';
 
 export interface AppOptions {
   config: GatewayConfig;
@@ -87,6 +88,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `Route ${request.method}:${pathOnly(request.url)} not found` }),
   );
   await app.register(auth);
+  await app.register(metrics);
   await app.register(swagger);
   await app.register(health);
   await app.register(scim, { prefix: '/scim/v2' });
