@@ -168,7 +168,12 @@ export interface GatewayConfig extends CommonConfig {
   authFailureWindowMs: number;
 }
 
-export type WorkerConfig = CommonConfig;
+export interface WorkerConfig extends CommonConfig {
+  /** host:port where the worker serves its own Prometheus metrics at /metrics; off when absent. */
+  workerMetricsAddress: string | undefined;
+  /** host:port where the Temporal SDK runtime exports its worker metrics for Prometheus; off when absent. */
+  temporalMetricsAddress: string | undefined;
+}
 
 export function loadCommonConfig(env: Env = process.env): CommonConfig {
   return {
@@ -230,7 +235,11 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
 }
 
 export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
-  return loadCommonConfig(env);
+  return {
+    ...loadCommonConfig(env),
+    workerMetricsAddress: hostPort(env, 'WORKER_METRICS_ADDRESS'),
+    temporalMetricsAddress: hostPort(env, 'TEMPORAL_METRICS_ADDRESS'),
+  };
 }
 
 /** Insists on the variables a production process (gateway or worker alone) cannot run without. */

@@ -12,7 +12,7 @@
  * - Node.js process metrics (`process_*`, `nodejs_*`).
  *
  * Worker-side metrics (provisioning steps, connector calls) are on the worker's own metrics port
- * (workflows/metrics.ts).
+ * (workflows/activities/metrics.ts).
  */
 import fp from 'fastify-plugin';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';

@@ -7,22 +7,12 @@ import { createTestDatabase } from '../../helpers/db.js';
 import { startTestGateway, userBody } from '../../helpers/gateway.js';
 import { uniqueTaskQueue } from '../../helpers/temporal.js';
 import { createToken } from '../../../gateway/auth/tokens.js';
+import { sample } from '../../helpers/metrics.js';
 
 const database = await createTestDatabase(t);
 const gw = await startTestGateway(t, { database, temporalAddress: '127.0.0.1:1', taskQueue: uniqueTaskQueue(), dispatchOutbox: false });
 const { token: scraper } = await createToken(database.db, 'prometheus', ['metrics:read']);
 const scrape = (token: string | null = scraper) => gw.scim({ method: 'GET', url: '/metrics', token });
-
-/** The value of the sample `name{labels}` in exposition text, matching labels in any order. */
-function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_:]+)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]));
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
-  }
-  return undefined;
-}
 
 t.test('/metrics needs the metrics:read scope', async (t) => {
   t.equal((await scrape(null)).statusCode, 401, 'no token');
