@@ -103,3 +103,33 @@ t.test('a row Temporal never accepts is dead-lettered, visible, audited, and del
   t.equal((await good.app.inject({ url: '/readyz' })).json().status, 'ok');
   t.same(await good.call('POST', '/api/outbox/dead-letters/redrive'), { redriven: [] }, 're-driving all with none parked does nothing');
 });
+
+t.test('a row refused at the boundary is dead-lettered without holding back the same user’s later changes', async (t) => {
+  const gw = await startTestGateway(t, {
+    database,
+    temporalAddress: temporal.address,
+    taskQueue: temporal.taskQueue,
+    dispatchOutbox: false,
+    env: { OUTBOX_MAX_ATTEMPTS: '2', OUTBOX_POLL_MS: '20', OUTBOX_RETRY_MAX_MS: '50' },
+  });
+  const directory = new Directory(database.db, new SchemaRegistry());
+  const user = await directory.create('User', { name: 'test' }, userBody('refused.first@example.com'));
+  // A message no dispatcher can deliver, ahead of the user's own change in the queue.
+  await database.db.query(`UPDATE outbox SET delivered_at = now() WHERE aggregate_id = $1`, [user.id]);
+  const { rows: [refused] } = await database.db.query<{ id: string }>(`INSERT INTO outbox (topic, aggregate_id, payload) VALUES ('user.renamed', $1, '{}') RETURNING id`, [user.id]);
+  const { rows: [later] } = await database.db.query<{ id: string }>(
+    `INSERT INTO outbox (topic, aggregate_id, payload) VALUES ('user.changed', $1, jsonb_build_object('userName', 'refused.first@example.com')) RETURNING id`,
+    [user.id],
+  );
+  gw.app.outbox.start();
+
+  const delivered = await eventually(async () => {
+    const r = await database.db.query('SELECT delivered_at, attempts FROM outbox WHERE id = $1', [later!.id]);
+    return r.rows[0]?.delivered_at ? r.rows[0] : undefined;
+  }, 30_000, 'the later change to be delivered');
+  t.equal(delivered.attempts, 1, 'the tries the refused row used are not charged to the row waiting behind it');
+  const parked = await database.db.query('SELECT attempts, dead_letter_reason FROM outbox WHERE id = $1', [refused!.id]);
+  t.match(parked.rows[0], { attempts: 2, dead_letter_reason: /no delivery for topic "user.renamed"/ }, 'the refused row is parked with its reason');
+  await gw.app.outbox.stop();
+  await database.db.query('DELETE FROM outbox WHERE id = $1', [refused!.id]);
+});
