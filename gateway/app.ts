@@ -3,7 +3,7 @@
  * `buildApp` so the boot file, `npm start` and tests (through `app.inject`) all run the same app.
  */
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
-import type { GatewayConfig } from './config.js';
+import type { GatewayConfig, TrustProxy } from './config.js';
 import type { Db } from './db/pool.js';
 import type { TemporalAccess } from './temporal.js';
 import type { SchemaRegistry } from './scim/schemas.js';
@@ -16,8 +16,11 @@ import scim from './routes/scim/index.js';
 import tokens from './routes/api/tokens.js';
 import provisioning from './routes/api/provisioning.js';
 import audit from './routes/api/audit.js';
+import outbox from './routes/api/outbox.js';
 import downloads from './routes/downloads.js';
-import { redactDownloadPath } from './delivery/index.js';
+import { pathOnly, redactUrl } from './log-redaction.js';
+import security from './plugins/security.js';
+import metrics from './plugins/metrics.js';
 
 export interface AppOptions {
   config: GatewayConfig;
@@ -40,10 +43,11 @@ export function loggerOptions(level: string): FastifyServerOptions['logger'] {
       censor: '[redacted]',
     },
     serializers: {
-      // Fastify's usual request fields, with the token of a download link (/downloads/<token>) replaced.
+      // Fastify's usual request fields, with the token of a download link (/downloads/<token>) and
+      // credential-like query parameters (?access_token=…) replaced.
       req: (req: FastifyRequest) => ({
         method: req.method,
-        url: redactDownloadPath(req.url),
+        url: redactUrl(req.url),
         host: req.host,
         remoteAddress: req.ip,
         remotePort: req.socket?.remotePort,
@@ -52,13 +56,20 @@ export function loggerOptions(level: string): FastifyServerOptions['logger'] {
   };
 }
 
+/** TRUST_PROXY in the form Fastify's types take (a hop count becomes the function Fastify would make of it). */
+function fastifyTrustProxy(setting: TrustProxy): boolean | string[] | ((address: string, hop: number) => boolean) {
+  return typeof setting === 'number' ? (_address, hop) => hop < setting : setting;
+}
+
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logger ?? loggerOptions(opts.config.logLevel),
     // Each request gets a child logger carrying its id; with logging off that would be pure cost.
     childLoggerFactory: (logger, bindings, childOpts) => (logger.level === 'silent' ? logger : logger.child(bindings, childOpts)),
     bodyLimit: opts.config.bodyLimitBytes,
-    trustProxy: true,
+    // X-Forwarded-* is believed only from the proxies TRUST_PROXY names (default: none), so a
+    // client cannot choose its logged address or the host of meta.location.
+    trustProxy: fastifyTrustProxy(opts.config.trustProxy),
     // SCIM resource ids and attribute names are case-sensitive; paths are not rewritten.
     routerOptions: { ignoreTrailingSlash: true },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
@@ -71,13 +82,20 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     dispatchOutbox: opts.dispatchOutbox ?? true,
     registry: opts.registry ?? loadSchemaRegistry(opts.config.scimExtensionsFile),
   });
+  await app.register(security);
+  // Fastify's own 404 echoes the URL (query string included) into the answer and the log.
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `Route ${request.method}:${pathOnly(request.url)} not found` }),
+  );
   await app.register(auth);
+  await app.register(metrics);
   await app.register(swagger);
   await app.register(health);
   await app.register(scim, { prefix: '/scim/v2' });
   await app.register(tokens);
   await app.register(provisioning);
   await app.register(audit);
+  await app.register(outbox);
   await app.register(downloads);
   return app;
 }

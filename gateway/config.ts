@@ -6,6 +6,8 @@
  * variable, and the boot files turn it into a one-line message and a non-zero exit.
  */
 
+import { isIP } from 'node:net';
+
 export class ConfigError extends Error {
   constructor(
     readonly variable: string,
@@ -66,6 +68,33 @@ function hostPort(env: Env, name: string): string | undefined {
   return raw;
 }
 
+/**
+ * Which proxies' X-Forwarded-* headers are believed (Fastify's `trustProxy`): none (false), every
+ * hop (true), the nearest `n` hops, or the listed addresses and CIDR ranges.
+ */
+export type TrustProxy = boolean | number | string[];
+
+function trustProxy(env: Env, name: string): TrustProxy {
+  const raw = str(env, name);
+  if (raw === undefined || raw === 'false') return false;
+  if (raw === 'true') return true;
+  if (/^\d+$/.test(raw)) {
+    const hops = Number(raw);
+    if (hops < 1 || hops > 100) throw new ConfigError(name, `a hop count must be between 1 and 100, got ${hops}`);
+    return hops;
+  }
+  const entries = raw.split(',').map((e) => e.trim());
+  for (const entry of entries) {
+    const [address, prefix, ...rest] = entry.split('/');
+    const family = isIP(address ?? '');
+    const prefixOk = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 6 ? 128 : 32));
+    if (family === 0 || !prefixOk || rest.length > 0) {
+      throw new ConfigError(name, `must be true, false, a hop count, or comma-separated IP addresses/CIDR ranges; "${entry}" is none of these`);
+    }
+  }
+  return entries;
+}
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -118,6 +147,8 @@ export interface GatewayConfig extends CommonConfig {
   outboxLeaseMs: number;
   /** Upper bound of the redelivery backoff while Temporal is unreachable (ms). */
   outboxRetryMaxMs: number;
+  /** Failed delivery tries after which an outbox row is dead-lettered (parked until re-driven). */
+  outboxMaxAttempts: number;
   bodyLimitBytes: number;
   /** Most operations one SCIM /Bulk request may carry (advertised in /ServiceProviderConfig). */
   scimBulkMaxOperations: number;
@@ -129,9 +160,20 @@ export interface GatewayConfig extends CommonConfig {
   provisioningFile: string | undefined;
   /** How often the gateway wipes expired download links and deletes old ones (ms). */
   deliverySweepMs: number;
+  /** Proxies whose X-Forwarded-For/-Host/-Proto are believed; default none. */
+  trustProxy: TrustProxy;
+  /** Failed authentications one client address may make per window before it gets 429. */
+  authFailureLimit: number;
+  /** The window of {@link authFailureLimit} (ms). */
+  authFailureWindowMs: number;
 }
 
-export type WorkerConfig = CommonConfig;
+export interface WorkerConfig extends CommonConfig {
+  /** host:port where the worker serves its own Prometheus metrics at /metrics; off when absent. */
+  workerMetricsAddress: string | undefined;
+  /** host:port where the Temporal SDK runtime exports its worker metrics for Prometheus; off when absent. */
+  temporalMetricsAddress: string | undefined;
+}
 
 export function loadCommonConfig(env: Env = process.env): CommonConfig {
   return {
@@ -179,17 +221,25 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     outboxBatchSize: int(env, 'OUTBOX_BATCH_SIZE', 100, 1, 10_000),
     outboxLeaseMs: int(env, 'OUTBOX_LEASE_MS', 30_000, 100, 3_600_000),
     outboxRetryMaxMs: int(env, 'OUTBOX_RETRY_MAX_MS', 30_000, 10, 3_600_000),
+    outboxMaxAttempts: int(env, 'OUTBOX_MAX_ATTEMPTS', 100, 1, 1_000_000),
     bodyLimitBytes: int(env, 'BODY_LIMIT_BYTES', 1_048_576, 1024, 100 * 1_048_576),
     scimBulkMaxOperations: int(env, 'SCIM_BULK_MAX_OPERATIONS', 1000, 1, 100_000),
     scimBulkMaxPayloadBytes: int(env, 'SCIM_BULK_MAX_PAYLOAD_BYTES', 1_048_576, 1024, 100 * 1_048_576),
     scimExtensionsFile: str(env, 'SCIM_EXTENSIONS_FILE'),
     provisioningFile: str(env, 'PROVISIONING_FILE'),
     deliverySweepMs: int(env, 'DELIVERY_SWEEP_MS', 60_000, 100, DAY_MS),
+    trustProxy: trustProxy(env, 'TRUST_PROXY'),
+    authFailureLimit: int(env, 'AUTH_FAILURE_LIMIT', 20, 1, 1_000_000),
+    authFailureWindowMs: int(env, 'AUTH_FAILURE_WINDOW_MS', 60_000, 1000, DAY_MS),
   };
 }
 
 export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
-  return loadCommonConfig(env);
+  return {
+    ...loadCommonConfig(env),
+    workerMetricsAddress: hostPort(env, 'WORKER_METRICS_ADDRESS'),
+    temporalMetricsAddress: hostPort(env, 'TEMPORAL_METRICS_ADDRESS'),
+  };
 }
 
 /** Insists on the variables a production process (gateway or worker alone) cannot run without. */

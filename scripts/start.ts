@@ -11,24 +11,27 @@
 import { join, resolve } from 'node:path';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import pino from 'pino';
-import { exitOnConfigError, loadGatewayConfig } from '../gateway/config.js';
+import { exitOnConfigError, loadGatewayConfig, loadWorkerConfig } from '../gateway/config.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../gateway/db/embedded.js';
 import { DatabaseUnreachableError, connectPool, type Db } from '../gateway/db/pool.js';
 import { closeOnSignals, startGateway } from '../gateway/server.js';
 import { ProvisioningFileError } from '../gateway/provisioning/declarative.js';
 import { deliveryFactory } from '../gateway/delivery/index.js';
 import { createWorker, installTemporalRuntimeLogger } from '../workflows/worker.js';
+import { serveMetrics, WorkerMetrics } from '../workflows/activities/metrics.js';
 import { startTemporalDevServer, type DevServer } from './dev-server.js';
 
 async function main(): Promise<void> {
   let config;
+  let workerConfig;
   try {
     config = loadGatewayConfig();
+    workerConfig = loadWorkerConfig();
   } catch (err) {
     exitOnConfigError(err);
   }
   const log = pino({ level: config.logLevel, base: { component: 'start' } });
-  installTemporalRuntimeLogger(log, config.logLevel);
+  installTemporalRuntimeLogger(log, config.logLevel, workerConfig.temporalMetricsAddress);
   const dataDir = resolve(config.dataDir);
   const cleanups: Array<() => Promise<void>> = [];
   const cleanup = async () => {
@@ -71,7 +74,13 @@ async function main(): Promise<void> {
 
     const connection = await NativeConnection.connect({ address: temporalAddress });
     const workerDb = sharedDb ?? (await connectPool(databaseUrl, config.databasePoolSize));
+    const metrics = workerConfig.workerMetricsAddress ? new WorkerMetrics() : undefined;
+    if (metrics && workerConfig.workerMetricsAddress) {
+      const server = await serveMetrics(metrics.registry, workerConfig.workerMetricsAddress);
+      cleanups.push(() => new Promise((done) => server.close(() => done())));
+    }
     const worker: Worker = await createWorker({
+      metrics,
       connection,
       namespace: config.temporalNamespace,
       taskQueue: config.taskQueue,

@@ -1,7 +1,7 @@
 /**
  * `npm run token -- <command>`: manage API bearer tokens in the database at DATABASE_URL.
  *
- *   create <name> [scope ...]   issue a token (scopes: scim:read scim:write admin; default both scim
+ *   create <name> [scope ...]   issue a token (scopes: scim:read scim:write admin metrics:read; default both scim
  *                               scopes) and print it once; only its SHA-256 digest is stored
  *   rotate <name>               revoke the active token of that name and issue a new one
  *   revoke <name>               revoke the active token of that name

@@ -10,6 +10,7 @@ import { userSync } from './user-sync.js';
 import { reconcile } from './reconcile.js';
 import { testConnection, type TestConnectionResult } from './test-connection.js';
 import type { ReconcileSummary } from './activities/reconcile.js';
+import { boundedVisibilityValue } from './bounded.js';
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowExecutionAlreadyStartedError, type ScheduleSpec, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 
 /** Custom search attributes this project sets; registered by {@link ensureSearchAttributes}. */
@@ -47,8 +48,9 @@ export async function notifyUserChanged(
     args: [{ userId: notice.userId, idleMs: timing.idleMs, debounceMs: timing.debounceMs }],
     signal: userChangedSignal,
     signalArgs: [{ seq: notice.seq }],
-    memo: { userName: notice.userName },
-    typedSearchAttributes: new TypedSearchAttributes([{ key: userNameSearchAttribute, value: notice.userName }]),
+    // Bounded: Temporal refuses the whole call when a search attribute value is too large.
+    memo: { userName: boundedVisibilityValue(notice.userName) },
+    typedSearchAttributes: new TypedSearchAttributes([{ key: userNameSearchAttribute, value: boundedVisibilityValue(notice.userName) }]),
   });
 }
 
@@ -93,7 +95,7 @@ export async function startReconcileRun(
       taskQueue,
       args: [{ connectorId, dryRun }],
       memo: { connector: connectorId, dryRun },
-      typedSearchAttributes: new TypedSearchAttributes([{ key: connectorSearchAttribute, value: connectorId }]),
+      typedSearchAttributes: new TypedSearchAttributes([{ key: connectorSearchAttribute, value: boundedVisibilityValue(connectorId) }]),
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) return undefined;
@@ -142,7 +144,7 @@ export async function ensureReconcileSchedule(client: Client, taskQueue: string,
         taskQueue,
         args: [{ connectorId }],
         memo: { connector: connectorId },
-        typedSearchAttributes: new TypedSearchAttributes([{ key: connectorSearchAttribute, value: connectorId }]),
+        typedSearchAttributes: new TypedSearchAttributes([{ key: connectorSearchAttribute, value: boundedVisibilityValue(connectorId) }]),
       },
       policies: { overlap: ScheduleOverlapPolicy.SKIP },
       memo: { connector: connectorId },

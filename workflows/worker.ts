@@ -17,6 +17,7 @@ import { createActivities } from './activities/index.js';
 import { ConnectorRuntime } from './activities/connector-runtime.js';
 import { ensureSearchAttributes } from './client.js';
 import { deliveriesOffReason, deliveryFactory, type DeliverFactory } from '../gateway/delivery/index.js';
+import { instrumentActivities, serveMetrics, WorkerMetrics } from './activities/metrics.js';
 
 const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 /** The module that lists every workflow; the worker bundles it for the sandbox. */
@@ -44,6 +45,8 @@ export interface WorkerDeps {
    * Absent: connectors get none. Build it with `deliveryFactory(config, db)`.
    */
   deliverFor?: DeliverFactory | undefined;
+  /** Records provisioning and connector metrics of the activities (./activities/metrics.ts); absent: none. */
+  metrics?: WorkerMetrics | undefined;
 }
 
 export async function createWorker(deps: WorkerDeps): Promise<Worker> {
@@ -56,9 +59,13 @@ export async function createWorker(deps: WorkerDeps): Promise<Worker> {
       : existsSync(PREBUILT_BUNDLE)
         ? { workflowBundle: { codePath: PREBUILT_BUNDLE } }
         : { workflowsPath: WORKFLOWS_PATH }),
-    activities: createActivities({ db: deps.db, connectors: new ConnectorRuntime(deps.db, undefined, deps.deliverFor) }),
+    activities: withMetrics(createActivities({ db: deps.db, connectors: new ConnectorRuntime(deps.db, undefined, deps.deliverFor) }), deps.metrics),
     ...(deps.identity ? { identity: deps.identity } : {}),
   });
+}
+
+function withMetrics<A extends Parameters<typeof instrumentActivities>[0]>(activities: A, metrics: WorkerMetrics | undefined): A {
+  return metrics ? instrumentActivities(activities, metrics) : activities;
 }
 
 const TEMPORAL_LOG_LEVELS: Record<LogLevel, TemporalLogLevel> = {
@@ -71,9 +78,13 @@ const TEMPORAL_LOG_LEVELS: Record<LogLevel, TemporalLogLevel> = {
   silent: 'ERROR',
 };
 
-/** Routes the Temporal SDK's own logs through pino as JSON lines. */
-export function installTemporalRuntimeLogger(logger: pino.Logger, level: LogLevel): void {
+/**
+ * Routes the Temporal SDK's own logs through pino as JSON lines and, given `metricsAddress`
+ * (host:port), has the SDK runtime export its worker metrics there for Prometheus.
+ */
+export function installTemporalRuntimeLogger(logger: pino.Logger, level: LogLevel, metricsAddress?: string): void {
   Runtime.install({
+    ...(metricsAddress ? { telemetryOptions: { metrics: { prometheus: { bindAddress: metricsAddress } } } } : {}),
     logger: new DefaultLogger(TEMPORAL_LOG_LEVELS[level], (entry) => {
       const fn = entry.level === 'ERROR' ? 'error' : entry.level === 'WARN' ? 'warn' : entry.level === 'INFO' ? 'info' : 'debug';
       logger[fn]({ ...entry.meta, component: 'temporal' }, entry.message);
@@ -90,7 +101,7 @@ async function main(): Promise<void> {
     exitOnConfigError(err);
   }
   const logger = pino({ level: cfg.logLevel, base: { component: 'worker' } });
-  installTemporalRuntimeLogger(logger, cfg.logLevel);
+  installTemporalRuntimeLogger(logger, cfg.logLevel, cfg.temporalMetricsAddress);
 
   let db: Db;
   try {
@@ -116,13 +127,22 @@ async function main(): Promise<void> {
   }
 
   const deliverFor = deliveryFactory(cfg, db);
-  const worker = await createWorker({ connection, namespace: cfg.temporalNamespace, taskQueue: cfg.taskQueue, db, deliverFor });
+  const metrics = cfg.workerMetricsAddress ? new WorkerMetrics() : undefined;
+  const metricsServer = metrics && cfg.workerMetricsAddress ? await serveMetrics(metrics.registry, cfg.workerMetricsAddress) : undefined;
+  const worker = await createWorker({ connection, namespace: cfg.temporalNamespace, taskQueue: cfg.taskQueue, db, deliverFor, metrics });
   logger.info(
-    { taskQueue: cfg.taskQueue, namespace: cfg.temporalNamespace, deliveries: deliverFor ? 'on' : `off: ${deliveriesOffReason(cfg)}` },
+    {
+      taskQueue: cfg.taskQueue,
+      namespace: cfg.temporalNamespace,
+      deliveries: deliverFor ? 'on' : `off: ${deliveriesOffReason(cfg)}`,
+      metrics: cfg.workerMetricsAddress ?? 'off',
+      temporalMetrics: cfg.temporalMetricsAddress ?? 'off',
+    },
     'worker started',
   );
   // Worker.run() installs SIGINT/SIGTERM handlers that drain in-flight tasks before resolving.
   await worker.run();
+  await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
   await connection.close();
   await db.end();
   logger.info('worker stopped');

@@ -8,8 +8,8 @@ import { hash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Db } from '../db/pool.js';
 import { withTransaction } from '../db/pool.js';
 
-/** What a token may do: read SCIM resources, write them, or use the admin API. */
-export const TOKEN_SCOPES = ['scim:read', 'scim:write', 'admin'] as const;
+/** What a token may do: read SCIM resources, write them, use the admin API, or scrape /metrics. */
+export const TOKEN_SCOPES = ['scim:read', 'scim:write', 'admin', 'metrics:read'] as const;
 export type TokenScope = (typeof TOKEN_SCOPES)[number];
 
 export interface TokenIdentity {

@@ -9,6 +9,10 @@
  *   has already seen, so even a re-delivery after an expired lease does no work twice.
  * - While Temporal is unreachable, rows stay pending and are retried with capped exponential
  *   backoff; nothing accepted is lost.
+ * - A row still undelivered after `maxAttempts` tries is dead-lettered: parked with its reason
+ *   (and an audit event) instead of being retried forever, so a row Temporal keeps refusing never
+ *   hides behind endless retries. Dead letters show in /readyz, the metrics and the admin API,
+ *   which re-drives them (./dead-letters.ts).
  *
  * It polls (no LISTEN/NOTIFY, which the embedded database does not offer) and is also kicked by
  * the local process right after a write, so delivery normally starts within milliseconds.
@@ -32,6 +36,8 @@ export interface DispatcherOptions {
   leaseMs: number;
   /** Upper bound of the retry backoff while Temporal is unreachable. */
   maxRetryMs?: number;
+  /** Tries after which an undelivered row is dead-lettered (default 100). */
+  maxAttempts?: number;
   /** Deadline of one delivery call to Temporal. */
   deliveryTimeoutMs?: number;
   log: Logger | FastifyBaseLogger;
@@ -115,7 +121,7 @@ export class OutboxDispatcher {
           SET claimed_by = $1, claimed_until = now() + $2 * interval '1 millisecond', attempts = o.attempts + 1
         WHERE o.id IN (
           SELECT id FROM outbox
-           WHERE delivered_at IS NULL AND (claimed_until IS NULL OR claimed_until < now())
+           WHERE delivered_at IS NULL AND dead_lettered_at IS NULL AND (claimed_until IS NULL OR claimed_until < now())
            ORDER BY id
            LIMIT $3
            FOR UPDATE SKIP LOCKED)
@@ -129,13 +135,12 @@ export class OutboxDispatcher {
     try {
       client = await this.opts.temporal();
     } catch (err) {
-      await this.release(rows, err);
+      await this.release(rows.map((row) => ({ row, err, tried: true })));
       return 0;
     }
 
     const delivered: number[] = [];
-    const failed: ClaimedRow[] = [];
-    let lastError: unknown;
+    const failed: Failure[] = [];
     // One user's changes go out in order; different users' in parallel.
     const byUser = new Map<string, ClaimedRow[]>();
     for (const row of rows) {
@@ -150,8 +155,8 @@ export class OutboxDispatcher {
             await this.deliver(client, row);
             delivered.push(row.id);
           } catch (err) {
-            lastError = err;
-            failed.push(...list.slice(i));
+            // The user's later rows wait for this one; they were not tried, so the try is not theirs.
+            failed.push({ row, err, tried: true }, ...list.slice(i + 1).map((later) => ({ row: later, err, tried: false })));
             return;
           }
         }
@@ -163,7 +168,7 @@ export class OutboxDispatcher {
         [delivered, this.id],
       );
     }
-    if (failed.length > 0) await this.release(failed, lastError);
+    if (failed.length > 0) await this.release(failed);
     return failed.length > 0 ? 0 : rows.length;
   }
 
@@ -189,17 +194,56 @@ export class OutboxDispatcher {
     }
   }
 
-  /** Gives rows back with a backoff before they can be claimed again. */
-  private async release(rows: ClaimedRow[], err: unknown): Promise<void> {
+  /**
+   * Gives failed rows back with a backoff before they can be claimed again, and dead-letters those
+   * that have used up their tries (with an audit event, in the same statement).
+   */
+  private async release(failures: Failure[]): Promise<void> {
     const maxRetryMs = this.opts.maxRetryMs ?? 30_000;
-    const attempts = Math.max(...rows.map((r) => r.attempts));
-    const backoff = Math.min(maxRetryMs, this.opts.pollMs * 2 ** Math.min(attempts - 1, 16));
-    const message = err instanceof Error ? err.message : String(err);
-    this.opts.log.warn({ rows: rows.length, retryInMs: backoff, error: message }, 'outbox delivery failed; will retry');
-    await this.opts.db.query(
-      `UPDATE outbox SET claimed_by = NULL, claimed_until = now() + $3 * interval '1 millisecond', last_error = $2
-        WHERE id = ANY($1) AND claimed_by = $4`,
-      [rows.map((r) => r.id), message.slice(0, 1000), backoff, this.id],
-    );
+    const maxAttempts = this.opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+    const dead = failures.filter((f) => f.tried && f.row.attempts >= maxAttempts);
+    const retry = failures.filter((f) => !dead.includes(f));
+    if (retry.length > 0) {
+      const attempts = Math.max(...retry.map((f) => f.row.attempts));
+      const backoff = Math.min(maxRetryMs, this.opts.pollMs * 2 ** Math.min(Math.max(attempts - 1, 0), 16));
+      const message = errorMessage(retry[0]!.err);
+      this.opts.log.warn({ rows: retry.length, retryInMs: backoff, error: message }, 'outbox delivery failed; will retry');
+      const untried = retry.filter((f) => !f.tried).map((f) => f.row.id);
+      await this.opts.db.query(
+        `UPDATE outbox SET claimed_by = NULL, claimed_until = now() + $3 * interval '1 millisecond', last_error = $2,
+                attempts = attempts - CASE WHEN id = ANY($5) THEN 1 ELSE 0 END
+          WHERE id = ANY($1) AND claimed_by = $4`,
+        [retry.map((f) => f.row.id), message, backoff, this.id, untried],
+      );
+    }
+    for (const { row, err } of dead) {
+      const reason = errorMessage(err);
+      this.opts.log.error({ outboxId: row.id, topic: row.topic, aggregateId: row.aggregate_id, attempts: row.attempts, error: reason }, 'outbox row dead-lettered');
+      await this.opts.db.query(
+        `WITH parked AS (
+           UPDATE outbox SET claimed_by = NULL, claimed_until = NULL, last_error = $2, dead_lettered_at = now(), dead_letter_reason = $2
+            WHERE id = $1 AND claimed_by = $3
+           RETURNING id, topic, aggregate_id, attempts)
+         INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
+         SELECT 'outbox', 'outbox.dead_lettered', 'OutboxMessage', id::text, $2,
+                jsonb_build_object('topic', topic, 'aggregateId', aggregate_id, 'attempts', attempts)
+           FROM parked`,
+        [row.id, reason, this.id],
+      );
+    }
   }
+}
+
+/** Tries before a row is dead-lettered when the dispatcher is given no `maxAttempts`. */
+export const DEFAULT_MAX_ATTEMPTS = 100;
+
+interface Failure {
+  row: ClaimedRow;
+  err: unknown;
+  /** False for a row not tried because an earlier row of the same user failed. */
+  tried: boolean;
+}
+
+function errorMessage(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).slice(0, 1000);
 }

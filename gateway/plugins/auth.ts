@@ -2,9 +2,17 @@
  * Bearer-token authentication. `app.requireScope(scope)` returns an onRequest hook that accepts a request
  * only with an active token holding that scope, and attaches the token's identity as
  * `request.identity` (used to attribute every change in the audit log).
+ *
+ * Failed authentications (401) are counted per client address (@fastify/rate-limit's store); past
+ * AUTH_FAILURE_LIMIT in AUTH_FAILURE_WINDOW_MS a failure answers 429 with Retry-After instead.
+ * Only failures count and only failures are refused: a valid token is admitted whatever the
+ * address did before, so clients behind one NAT address are not locked out by a misconfigured
+ * neighbour. (Tokens are 256-bit random values, so the limit is about load and noise, not about
+ * guessing.) The client address is the socket's unless TRUST_PROXY names the proxy in front.
  */
 import { timingSafeEqual } from 'node:crypto';
 import fp from 'fastify-plugin';
+import rateLimit from '@fastify/rate-limit';
 import type { FastifyPluginAsync, FastifyRequest, onRequestHookHandler } from 'fastify';
 import type { TokenIdentity, TokenScope } from '../auth/tokens.js';
 
@@ -20,7 +28,7 @@ declare module 'fastify' {
 /** Thrown by the auth preHandler; each API area renders it in its own error format. */
 export class AuthError extends Error {
   constructor(
-    readonly statusCode: 401 | 403,
+    readonly statusCode: 401 | 403 | 429,
     message: string,
   ) {
     super(message);
@@ -65,22 +73,41 @@ function sameHeader(known: Buffer, header: string | undefined): boolean {
 
 const auth: FastifyPluginAsync = async (app) => {
   app.decorateRequest('identity', null);
+  // Only the limiter function is used (global: false): no route is limited as a whole.
+  await app.register(rateLimit, { global: false });
+  const failures = app.createRateLimit({
+    max: app.config.authFailureLimit,
+    timeWindow: app.config.authFailureWindowMs,
+    keyGenerator: (request) => request.ip,
+  });
+
   app.decorate('requireScope', (scope: TokenScope): onRequestHookHandler => {
     // A callback hook, so a token verified in the last few seconds costs no promise at all.
-    return (request, _reply, done) => {
+    return (request, reply, done) => {
+      const finish = (err: AuthError | undefined) => {
+        if (err?.statusCode !== 401) return done(err);
+        failures(request).then(
+          (limit) => {
+            if (limit.isAllowed || !limit.isExceeded) return done(err);
+            reply.header('retry-after', String(Math.max(1, limit.ttlInSeconds)));
+            done(new AuthError(429, `too many failed authentications from this address; retry in ${Math.max(1, limit.ttlInSeconds)} s`));
+          },
+          (limiterErr: unknown) => done(limiterErr as Error),
+        );
+      };
       const header = request.headers.authorization;
       const socket = request.raw.socket;
       const last = lastOnSocket.get(socket);
-      if (last && last.expires > Date.now() && sameHeader(last.header, header)) return done(admit(request, last.identity, scope));
+      if (last && last.expires > Date.now() && sameHeader(last.header, header)) return finish(admit(request, last.identity, scope));
       const token = bearer(request);
-      if (!token) return done(new AuthError(401, 'Authorization: Bearer <token> is required'));
+      if (!token) return finish(new AuthError(401, 'Authorization: Bearer <token> is required'));
       const cached = app.tokens.cached(token);
       if (cached) {
         lastOnSocket.set(socket, { header: Buffer.from(header!), identity: cached.identity, expires: cached.expires });
-        return done(admit(request, cached.identity, scope));
+        return finish(admit(request, cached.identity, scope));
       }
       app.tokens.verify(token).then(
-        (identity) => done(admit(request, identity, scope)),
+        (identity) => finish(admit(request, identity, scope)),
         (err: unknown) => done(err as Error),
       );
     };

@@ -53,6 +53,7 @@ const services: FastifyPluginAsync<ServicesOptions> = async (app, opts) => {
     batchSize: config.outboxBatchSize,
     leaseMs: config.outboxLeaseMs,
     maxRetryMs: config.outboxRetryMaxMs,
+    maxAttempts: config.outboxMaxAttempts,
     log: app.log.child({ component: 'outbox' }),
   });
   app.decorate('outbox', outbox);

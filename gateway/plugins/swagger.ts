@@ -15,6 +15,11 @@ export const OPENAPI_INFO = {
   version: '0.1.0',
 };
 
+/** Content-Security-Policy of Swagger UI's pages and assets. */
+export const DOCS_CSP =
+  "default-src 'self'; base-uri 'self'; connect-src 'self'; font-src 'self' data:; form-action 'self'; frame-ancestors 'none'; " +
+  "img-src 'self' data:; object-src 'none'; script-src 'self'; script-src-attr 'none'; style-src 'self' 'unsafe-inline'";
+
 const docs: FastifyPluginAsync = async (app) => {
   await app.register(swagger, {
     openapi: {
@@ -30,7 +35,10 @@ const docs: FastifyPluginAsync = async (app) => {
       },
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  // Swagger UI loads its scripts, styles and the document from this origin only (no inline script),
+  // so its policy allows 'self' and nothing from elsewhere; it replaces the API's deny-all policy
+  // (./security.ts) on /docs answers.
+  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: DOCS_CSP });
 };
 
 export default fp(docs, { name: 'swagger', fastify: '5.x' });

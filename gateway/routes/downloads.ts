@@ -9,7 +9,8 @@
  * fixed message and nothing else. HEAD is not offered: a link checker must not spend the link.
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { DeliverySweeper, listDeliveries, redactDownloadPath, redeemDelivery } from '../delivery/index.js';
+import { DeliverySweeper, listDeliveries, redeemDelivery } from '../delivery/index.js';
+import { redactUrl } from '../log-redaction.js';
 import { sendApiError } from './api/errors.js';
 
 const ApiError = {
@@ -38,7 +39,7 @@ const DeliverySummary = {
 
 /** The request as logged for this route: Fastify's usual fields, with the token replaced. */
 function serializeRequest(req: FastifyRequest): Record<string, unknown> {
-  return { method: req.method, url: redactDownloadPath(req.url), host: req.host, remoteAddress: req.ip, remotePort: req.socket?.remotePort };
+  return { method: req.method, url: redactUrl(req.url), host: req.host, remoteAddress: req.ip, remotePort: req.socket?.remotePort };
 }
 
 function privateAnswer(reply: FastifyReply): FastifyReply {

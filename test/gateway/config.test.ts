@@ -10,3 +10,33 @@ t.test('defaults', async (t) => {
 t.test('bad values name the variable', async (t) => {
   t.throws(() => loadGatewayConfig({ PORT: 'eighty' }), new ConfigError('PORT', 'must be a whole number, got "eighty"'));
 });
+
+/** True when `env` is refused with a ConfigError naming `variable`. */
+function refuses(env: Record<string, string>, variable: string): boolean {
+  try {
+    loadGatewayConfig(env);
+    return false;
+  } catch (err) {
+    return err instanceof ConfigError && err.variable === variable;
+  }
+}
+
+t.test('TRUST_PROXY: none by default; true/false, a hop count, or addresses and CIDR ranges', async (t) => {
+  t.equal(loadGatewayConfig({}).trustProxy, false, 'no proxy is trusted unless configured');
+  t.equal(loadGatewayConfig({ TRUST_PROXY: 'false' }).trustProxy, false);
+  t.equal(loadGatewayConfig({ TRUST_PROXY: 'true' }).trustProxy, true);
+  t.equal(loadGatewayConfig({ TRUST_PROXY: '2' }).trustProxy, 2);
+  t.same(loadGatewayConfig({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1,::1,fd00::/8' }).trustProxy, ['10.0.0.0/8', '127.0.0.1', '::1', 'fd00::/8']);
+  for (const bad of ['yes', '10.0.0.0/33', 'proxy.example', '1.2.3.4/8/1', '0']) {
+    t.ok(refuses({ TRUST_PROXY: bad }, 'TRUST_PROXY'), `"${bad}" is refused`);
+  }
+});
+
+t.test('failed-authentication limit and outbox tries have bounded settings', async (t) => {
+  const cfg = loadGatewayConfig({});
+  t.equal(cfg.authFailureLimit, 20);
+  t.equal(cfg.authFailureWindowMs, 60_000);
+  t.equal(cfg.outboxMaxAttempts, 100);
+  t.ok(refuses({ AUTH_FAILURE_LIMIT: '0' }, 'AUTH_FAILURE_LIMIT'), 'a limit of 0 is refused');
+  t.ok(refuses({ OUTBOX_MAX_ATTEMPTS: '0' }, 'OUTBOX_MAX_ATTEMPTS'), 'no tries at all is refused');
+});
