@@ -22,6 +22,11 @@ import { enqueueUserChanges } from '../../gateway/outbox/outbox.js';
 import type { ConnectorRuntime } from './connector-runtime.js';
 import { toFailure } from './provisioning.js';
 
+/** The audit actor of one reconciliation run's changes. */
+export function reconcileActor(runId: string): string {
+  return `reconcile:${runId}`;
+}
+
 export interface ReconcileStarted {
   runId: string;
   mode: 'enforce' | 'monitor';
@@ -128,7 +133,14 @@ export async function finishReconcile(db: Db, runtime: ConnectorRuntime, input: 
       [input.runId, input.connectorId],
     );
     try {
-      for (const s of strangers) await instance.revoke!(s.remote_id, { id: s.entitlement_id, target: s.target });
+      for (const s of strangers) {
+        const { status } = await instance.revoke!(s.remote_id, { id: s.entitlement_id, target: s.target });
+        await db.query(
+          `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
+           VALUES ($1, 'account.revokeEntitlement', 'RemoteAccount', $2, 'reconcile: holder of an authoritative entitlement that no user owns', $3)`,
+          [reconcileActor(input.runId), `${input.connectorId}:${s.remote_id}`, JSON.stringify({ status, entitlementId: s.entitlement_id, remoteId: s.remote_id, runId: input.runId })],
+        );
+      }
     } catch (err) {
       throw toFailure(`${input.connectorId}: reconcile revoke`, err);
     }
@@ -191,24 +203,48 @@ export async function finishReconcile(db: Db, runtime: ConnectorRuntime, input: 
     }
 
     if (act) {
-      // Record the truth; each affected user's workflow then converges from it.
+      // Record the truth; each affected user's workflow then converges from it. Each change to
+      // the recorded state is an audit event by this run, on the user's account.
+      const actor = reconcileActor(input.runId);
       await tx.query(
-        `UPDATE accounts a SET state = 'deleted' FROM drift d
-          WHERE d.run_id = $1 AND d.kind = 'missingAccount' AND a.user_id = d.user_id AND a.connector_id = $2`,
-        [input.runId, input.connectorId],
+        `WITH changed AS (
+           UPDATE accounts a SET state = 'deleted' FROM drift d, accounts was
+            WHERE d.run_id = $1 AND d.kind = 'missingAccount' AND a.user_id = d.user_id AND a.connector_id = $2
+              AND was.user_id = a.user_id AND was.connector_id = a.connector_id
+           RETURNING a.user_id, a.remote_id, was.state AS was)
+         INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, before, after)
+         SELECT $3, 'account.markedDeleted', 'Account', $2 || ':' || c.user_id, 'reconcile: the account is gone from the target',
+                jsonb_build_object('state', c.was, 'remoteId', c.remote_id),
+                jsonb_build_object('state', 'deleted', 'remoteId', c.remote_id, 'runId', $1::text)
+           FROM changed c`,
+        [input.runId, input.connectorId, actor],
       );
       await tx.query(
-        `DELETE FROM account_grants ag USING drift d, entitlements e
-          WHERE d.run_id = $1 AND e.id = ag.entitlement_id AND e.connector_id = $2 AND ag.user_id = d.user_id
-            AND (d.kind = 'missingAccount' OR (d.kind = 'missingMembership' AND ag.entitlement_id = d.entitlement_id))`,
-        [input.runId, input.connectorId],
+        `WITH lost AS (
+           DELETE FROM account_grants ag USING drift d, entitlements e
+            WHERE d.run_id = $1 AND e.id = ag.entitlement_id AND e.connector_id = $2 AND ag.user_id = d.user_id
+              AND (d.kind = 'missingAccount' OR (d.kind = 'missingMembership' AND ag.entitlement_id = d.entitlement_id))
+           RETURNING ag.user_id, ag.entitlement_id)
+         INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, before, after)
+         SELECT $3, 'account.membershipLost', 'Account', $2 || ':' || l.user_id, 'reconcile: the membership is gone from the target',
+                jsonb_build_object('entitlementId', l.entitlement_id, 'applied', true),
+                jsonb_build_object('entitlementId', l.entitlement_id, 'applied', false, 'runId', $1::text)
+           FROM lost l`,
+        [input.runId, input.connectorId, actor],
       );
       await tx.query(
-        `INSERT INTO account_grants (user_id, entitlement_id)
-         SELECT d.user_id, d.entitlement_id FROM drift d
-          WHERE d.run_id = $1 AND d.kind = 'unexpectedMembership' AND d.action = 'fixed' AND d.user_id IS NOT NULL
-         ON CONFLICT DO NOTHING`,
-        [input.runId],
+        `WITH found AS (
+           INSERT INTO account_grants (user_id, entitlement_id)
+           SELECT d.user_id, d.entitlement_id FROM drift d
+            WHERE d.run_id = $1 AND d.kind = 'unexpectedMembership' AND d.action = 'fixed' AND d.user_id IS NOT NULL
+           ON CONFLICT DO NOTHING
+           RETURNING user_id, entitlement_id)
+         INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, before, after)
+         SELECT $3, 'account.membershipFound', 'Account', $2 || ':' || f.user_id, 'reconcile: the target has a membership that was not applied',
+                jsonb_build_object('entitlementId', f.entitlement_id, 'applied', false),
+                jsonb_build_object('entitlementId', f.entitlement_id, 'applied', true, 'runId', $1::text)
+           FROM found f`,
+        [input.runId, input.connectorId, actor],
       );
       await enqueueUserChanges(tx, [...users]);
     }
