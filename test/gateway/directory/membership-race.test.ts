@@ -123,6 +123,23 @@ t.test('nesting a group racing its deletion leaves no dangling membership', asyn
   t.same(await danglingMemberships(), [], 'no membership points at a deleted group or sits in one');
 });
 
+t.test('two groups nesting each other at once: one wins, the other is refused, no cycle and no 500', async (t) => {
+  const answers: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    const a = await post('/scim/v2/Groups', { schemas: [GROUP], displayName: `cycle${i}-a` });
+    const b = await post('/scim/v2/Groups', { schemas: [GROUP], displayName: `cycle${i}-b` });
+    const nest = (parent: string, child: string) =>
+      gw.scim({ method: 'PATCH', url: `/scim/v2/Groups/${parent}`, payload: { schemas: [PATCH], Operations: [{ op: 'add', path: 'members', value: [{ value: child, type: 'Group' }] }] } });
+    const results = await Promise.all([nest(a.id, b.id), nest(b.id, a.id)]);
+    answers.push(results.map((r) => (r.statusCode === 400 ? `400 ${r.json<{ scimType: string }>().scimType}` : String(r.statusCode))).sort().join(' + '));
+  }
+  t.same(new Set(answers), new Set(['200 + 400 invalidValue']), 'each time one nesting is applied and the other refused as a cycle');
+  const { rows } = await database.db.query(
+    `SELECT 1 FROM group_members x JOIN group_members y ON x.group_id = y.member_id AND y.group_id = x.member_id LIMIT 1`,
+  );
+  t.same(rows, [], 'no two groups contain each other');
+});
+
 t.test('the database itself refuses memberships of deleted resources and drops them on deletion', async (t) => {
   const db = database.db;
   const u = await post('/scim/v2/Users', userBody('direct@example.com'));
