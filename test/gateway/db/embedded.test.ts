@@ -49,5 +49,24 @@ t.test('migrations, SCIM writes and the outbox on PGlite', async (t) => {
   await Promise.all([claim('a').dispatchOnce(), claim('b').dispatchOnce()]);
   const claimed = await database.db.query('SELECT attempts, count(*)::int AS n FROM outbox GROUP BY attempts');
   t.same(claimed.rows, [{ attempts: 1, n: 40 }], 'every row claimed exactly once by one of the two');
+
+  // Members added while they are deleted: the membership triggers and row locks work on PGlite too.
+  const users = results.slice(0, 10).map((r) => r.json<{ id: string }>().id);
+  const group = (await gw.scim({ method: 'POST', url: '/scim/v2/Groups', payload: { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'embedded' } })).json<{ id: string }>();
+  const raced = await Promise.all(
+    users.flatMap((id) => [
+      gw.scim({
+        method: 'PATCH',
+        url: `/scim/v2/Groups/${group.id}`,
+        payload: { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'add', path: 'members', value: [{ value: id }] }] },
+      }),
+      gw.scim({ method: 'DELETE', url: `/scim/v2/Users/${id}` }),
+    ]),
+  );
+  t.same([...new Set(raced.map((r) => r.statusCode))].filter((s) => ![200, 204, 400].includes(s)), [], 'no request failed with a server error');
+  const dangling = await database.db.query(
+    `SELECT m.member_id FROM group_members m JOIN users u ON u.id = m.member_id WHERE u.deleted_at IS NOT NULL`,
+  );
+  t.same(dangling.rows, [], 'no membership of a deleted user');
 });
 
