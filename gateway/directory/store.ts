@@ -358,13 +358,14 @@ export class Directory {
     const resource = normalizeResource(body, { registry: this.registry, resourceType: type });
     if (type === 'User') return await this.createUser(actor, resource);
     const id = randomUUID();
+    // The transaction may run more than once (see write), so it leaves `resource` as it found it.
+    const { members: rawMembers, ...attributes } = resource;
     return await this.write(type, async (tx) => {
-      const members = await this.resolveMembers(tx, id, resource.members);
-      delete resource.members;
-      const row = await this.insertGroup(tx, id, resource);
+      const members = await this.resolveMembers(tx, id, rawMembers);
+      const row = await this.insertGroup(tx, id, attributes);
       const affected = new Set<string>();
       await this.addMembers(tx, id, members, affected);
-      await this.audit(tx, actor, 'group.created', type, id, null, members.length ? { ...resource, members: members.map(auditMember) } : resource);
+      await this.audit(tx, actor, 'group.created', type, id, null, members.length ? { ...attributes, members: members.map(auditMember) } : attributes);
       await this.announce(tx, affected);
       const [out] = await this.hydrate(tx, type, [row], {});
       return out!;
@@ -546,10 +547,11 @@ export class Directory {
   }
 
   /** Replaces a group's attributes and members inside the caller's transaction. */
-  private async updateGroup(tx: Tx, actor: Actor, current: StoredResource, next: Record<string, unknown>, action: string): Promise<StoredResource> {
+  private async updateGroup(tx: Tx, actor: Actor, current: StoredResource, resource: Record<string, unknown>, action: string): Promise<StoredResource> {
     const affected = new Set<string>();
-    const members = await this.resolveMembers(tx, current.id, next.members);
-    delete next.members;
+    // `resource` is not changed: a retried transaction (see write) computes from it again.
+    const { members: rawMembers, ...next } = resource;
+    const members = await this.resolveMembers(tx, current.id, rawMembers);
     const before = new Map(((current.resource.members ?? []) as Member[]).map((m) => [m.value, m]));
     const after = new Map(members.map((m) => [m.value, m]));
     const removed = [...before.values()].filter((m) => !after.has(m.value));
