@@ -20,7 +20,7 @@ const MAX_LIMIT = 1000;
 const DEFAULT_LIMIT = 100;
 
 const FilterProperties = {
-  actor: { type: 'string', description: 'who made the change: a token name, or a workflow id for provisioning' },
+  actor: { type: 'string', description: 'who made the change: a token name, a workflow id for provisioning, rule:<name> for rule grants, reconcile:<runId> for reconciliation' },
   action: { type: 'string', description: 'e.g. user.created, group.patched, token.revoked, account.create' },
   resourceType: { type: 'string', description: 'e.g. User, Group, ApiToken, Connector, Account' },
   resourceId: { type: 'string' },
