@@ -84,6 +84,10 @@ function auditedGrantChange(changeSql: string, verb: 'created' | 'ended', actorS
  */
 async function materializeGrants(db: Db, user: UserRow, deprovision: boolean, workflowId: string): Promise<void> {
   await withTransaction(db, async (tx) => {
+    // The audit events below hold the audit chain's lock until commit; the user's grant rows are
+    // locked first, so that an admin API call ending one of them (which takes the row, then the
+    // chain's lock) waits here instead of deadlocking with this transaction.
+    await tx.query('SELECT 1 FROM grants WHERE user_id = $1 ORDER BY id FOR UPDATE', [user.id]);
     // Time-bound grants whose window has closed end here, at the time they were due.
     await tx.query(
       auditedGrantChange(

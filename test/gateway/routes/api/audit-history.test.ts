@@ -164,7 +164,7 @@ t.test("a user's access at past instants, after deactivation and deletion", asyn
   t.match(provisioned.user, { userName: 'alice@example.com', active: true, deleted: false });
   t.same(provisioned.groups, [{ id: ids.eng, displayName: 'Eng' }], 'in Eng');
   t.same(
-    provisioned.grants.map((g: { entitlement: string; reason: string }) => `${g.entitlement}:${g.reason}`),
+    provisioned.grants.map((g: { entitlement: string; reason: string }) => `${g.entitlement}:${g.reason}`).sort(),
     ['eng:rule:eng', 'wiki:manual'],
     'the rule grant and the manual grant',
   );
