@@ -10,7 +10,7 @@
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import { randomUUID } from 'node:crypto';
-import type { Db } from '../../gateway/db/pool.js';
+import type { Db, Tx } from '../../gateway/db/pool.js';
 import { withTransaction } from '../../gateway/db/pool.js';
 import { matchesFilter, parseFilter } from '../../gateway/scim/filter.js';
 import { SchemaRegistry } from '../../gateway/scim/schemas.js';
@@ -291,12 +291,15 @@ export async function applyStep(db: Db, runtime: ConnectorRuntime, action: StepA
       if (!definition.capabilities.includes(c)) throw new PermanentError(`connector type ${definition.type} cannot ${c}`, 'unsupported');
     };
     let status: string;
+    // What the step changes in the recorded state, written after the switch with its audit event.
+    let state: 'active' | 'disabled' | 'deleted' | undefined;
+    let applied: { sql: string; entitlementId: string } | undefined;
     switch (action) {
       case 'createAccount': {
         require('createAccount');
         const res = await instance.createAccount!(accountInput(user));
         remoteId = res.remoteId ?? remoteId;
-        await recordAccount(db, input, remoteId, 'active');
+        state = 'active';
         status = res.status;
         break;
       }
@@ -318,50 +321,54 @@ export async function applyStep(db: Db, runtime: ConnectorRuntime, action: StepA
           );
           for (const e of held) await instance.grant!(remoteId, { id: e.id, target: e.target });
         }
-        await recordAccount(db, input, remoteId, 'active');
+        state = 'active';
         break;
       }
       case 'grantEntitlement': {
         require('grant');
         const e = await entitlement();
         status = (await instance.grant!(needRemote(), { id: e.id, target: e.target })).status;
-        await db.query('INSERT INTO account_grants (user_id, entitlement_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [input.userId, e.id]);
-        await recordAccount(db, input, remoteId, undefined);
+        applied = { sql: 'INSERT INTO account_grants (user_id, entitlement_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', entitlementId: e.id };
         break;
       }
       case 'revokeEntitlement': {
         require('revoke');
         const e = await entitlement();
         status = remoteId ? (await instance.revoke!(remoteId, { id: e.id, target: e.target })).status : 'alreadyApplied';
-        await db.query('DELETE FROM account_grants WHERE user_id = $1 AND entitlement_id = $2', [input.userId, e.id]);
-        await recordAccount(db, input, remoteId, undefined);
+        applied = { sql: 'DELETE FROM account_grants WHERE user_id = $1 AND entitlement_id = $2', entitlementId: e.id };
         break;
       }
       case 'disableAccount': {
         require('disableAccount');
         status = (await instance.disableAccount!(needRemote())).status;
-        await recordAccount(db, input, remoteId, 'disabled');
+        state = 'disabled';
         break;
       }
       case 'deleteAccount': {
         require('deleteAccount');
         status = (await instance.deleteAccount!(needRemote())).status;
-        await recordAccount(db, input, remoteId, 'deleted');
+        state = 'deleted';
         break;
       }
     }
-    await db.query(
-      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
-       VALUES ($1, $2, 'Account', $3, 'provisioning', $4)`,
-      [input.workflowId ?? 'userSync', `account.${action}`, `${input.connectorId}:${input.userId}`, JSON.stringify({ status, entitlementId: input.entitlementId ?? null, remoteId: remoteId ?? null })],
-    );
+    // The recorded state and its audit event commit together: no change without its event.
+    await withTransaction(db, async (tx) => {
+      // Rows in the order reconciliation locks them (accounts, account_grants, then the audit chain).
+      await recordAccount(tx, input, remoteId, state);
+      if (applied) await tx.query(applied.sql, [input.userId, applied.entitlementId]);
+      await tx.query(
+        `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
+         VALUES ($1, $2, 'Account', $3, 'provisioning', $4)`,
+        [input.workflowId ?? 'userSync', `account.${action}`, `${input.connectorId}:${input.userId}`, JSON.stringify({ status, entitlementId: input.entitlementId ?? null, remoteId: remoteId ?? null })],
+      );
+    });
     return status;
   } catch (err) {
     throw toFailure(what, err);
   }
 }
 
-async function recordAccount(db: Db, input: StepInput, remoteId: string | undefined, state: 'active' | 'disabled' | 'deleted' | undefined): Promise<void> {
+async function recordAccount(db: Db | Tx, input: StepInput, remoteId: string | undefined, state: 'active' | 'disabled' | 'deleted' | undefined): Promise<void> {
   await db.query(
     `INSERT INTO accounts (user_id, connector_id, remote_id, state, last_sync_at, workflow_id)
      VALUES ($1, $2, $3, COALESCE($4, 'active'), now(), $5)

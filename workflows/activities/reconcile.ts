@@ -202,49 +202,60 @@ export async function finishReconcile(db: Db, runtime: ConnectorRuntime, input: 
       );
     }
 
+    // Audit events of the changes below, appended last: the audit chain's lock is then taken
+    // after every row lock this transaction needs, as provisioning steps do, so the two cannot
+    // deadlock over the same account.
+    const events: unknown[] = [];
+    const change = async (sql: string) => {
+      const { rows } = await tx.query<{ event: unknown }>(sql, [input.runId, input.connectorId, reconcileActor(input.runId)]);
+      for (const r of rows) events.push(r.event);
+    };
+    const event = (action: string, why: string, before: string, after: string) =>
+      `jsonb_build_object('actor', $3::text, 'action', '${action}', 'resource_type', 'Account', 'resource_id', $2 || ':' || c.user_id,
+                          'reason', '${why}', 'before', ${before}, 'after', ${after}) AS event`;
+
     if (act) {
       // Record the truth; each affected user's workflow then converges from it. Each change to
       // the recorded state is an audit event by this run, on the user's account.
-      const actor = reconcileActor(input.runId);
-      await tx.query(
-        `WITH changed AS (
+      await change(
+        `WITH c AS (
            UPDATE accounts a SET state = 'deleted' FROM drift d, accounts was
             WHERE d.run_id = $1 AND d.kind = 'missingAccount' AND a.user_id = d.user_id AND a.connector_id = $2
               AND was.user_id = a.user_id AND was.connector_id = a.connector_id
            RETURNING a.user_id, a.remote_id, was.state AS was)
-         INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, before, after)
-         SELECT $3, 'account.markedDeleted', 'Account', $2 || ':' || c.user_id, 'reconcile: the account is gone from the target',
-                jsonb_build_object('state', c.was, 'remoteId', c.remote_id),
-                jsonb_build_object('state', 'deleted', 'remoteId', c.remote_id, 'runId', $1::text)
-           FROM changed c`,
-        [input.runId, input.connectorId, actor],
+         SELECT ${event(
+           'account.markedDeleted',
+           'reconcile: the account is gone from the target',
+           `jsonb_build_object('state', c.was, 'remoteId', c.remote_id)`,
+           `jsonb_build_object('state', 'deleted', 'remoteId', c.remote_id, 'runId', $1::text)`,
+         )} FROM c`,
       );
-      await tx.query(
-        `WITH lost AS (
+      await change(
+        `WITH c AS (
            DELETE FROM account_grants ag USING drift d, entitlements e
             WHERE d.run_id = $1 AND e.id = ag.entitlement_id AND e.connector_id = $2 AND ag.user_id = d.user_id
               AND (d.kind = 'missingAccount' OR (d.kind = 'missingMembership' AND ag.entitlement_id = d.entitlement_id))
            RETURNING ag.user_id, ag.entitlement_id)
-         INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, before, after)
-         SELECT $3, 'account.membershipLost', 'Account', $2 || ':' || l.user_id, 'reconcile: the membership is gone from the target',
-                jsonb_build_object('entitlementId', l.entitlement_id, 'applied', true),
-                jsonb_build_object('entitlementId', l.entitlement_id, 'applied', false, 'runId', $1::text)
-           FROM lost l`,
-        [input.runId, input.connectorId, actor],
+         SELECT ${event(
+           'account.membershipLost',
+           'reconcile: the membership is gone from the target',
+           `jsonb_build_object('entitlementId', c.entitlement_id, 'applied', true)`,
+           `jsonb_build_object('entitlementId', c.entitlement_id, 'applied', false, 'runId', $1::text)`,
+         )} FROM c`,
       );
-      await tx.query(
-        `WITH found AS (
+      await change(
+        `WITH c AS (
            INSERT INTO account_grants (user_id, entitlement_id)
            SELECT d.user_id, d.entitlement_id FROM drift d
             WHERE d.run_id = $1 AND d.kind = 'unexpectedMembership' AND d.action = 'fixed' AND d.user_id IS NOT NULL
            ON CONFLICT DO NOTHING
            RETURNING user_id, entitlement_id)
-         INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, before, after)
-         SELECT $3, 'account.membershipFound', 'Account', $2 || ':' || f.user_id, 'reconcile: the target has a membership that was not applied',
-                jsonb_build_object('entitlementId', f.entitlement_id, 'applied', false),
-                jsonb_build_object('entitlementId', f.entitlement_id, 'applied', true, 'runId', $1::text)
-           FROM found f`,
-        [input.runId, input.connectorId, actor],
+         SELECT ${event(
+           'account.membershipFound',
+           'reconcile: the target has a membership that was not applied',
+           `jsonb_build_object('entitlementId', c.entitlement_id, 'applied', false)`,
+           `jsonb_build_object('entitlementId', c.entitlement_id, 'applied', true, 'runId', $1::text)`,
+         )} FROM c`,
       );
       await enqueueUserChanges(tx, [...users]);
     }
@@ -253,6 +264,16 @@ export async function finishReconcile(db: Db, runtime: ConnectorRuntime, input: 
       `UPDATE reconcile_runs SET finished_at = now(), drift_found = (SELECT count(*) FROM drift WHERE run_id = $1) WHERE id = $1`,
       [input.runId],
     );
+    if (events.length) {
+      await tx.query(
+        `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, before, after)
+         SELECT x.actor, x.action, x.resource_type, x.resource_id, x.reason, x.before, x.after
+           FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (actor text, action text, resource_type text, resource_id text, reason text, before jsonb, after jsonb))
+                WITH ORDINALITY AS x(actor, action, resource_type, resource_id, reason, before, after, n)
+          ORDER BY x.n`,
+        [JSON.stringify(events)],
+      );
+    }
   });
   return await reconcileSummary(db, input.runId);
 }
