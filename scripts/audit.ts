@@ -4,7 +4,8 @@
  *
  *   verify                          check the hash chain; one line on stdout; exit 0 intact, 1 not
  *   export --format csv|json        every event (or those from --since, before --until, both ISO
- *          [--since ISO] [--until ISO]   8601 instants) to stdout, streamed
+ *          [--since ISO] [--until ISO]   8601 instants; with --user, those concerning that user:
+ *          [--user ID]                   accounts, grants and group memberships included) to stdout
  *
  * Use `npm run -s audit -- export …` (or `npx tsx scripts/audit.ts export …`) when redirecting an
  * export: without -s, npm prints its own header lines to stdout too.
@@ -14,7 +15,7 @@ import { parseArgs } from 'node:util';
 import type { Db } from '../gateway/db/pool.js';
 import { exportAuditEvents, parseInstant, verifyAuditChain, type AuditFilter } from '../gateway/audit/chain.js';
 
-const USAGE = 'usage: npm run audit -- verify | export --format csv|json [--since ISO] [--until ISO]';
+const USAGE = 'usage: npm run audit -- verify | export --format csv|json [--since ISO] [--until ISO] [--user ID]';
 
 function usage(message?: string): number {
   process.stderr.write(`${message ? `${message}\n` : ''}${USAGE}\n`);
@@ -54,14 +55,14 @@ async function main(argv: string[]): Promise<number> {
     args = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { format: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' } },
+      options: { format: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' }, user: { type: 'string' } },
     });
   } catch (err) {
     return usage((err as Error).message);
   }
   const [command, ...extra] = args.positionals;
   if ((command !== 'verify' && command !== 'export') || extra.length) return usage();
-  const { format, since, until } = args.values;
+  const { format, since, until, user } = args.values;
   const filter: AuditFilter = {};
   if (command === 'export') {
     if (format !== 'csv' && format !== 'json') return usage('--format must be csv or json');
@@ -71,7 +72,8 @@ async function main(argv: string[]): Promise<number> {
       if (!instant) return usage(`--${name}: expected an ISO 8601 date or date-time with a zone (2024-05-01, 2024-05-01T12:00:00Z), got "${value}"`);
       filter[name] = instant;
     }
-  } else if (format !== undefined || since !== undefined || until !== undefined) {
+    if (user !== undefined) filter.userId = user;
+  } else if (format !== undefined || since !== undefined || until !== undefined || user !== undefined) {
     return usage('verify takes no options');
   }
 

@@ -120,6 +120,11 @@ export interface AuditFilter {
   action?: string;
   resourceType?: string;
   resourceId?: string;
+  /**
+   * Events concerning this user: the user's own, their accounts', their grants', and group events
+   * that add or remove them (see `audit_event_users` in migration 1732170000009).
+   */
+  userId?: string;
   /** Events at or after this instant (a value accepted by {@link parseInstant}). */
   since?: string;
   /** Events strictly before this instant. */
@@ -214,6 +219,7 @@ function whereClause(filter: AuditFilter, params: unknown[], upTo?: number): str
   if (filter.action !== undefined) add('e.action = ?', filter.action);
   if (filter.resourceType !== undefined) add('e.resource_type = ?', filter.resourceType);
   if (filter.resourceId !== undefined) add('e.resource_id = ?', filter.resourceId);
+  if (filter.userId !== undefined) add('audit_event_users(e.resource_type, e.resource_id, e.before, e.after) @> ARRAY[?::text]', filter.userId);
   if (filter.since !== undefined) add('e.at >= ?::timestamptz', filter.since);
   if (filter.until !== undefined) add('e.at < ?::timestamptz', filter.until);
   if (filter.afterId !== undefined) add('e.id > ?', filter.afterId);

@@ -57,6 +57,11 @@ export interface ListResult {
 }
 
 const UNIQUE_VIOLATION = '23505';
+/** Raised by the group_members triggers for a group or member that is not live (migration …009). */
+const FOREIGN_KEY_VIOLATION = '23503';
+/** Transactions that lock rows in different orders (two groups nesting each other) may deadlock; one is retried. */
+const RETRYABLE = new Set(['40P01', '40001']);
+const WRITE_ATTEMPTS = 5;
 
 export function etagOf(version: number): string {
   return `W/"${version}"`;
@@ -194,6 +199,19 @@ interface Member {
   value: string;
   type: ResourceType;
   display?: string | undefined;
+  /** The member's userName or displayName, when known (for the audit log). */
+  name?: string | undefined;
+}
+
+/** A member as the audit log records it: id, type, and the userName or displayName it had. */
+function auditMember(m: Member): { value: string; type: ResourceType; display?: string } {
+  const display = m.name ?? m.display;
+  return { value: m.value, type: m.type, ...(display ? { display } : {}) };
+}
+
+/** The member id a group_members trigger complained about, from its message. */
+function memberInError(err: unknown): string {
+  return /with id ([0-9a-f-]{36})/.exec((err as Error).message)?.[1] ?? '(deleted meanwhile)';
 }
 
 export class Directory {
@@ -340,13 +358,14 @@ export class Directory {
     const resource = normalizeResource(body, { registry: this.registry, resourceType: type });
     if (type === 'User') return await this.createUser(actor, resource);
     const id = randomUUID();
+    // The transaction may run more than once (see write), so it leaves `resource` as it found it.
+    const { members: rawMembers, ...attributes } = resource;
     return await this.write(type, async (tx) => {
-      const members = await this.resolveMembers(tx, id, resource.members);
-      delete resource.members;
-      const row = await this.insertGroup(tx, id, resource);
+      const members = await this.resolveMembers(tx, id, rawMembers);
+      const row = await this.insertGroup(tx, id, attributes);
       const affected = new Set<string>();
       await this.addMembers(tx, id, members, affected);
-      await this.audit(tx, actor, 'group.created', type, id, null, resource);
+      await this.audit(tx, actor, 'group.created', type, id, null, members.length ? { ...attributes, members: members.map(auditMember) } : attributes);
       await this.announce(tx, affected);
       const [out] = await this.hydrate(tx, type, [row], {});
       return out!;
@@ -392,11 +411,19 @@ export class Directory {
     await this.write(type, async (tx) => {
       const current = await this.lockForUpdate(tx, type, id, ifMatch);
       const affected = new Set<string>(type === 'User' ? [id] : await this.usersUnder(tx, id));
-      await tx.query(`UPDATE ${KINDS[type].table} SET deleted_at = now(), updated_at = now(), version = version + 1 WHERE id = $1`, [id]);
       // A deleted resource is no longer a member of anything, and a deleted group has no members.
-      await tx.query('DELETE FROM group_members WHERE member_id = $1', [id]);
-      if (type === 'Group') await tx.query('DELETE FROM group_members WHERE group_id = $1', [id]);
-      await this.audit(tx, actor, `${type.toLowerCase()}.deleted`, type, id, current.resource, null);
+      // The row lock taken above keeps memberships from being added meanwhile (the group_members
+      // trigger waits for it), and the trigger on deleted_at would remove any left; they are
+      // removed here first so the audit event can list them.
+      const { rows: memberOf } = await tx.query<{ id: string; display: string | null }>(
+        `DELETE FROM group_members m USING groups g WHERE m.member_id = $1 AND g.id = m.group_id RETURNING g.id, g.display_name AS display`,
+        [id],
+      );
+      await tx.query(`UPDATE ${KINDS[type].table} SET deleted_at = now(), updated_at = now(), version = version + 1 WHERE id = $1`, [id]);
+      const before: Record<string, unknown> = { ...current.resource };
+      if (type === 'Group') before.members = ((current.resource.members ?? []) as Member[]).map(auditMember);
+      if (memberOf.length) before.memberOf = memberOf.map((g) => ({ value: g.id, ...(g.display ? { display: g.display } : {}) }));
+      await this.audit(tx, actor, `${type.toLowerCase()}.deleted`, type, id, before, null);
       await this.announce(tx, affected);
     });
   }
@@ -492,10 +519,16 @@ export class Directory {
 
   /** Runs a write transaction, turning unique-index violations into SCIM 409s. */
   private async write<T>(type: ResourceType, fn: (tx: Tx) => Promise<T>, resource?: Record<string, unknown>): Promise<T> {
-    try {
-      return await withTransaction(this.db, fn);
-    } catch (err) {
-      throw this.uniqueness(err, type, resource);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await withTransaction(this.db, fn);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code !== undefined && RETRYABLE.has(code) && attempt < WRITE_ATTEMPTS) continue;
+        // A member deleted between the check and the insert: the database refused it.
+        if (code === FOREIGN_KEY_VIOLATION) throw ScimError.badRequest('invalidValue', `members: no User or Group with id ${memberInError(err)}`);
+        throw this.uniqueness(err, type, resource);
+      }
     }
   }
 
@@ -514,10 +547,11 @@ export class Directory {
   }
 
   /** Replaces a group's attributes and members inside the caller's transaction. */
-  private async updateGroup(tx: Tx, actor: Actor, current: StoredResource, next: Record<string, unknown>, action: string): Promise<StoredResource> {
+  private async updateGroup(tx: Tx, actor: Actor, current: StoredResource, resource: Record<string, unknown>, action: string): Promise<StoredResource> {
     const affected = new Set<string>();
-    const members = await this.resolveMembers(tx, current.id, next.members);
-    delete next.members;
+    // `resource` is not changed: a retried transaction (see write) computes from it again.
+    const { members: rawMembers, ...next } = resource;
+    const members = await this.resolveMembers(tx, current.id, rawMembers);
     const before = new Map(((current.resource.members ?? []) as Member[]).map((m) => [m.value, m]));
     const after = new Map(members.map((m) => [m.value, m]));
     const removed = [...before.values()].filter((m) => !after.has(m.value));
@@ -525,6 +559,14 @@ export class Directory {
     if (removed.length) {
       for (const m of removed) for (const u of await this.membersUsers(tx, m)) affected.add(u);
       await tx.query('DELETE FROM group_members WHERE group_id = $1 AND member_id = ANY($2)', [current.id, removed.map((m) => m.value)]);
+      const { rows: names } = await tx.query<{ id: string; name: string }>(
+        'SELECT id, user_name AS name FROM users WHERE id = ANY($1) UNION ALL SELECT id, display_name FROM groups WHERE id = ANY($1)',
+        [removed.map((m) => m.value)],
+      );
+      for (const n of names) {
+        const m = removed.find((r) => r.value === n.id);
+        if (m) m.name = n.name;
+      }
     }
     await this.addMembers(tx, current.id, added, affected);
     const { members: _omit, ...beforeResource } = current.resource;
@@ -534,7 +576,13 @@ export class Directory {
         WHERE id = $1 RETURNING id, resource, version, created_at, updated_at`,
       [current.id, next.displayName, externalId, next],
     );
-    await this.audit(tx, actor, action, 'Group', current.id, beforeResource, next);
+    // The member delta rides in `after`: the full member lists of a large group would make every
+    // event as big as the group, and the delta is what says who gained or lost access.
+    await this.audit(tx, actor, action, 'Group', current.id, beforeResource, {
+      ...next,
+      membersAdded: added.map(auditMember),
+      membersRemoved: removed.map(auditMember),
+    });
     await this.announce(tx, affected);
     const [out] = await this.hydrate(tx, 'Group', rows, {});
     return out!;
@@ -557,13 +605,20 @@ export class Directory {
     if (unique.size === 0) return [];
     const bad = [...unique.keys()].filter((v) => !UUID_RE.test(v));
     if (bad.length) throw ScimError.badRequest('invalidValue', `members: no User or Group with id ${bad.slice(0, 5).map((b) => JSON.stringify(b)).join(', ')}`);
-    const { rows } = await tx.query<{ id: string; type: ResourceType }>(
-      `SELECT id, 'User' AS type FROM users WHERE id = ANY($1) AND deleted_at IS NULL
-       UNION ALL
-       SELECT id, 'Group' AS type FROM groups WHERE id = ANY($1) AND deleted_at IS NULL`,
-      [[...unique.keys()]],
+    // FOR SHARE conflicts with the deletion's row lock: a member being deleted is waited for (and
+    // then not found), and a member locked here cannot be deleted until this transaction has
+    // committed the membership, which the deletion then removes. Rows are locked in id order.
+    const ids = [...unique.keys()];
+    const { rows: users } = await tx.query<{ id: string; name: string }>(
+      'SELECT id, user_name AS name FROM users WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR SHARE',
+      [ids],
     );
-    const found = new Map(rows.map((r) => [r.id, r.type]));
+    const { rows: groups } = await tx.query<{ id: string; name: string }>(
+      'SELECT id, display_name AS name FROM groups WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR SHARE',
+      [ids],
+    );
+    const found = new Map<string, ResourceType>([...users.map((r) => [r.id, 'User'] as const), ...groups.map((r) => [r.id, 'Group'] as const)]);
+    const names = new Map([...users, ...groups].map((r) => [r.id, r.name]));
     const missing = [...unique.keys()].filter((v) => !found.has(v));
     if (missing.length) throw ScimError.badRequest('invalidValue', `members: no User or Group with id ${missing.slice(0, 5).join(', ')}`);
     const members: Member[] = [];
@@ -572,7 +627,7 @@ export class Directory {
       if (m.type !== undefined && m.type.toLowerCase() !== actual.toLowerCase()) {
         throw ScimError.badRequest('invalidValue', `members: ${m.value} is a ${actual}, not a ${m.type}`);
       }
-      members.push({ value: m.value, type: actual, display: m.display });
+      members.push({ value: m.value, type: actual, display: m.display, name: names.get(m.value) });
     }
     const nested = members.filter((m) => m.type === 'Group').map((m) => m.value);
     if (nested.includes(groupId)) throw ScimError.badRequest('invalidValue', 'members: a group cannot be a member of itself');

@@ -98,6 +98,40 @@ t.test('enforce mode fixes authoritative drift through the users, leaves additiv
   t.equal(drift.run.driftFound, 2);
 });
 
+t.test("enforce mode's changes to recorded state are audit events by the run, in each user's history", async (t) => {
+  const { rows } = await gw.app.db.query<{ id: string }>(
+    `SELECT id FROM reconcile_runs WHERE connector_id = 'enforced' AND NOT dry_run ORDER BY started_at LIMIT 1`,
+  );
+  const actor = `reconcile:${rows[0]!.id}`;
+  type Event = { action: string; resourceType: string; resourceId: string; before: Record<string, unknown> | null; after: Record<string, unknown> | null };
+  const byRun: Event[] = (await api('GET', `/api/audit?limit=1000&actor=${encodeURIComponent(actor)}`)).events;
+  const has = (action: string, resourceId: string, after: Record<string, unknown>) =>
+    byRun.some((e) => e.action === action && e.resourceId === resourceId && Object.entries(after).every(([k, v]) => e.after?.[k] === v));
+  const eng = (await api('GET', '/api/entitlements')).find((e: { name: string }) => e.name === 'eng').id;
+  const ops = (await api('GET', '/api/entitlements')).find((e: { name: string }) => e.name === 'ops').id;
+  t.ok(has('account.markedDeleted', `enforced:${ids.bob}`, { state: 'deleted' }), "bob's vanished account is recorded deleted by the run");
+  t.ok(has('account.membershipLost', `enforced:${ids.alice}`, { entitlementId: eng, applied: false }), "alice's missing eng membership");
+  t.ok(has('account.membershipLost', `enforced:${ids.bob}`, { entitlementId: eng, applied: false }), "bob's eng membership went with his account");
+  t.ok(has('account.membershipFound', `enforced:${ids.carol}`, { entitlementId: ops, applied: true }), "carol's unexpected ops membership");
+  t.ok(
+    byRun.some((e) => e.action === 'account.revokeEntitlement' && e.resourceType === 'RemoteAccount' && e.resourceId === 'enforced:acct-stranger'),
+    'the stranger removed directly from an authoritative entitlement',
+  );
+
+  const bobs: Event[] = (await api('GET', `/api/audit?limit=1000&userId=${ids.bob}`)).events;
+  t.ok(bobs.some((e) => e.action === 'account.markedDeleted'), "the run's change is in bob's history");
+  t.ok(
+    bobs.some((e) => e.action === 'account.createAccount' && e.resourceId === `enforced:${ids.bob}`),
+    "and so is the account his workflow created again, with the grant events of rule eng",
+  );
+  t.ok(bobs.some((e) => e.action === 'grant.created' && e.resourceType === 'Grant'), 'the rule grant is in his history');
+  const access = await api('GET', `/api/users/${ids.bob}/access`);
+  t.match(access.accounts, [{ connectorId: 'enforced', state: 'active', entitlements: [{ entitlement: 'eng' }] }], "bob's access now, from the log");
+
+  const verify = await api('GET', '/api/audit/verify');
+  t.ok(verify.ok, `the audit chain verifies: ${JSON.stringify(verify)}`);
+});
+
 t.test('monitor mode only reports', async (t) => {
   watched.groups.set('team', new Set(['acct-somebody']));
   const run: Summary = await api('POST', '/api/connectors/watched/reconcile', { wait: true });

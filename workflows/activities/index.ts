@@ -31,7 +31,7 @@ export function createActivities({ db, connectors }: ActivityDeps) {
   return {
     /** Materializes the user's rule grants and plans, per connector, the steps to converge. */
     async planUserSync({ userId, seq }: { userId: string; seq?: number }): Promise<UserPlan> {
-      return await planUserSync(db, connectors, userId, seq);
+      return await planUserSync(db, connectors, userId, seq, workflowId());
     },
     // One activity per kind of step, so histories read as sentences in the Temporal UI.
     createAccount: step('createAccount'),

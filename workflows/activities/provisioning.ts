@@ -10,7 +10,7 @@
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import { randomUUID } from 'node:crypto';
-import type { Db } from '../../gateway/db/pool.js';
+import type { Db, Tx } from '../../gateway/db/pool.js';
 import { withTransaction } from '../../gateway/db/pool.js';
 import { matchesFilter, parseFilter } from '../../gateway/scim/filter.js';
 import { SchemaRegistry } from '../../gateway/scim/schemas.js';
@@ -63,16 +63,46 @@ async function loadUser(db: Db, userId: string): Promise<UserRow | undefined> {
   return rows[0];
 }
 
-/** Brings the user's rule-derived grants in line with the rules; ends every grant on deprovisioning. */
-async function materializeGrants(db: Db, user: UserRow, deprovision: boolean): Promise<void> {
+/**
+ * Appends one `grant.<verb>` audit event per grant row that `changeSql` (an UPDATE or INSERT …
+ * RETURNING the grant's columns) changed, in the same statement. The actor is `actorSql`, an
+ * expression over the returned row `g` (a rule's grants are changed by the rule: its reason).
+ */
+function auditedGrantChange(changeSql: string, verb: 'created' | 'ended', actorSql: string, why: string): string {
+  return `WITH g AS (${changeSql} RETURNING id, user_id, entitlement_id, reason, status, valid_from, valid_until, ended_at)
+    INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
+    SELECT ${actorSql}, 'grant.${verb}', 'Grant', g.id::text, '${why}',
+           jsonb_build_object('id', g.id, 'userId', g.user_id, 'entitlementId', g.entitlement_id, 'reason', g.reason, 'status', g.status,
+                              'validFrom', g.valid_from, 'validUntil', g.valid_until, 'endedAt', g.ended_at)
+      FROM g`;
+}
+
+/**
+ * Brings the user's rule-derived grants in line with the rules; ends every grant on deprovisioning.
+ * Every grant it starts or ends is an audit event: by the rule (`rule:<name>`) when a rule starts
+ * or stops applying, by the user's workflow when a validity window closes or the user is deprovisioned.
+ */
+async function materializeGrants(db: Db, user: UserRow, deprovision: boolean, workflowId: string): Promise<void> {
   await withTransaction(db, async (tx) => {
+    // The audit events below hold the audit chain's lock until commit; the user's grant rows are
+    // locked first, so that an admin API call ending one of them (which takes the row, then the
+    // chain's lock) waits here instead of deadlocking with this transaction.
+    await tx.query('SELECT 1 FROM grants WHERE user_id = $1 ORDER BY id FOR UPDATE', [user.id]);
     // Time-bound grants whose window has closed end here, at the time they were due.
     await tx.query(
-      `UPDATE grants SET status = 'ended', ended_at = valid_until WHERE user_id = $1 AND status = 'active' AND valid_until <= now()`,
-      [user.id],
+      auditedGrantChange(
+        `UPDATE grants SET status = 'ended', ended_at = valid_until WHERE user_id = $1 AND status = 'active' AND valid_until <= now()`,
+        'ended',
+        '$2',
+        'validity window ended',
+      ),
+      [user.id, workflowId],
     );
     if (deprovision) {
-      await tx.query(`UPDATE grants SET status = 'ended', ended_at = now() WHERE user_id = $1 AND status = 'active'`, [user.id]);
+      await tx.query(
+        auditedGrantChange(`UPDATE grants SET status = 'ended', ended_at = now() WHERE user_id = $1 AND status = 'active'`, 'ended', '$2', 'user deprovisioned'),
+        [user.id, workflowId],
+      );
       return;
     }
     const { rows: rules } = await tx.query<{ name: string; group_id: string | null; condition: string | null; entitlement_ids: string[] }>(
@@ -103,23 +133,33 @@ async function materializeGrants(db: Db, user: UserRow, deprovision: boolean): P
     }
     for (const w of wanted) {
       await tx.query(
-        `INSERT INTO grants (id, user_id, entitlement_id, reason) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (user_id, entitlement_id, reason) DO UPDATE SET status = 'active', ended_at = NULL
-           WHERE grants.status <> 'active'`,
+        auditedGrantChange(
+          `INSERT INTO grants (id, user_id, entitlement_id, reason) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (user_id, entitlement_id, reason) DO UPDATE SET status = 'active', ended_at = NULL
+             WHERE grants.status <> 'active'`,
+          'created',
+          'g.reason',
+          'the rule applies',
+        ),
         [randomUUID(), user.id, w.entitlement, w.reason],
       );
     }
     await tx.query(
-      `UPDATE grants SET status = 'ended', ended_at = now()
-        WHERE user_id = $1 AND status = 'active' AND reason LIKE 'rule:%'
-          AND NOT ((entitlement_id, reason) IN (SELECT unnest($2::uuid[]), unnest($3::text[])))`,
+      auditedGrantChange(
+        `UPDATE grants SET status = 'ended', ended_at = now()
+          WHERE user_id = $1 AND status = 'active' AND reason LIKE 'rule:%'
+            AND NOT ((entitlement_id, reason) IN (SELECT unnest($2::uuid[]), unnest($3::text[])))`,
+        'ended',
+        'g.reason',
+        'the rule no longer applies',
+      ),
       [user.id, wanted.map((w) => w.entitlement), wanted.map((w) => w.reason)],
     );
   });
 }
 
 /** Computes the steps that make every connector's target match the user's desired state. */
-export async function planUserSync(db: Db, runtime: ConnectorRuntime, userId: string, seq?: number): Promise<UserPlan> {
+export async function planUserSync(db: Db, runtime: ConnectorRuntime, userId: string, seq?: number, workflowId?: string): Promise<UserPlan> {
   const user = await loadUser(db, userId);
   if (!user) return { userName: '', deprovision: true, connectors: [] };
   if (seq !== undefined) {
@@ -128,7 +168,7 @@ export async function planUserSync(db: Db, runtime: ConnectorRuntime, userId: st
     if (rows[0] && rows[0].synced_seq >= seq) return { userName: user.user_name, deprovision: user.deleted || !user.active, connectors: [] };
   }
   const deprovision = user.deleted || !user.active;
-  await materializeGrants(db, user, deprovision);
+  await materializeGrants(db, user, deprovision, workflowId ?? 'userSync');
 
   const { rows: desired } = await db.query<{ connector_id: string; entitlement_id: string }>(
     `SELECT DISTINCT e.connector_id, e.id AS entitlement_id
@@ -251,12 +291,15 @@ export async function applyStep(db: Db, runtime: ConnectorRuntime, action: StepA
       if (!definition.capabilities.includes(c)) throw new PermanentError(`connector type ${definition.type} cannot ${c}`, 'unsupported');
     };
     let status: string;
+    // What the step changes in the recorded state, written after the switch with its audit event.
+    let state: 'active' | 'disabled' | 'deleted' | undefined;
+    let applied: { sql: string; entitlementId: string } | undefined;
     switch (action) {
       case 'createAccount': {
         require('createAccount');
         const res = await instance.createAccount!(accountInput(user));
         remoteId = res.remoteId ?? remoteId;
-        await recordAccount(db, input, remoteId, 'active');
+        state = 'active';
         status = res.status;
         break;
       }
@@ -278,50 +321,54 @@ export async function applyStep(db: Db, runtime: ConnectorRuntime, action: StepA
           );
           for (const e of held) await instance.grant!(remoteId, { id: e.id, target: e.target });
         }
-        await recordAccount(db, input, remoteId, 'active');
+        state = 'active';
         break;
       }
       case 'grantEntitlement': {
         require('grant');
         const e = await entitlement();
         status = (await instance.grant!(needRemote(), { id: e.id, target: e.target })).status;
-        await db.query('INSERT INTO account_grants (user_id, entitlement_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [input.userId, e.id]);
-        await recordAccount(db, input, remoteId, undefined);
+        applied = { sql: 'INSERT INTO account_grants (user_id, entitlement_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', entitlementId: e.id };
         break;
       }
       case 'revokeEntitlement': {
         require('revoke');
         const e = await entitlement();
         status = remoteId ? (await instance.revoke!(remoteId, { id: e.id, target: e.target })).status : 'alreadyApplied';
-        await db.query('DELETE FROM account_grants WHERE user_id = $1 AND entitlement_id = $2', [input.userId, e.id]);
-        await recordAccount(db, input, remoteId, undefined);
+        applied = { sql: 'DELETE FROM account_grants WHERE user_id = $1 AND entitlement_id = $2', entitlementId: e.id };
         break;
       }
       case 'disableAccount': {
         require('disableAccount');
         status = (await instance.disableAccount!(needRemote())).status;
-        await recordAccount(db, input, remoteId, 'disabled');
+        state = 'disabled';
         break;
       }
       case 'deleteAccount': {
         require('deleteAccount');
         status = (await instance.deleteAccount!(needRemote())).status;
-        await recordAccount(db, input, remoteId, 'deleted');
+        state = 'deleted';
         break;
       }
     }
-    await db.query(
-      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
-       VALUES ($1, $2, 'Account', $3, 'provisioning', $4)`,
-      [input.workflowId ?? 'userSync', `account.${action}`, `${input.connectorId}:${input.userId}`, JSON.stringify({ status, entitlementId: input.entitlementId ?? null, remoteId: remoteId ?? null })],
-    );
+    // The recorded state and its audit event commit together: no change without its event.
+    await withTransaction(db, async (tx) => {
+      // Rows in the order reconciliation locks them (accounts, account_grants, then the audit chain).
+      await recordAccount(tx, input, remoteId, state);
+      if (applied) await tx.query(applied.sql, [input.userId, applied.entitlementId]);
+      await tx.query(
+        `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
+         VALUES ($1, $2, 'Account', $3, 'provisioning', $4)`,
+        [input.workflowId ?? 'userSync', `account.${action}`, `${input.connectorId}:${input.userId}`, JSON.stringify({ status, entitlementId: input.entitlementId ?? null, remoteId: remoteId ?? null })],
+      );
+    });
     return status;
   } catch (err) {
     throw toFailure(what, err);
   }
 }
 
-async function recordAccount(db: Db, input: StepInput, remoteId: string | undefined, state: 'active' | 'disabled' | 'deleted' | undefined): Promise<void> {
+async function recordAccount(db: Db | Tx, input: StepInput, remoteId: string | undefined, state: 'active' | 'disabled' | 'deleted' | undefined): Promise<void> {
   await db.query(
     `INSERT INTO accounts (user_id, connector_id, remote_id, state, last_sync_at, workflow_id)
      VALUES ($1, $2, $3, COALESCE($4, 'active'), now(), $5)

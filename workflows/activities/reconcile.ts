@@ -22,6 +22,11 @@ import { enqueueUserChanges } from '../../gateway/outbox/outbox.js';
 import type { ConnectorRuntime } from './connector-runtime.js';
 import { toFailure } from './provisioning.js';
 
+/** The audit actor of one reconciliation run's changes. */
+export function reconcileActor(runId: string): string {
+  return `reconcile:${runId}`;
+}
+
 export interface ReconcileStarted {
   runId: string;
   mode: 'enforce' | 'monitor';
@@ -128,7 +133,14 @@ export async function finishReconcile(db: Db, runtime: ConnectorRuntime, input: 
       [input.runId, input.connectorId],
     );
     try {
-      for (const s of strangers) await instance.revoke!(s.remote_id, { id: s.entitlement_id, target: s.target });
+      for (const s of strangers) {
+        const { status } = await instance.revoke!(s.remote_id, { id: s.entitlement_id, target: s.target });
+        await db.query(
+          `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
+           VALUES ($1, 'account.revokeEntitlement', 'RemoteAccount', $2, 'reconcile: holder of an authoritative entitlement that no user owns', $3)`,
+          [reconcileActor(input.runId), `${input.connectorId}:${s.remote_id}`, JSON.stringify({ status, entitlementId: s.entitlement_id, remoteId: s.remote_id, runId: input.runId })],
+        );
+      }
     } catch (err) {
       throw toFailure(`${input.connectorId}: reconcile revoke`, err);
     }
@@ -190,25 +202,60 @@ export async function finishReconcile(db: Db, runtime: ConnectorRuntime, input: 
       );
     }
 
+    // Audit events of the changes below, appended last: the audit chain's lock is then taken
+    // after every row lock this transaction needs, as provisioning steps do, so the two cannot
+    // deadlock over the same account.
+    const events: unknown[] = [];
+    const change = async (sql: string) => {
+      const { rows } = await tx.query<{ event: unknown }>(sql, [input.runId, input.connectorId, reconcileActor(input.runId)]);
+      for (const r of rows) events.push(r.event);
+    };
+    const event = (action: string, why: string, before: string, after: string) =>
+      `jsonb_build_object('actor', $3::text, 'action', '${action}', 'resource_type', 'Account', 'resource_id', $2 || ':' || c.user_id,
+                          'reason', '${why}', 'before', ${before}, 'after', ${after}) AS event`;
+
     if (act) {
-      // Record the truth; each affected user's workflow then converges from it.
-      await tx.query(
-        `UPDATE accounts a SET state = 'deleted' FROM drift d
-          WHERE d.run_id = $1 AND d.kind = 'missingAccount' AND a.user_id = d.user_id AND a.connector_id = $2`,
-        [input.runId, input.connectorId],
+      // Record the truth; each affected user's workflow then converges from it. Each change to
+      // the recorded state is an audit event by this run, on the user's account.
+      await change(
+        `WITH c AS (
+           UPDATE accounts a SET state = 'deleted' FROM drift d, accounts was
+            WHERE d.run_id = $1 AND d.kind = 'missingAccount' AND a.user_id = d.user_id AND a.connector_id = $2
+              AND was.user_id = a.user_id AND was.connector_id = a.connector_id
+           RETURNING a.user_id, a.remote_id, was.state AS was)
+         SELECT ${event(
+           'account.markedDeleted',
+           'reconcile: the account is gone from the target',
+           `jsonb_build_object('state', c.was, 'remoteId', c.remote_id)`,
+           `jsonb_build_object('state', 'deleted', 'remoteId', c.remote_id, 'runId', $1::text)`,
+         )} FROM c`,
       );
-      await tx.query(
-        `DELETE FROM account_grants ag USING drift d, entitlements e
-          WHERE d.run_id = $1 AND e.id = ag.entitlement_id AND e.connector_id = $2 AND ag.user_id = d.user_id
-            AND (d.kind = 'missingAccount' OR (d.kind = 'missingMembership' AND ag.entitlement_id = d.entitlement_id))`,
-        [input.runId, input.connectorId],
+      await change(
+        `WITH c AS (
+           DELETE FROM account_grants ag USING drift d, entitlements e
+            WHERE d.run_id = $1 AND e.id = ag.entitlement_id AND e.connector_id = $2 AND ag.user_id = d.user_id
+              AND (d.kind = 'missingAccount' OR (d.kind = 'missingMembership' AND ag.entitlement_id = d.entitlement_id))
+           RETURNING ag.user_id, ag.entitlement_id)
+         SELECT ${event(
+           'account.membershipLost',
+           'reconcile: the membership is gone from the target',
+           `jsonb_build_object('entitlementId', c.entitlement_id, 'applied', true)`,
+           `jsonb_build_object('entitlementId', c.entitlement_id, 'applied', false, 'runId', $1::text)`,
+         )} FROM c`,
       );
-      await tx.query(
-        `INSERT INTO account_grants (user_id, entitlement_id)
-         SELECT d.user_id, d.entitlement_id FROM drift d
-          WHERE d.run_id = $1 AND d.kind = 'unexpectedMembership' AND d.action = 'fixed' AND d.user_id IS NOT NULL
-         ON CONFLICT DO NOTHING`,
-        [input.runId],
+      await change(
+        `WITH c AS (
+           INSERT INTO account_grants (user_id, entitlement_id)
+           SELECT d.user_id, d.entitlement_id FROM drift d
+            WHERE d.run_id = $1 AND d.kind = 'unexpectedMembership' AND d.action = 'fixed' AND d.user_id IS NOT NULL
+           ON CONFLICT DO NOTHING
+           RETURNING user_id, entitlement_id)
+         SELECT ${event(
+           'account.membershipFound',
+           'reconcile: the target has a membership that was not applied',
+           `jsonb_build_object('entitlementId', c.entitlement_id, 'applied', false)`,
+           `jsonb_build_object('entitlementId', c.entitlement_id, 'applied', true, 'runId', $1::text)`,
+         )} FROM c`,
       );
       await enqueueUserChanges(tx, [...users]);
     }
@@ -217,6 +264,16 @@ export async function finishReconcile(db: Db, runtime: ConnectorRuntime, input: 
       `UPDATE reconcile_runs SET finished_at = now(), drift_found = (SELECT count(*) FROM drift WHERE run_id = $1) WHERE id = $1`,
       [input.runId],
     );
+    if (events.length) {
+      await tx.query(
+        `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, before, after)
+         SELECT x.actor, x.action, x.resource_type, x.resource_id, x.reason, x.before, x.after
+           FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (actor text, action text, resource_type text, resource_id text, reason text, before jsonb, after jsonb))
+                WITH ORDINALITY AS x(actor, action, resource_type, resource_id, reason, before, after, n)
+          ORDER BY x.n`,
+        [JSON.stringify(events)],
+      );
+    }
   });
   return await reconcileSummary(db, input.runId);
 }

@@ -20,10 +20,11 @@ const MAX_LIMIT = 1000;
 const DEFAULT_LIMIT = 100;
 
 const FilterProperties = {
-  actor: { type: 'string', description: 'who made the change: a token name, or a workflow id for provisioning' },
+  actor: { type: 'string', description: 'who made the change: a token name, a workflow id for provisioning, rule:<name> for rule grants, reconcile:<runId> for reconciliation' },
   action: { type: 'string', description: 'e.g. user.created, group.patched, token.revoked, account.create' },
   resourceType: { type: 'string', description: 'e.g. User, Group, ApiToken, Connector, Account' },
   resourceId: { type: 'string' },
+  userId: { type: 'string', description: "everything concerning a user: the user's events, their accounts', their grants', and group events adding or removing them" },
   since: { type: 'string', description: 'events at or after this instant: ISO 8601 date (UTC) or date-time with a zone' },
   until: { type: 'string', description: 'events before this instant: ISO 8601 date (UTC) or date-time with a zone' },
   afterId: { type: 'string', pattern: '^[0-9]{1,15}$', description: 'only events with a greater id: the nextAfterId of the previous page' },
@@ -95,6 +96,7 @@ function toFilter(q: FilterQuery): AuditFilter | string {
   if (q.action !== undefined) filter.action = q.action;
   if (q.resourceType !== undefined) filter.resourceType = q.resourceType;
   if (q.resourceId !== undefined) filter.resourceId = q.resourceId;
+  if (q.userId !== undefined) filter.userId = q.userId;
   for (const key of ['since', 'until'] as const) {
     const value = q[key];
     if (value === undefined) continue;

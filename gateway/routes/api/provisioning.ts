@@ -12,6 +12,8 @@ import type { FastifyPluginAsync } from 'fastify';
 import { loadConnector, validateConfig, PermanentError } from '../../../connectors/index.js';
 import { coveredUsers, plaintextSecrets, targetProblems } from '../../provisioning/checks.js';
 import { withTransaction, type Tx } from '../../db/pool.js';
+import { accessAsOf } from '../../audit/access.js';
+import { parseInstant } from '../../audit/chain.js';
 import { enqueue, enqueueUserChanges } from '../../outbox/outbox.js';
 import { startReconcileRun, testConnectorConnection } from '../../../workflows/client.js';
 import { parseFilter } from '../../scim/filter.js';
@@ -63,13 +65,14 @@ const provisioning: FastifyPluginAsync = async (app) => {
   const admin = app.requireScope('admin');
   const tags = ['admin'];
   const security = [{ bearer: [] }];
-  const audit = (tx: Tx, actor: string, action: string, type: string, id: string, after: unknown) =>
-    tx.query(`INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, $2, $3, $4, 'admin API', $5)`, [
+  const audit = (tx: Tx, actor: string, action: string, type: string, id: string, after: unknown, before: unknown = null) =>
+    tx.query(`INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, before, after) VALUES ($1, $2, $3, $4, 'admin API', $6, $5)`, [
       actor,
       action,
       type,
       id,
       JSON.stringify(after),
+      before === null ? null : JSON.stringify(before),
     ]);
 
   // ------------------------------------------------------------------ connectors
@@ -101,13 +104,19 @@ const provisioning: FastifyPluginAsync = async (app) => {
       }
       const row = await withTransaction(app.db, async (tx) => {
         const every = body.reconcileEveryMinutes ?? null;
+        // What is replaced goes into the audit event (configuration holds secret references only).
+        const { rows: was } = await tx.query<Record<string, unknown>>(
+          `SELECT id, type, config, mode, deprovision, enabled, reconcile_every_minutes AS "reconcileEveryMinutes", created_at, updated_at
+             FROM connectors WHERE id = $1 FOR UPDATE`,
+          [body.id],
+        );
         const { rows } = await tx.query<Record<string, unknown>>(
           `INSERT INTO connectors (id, type, config, mode, deprovision, enabled, reconcile_every_minutes) VALUES ($1, $2, $3, $4, $5, $6, $7)
            ON CONFLICT (id) DO UPDATE SET type = $2, config = $3, mode = $4, deprovision = $5, enabled = $6, reconcile_every_minutes = $7, updated_at = now()
            RETURNING id, type, config, mode, deprovision, enabled, reconcile_every_minutes AS "reconcileEveryMinutes", created_at, updated_at`,
           [body.id, body.type, config, body.mode ?? 'enforce', body.deprovision ?? 'disable', body.enabled ?? true, every],
         );
-        await audit(tx, request.identity!.name, 'connector.saved', 'Connector', body.id, rows[0]);
+        await audit(tx, request.identity!.name, 'connector.saved', 'Connector', body.id, rows[0], was[0] ?? null);
         // The reconcile Schedule follows through the outbox, so saving works while Temporal is down.
         await enqueue(tx, { topic: 'connector.changed', aggregateId: body.id, payload: { reconcileEveryMinutes: body.enabled === false ? null : every } });
         return rows[0]!;
@@ -437,12 +446,16 @@ const provisioning: FastifyPluginAsync = async (app) => {
     { onRequest: admin, schema: { tags, security, summary: 'End a grant (rule grants end when the rule stops applying)', params: { type: 'object', properties: { id: { type: 'string', format: 'uuid' } } } } },
     async (request, reply) => {
       const ended = await withTransaction(app.db, async (tx) => {
-        const { rows } = await tx.query<{ user_id: string; reason: string }>(
-          `UPDATE grants SET status = 'ended', ended_at = now() WHERE id = $1 AND status = 'active' AND reason NOT LIKE 'rule:%' RETURNING user_id, reason`,
+        const { rows } = await tx.query<{ user_id: string; reason: string } & Record<string, unknown>>(
+          `UPDATE grants SET status = 'ended', ended_at = now() WHERE id = $1 AND status = 'active' AND reason NOT LIKE 'rule:%'
+           RETURNING user_id, reason, id, user_id AS "userId", entitlement_id AS "entitlementId", status,
+                     valid_from AS "validFrom", valid_until AS "validUntil", ended_at AS "endedAt"`,
           [request.params.id],
         );
         if (!rows[0]) return false;
-        await audit(tx, request.identity!.name, 'grant.ended', 'Grant', request.params.id, { reason: rows[0].reason });
+        const { user_id: _u, ...ended } = rows[0];
+        // The user and entitlement are in the event, so the user's history (and access at a past date) finds it.
+        await audit(tx, request.identity!.name, 'grant.ended', 'Grant', request.params.id, ended);
         await enqueueUserChanges(tx, [rows[0].user_id]);
         return true;
       });
@@ -469,6 +482,31 @@ const provisioning: FastifyPluginAsync = async (app) => {
         ...r,
         workflowUrl: ui && r.workflowId ? `${ui}/namespaces/${encodeURIComponent(app.config.temporalNamespace)}/workflows/${encodeURIComponent(r.workflowId)}` : null,
       }));
+    },
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { at?: string } }>(
+    '/api/users/:id/access',
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: "Who had what: a user's groups, grants and accounts at an instant (default now), rebuilt from the audit log; works for deactivated and deleted users",
+        params: { type: 'object', properties: { id: { type: 'string', format: 'uuid' } } },
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { at: { type: 'string', description: 'ISO 8601 date (UTC) or date-time with a zone; default now' } },
+        },
+      },
+    },
+    async (request, reply) => {
+      const at = request.query.at === undefined ? new Date().toISOString() : parseInstant(request.query.at);
+      if (!at) return fail(reply, 400, `at: expected an ISO 8601 date or date-time with a zone (2024-05-01, 2024-05-01T12:00:00Z), got "${request.query.at}"`);
+      const access = await accessAsOf(app.db, request.params.id, at);
+      if (!access) return fail(reply, 404, `no user ${request.params.id}`);
+      return access;
     },
   );
 };

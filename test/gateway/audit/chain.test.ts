@@ -273,6 +273,9 @@ t.test('the command line verifies and exports', async (t) => {
   const all = JSON.parse((await cli(env, 'export', '--format', 'json')).stdout);
   t.equal(all.length, 5);
   t.same(all[4].after, { a: 1 });
+  await database.db.query(INSERT, ['cli', 'account.createAccount', 'Account', 'github:3f1c0b9e-0000-4000-8000-000000000001', null, null, '{}']);
+  const mine = JSON.parse((await cli(env, 'export', '--format', 'json', '--user', '3f1c0b9e-0000-4000-8000-000000000001')).stdout);
+  t.same(mine.map((e: { resourceId: string }) => e.resourceId), ['github:3f1c0b9e-0000-4000-8000-000000000001'], "--user exports the user's account events");
 
   t.equal((await cli(env, 'export', '--format', 'xml')).code, 2);
   t.equal((await cli(env, 'export', '--format', 'csv', '--since', 'yesterday')).code, 2);
