@@ -221,7 +221,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     outboxBatchSize: int(env, 'OUTBOX_BATCH_SIZE', 100, 1, 10_000),
     outboxLeaseMs: int(env, 'OUTBOX_LEASE_MS', 30_000, 100, 3_600_000),
     outboxRetryMaxMs: int(env, 'OUTBOX_RETRY_MAX_MS', 30_000, 10, 3_600_000),
-    outboxMaxAttempts: int(env, 'OUTBOX_MAX_ATTEMPTS', 100, 1, 1_000_000),
+    outboxMaxAttempts: int(env, 'OUTBOX_MAX_ATTEMPTS', 20, 1, 1_000_000),
     bodyLimitBytes: int(env, 'BODY_LIMIT_BYTES', 1_048_576, 1024, 100 * 1_048_576),
     scimBulkMaxOperations: int(env, 'SCIM_BULK_MAX_OPERATIONS', 1000, 1, 100_000),
     scimBulkMaxPayloadBytes: int(env, 'SCIM_BULK_MAX_PAYLOAD_BYTES', 1_048_576, 1024, 100 * 1_048_576),

@@ -62,7 +62,7 @@ export async function listDeadLetters(db: Pick<Db, 'query'>, limit: number, afte
 export async function redriveDeadLetters(db: Pick<Db, 'query'>, actor: string, id?: number): Promise<number[]> {
   const { rows } = await db.query<{ id: string }>(
     `WITH redriven AS (
-       UPDATE outbox SET dead_lettered_at = NULL, dead_letter_reason = NULL, attempts = 0, claimed_by = NULL, claimed_until = NULL
+       UPDATE outbox SET dead_lettered_at = NULL, dead_letter_reason = NULL, attempts = 0, refusals = 0, claimed_by = NULL, claimed_until = NULL
         WHERE dead_lettered_at IS NOT NULL AND ($1::bigint IS NULL OR id = $1)
        RETURNING id, topic, aggregate_id, last_error),
      audited AS (

@@ -7,19 +7,21 @@
  *   runs out.
  * - Delivery is signal-with-start on the user's workflow id, and the workflow ignores sequences it
  *   has already seen, so even a re-delivery after an expired lease does no work twice.
- * - While Temporal is unreachable, rows stay pending and are retried with capped exponential
- *   backoff; nothing accepted is lost.
- * - A row still undelivered after `maxAttempts` tries is dead-lettered: parked with its reason
- *   (and an audit event) instead of being retried forever, so a row Temporal keeps refusing never
- *   hides behind endless retries. Dead letters show in /readyz, the metrics and the admin API,
- *   which re-drives them (./dead-letters.ts).
+ * - While Temporal is unreachable (no connection, UNAVAILABLE, a deadline passed), rows stay
+ *   pending and are retried with capped exponential backoff for as long as the outage lasts; such
+ *   tries do not count towards dead-lettering, so an outage of any length needs no re-drive
+ *   afterwards. The backlog and its oldest age show in /readyz and the metrics meanwhile.
+ * - A row that Temporal answers and refuses (or that no delivery exists for) `maxAttempts` times
+ *   is dead-lettered: parked with its reason (and an audit event) instead of being retried
+ *   forever, so it never hides behind endless retries. Dead letters show in /readyz, the metrics
+ *   and the admin API, which re-drives them (./dead-letters.ts).
  *
  * It polls (no LISTEN/NOTIFY, which the embedded database does not offer) and is also kicked by
  * the local process right after a write, so delivery normally starts within milliseconds.
  */
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import type { Client } from '@temporalio/client';
+import { isGrpcServiceError, type Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from '../db/pool.js';
@@ -36,7 +38,7 @@ export interface DispatcherOptions {
   leaseMs: number;
   /** Upper bound of the retry backoff while Temporal is unreachable. */
   maxRetryMs?: number;
-  /** Tries after which an undelivered row is dead-lettered (default 100). */
+  /** Refusals by Temporal after which an undelivered row is dead-lettered (default 20). */
   maxAttempts?: number;
   /** Deadline of one delivery call to Temporal. */
   deliveryTimeoutMs?: number;
@@ -51,6 +53,7 @@ interface ClaimedRow {
   aggregate_id: string;
   payload: { userName?: string; reconcileEveryMinutes?: number | null };
   attempts: number;
+  refusals: number;
 }
 
 export class OutboxDispatcher {
@@ -125,7 +128,7 @@ export class OutboxDispatcher {
            ORDER BY id
            LIMIT $3
            FOR UPDATE SKIP LOCKED)
-        RETURNING o.id, o.topic, o.aggregate_id, o.payload, o.attempts`,
+        RETURNING o.id, o.topic, o.aggregate_id, o.payload, o.attempts, o.refusals`,
       [this.id, leaseMs, batchSize],
     );
     if (rows.length === 0) return 0;
@@ -135,7 +138,9 @@ export class OutboxDispatcher {
     try {
       client = await this.opts.temporal();
     } catch (err) {
-      await this.release(rows.map((row) => ({ row, err, tried: true })));
+      // Connecting failed: a refusal only when Temporal answered (an unknown namespace, say).
+      const outcome = grpcCode(err) !== undefined && !temporalUnreachable(err) ? 'refused' : 'unreached';
+      await this.release(rows.map((row) => ({ row, err, outcome })));
       return 0;
     }
 
@@ -156,7 +161,10 @@ export class OutboxDispatcher {
             delivered.push(row.id);
           } catch (err) {
             // The user's later rows wait for this one; they were not tried, so the try is not theirs.
-            failed.push({ row, err, tried: true }, ...list.slice(i + 1).map((later) => ({ row: later, err, tried: false })));
+            failed.push(
+              { row, err, outcome: temporalUnreachable(err) ? 'unreached' : 'refused' },
+              ...list.slice(i + 1).map((later) => ({ row: later, err, outcome: 'untried' as const })),
+            );
             return;
           }
         }
@@ -201,19 +209,20 @@ export class OutboxDispatcher {
   private async release(failures: Failure[]): Promise<void> {
     const maxRetryMs = this.opts.maxRetryMs ?? 30_000;
     const maxAttempts = this.opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
-    const dead = failures.filter((f) => f.tried && f.row.attempts >= maxAttempts);
+    const dead = failures.filter((f) => f.outcome === 'refused' && f.row.refusals + 1 >= maxAttempts);
     const retry = failures.filter((f) => !dead.includes(f));
     if (retry.length > 0) {
       const attempts = Math.max(...retry.map((f) => f.row.attempts));
       const backoff = Math.min(maxRetryMs, this.opts.pollMs * 2 ** Math.min(Math.max(attempts - 1, 0), 16));
       const message = errorMessage(retry[0]!.err);
       this.opts.log.warn({ rows: retry.length, retryInMs: backoff, error: message }, 'outbox delivery failed; will retry');
-      const untried = retry.filter((f) => !f.tried).map((f) => f.row.id);
+      const ids = (outcome: Failure['outcome']) => retry.filter((f) => f.outcome === outcome).map((f) => f.row.id);
       await this.opts.db.query(
         `UPDATE outbox SET claimed_by = NULL, claimed_until = now() + $3 * interval '1 millisecond', last_error = $2,
-                attempts = attempts - CASE WHEN id = ANY($5) THEN 1 ELSE 0 END
+                attempts = attempts - CASE WHEN id = ANY($5) THEN 1 ELSE 0 END,
+                refusals = refusals + CASE WHEN id = ANY($6) THEN 1 ELSE 0 END
           WHERE id = ANY($1) AND claimed_by = $4`,
-        [retry.map((f) => f.row.id), message, backoff, this.id, untried],
+        [retry.map((f) => f.row.id), message, backoff, this.id, ids('untried'), ids('refused')],
       );
     }
     for (const { row, err } of dead) {
@@ -221,7 +230,8 @@ export class OutboxDispatcher {
       this.opts.log.error({ outboxId: row.id, topic: row.topic, aggregateId: row.aggregate_id, attempts: row.attempts, error: reason }, 'outbox row dead-lettered');
       await this.opts.db.query(
         `WITH parked AS (
-           UPDATE outbox SET claimed_by = NULL, claimed_until = NULL, last_error = $2, dead_lettered_at = now(), dead_letter_reason = $2
+           UPDATE outbox SET claimed_by = NULL, claimed_until = NULL, last_error = $2, dead_lettered_at = now(), dead_letter_reason = $2,
+                  refusals = refusals + 1
             WHERE id = $1 AND claimed_by = $3
            RETURNING id, topic, aggregate_id, attempts)
          INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
@@ -235,13 +245,36 @@ export class OutboxDispatcher {
 }
 
 /** Tries before a row is dead-lettered when the dispatcher is given no `maxAttempts`. */
-export const DEFAULT_MAX_ATTEMPTS = 100;
+export const DEFAULT_MAX_ATTEMPTS = 20;
 
 interface Failure {
   row: ClaimedRow;
   err: unknown;
-  /** False for a row not tried because an earlier row of the same user failed. */
-  tried: boolean;
+  /**
+   * `refused`: Temporal answered with an error (or no delivery exists); counts towards
+   * dead-lettering. `unreached`: Temporal did not answer (an outage); a try for the backoff only.
+   * `untried`: an earlier row of the same user failed, so this one was not sent at all.
+   */
+  outcome: 'refused' | 'unreached' | 'untried';
+}
+
+/** gRPC status codes that mean "Temporal did not answer (in time)" or "too busy now", not "refused". */
+const UNAVAILABLE = 14;
+const DEADLINE_EXCEEDED = 4;
+const RESOURCE_EXHAUSTED = 8;
+
+/** The gRPC status code in `err` or an error it wraps, if Temporal answered with one. */
+function grpcCode(err: unknown): number | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (isGrpcServiceError(e)) return e.code;
+  }
+  return undefined;
+}
+
+/** True when `err` says Temporal could not be reached in time, or is too busy for now. */
+function temporalUnreachable(err: unknown): boolean {
+  const code = grpcCode(err);
+  return code !== undefined && [UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED].includes(code);
 }
 
 function errorMessage(err: unknown): string {

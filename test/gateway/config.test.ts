@@ -36,7 +36,7 @@ t.test('failed-authentication limit and outbox tries have bounded settings', asy
   const cfg = loadGatewayConfig({});
   t.equal(cfg.authFailureLimit, 20);
   t.equal(cfg.authFailureWindowMs, 60_000);
-  t.equal(cfg.outboxMaxAttempts, 100);
+  t.equal(cfg.outboxMaxAttempts, 20);
   t.ok(refuses({ AUTH_FAILURE_LIMIT: '0' }, 'AUTH_FAILURE_LIMIT'), 'a limit of 0 is refused');
   t.ok(refuses({ OUTBOX_MAX_ATTEMPTS: '0' }, 'OUTBOX_MAX_ATTEMPTS'), 'no tries at all is refused');
 });

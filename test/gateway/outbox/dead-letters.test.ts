@@ -51,13 +51,39 @@ t.test('notifyUserChanged accepts any userName length', async (t) => {
   await handle.terminate('test done');
 });
 
-t.test('a row Temporal never accepts is dead-lettered, visible, audited, and delivered once re-driven', async (t) => {
-  // This gateway's Temporal is an address where nothing listens, so every try fails.
-  const broken = await startTestGateway(t, {
+t.test('an outage parks nothing: tries while Temporal does not answer never count towards dead-lettering', async (t) => {
+  // This gateway's Temporal is an address where nothing listens.
+  const down = await startTestGateway(t, {
     database,
     temporalAddress: '127.0.0.1:1',
     taskQueue: temporal.taskQueue,
-    env: { OUTBOX_MAX_ATTEMPTS: '3', OUTBOX_POLL_MS: '20', OUTBOX_RETRY_MAX_MS: '50' },
+    env: { OUTBOX_MAX_ATTEMPTS: '2', OUTBOX_POLL_MS: '10', OUTBOX_RETRY_MAX_MS: '20' },
+  });
+  const res = await down.scim({ method: 'POST', url: '/scim/v2/Users', payload: userBody('outage@example.com') });
+  t.equal(res.statusCode, 201, 'the write is accepted');
+  const userId: string = res.json().id;
+  const tried = await eventually(async () => {
+    const r = await database.db.query('SELECT id, attempts, refusals, dead_lettered_at, last_error FROM outbox WHERE aggregate_id = $1', [userId]);
+    return r.rows[0]?.attempts >= 6 ? r.rows[0] : undefined;
+  }, 30_000, 'several tries during the outage');
+  await down.app.outbox.stop();
+  t.equal(tried.dead_lettered_at, null, `not parked after ${tried.attempts} tries against a Temporal that does not answer`);
+  t.equal(tried.refusals, 0, 'none of them was a refusal');
+  t.ok(tried.last_error, 'the last error is kept for the operator');
+  // Temporal is back: the same row is delivered, with no re-drive.
+  const up = await startTestGateway(t, { database, temporalAddress: temporal.address, taskQueue: temporal.taskQueue });
+  await eventually(async () => (await database.db.query('SELECT delivered_at FROM outbox WHERE id = $1', [tried.id])).rows[0]?.delivered_at, 30_000, 'delivery once Temporal answers');
+  t.equal((await temporal.client.workflow.getHandle(userSyncWorkflowId(userId)).describe()).type, 'userSync', 'the workflow exists');
+  await up.app.outbox.stop();
+});
+
+t.test('a row Temporal never accepts is dead-lettered, visible, audited, and delivered once re-driven', async (t) => {
+  // This gateway's namespace does not exist: Temporal answers every try with an error.
+  const broken = await startTestGateway(t, {
+    database,
+    temporalAddress: temporal.address,
+    taskQueue: temporal.taskQueue,
+    env: { OUTBOX_MAX_ATTEMPTS: '3', OUTBOX_POLL_MS: '20', OUTBOX_RETRY_MAX_MS: '50', TEMPORAL_NAMESPACE: 'no-such-namespace' },
   });
   const good = await startTestGateway(t, { database, temporalAddress: temporal.address, taskQueue: temporal.taskQueue, dispatchOutbox: false, scopes: ['admin'] });
 
