@@ -49,6 +49,9 @@ export async function notifyUserChanged(
     signalArgs: [{ seq: notice.seq }],
     memo: { userName: notice.userName },
     typedSearchAttributes: new TypedSearchAttributes([{ key: userNameSearchAttribute, value: notice.userName }]),
+    // What the Temporal UI lists for the workflow; its current details say what the last sync did.
+    staticSummary: `sync ${notice.userName}`,
+    staticDetails: `Keeps the accounts and memberships of ${notice.userName} (user ${notice.userId}) in line with the directory.`,
   });
 }
 
@@ -80,6 +83,10 @@ export function reconcileWorkflowId(connectorId: string): string {
   return `reconcile:${connectorId}`;
 }
 
+function reconcileSummaryLine(connectorId: string, dryRun: boolean): string {
+  return dryRun ? `reconcile ${connectorId} (dry run: report drift, change nothing)` : `reconcile ${connectorId}`;
+}
+
 /** Starts a reconciliation of one connector now; undefined when one is already running. */
 export async function startReconcileRun(
   client: Client,
@@ -93,6 +100,7 @@ export async function startReconcileRun(
       taskQueue,
       args: [{ connectorId, dryRun }],
       memo: { connector: connectorId, dryRun },
+      staticSummary: reconcileSummaryLine(connectorId, dryRun),
       typedSearchAttributes: new TypedSearchAttributes([{ key: connectorSearchAttribute, value: connectorId }]),
     });
   } catch (err) {
@@ -142,6 +150,7 @@ export async function ensureReconcileSchedule(client: Client, taskQueue: string,
         taskQueue,
         args: [{ connectorId }],
         memo: { connector: connectorId },
+        staticSummary: reconcileSummaryLine(connectorId, false),
         typedSearchAttributes: new TypedSearchAttributes([{ key: connectorSearchAttribute, value: connectorId }]),
       },
       policies: { overlap: ScheduleOverlapPolicy.SKIP },

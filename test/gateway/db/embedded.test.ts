@@ -13,7 +13,7 @@ import { OutboxDispatcher } from '../../../gateway/outbox/dispatcher.js';
 t.test('migrations, SCIM writes and the outbox on PGlite', async (t) => {
   const pg = await startEmbeddedPostgres({});
   t.teardown(() => pg.stop());
-  t.same(await migrate(pg.url), ['1732170000000_foundation', '1732170000001_scim-groups', '1732170000002_listing-order', '1732170000003_drop-unused-resource-index', '1732170000004_provisioning', '1732170000005_audit-chain', '1732170000006_reconcile', '1732170000007_deliveries']);
+  t.same(await migrate(pg.url), ['1732170000000_foundation', '1732170000001_scim-groups', '1732170000002_listing-order', '1732170000003_drop-unused-resource-index', '1732170000004_provisioning', '1732170000005_audit-chain', '1732170000006_reconcile', '1732170000007_deliveries', '1732170000010_provisioning-progress']);
   t.same(await migrate(pg.url), [], 'a second run applies nothing');
 
   // One connection for everything, as `npm start` does (see gateway/db/embedded.ts).
