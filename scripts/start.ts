@@ -18,6 +18,7 @@ import { closeOnSignals, startGateway } from '../gateway/server.js';
 import { ProvisioningFileError } from '../gateway/provisioning/declarative.js';
 import { deliveryFactory } from '../gateway/delivery/index.js';
 import { createWorker, installTemporalRuntimeLogger } from '../workflows/worker.js';
+import { logDestination } from '../gateway/log-output.js';
 import { startTemporalDevServer, type DevServer } from './dev-server.js';
 
 async function main(): Promise<void> {
@@ -27,7 +28,9 @@ async function main(): Promise<void> {
   } catch (err) {
     exitOnConfigError(err);
   }
-  const log = pino({ level: config.logLevel, base: { component: 'start' } });
+  // On a terminal every component logs readable lines through one pretty printer; otherwise JSON.
+  const destination = logDestination();
+  const log = pino({ level: config.logLevel, base: { component: 'start' } }, destination);
   installTemporalRuntimeLogger(log, config.logLevel);
   const dataDir = resolve(config.dataDir);
   const cleanups: Array<() => Promise<void>> = [];
@@ -66,7 +69,7 @@ async function main(): Promise<void> {
     }
 
     const full = { ...config, databaseUrl, temporalAddress, temporalUiUrl: temporalUi };
-    const app = await startGateway(full, sharedDb ? { db: sharedDb } : {});
+    const app = await startGateway(full, { ...(sharedDb ? { db: sharedDb } : {}), ...(destination ? { logStream: destination } : {}) });
     cleanups.push(() => app.close());
 
     const connection = await NativeConnection.connect({ address: temporalAddress });

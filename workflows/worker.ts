@@ -16,6 +16,7 @@ import { createActivities } from './activities/index.js';
 import { ConnectorRuntime } from './activities/connector-runtime.js';
 import { ensureSearchAttributes } from './client.js';
 import { deliveriesOffReason, deliveryFactory, type DeliverFactory } from '../gateway/delivery/index.js';
+import { logDestination, temporalLogFields } from '../gateway/log-output.js';
 
 const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 /** The module that lists every workflow; the worker bundles it for the sandbox. */
@@ -57,14 +58,15 @@ const TEMPORAL_LOG_LEVELS: Record<LogLevel, TemporalLogLevel> = {
   silent: 'ERROR',
 };
 
-/** Routes the Temporal SDK's own logs through pino as JSON lines. */
+/** One Temporal SDK log entry, written to pino without the activity task token. */
+export function logTemporalEntry(logger: pino.Logger, entry: { level: TemporalLogLevel; message: string; meta?: Record<string, unknown> | undefined }): void {
+  const fn = entry.level === 'ERROR' ? 'error' : entry.level === 'WARN' ? 'warn' : entry.level === 'INFO' ? 'info' : 'debug';
+  logger[fn]({ ...temporalLogFields(entry.meta), component: 'temporal' }, entry.message);
+}
+
+/** Routes the Temporal SDK's own logs through pino (JSON lines, or readable lines on a terminal). */
 export function installTemporalRuntimeLogger(logger: pino.Logger, level: LogLevel): void {
-  Runtime.install({
-    logger: new DefaultLogger(TEMPORAL_LOG_LEVELS[level], (entry) => {
-      const fn = entry.level === 'ERROR' ? 'error' : entry.level === 'WARN' ? 'warn' : entry.level === 'INFO' ? 'info' : 'debug';
-      logger[fn]({ ...entry.meta, component: 'temporal' }, entry.message);
-    }),
-  });
+  Runtime.install({ logger: new DefaultLogger(TEMPORAL_LOG_LEVELS[level], (entry) => logTemporalEntry(logger, entry)) });
 }
 
 async function main(): Promise<void> {
@@ -75,7 +77,7 @@ async function main(): Promise<void> {
   } catch (err) {
     exitOnConfigError(err);
   }
-  const logger = pino({ level: cfg.logLevel, base: { component: 'worker' } });
+  const logger = pino({ level: cfg.logLevel, base: { component: 'worker' } }, logDestination());
   installTemporalRuntimeLogger(logger, cfg.logLevel);
 
   let db: Db;
