@@ -15,11 +15,15 @@ export function logDestination(isTTY: boolean = process.stdout.isTTY === true, o
 }
 
 /**
- * Temporal's own log fields, minus what is noise or risk for a reader: the activity task token (a
- * long opaque credential that lets its holder complete the activity) is dropped.
+ * Temporal's own log fields, made readable: the activity task token (a long opaque credential that
+ * lets its holder complete the activity) is dropped, and an error becomes its message, which JSON
+ * would otherwise lose (an Error's message is not an enumerable property).
  */
 export function temporalLogFields(meta: Record<string, unknown> | undefined): Record<string, unknown> {
   if (!meta) return {};
   const { taskToken: _taskToken, ...rest } = meta;
+  for (const [key, value] of Object.entries(rest)) {
+    if (value instanceof Error) rest[key] = value.message;
+  }
   return rest;
 }

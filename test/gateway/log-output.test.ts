@@ -42,7 +42,13 @@ t.test("the Temporal worker's log entries lose the task token", async (t) => {
   logTemporalEntry(log, {
     level: 'WARN',
     message: 'Activity failed',
-    meta: { taskToken: token, activityType: 'revokeEntitlement', attempt: 9, workflowId: 'user-sync:4b38a76d' },
+    meta: {
+      taskToken: token,
+      activityType: 'revokeEntitlement',
+      attempt: 9,
+      workflowId: 'user-sync:4b38a76d',
+      error: new Error('demo: revokeEntitlement: GET /Groups failed: connect ECONNREFUSED 127.0.0.1:8090'),
+    },
   });
   const entry = JSON.parse(out.text()) as Record<string, unknown>;
   t.equal(entry.msg, 'Activity failed');
@@ -50,4 +56,5 @@ t.test("the Temporal worker's log entries lose the task token", async (t) => {
   t.notOk('taskToken' in entry, `no taskToken field: ${out.text()}`);
   t.notMatch(out.text(), token, 'the token appears nowhere');
   t.match(entry, { activityType: 'revokeEntitlement', attempt: 9, workflowId: 'user-sync:4b38a76d', component: 'temporal' }, 'what helps a reader stays');
+  t.equal(entry.error, 'demo: revokeEntitlement: GET /Groups failed: connect ECONNREFUSED 127.0.0.1:8090', "the error's message, not {}");
 });
