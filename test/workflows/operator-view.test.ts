@@ -138,7 +138,12 @@ t.test('names are accepted wherever ids are', async (t) => {
   t.match(missing.json().message, 'no entitlement demo/nope');
   await api('POST', '/api/entitlements', { connectorId: 'demo', name: 'unused', target: { group: 'Unused' } }, 201);
   await api('DELETE', `/api/entitlements/${encodeURIComponent('demo/unused')}`, undefined, 204);
-  await api('POST', '/api/grants', { userId: 'ada@example.com', entitlement: 'demo/engineering' }, 201);
+  const until = new Date(Date.now() + 3_600_000);
+  await api('POST', '/api/grants', { userId: 'ada@example.com', entitlement: 'demo/engineering', validUntil: until.toISOString() }, 201);
+  // The workflow now waits for that moment, and its timer says so.
+  const timer = `access to demo/engineering ends ${until.toISOString()} (manual grant)`;
+  await eventually(async () => timerSummaries(await events(userSyncWorkflowId(adaId))).includes(timer), 30_000, `a timer "${timer}"`);
+  t.pass('the timer of time-bound access says when it ends');
 });
 
 t.test('reconciliation names what it found and says what it did', async (t) => {
@@ -167,4 +172,31 @@ t.test('reconciliation names what it found and says what it did', async (t) => {
   t.ok(summaries.includes('read accounts in demo, page 1'), `activity summaries: ${JSON.stringify(summaries)}`);
   t.ok(summaries.includes('read holders of demo/engineering in demo, page 1'), `activity summaries: ${JSON.stringify(summaries)}`);
   t.ok(summaries.some((s) => s?.startsWith('compare demo with the directory')), `activity summaries: ${JSON.stringify(summaries)}`);
+});
+
+t.test('a refused step: the target’s text is in the workflow’s details and the account’s last error', async (t) => {
+  target.failNext(1, { status: 403, detail: 'policy forbids changing ada' });
+  await api('PATCH', `/scim/v2/Users/${adaId}`, { schemas: [PATCH], Operations: [{ op: 'replace', path: 'displayName', value: 'Ada L.' }] });
+  const row = await eventually(async () => {
+    const rows = await api('GET', `/api/users/${adaId}/provisioning`);
+    return rows[0]?.lastError?.includes('policy forbids changing ada') ? rows[0] : undefined;
+  }, 60_000, 'the refusal to be recorded');
+  t.equal(row.retrying, null, 'a permanent refusal is not retried');
+  const details = await eventually(async () => {
+    const metadata = await temporal.client.workflow.getHandle(userSyncWorkflowId(adaId)).query<{ currentDetails?: string }>('__temporal_workflow_metadata');
+    return metadata.currentDetails?.includes('policy forbids changing ada') ? metadata.currentDetails : undefined;
+  }, 30_000, 'the workflow details to show the refusal');
+  t.match(details, /FAILED to update account ada@example\.com in demo: .*policy forbids changing ada/, `the workflow page says which step failed and why: ${details}`);
+});
+
+t.test('an account gone from the target: reconciliation says whose it was and what it does about it', async (t) => {
+  const remote = target.findUserByName('ada@example.com')!;
+  target.users.delete(remote.id);
+  const result = await api('POST', '/api/connectors/demo/reconcile', { wait: true });
+  const missing = result.sample.find((d: { kind: string }) => d.kind === 'missingAccount');
+  t.ok(missing, `the missing account is reported: ${JSON.stringify(result.sample)}`);
+  t.equal(missing.userName, 'ada@example.com', 'named by userName');
+  t.match(missing.found, /demo no longer has the account of ada@example\.com/, 'what was found');
+  t.match(missing.done, /creates it again/, 'what is done about it: ada is active, so the account comes back');
+  await eventually(async () => target.findUserByName('ada@example.com'), 60_000, "ada's account to be created again");
 });

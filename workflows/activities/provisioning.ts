@@ -183,11 +183,11 @@ export async function planUserSync(db: Db, runtime: ConnectorRuntime, userId: st
     }
     if (steps.length > 0) plans.push({ connectorId, steps });
   }
-  const { rows: next } = await db.query<{ at: Date; what: string; entitlement: string }>(
-    `SELECT x.t AS at, x.what, e.connector_id || '/' || e.name AS entitlement FROM (
-       SELECT valid_until AS t, 'ends' AS what, entitlement_id FROM grants WHERE user_id = $1 AND status = 'active' AND valid_until > now()
+  const { rows: next } = await db.query<{ at: Date; what: string; entitlement: string; reason: string }>(
+    `SELECT x.t AS at, x.what, e.connector_id || '/' || e.name AS entitlement, x.reason FROM (
+       SELECT valid_until AS t, 'ends' AS what, entitlement_id, reason FROM grants WHERE user_id = $1 AND status = 'active' AND valid_until > now()
        UNION ALL
-       SELECT valid_from, 'starts', entitlement_id FROM grants WHERE user_id = $1 AND status = 'active' AND valid_from > now()) x
+       SELECT valid_from, 'starts', entitlement_id, reason FROM grants WHERE user_id = $1 AND status = 'active' AND valid_from > now()) x
      JOIN entitlements e ON e.id = x.entitlement_id ORDER BY x.t, e.connector_id, e.name LIMIT 1`,
     [userId],
   );
@@ -196,7 +196,7 @@ export async function planUserSync(db: Db, runtime: ConnectorRuntime, userId: st
     userName: user.user_name,
     deprovision,
     connectors: plans,
-    ...(at ? { nextChangeAt: at.at.getTime(), nextChange: `access to ${at.entitlement} ${at.what} ${at.at.toISOString()}` } : {}),
+    ...(at ? { nextChangeAt: at.at.getTime(), nextChange: `access to ${at.entitlement} ${at.what} ${at.at.toISOString()} (${describeReason(at.reason)} grant)` } : {}),
   };
 }
 
