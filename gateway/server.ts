@@ -5,7 +5,9 @@
  */
 import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from './app.js';
+import type { DestinationStream } from 'pino';
+import { buildApp, loggerOptions } from './app.js';
+import { logDestination } from './log-output.js';
 import { ensureNamedToken } from './auth/tokens.js';
 import { exitOnConfigError, loadGatewayConfig, requireExternalServices, type GatewayConfig } from './config.js';
 import { migrate } from './db/migrate.js';
@@ -19,19 +21,22 @@ export const BOOTSTRAP_TOKEN_NAME = 'bootstrap';
 export const ADMIN_BOOTSTRAP_TOKEN_NAME = 'admin-bootstrap';
 
 /**
- * Prepares the database and starts listening. `opts.db` supplies the pool (the app closes it). Temporal may be down: the gateway still accepts
+ * Prepares the database and starts listening. `opts.db` supplies the pool (the app closes it);
+ * `opts.logStream` where logs go (default: JSON on stdout, readable lines on a terminal). Temporal may be down: the gateway still accepts
  * writes and the outbox delivers them once Temporal answers.
  */
 export async function startGateway(
   config: GatewayConfig & { databaseUrl: string; temporalAddress: string },
-  opts: { db?: Db } = {},
+  opts: { db?: Db; logStream?: DestinationStream } = {},
 ): Promise<FastifyInstance> {
   await migrate(config.databaseUrl);
   const db = opts.db ?? (await connectPool(config.databaseUrl, config.databasePoolSize));
   if (config.scimToken) await ensureNamedToken(db, BOOTSTRAP_TOKEN_NAME, ['scim:read', 'scim:write'], config.scimToken);
   if (config.adminToken) await ensureNamedToken(db, ADMIN_BOOTSTRAP_TOKEN_NAME, ['admin'], config.adminToken);
   const temporal = new TemporalAccess(config.temporalAddress, config.temporalNamespace);
-  const app = await buildApp({ config, db, temporal });
+  // JSON lines unless a person reads them on a terminal (see log-output.ts).
+  const stream = opts.logStream ?? logDestination();
+  const app = await buildApp({ config, db, temporal, ...(stream ? { logger: { ...(loggerOptions(config.logLevel) as object), stream } } : {}) });
   if (config.provisioningFile) {
     // Applied before serving, so a bad file stops this gateway instead of running half-configured.
     const report = await applyProvisioningFile(db, config.provisioningFile).catch(async (err: unknown) => {

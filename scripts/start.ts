@@ -19,6 +19,7 @@ import { ProvisioningFileError } from '../gateway/provisioning/declarative.js';
 import { deliveryFactory } from '../gateway/delivery/index.js';
 import { createWorker, installTemporalRuntimeLogger } from '../workflows/worker.js';
 import { serveMetrics, WorkerMetrics } from '../workflows/activities/metrics.js';
+import { logDestination } from '../gateway/log-output.js';
 import { startTemporalDevServer, type DevServer } from './dev-server.js';
 
 async function main(): Promise<void> {
@@ -30,7 +31,9 @@ async function main(): Promise<void> {
   } catch (err) {
     exitOnConfigError(err);
   }
-  const log = pino({ level: config.logLevel, base: { component: 'start' } });
+  // On a terminal every component logs readable lines through one pretty printer; otherwise JSON.
+  const destination = logDestination();
+  const log = pino({ level: config.logLevel, base: { component: 'start' } }, destination);
   installTemporalRuntimeLogger(log, config.logLevel, workerConfig.temporalMetricsAddress);
   const dataDir = resolve(config.dataDir);
   const cleanups: Array<() => Promise<void>> = [];
@@ -69,7 +72,7 @@ async function main(): Promise<void> {
     }
 
     const full = { ...config, databaseUrl, temporalAddress, temporalUiUrl: temporalUi };
-    const app = await startGateway(full, sharedDb ? { db: sharedDb } : {});
+    const app = await startGateway(full, { ...(sharedDb ? { db: sharedDb } : {}), ...(destination ? { logStream: destination } : {}) });
     cleanups.push(() => app.close());
 
     const connection = await NativeConnection.connect({ address: temporalAddress });

@@ -51,6 +51,9 @@ export async function notifyUserChanged(
     // Bounded: Temporal refuses the whole call when a search attribute value is too large.
     memo: { userName: boundedVisibilityValue(notice.userName) },
     typedSearchAttributes: new TypedSearchAttributes([{ key: userNameSearchAttribute, value: boundedVisibilityValue(notice.userName) }]),
+    // What the Temporal UI lists for the workflow; its current details say what the last sync did.
+    staticSummary: `sync ${boundedVisibilityValue(notice.userName)}`,
+    staticDetails: `Keeps the accounts and memberships of ${boundedVisibilityValue(notice.userName)} (user ${notice.userId}) in line with the directory.`,
   });
 }
 
@@ -82,6 +85,10 @@ export function reconcileWorkflowId(connectorId: string): string {
   return `reconcile:${connectorId}`;
 }
 
+function reconcileSummaryLine(connectorId: string, dryRun: boolean): string {
+  return dryRun ? `reconcile ${connectorId} (dry run: report drift, change nothing)` : `reconcile ${connectorId}`;
+}
+
 /** Starts a reconciliation of one connector now; undefined when one is already running. */
 export async function startReconcileRun(
   client: Client,
@@ -95,6 +102,7 @@ export async function startReconcileRun(
       taskQueue,
       args: [{ connectorId, dryRun }],
       memo: { connector: connectorId, dryRun },
+      staticSummary: reconcileSummaryLine(connectorId, dryRun),
       typedSearchAttributes: new TypedSearchAttributes([{ key: connectorSearchAttribute, value: boundedVisibilityValue(connectorId) }]),
     });
   } catch (err) {
@@ -144,6 +152,7 @@ export async function ensureReconcileSchedule(client: Client, taskQueue: string,
         taskQueue,
         args: [{ connectorId }],
         memo: { connector: connectorId },
+        staticSummary: reconcileSummaryLine(connectorId, false),
         typedSearchAttributes: new TypedSearchAttributes([{ key: connectorSearchAttribute, value: boundedVisibilityValue(connectorId) }]),
       },
       policies: { overlap: ScheduleOverlapPolicy.SKIP },

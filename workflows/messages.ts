@@ -16,6 +16,8 @@ export interface UserSyncInput {
   pendingSeq?: number;
   /** Carried across continue-as-new: when a grant of the user starts or ends next (epoch ms). */
   nextChangeAt?: number;
+  /** Carried across continue-as-new: what happens then, in words (the timer's summary). */
+  nextChange?: string;
 }
 
 export interface UserChange {

@@ -3,6 +3,8 @@
  * or on demand. Streams the target's accounts and each entitlement's holders page by page (one
  * activity per page, so memory is bounded and progress survives restarts), then compares and, in
  * enforce mode, hands the fixes to the users' userSync workflows. A dry run only reports.
+ * Every activity carries a summary for the Temporal UI, and the workflow's current details list
+ * what was found and what was done, by name.
  */
 import * as wf from '@temporalio/workflow';
 import type { Activities } from './activities/index.js';
@@ -22,7 +24,7 @@ export interface ReconcileInput {
   /** Carried across continue-as-new. */
   resume?: {
     runId: string;
-    entitlements: Array<{ id: string }>;
+    entitlements: Array<{ id: string; name?: string }>;
     canListAccounts: boolean;
     canListGrants: boolean;
     /** -1: accounts; otherwise the index of the entitlement being read. */
@@ -33,20 +35,39 @@ export interface ReconcileInput {
 
 export async function reconcile(input: ReconcileInput): Promise<ReconcileSummary> {
   const dryRun = input.dryRun ?? false;
-  const state = input.resume ?? { ...(await acts.startReconcile({ connectorId: input.connectorId, dryRun })), phase: -1 };
+  const c = input.connectorId;
+  const state = input.resume ?? {
+    ...(await acts.startReconcile.executeWithOptions({ summary: `open a ${dryRun ? 'dry-run ' : ''}reconciliation of ${c}` }, [{ connectorId: c, dryRun }])),
+    phase: -1,
+  };
   let { phase, cursor } = state;
+  let pageNo = 0;
   let pages = 0;
   const last = state.canListGrants ? state.entitlements.length - 1 : -1;
-  for (; phase <= last; phase++, cursor = undefined) {
+  for (; phase <= last; phase++, cursor = undefined, pageNo = 0) {
     if (phase === -1 && !state.canListAccounts) continue;
     do {
       if (pages++ >= PAGES_PER_RUN) {
         return await wf.continueAsNew<typeof reconcile>({ ...input, resume: { ...state, phase, ...(cursor ? { cursor } : {}) } });
       }
       const base = { runId: state.runId, connectorId: input.connectorId, ...(cursor ? { cursor } : {}) };
-      const page = phase === -1 ? await acts.listTargetAccounts(base) : await acts.listTargetGrants({ ...base, entitlementId: state.entitlements[phase]!.id });
+      pageNo++;
+      const entitlement = phase === -1 ? undefined : state.entitlements[phase]!;
+      const page = entitlement
+        ? await acts.listTargetGrants.executeWithOptions({ summary: `read holders of ${entitlement.name ?? entitlement.id} in ${c}, page ${pageNo}` }, [{ ...base, entitlementId: entitlement.id }])
+        : await acts.listTargetAccounts.executeWithOptions({ summary: `read accounts in ${c}, page ${pageNo}` }, [base]);
       cursor = page.next;
     } while (cursor);
   }
-  return await acts.compareAndFix({ runId: state.runId, connectorId: input.connectorId, dryRun });
+  const summary = await acts.compareAndFix.executeWithOptions(
+    { summary: dryRun ? `compare ${c} with the directory (dry run: change nothing)` : `compare ${c} with the directory and fix the drift` },
+    [{ runId: state.runId, connectorId: c, dryRun }],
+  );
+  const lines = summary.sample.map((d) => `- ${d.found}: ${d.done}`);
+  const more = summary.drift.reduce((n, d) => n + d.count, 0) - summary.sample.length;
+  wf.setCurrentDetails(
+    `${summary.accountsSeen} accounts and ${summary.grantsSeen} memberships read from ${c} in ${summary.apiCalls} calls; ` +
+      (lines.length ? `drift:\n\n${lines.join('\n')}${more > 0 ? `\n- … and ${more} more (GET /api/connectors/${c}/drift)` : ''}` : 'no drift'),
+  );
+  return summary;
 }

@@ -3,6 +3,10 @@
  * is applied by a single writer, in order. Changes arrive as `userChanged` signals from the outbox
  * dispatcher; each carries only a sequence number, and the workflow reloads the user from
  * PostgreSQL, so duplicated or reordered signals are harmless.
+ *
+ * What it does is written for the Temporal UI: every activity and timer carries a summary
+ * ("grant demo/engineering (rule engineering) to ada@example.com", "idle", "access to demo/oncall
+ * ends …"), and the workflow's current details say what the last sync did or what is failing.
  */
 import * as wf from '@temporalio/workflow';
 import type { Activities } from './activities/index.js';
@@ -14,36 +18,58 @@ const { syncUser, planUserSync, recordProvisioningFailure } = wf.proxyActivities
 });
 
 /**
- * Calls to target systems: transient failures (429, 5xx, network) are retried with backoff, waiting
- * at least as long as the target asked; permanent ones are non-retryable and end that connector's
- * steps for this round.
+ * Calls to target systems: transient failures (429, 5xx, network) are retried with backoff (at
+ * most five minutes apart, waiting at least as long as the target asked) until the target answers:
+ * an outage delays provisioning, it never drops a step. While a step is retrying, its attempt count,
+ * last error and next attempt show in the Temporal UI and in `GET /api/users/{id}/provisioning`.
+ * Permanent failures are non-retryable and end that connector's steps for this round.
  */
 const targets = wf.proxyActivities<Activities>({
   // One call to a target (connectors time out their own requests well before this); a worker that
   // dies mid-call holds the step up to this long before another worker retries it.
   startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 25 },
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes' },
 });
 
+interface Round {
+  /** When a grant starts or ends next (epoch ms), and what happens then. */
+  nextChangeAt?: number;
+  nextChange?: string;
+  /** What this round did and what failed, one line each. */
+  lines: string[];
+}
+
 /** Applies the plan: connectors in parallel, each connector's steps in order. */
-/** Applies the plan; answers when a grant starts or ends next, if ever. */
-async function converge(userId: string, seq?: number): Promise<number | undefined> {
-  const plan = await planUserSync({ userId, ...(seq !== undefined ? { seq } : {}) });
+async function converge(userId: string, seq?: number): Promise<Round> {
+  const plan = await planUserSync.executeWithOptions(
+    { summary: seq !== undefined ? `plan change ${seq}` : 'plan (a grant starts or ends)' },
+    [{ userId, ...(seq !== undefined ? { seq } : {}) }],
+  );
+  const lines: string[] = [];
   await Promise.all(
     plan.connectors.map(async ({ connectorId, steps }) => {
       for (const step of steps) {
         const input = { userId, connectorId, ...(step.entitlementId ? { entitlementId: step.entitlementId } : {}) };
         try {
-          await targets[step.action](input);
+          const result = await targets[step.action].executeWithOptions({ summary: step.summary }, [input]);
+          lines.push(result.done);
         } catch (err) {
           const message = err instanceof wf.ActivityFailure && err.cause ? err.cause.message : String(err);
-          await recordProvisioningFailure({ ...input, error: message });
+          lines.push(`FAILED to ${step.summary}: ${message}`);
+          await recordProvisioningFailure.executeWithOptions({ summary: `record why ${connectorId} failed` }, [
+            { ...input, error: message },
+          ]);
           return;
         }
       }
     }),
   );
-  return plan.nextChangeAt;
+  if (plan.connectors.length === 0) lines.push('nothing to change');
+  return {
+    lines,
+    ...(plan.nextChangeAt !== undefined ? { nextChangeAt: plan.nextChangeAt } : {}),
+    ...(plan.nextChange !== undefined ? { nextChange: plan.nextChange } : {}),
+  };
 }
 
 /** Syncs before continuing as new, so the history of a busy user stays short. */
@@ -51,41 +77,62 @@ const MAX_SYNCS_PER_RUN = 200;
 
 export interface UserSyncResult {
   appliedSeq: number;
+  /** What the last sync of this run did, in words. */
+  lastSync?: string[];
 }
 
 export async function userSync(input: UserSyncInput): Promise<UserSyncResult> {
   let appliedSeq = input.appliedSeq ?? 0;
   let pendingSeq = input.pendingSeq ?? 0;
   let syncs = 0;
+  let lastSync: string[] | undefined;
 
   wf.setHandler(userChangedSignal, ({ seq }) => {
     if (seq > pendingSeq) pendingSeq = seq;
   });
   wf.setHandler(userSyncStatusQuery, () => ({ appliedSeq, pendingSeq, syncs }));
 
+  const report = (heading: string, round: Round) => {
+    lastSync = round.lines;
+    const next = round.nextChange ? `\n\nnext: ${round.nextChange}` : '';
+    wf.setCurrentDetails(`${heading}\n\n${round.lines.map((l) => `- ${l}`).join('\n')}${next}`);
+  };
+
   // Time-bound access: the workflow stays to wake up when a grant starts or ends (a durable timer).
   let nextChangeAt = input.nextChangeAt;
+  let nextChange = input.nextChange;
   for (;;) {
     const wait = nextChangeAt !== undefined ? Math.max(1, nextChangeAt - Date.now()) : input.idleMs;
-    const hasWork = await wf.condition(() => pendingSeq > appliedSeq, wait);
+    const summary = nextChangeAt !== undefined ? (nextChange ?? `a grant starts or ends ${new Date(nextChangeAt).toISOString()}`) : 'idle: waiting for changes before completing';
+    const hasWork = await wf.condition(() => pendingSeq > appliedSeq, wait, { summary });
     if (!hasWork) {
-      if (nextChangeAt === undefined || Date.now() < nextChangeAt) return { appliedSeq };
+      if (nextChangeAt === undefined || Date.now() < nextChangeAt) return { appliedSeq, ...(lastSync ? { lastSync } : {}) };
       // A grant's window opened or closed: converge again for the same change.
-      nextChangeAt = await converge(input.userId);
+      const round = await converge(input.userId);
+      ({ nextChangeAt, nextChange } = round);
+      report(summary, round);
       syncs++;
       continue;
     }
 
-    if (input.debounceMs > 0) await wf.sleep(input.debounceMs);
+    if (input.debounceMs > 0) await wf.sleep(input.debounceMs, { summary: 'debounce: let a burst of changes settle' });
     const target = pendingSeq;
-    nextChangeAt = await converge(input.userId, target);
-    await syncUser({ userId: input.userId, seq: target });
+    const round = await converge(input.userId, target);
+    ({ nextChangeAt, nextChange } = round);
+    await syncUser.executeWithOptions({ summary: `record change ${target} as applied` }, [{ userId: input.userId, seq: target }]);
     appliedSeq = target;
+    report(`change ${target}`, round);
     syncs++;
 
     if (syncs >= MAX_SYNCS_PER_RUN || wf.workflowInfo().continueAsNewSuggested) {
       await wf.condition(wf.allHandlersFinished);
-      return await wf.continueAsNew<typeof userSync>({ ...input, appliedSeq, pendingSeq, ...(nextChangeAt !== undefined ? { nextChangeAt } : {}) });
+      return await wf.continueAsNew<typeof userSync>({
+        ...input,
+        appliedSeq,
+        pendingSeq,
+        ...(nextChangeAt !== undefined ? { nextChangeAt } : {}),
+        ...(nextChange !== undefined ? { nextChange } : {}),
+      });
     }
   }
 }

@@ -18,6 +18,7 @@ import { ConnectorRuntime } from './activities/connector-runtime.js';
 import { ensureSearchAttributes } from './client.js';
 import { deliveriesOffReason, deliveryFactory, type DeliverFactory } from '../gateway/delivery/index.js';
 import { instrumentActivities, serveMetrics, WorkerMetrics } from './activities/metrics.js';
+import { logDestination, temporalLogFields } from '../gateway/log-output.js';
 
 const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 /** The module that lists every workflow; the worker bundles it for the sandbox. */
@@ -78,17 +79,21 @@ const TEMPORAL_LOG_LEVELS: Record<LogLevel, TemporalLogLevel> = {
   silent: 'ERROR',
 };
 
+/** One Temporal SDK log entry, written to pino without the activity task token. */
+export function logTemporalEntry(logger: pino.Logger, entry: { level: TemporalLogLevel; message: string; meta?: Record<string, unknown> | undefined }): void {
+  const fn = entry.level === 'ERROR' ? 'error' : entry.level === 'WARN' ? 'warn' : entry.level === 'INFO' ? 'info' : 'debug';
+  logger[fn]({ ...temporalLogFields(entry.meta), component: 'temporal' }, entry.message);
+}
+
 /**
- * Routes the Temporal SDK's own logs through pino as JSON lines and, given `metricsAddress`
- * (host:port), has the SDK runtime export its worker metrics there for Prometheus.
+ * Routes the Temporal SDK's own logs through pino (JSON lines, or readable lines on a terminal)
+ * and, given `metricsAddress` (host:port), has the SDK runtime export its worker metrics there for
+ * Prometheus.
  */
 export function installTemporalRuntimeLogger(logger: pino.Logger, level: LogLevel, metricsAddress?: string): void {
   Runtime.install({
     ...(metricsAddress ? { telemetryOptions: { metrics: { prometheus: { bindAddress: metricsAddress } } } } : {}),
-    logger: new DefaultLogger(TEMPORAL_LOG_LEVELS[level], (entry) => {
-      const fn = entry.level === 'ERROR' ? 'error' : entry.level === 'WARN' ? 'warn' : entry.level === 'INFO' ? 'info' : 'debug';
-      logger[fn]({ ...entry.meta, component: 'temporal' }, entry.message);
-    }),
+    logger: new DefaultLogger(TEMPORAL_LOG_LEVELS[level], (entry) => logTemporalEntry(logger, entry)),
   });
 }
 
@@ -100,7 +105,7 @@ async function main(): Promise<void> {
   } catch (err) {
     exitOnConfigError(err);
   }
-  const logger = pino({ level: cfg.logLevel, base: { component: 'worker' } });
+  const logger = pino({ level: cfg.logLevel, base: { component: 'worker' } }, logDestination());
   installTemporalRuntimeLogger(logger, cfg.logLevel, cfg.temporalMetricsAddress);
 
   let db: Db;

@@ -37,5 +37,6 @@ t.test('SCIM POST /Users starts a userSync workflow readable in the Temporal UI'
   t.equal(outbox.rows[0].attempts, 1);
 
   const result = await handle.result();
-  t.same(result, { appliedSeq: seq }, 'the workflow completes once the user is idle');
+  t.equal(result.appliedSeq, seq, 'the workflow completes once the user is idle');
+  t.same(result.lastSync, ['nothing to change'], 'and says what its last sync did');
 });

@@ -6,7 +6,7 @@
 import { Context } from '@temporalio/activity';
 import type { Db } from '../../gateway/db/pool.js';
 import type { ConnectorRuntime } from './connector-runtime.js';
-import { applyStep, planUserSync, recordFailure, validateConnector, type StepInput, type UserPlan } from './provisioning.js';
+import { applyStep, planUserSync, recordFailure, validateConnector, type StepInput, type StepResult, type UserPlan } from './provisioning.js';
 import { finishReconcile, reconcilePage, startReconcile, type ReconcileStarted, type ReconcileSummary } from './reconcile.js';
 
 export interface ActivityDeps {
@@ -26,7 +26,7 @@ export interface SyncUserResult {
 
 export function createActivities({ db, connectors }: ActivityDeps) {
   const workflowId = () => Context.current().info.workflowExecution?.workflowId;
-  const step = (action: Parameters<typeof applyStep>[2]) => async (input: StepInput) =>
+  const step = (action: Parameters<typeof applyStep>[2]) => async (input: StepInput): Promise<StepResult> =>
     await applyStep(db, connectors, action, { ...input, workflowId: workflowId() });
   return {
     /** Materializes the user's rule grants and plans, per connector, the steps to converge. */

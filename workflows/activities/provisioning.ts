@@ -22,6 +22,8 @@ export type StepAction = 'createAccount' | 'updateAccount' | 'grantEntitlement' 
 export interface Step {
   action: StepAction;
   entitlementId?: string;
+  /** What the step does, in words (the activity's summary in the Temporal UI). */
+  summary: string;
 }
 
 export interface ConnectorPlan {
@@ -35,6 +37,8 @@ export interface UserPlan {
   connectors: ConnectorPlan[];
   /** When a grant of the user starts or ends next (epoch ms), so the workflow wakes up for it. */
   nextChangeAt?: number;
+  /** What happens then, in words ("access to demo/oncall ends 2026-12-24T10:00:00Z"). */
+  nextChange?: string;
 }
 
 export interface StepInput {
@@ -170,11 +174,12 @@ export async function planUserSync(db: Db, runtime: ConnectorRuntime, userId: st
   const deprovision = user.deleted || !user.active;
   await materializeGrants(db, user, deprovision, workflowId ?? 'userSync');
 
-  const { rows: desired } = await db.query<{ connector_id: string; entitlement_id: string }>(
-    `SELECT DISTINCT e.connector_id, e.id AS entitlement_id
+  const { rows: desired } = await db.query<{ connector_id: string; entitlement_id: string; reasons: string[] }>(
+    `SELECT e.connector_id, e.id AS entitlement_id, array_agg(DISTINCT g.reason ORDER BY g.reason) AS reasons
        FROM grants g JOIN entitlements e ON e.id = g.entitlement_id JOIN connectors c ON c.id = e.connector_id
       WHERE g.user_id = $1 AND g.status = 'active' AND c.enabled AND c.mode = 'enforce'
-        AND g.valid_from <= now() AND (g.valid_until IS NULL OR g.valid_until > now())`,
+        AND g.valid_from <= now() AND (g.valid_until IS NULL OR g.valid_until > now())
+      GROUP BY e.connector_id, e.id`,
     [userId],
   );
   const { rows: accounts } = await db.query<{ connector_id: string; state: string }>(
@@ -189,6 +194,13 @@ export async function planUserSync(db: Db, runtime: ConnectorRuntime, userId: st
   );
 
   const connectorIds = [...new Set([...desired, ...accounts, ...applied].map((r) => r.connector_id))].sort();
+  const names = await entitlementNames(db, [...desired, ...applied].map((r) => r.entitlement_id));
+  const name = (id: string) => names.get(id) ?? id;
+  const why = (id: string) => {
+    const reasons = desired.find((d) => d.entitlement_id === id)?.reasons ?? [];
+    return reasons.length ? ` (${reasons.map(describeReason).join(', ')})` : '';
+  };
+  const who = user.user_name;
   const plans: ConnectorPlan[] = [];
   for (const connectorId of connectorIds) {
     const { row, definition } = await runtime.get(connectorId);
@@ -199,26 +211,49 @@ export async function planUserSync(db: Db, runtime: ConnectorRuntime, userId: st
     const steps: Step[] = [];
     const needsAccount = want.size > 0;
     if (needsAccount) {
-      if (!account || account.state === 'deleted' || account.state === 'none') steps.push({ action: 'createAccount' });
-      else if (can('updateAccount')) steps.push({ action: 'updateAccount' });
-      for (const e of [...want].sort()) if (!have.has(e)) steps.push({ action: 'grantEntitlement', entitlementId: e });
+      if (!account || account.state === 'deleted' || account.state === 'none') steps.push({ action: 'createAccount', summary: `create account ${who} in ${connectorId}` });
+      else if (can('updateAccount')) steps.push({ action: 'updateAccount', summary: `update account ${who} in ${connectorId}` });
+      for (const e of [...want].sort()) if (!have.has(e)) steps.push({ action: 'grantEntitlement', entitlementId: e, summary: `grant ${name(e)}${why(e)} to ${who}` });
     }
-    for (const e of [...have].sort()) if (!want.has(e)) steps.push({ action: 'revokeEntitlement', entitlementId: e });
+    const ending = deprovision ? 'user deprovisioned' : 'no grant left';
+    for (const e of [...have].sort()) if (!want.has(e)) steps.push({ action: 'revokeEntitlement', entitlementId: e, summary: `revoke ${name(e)} from ${who} (${ending})` });
     if (!needsAccount && account && (account.state === 'active' || account.state === 'disabled')) {
-      if (row.deprovision === 'delete' && can('deleteAccount')) steps.push({ action: 'deleteAccount' });
-      else if (account.state !== 'disabled' && can('disableAccount')) steps.push({ action: 'disableAccount' });
+      if (row.deprovision === 'delete' && can('deleteAccount')) steps.push({ action: 'deleteAccount', summary: `delete account ${who} in ${connectorId} (${ending})` });
+      else if (account.state !== 'disabled' && can('disableAccount')) steps.push({ action: 'disableAccount', summary: `disable account ${who} in ${connectorId} (${ending})` });
     }
     if (steps.length > 0) plans.push({ connectorId, steps });
   }
-  const { rows: next } = await db.query<{ at: Date | null }>(
-    `SELECT min(t) AS at FROM (
-       SELECT valid_until AS t FROM grants WHERE user_id = $1 AND status = 'active' AND valid_until > now()
+  const { rows: next } = await db.query<{ at: Date; what: string; entitlement: string; reason: string }>(
+    `SELECT x.t AS at, x.what, e.connector_id || '/' || e.name AS entitlement, x.reason FROM (
+       SELECT valid_until AS t, 'ends' AS what, entitlement_id, reason FROM grants WHERE user_id = $1 AND status = 'active' AND valid_until > now()
        UNION ALL
-       SELECT valid_from FROM grants WHERE user_id = $1 AND status = 'active' AND valid_from > now()) x`,
+       SELECT valid_from, 'starts', entitlement_id, reason FROM grants WHERE user_id = $1 AND status = 'active' AND valid_from > now()) x
+     JOIN entitlements e ON e.id = x.entitlement_id ORDER BY x.t, e.connector_id, e.name LIMIT 1`,
     [userId],
   );
-  const at = next[0]?.at;
-  return { userName: user.user_name, deprovision, connectors: plans, ...(at ? { nextChangeAt: at.getTime() } : {}) };
+  const at = next[0];
+  return {
+    userName: user.user_name,
+    deprovision,
+    connectors: plans,
+    ...(at ? { nextChangeAt: at.at.getTime(), nextChange: `access to ${at.entitlement} ${at.what} ${at.at.toISOString()} (${describeReason(at.reason)} grant)` } : {}),
+  };
+}
+
+/** "connectorId/name" of each entitlement, for people reading plans and histories. */
+async function entitlementNames(db: Db, ids: string[]): Promise<Map<string, string>> {
+  if (ids.length === 0) return new Map();
+  const { rows } = await db.query<{ id: string; name: string }>(
+    `SELECT id, connector_id || '/' || name AS name FROM entitlements WHERE id = ANY($1::uuid[])`,
+    [[...new Set(ids)]],
+  );
+  return new Map(rows.map((r) => [r.id, r.name]));
+}
+
+/** A grant's reason in words: `rule:engineering` → "rule engineering". */
+function describeReason(reason: string): string {
+  const colon = reason.indexOf(':');
+  return colon < 0 ? reason : `${reason.slice(0, colon)} ${reason.slice(colon + 1)}`;
 }
 
 function accountInput(user: UserRow): AccountInput {
@@ -266,9 +301,29 @@ export function toFailure(what: string, err: unknown): unknown {
   return err;
 }
 
-/** Applies one step idempotently and records the actual state it produced. */
-export async function applyStep(db: Db, runtime: ConnectorRuntime, action: StepAction, input: StepInput): Promise<string> {
+/** What a step did: the connector's status and a sentence for the workflow's history. */
+export interface StepResult {
+  status: string;
+  done: string;
+}
+
+const DONE: Record<StepAction, string> = {
+  createAccount: 'created account',
+  updateAccount: 'updated account',
+  grantEntitlement: 'granted',
+  revokeEntitlement: 'revoked',
+  disableAccount: 'disabled account',
+  deleteAccount: 'deleted account',
+};
+
+/**
+ * Applies one step idempotently and records the actual state it produced. A failed attempt is
+ * recorded on the account (`last_error`) before Temporal retries it, so the API shows why a step
+ * is stuck while it is still being retried.
+ */
+export async function applyStep(db: Db, runtime: ConnectorRuntime, action: StepAction, input: StepInput): Promise<StepResult> {
   const what = `${input.connectorId}: ${action}`;
+  let entitlementName: string | undefined;
   try {
     const { instance, definition } = await runtime.get(input.connectorId);
     const user = await loadUser(db, input.userId);
@@ -279,8 +334,12 @@ export async function applyStep(db: Db, runtime: ConnectorRuntime, action: StepA
     ]);
     let remoteId = rows[0]?.remote_id ?? undefined;
     const entitlement = async () => {
-      const { rows: e } = await db.query<{ id: string; target: Record<string, unknown> }>('SELECT id, target FROM entitlements WHERE id = $1', [input.entitlementId]);
+      const { rows: e } = await db.query<{ id: string; target: Record<string, unknown>; name: string }>(
+        `SELECT id, target, connector_id || '/' || name AS name FROM entitlements WHERE id = $1`,
+        [input.entitlementId],
+      );
       if (!e[0]) throw new PermanentError(`entitlement ${input.entitlementId} does not exist`, 'notFound');
+      entitlementName = e[0].name;
       return e[0];
     };
     const needRemote = () => {
@@ -362,9 +421,16 @@ export async function applyStep(db: Db, runtime: ConnectorRuntime, action: StepA
         [input.workflowId ?? 'userSync', `account.${action}`, `${input.connectorId}:${input.userId}`, JSON.stringify({ status, entitlementId: input.entitlementId ?? null, remoteId: remoteId ?? null })],
       );
     });
-    return status;
+    const object = entitlementName
+      ? `${entitlementName} ${action === 'grantEntitlement' ? 'to' : 'from'} ${user.user_name}`
+      : `${user.user_name} in ${input.connectorId}${remoteId ? ` (remote id ${remoteId})` : ''}`;
+    return { status, done: `${DONE[action]} ${object}${status === 'applied' ? '' : ` (${status})`}` };
   } catch (err) {
-    throw toFailure(what, err);
+    const failure = toFailure(what, err);
+    const message = failure instanceof Error ? failure.message : String(failure);
+    // Best effort: the database may be what failed.
+    await recordFailure(db, { ...input, error: message }).catch(() => undefined);
+    throw failure;
   }
 }
 

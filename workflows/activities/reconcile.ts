@@ -30,7 +30,8 @@ export function reconcileActor(runId: string): string {
 export interface ReconcileStarted {
   runId: string;
   mode: 'enforce' | 'monitor';
-  entitlements: Array<{ id: string; membership: 'authoritative' | 'additive' }>;
+  /** `name` is "connectorId/name", for summaries in the Temporal UI. */
+  entitlements: Array<{ id: string; name: string; membership: 'authoritative' | 'additive' }>;
   canListAccounts: boolean;
   canListGrants: boolean;
 }
@@ -44,8 +45,25 @@ export interface ReconcileSummary {
   grantsSeen: number;
   apiCalls: number;
   drift: Array<{ kind: string; action: string; count: number }>;
-  /** The first differences found (all of them are in the `drift` table under runId). */
-  sample: Array<{ kind: string; action: string; userId: string | null; remoteId: string | null; entitlementId: string | null }>;
+  /** The first differences found (all of them are in the `drift` table under runId), with names and in words. */
+  sample: DriftItem[];
+}
+
+/** One difference a reconciliation found, named for people: what was found and what was done. */
+export interface DriftItem {
+  kind: string;
+  action: string;
+  userId: string | null;
+  /** Our user's userName, when the account belongs to one. */
+  userName: string | null;
+  remoteId: string | null;
+  /** The target's name for the account (its userName or email), when the listing gave one. */
+  remoteUserName: string | null;
+  entitlementId: string | null;
+  /** "connectorId/name". */
+  entitlement: string | null;
+  found: string;
+  done: string;
 }
 
 export async function startReconcile(db: Db, runtime: ConnectorRuntime, input: { connectorId: string; dryRun: boolean; workflowId?: string }): Promise<ReconcileStarted> {
@@ -59,8 +77,8 @@ export async function startReconcile(db: Db, runtime: ConnectorRuntime, input: {
       row.mode,
       input.workflowId ?? null,
     ]);
-    const { rows } = await db.query<{ id: string; membership: 'authoritative' | 'additive' }>(
-      'SELECT id, membership FROM entitlements WHERE connector_id = $1 ORDER BY id',
+    const { rows } = await db.query<{ id: string; name: string; membership: 'authoritative' | 'additive' }>(
+      `SELECT id, connector_id || '/' || name AS name, membership FROM entitlements WHERE connector_id = $1 ORDER BY id`,
       [input.connectorId],
     );
     return {
@@ -85,28 +103,31 @@ export async function reconcilePage(
     const { instance } = await runtime.get(input.connectorId);
     let ids: string[];
     let active: Array<boolean | null>;
+    let names: Array<string | null>;
     let next: string | undefined;
     if (input.entitlementId) {
       const { rows } = await db.query<{ target: Record<string, unknown> }>('SELECT target FROM entitlements WHERE id = $1', [input.entitlementId]);
       const page = await instance.listGrants!({ id: input.entitlementId, target: rows[0]?.target ?? {} }, input.cursor);
       ids = page.items;
       active = ids.map(() => null);
+      names = ids.map(() => null);
       next = page.next;
     } else {
       const page = await instance.listAccounts!(input.cursor);
       ids = page.items.map((a) => a.remoteId);
       active = page.items.map((a) => (a.active === undefined ? null : a.active));
+      names = page.items.map((a) => a.userName ?? a.email ?? null);
       next = page.next;
     }
     await db.query(
       `WITH s AS (
-         INSERT INTO reconcile_seen (run_id, entitlement_id, remote_id, active)
-         SELECT $1, $2, x.remote_id, x.active FROM unnest($3::text[], $4::boolean[]) AS x(remote_id, active))
+         INSERT INTO reconcile_seen (run_id, entitlement_id, remote_id, active, user_name)
+         SELECT $1, $2, x.remote_id, x.active, x.user_name FROM unnest($3::text[], $4::boolean[], $6::text[]) AS x(remote_id, active, user_name))
        UPDATE reconcile_runs SET api_calls = api_calls + 1,
               accounts_seen = accounts_seen + CASE WHEN $2::uuid IS NULL THEN $5 ELSE 0 END,
               grants_seen = grants_seen + CASE WHEN $2::uuid IS NULL THEN 0 ELSE $5 END
         WHERE id = $1`,
-      [input.runId, input.entitlementId ?? null, ids, active, ids.length],
+      [input.runId, input.entitlementId ?? null, ids, active, ids.length, names],
     );
     return { ...(next ? { next } : {}), count: ids.length };
   } catch (err) {
@@ -166,8 +187,8 @@ export async function finishReconcile(db: Db, runtime: ConnectorRuntime, input: 
       );
       // Active accounts in the target that no user of ours owns.
       await tx.query(
-        `INSERT INTO drift (run_id, connector_id, kind, remote_id, action)
-         SELECT $1, $2, 'orphanAccount', s.remote_id, 'reported' FROM reconcile_seen s
+        `INSERT INTO drift (run_id, connector_id, kind, remote_id, remote_user_name, action)
+         SELECT $1, $2, 'orphanAccount', s.remote_id, s.user_name, 'reported' FROM reconcile_seen s
           WHERE s.run_id = $1 AND s.entitlement_id IS NULL AND s.active IS NOT FALSE
             AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.connector_id = $2 AND a.remote_id = s.remote_id AND a.state <> 'deleted')`,
         [input.runId, input.connectorId],
@@ -186,8 +207,9 @@ export async function finishReconcile(db: Db, runtime: ConnectorRuntime, input: 
       );
       // Memberships in the target we did not apply. Additive entitlements keep them unless the user should have it anyway.
       await record(
-        `INSERT INTO drift (run_id, connector_id, kind, user_id, remote_id, entitlement_id, action)
+        `INSERT INTO drift (run_id, connector_id, kind, user_id, remote_id, entitlement_id, remote_user_name, action)
          SELECT $1, $2, 'unexpectedMembership', a.user_id, s.remote_id, s.entitlement_id,
+                (SELECT n.user_name FROM reconcile_seen n WHERE n.run_id = $1 AND n.entitlement_id IS NULL AND n.remote_id = s.remote_id LIMIT 1),
                 CASE WHEN NOT $3 THEN 'reported'
                      WHEN e.membership = 'authoritative' THEN 'fixed'
                      WHEN a.user_id IS NOT NULL AND EXISTS (
@@ -288,10 +310,15 @@ export async function reconcileSummary(db: Db, runId: string): Promise<Reconcile
     'SELECT kind, action, count(*)::int AS count FROM drift WHERE run_id = $1 GROUP BY kind, action ORDER BY kind, action',
     [runId],
   );
-  const { rows: sample } = await db.query<{ kind: string; action: string; userId: string | null; remoteId: string | null; entitlementId: string | null }>(
-    `SELECT kind, action, user_id AS "userId", remote_id AS "remoteId", entitlement_id AS "entitlementId" FROM drift WHERE run_id = $1 ORDER BY id LIMIT 100`,
+  const { rows: sample } = await db.query<DriftRow>(
+    `SELECT d.kind, d.action, d.user_id AS "userId", u.user_name AS "userName", (u.active AND u.deleted_at IS NULL) AS "userLive",
+            d.remote_id AS "remoteId", d.remote_user_name AS "remoteUserName", d.entitlement_id AS "entitlementId",
+            e.connector_id || '/' || e.name AS entitlement, e.membership
+       FROM drift d LEFT JOIN users u ON u.id = d.user_id LEFT JOIN entitlements e ON e.id = d.entitlement_id
+      WHERE d.run_id = $1 ORDER BY d.id LIMIT 100`,
     [runId],
   );
+  const why = run.dry_run ? 'dry run' : 'monitor mode';
   return {
     runId,
     connectorId: run.connector_id,
@@ -301,6 +328,77 @@ export async function reconcileSummary(db: Db, runId: string): Promise<Reconcile
     grantsSeen: run.grants_seen,
     apiCalls: run.api_calls,
     drift: counts,
-    sample,
+    sample: sample.map((r) => describeDrift(run.connector_id, why, r)),
+  };
+}
+
+/** A drift row with what describing it needs. */
+export interface DriftRow {
+  kind: string;
+  action: string;
+  userId: string | null;
+  userName: string | null;
+  /** Whether our user is active and not deleted (null when no user owns the account). */
+  userLive: boolean | null;
+  remoteId: string | null;
+  remoteUserName: string | null;
+  entitlementId: string | null;
+  entitlement: string | null;
+  membership: string | null;
+}
+
+/**
+ * Says in words what a reconciliation found and what it did about it. `whyReported` explains a
+ * `reported` action that would otherwise have been a fix ("dry run", "monitor mode").
+ */
+export function describeDrift(connectorId: string, whyReported: string, r: DriftRow): DriftItem {
+  const remote = r.remoteId ? `remote id ${r.remoteId}` : 'no remote id';
+  const holder = r.userName ?? (r.remoteUserName ? `${r.remoteUserName} (${remote}, no user of ours)` : `${remote} (no user of ours)`);
+  let found: string;
+  let done: string;
+  switch (r.kind) {
+    case 'missingAccount':
+      found = `${connectorId} no longer has the account of ${r.userName ?? r.userId} (${remote})`;
+      done =
+        r.action !== 'fixed'
+          ? `nothing (${whyReported})`
+          : r.userLive
+            ? `recorded as gone; the user's workflow creates it again`
+            : `recorded as gone; not recreated, the user is deactivated or deleted`;
+      break;
+    case 'orphanAccount':
+      found = `${connectorId} has an account no user of ours owns: ${r.remoteUserName ?? '(no name given)'} (${remote})`;
+      done = 'reported: remove it in the target, or create its user in the directory';
+      break;
+    case 'missingMembership':
+      found = `${r.userName ?? r.userId} lacks ${r.entitlement ?? r.entitlementId} in ${connectorId} although it was granted`;
+      done = r.action === 'fixed' ? `recorded as missing; the user's workflow grants it again if still wanted` : `nothing (${whyReported})`;
+      break;
+    case 'unexpectedMembership':
+      found = `${holder} holds ${r.entitlement ?? r.entitlementId} in ${connectorId} without our granting it`;
+      done =
+        r.action === 'ignored'
+          ? `left alone: ${r.entitlement ?? 'the entitlement'} is additive and the user has no grant for it`
+          : r.action !== 'fixed'
+            ? `nothing (${whyReported})`
+            : r.userId
+              ? `recorded as held; the user's workflow revokes it unless a grant covers it`
+              : `revoked directly (${r.membership ?? 'authoritative'} entitlement, no user of ours to ask)`;
+      break;
+    default:
+      found = r.kind;
+      done = r.action;
+  }
+  return {
+    kind: r.kind,
+    action: r.action,
+    userId: r.userId,
+    userName: r.userName,
+    remoteId: r.remoteId,
+    remoteUserName: r.remoteUserName,
+    entitlementId: r.entitlementId,
+    entitlement: r.entitlement,
+    found,
+    done,
   };
 }

@@ -42,8 +42,10 @@ const ListQuery = {
 const ExportQuery = {
   type: 'object',
   additionalProperties: false,
-  required: ['format'],
-  properties: { ...FilterProperties, format: { type: 'string', enum: ['csv', 'json'] } },
+  properties: {
+    ...FilterProperties,
+    format: { type: 'string', enum: ['csv', 'json'], description: 'default: csv when the Accept header asks for text/csv, json otherwise' },
+  },
 } as const;
 
 const AuditEvent = {
@@ -108,6 +110,28 @@ function toFilter(q: FilterQuery): AuditFilter | string {
   return filter;
 }
 
+/** The quality an Accept header gives a media type (0 when it excludes it; 1 when there is no header). */
+function quality(accept: string, type: string): number {
+  let best = -1;
+  let specificity = -1;
+  const [major] = type.split('/');
+  for (const range of accept.split(',')) {
+    const [media = '', ...params] = range.trim().toLowerCase().split(';');
+    const level = media === type ? 2 : media === `${major}/*` ? 1 : media === '*/*' ? 0 : -1;
+    if (level < 0 || level < specificity) continue;
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    specificity = level;
+    best = q ? Number(q.slice(2)) || 0 : 1;
+  }
+  return Math.max(best, 0);
+}
+
+/** JSON unless the client prefers CSV (`Accept: text/csv`). */
+function negotiateFormat(accept: string | undefined): ExportFormat {
+  if (!accept) return 'json';
+  return quality(accept, 'text/csv') > quality(accept, 'application/json') ? 'csv' : 'json';
+}
+
 const audit: FastifyPluginAsync = async (app) => {
   const admin = app.requireScope('admin');
   const tags = ['admin'];
@@ -125,7 +149,7 @@ const audit: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.get<{ Querystring: FilterQuery & { format: ExportFormat } }>(
+  app.get<{ Querystring: FilterQuery & { format?: ExportFormat } }>(
     '/api/audit/export',
     {
       onRequest: admin,
@@ -148,7 +172,7 @@ const audit: FastifyPluginAsync = async (app) => {
     async (request, reply) => {
       const filter = toFilter(request.query);
       if (typeof filter === 'string') return badRequest(reply, filter);
-      const { format } = request.query;
+      const format: ExportFormat = request.query.format ?? negotiateFormat(request.headers.accept);
       const chunks = exportAuditEvents(app.db, filter, format);
       // The first chunk comes after the first query: a database error still gets a proper 500
       // here, rather than a 200 whose body stops short.

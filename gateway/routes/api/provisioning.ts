@@ -15,12 +15,37 @@ import { withTransaction, type Tx } from '../../db/pool.js';
 import { accessAsOf } from '../../audit/access.js';
 import { parseInstant } from '../../audit/chain.js';
 import { enqueue, enqueueUserChanges } from '../../outbox/outbox.js';
-import { startReconcileRun, testConnectorConnection } from '../../../workflows/client.js';
+import { startReconcileRun, testConnectorConnection, userSyncWorkflowId } from '../../../workflows/client.js';
+import { describeDrift, type DriftRow } from '../../../workflows/activities/reconcile.js';
+import { pendingSteps, type PendingStep } from '../../provisioning/pending-steps.js';
 import { parseFilter } from '../../scim/filter.js';
 import { ScimError } from '../../scim/errors.js';
 import { sendApiError } from './errors.js';
 
 const fail = sendApiError;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A user by id or userName (deleted ones included: their provisioning history still matters). */
+async function resolveUser(db: Pick<Tx, 'query'>, idOrName: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ id: string }>(
+    UUID.test(idOrName) ? 'SELECT id FROM users WHERE id = $1' : 'SELECT id FROM users WHERE lower(user_name) = lower($1) ORDER BY deleted_at IS NOT NULL, id LIMIT 1',
+    [idOrName],
+  );
+  return rows[0]?.id;
+}
+
+/** An entitlement by id or "connectorId/name". */
+async function resolveEntitlement(db: Pick<Tx, 'query'>, idOrName: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ id: string }>(
+    UUID.test(idOrName) ? 'SELECT id FROM entitlements WHERE id = $1' : `SELECT id FROM entitlements WHERE connector_id || '/' || name = $1`,
+    [idOrName],
+  );
+  return rows[0]?.id;
+}
+
+const UserRef = { type: 'string', minLength: 1, description: 'user id or userName' } as const;
+const EntitlementRef = { type: 'string', minLength: 1, description: 'entitlement id or "connectorId/name" (URL-encode the slash in a path)' } as const;
 
 const ConnectorBody = {
   type: 'object',
@@ -181,14 +206,16 @@ const provisioning: FastifyPluginAsync = async (app) => {
         [request.params.id],
       );
       if (!runs[0]) return fail(reply, 404, `connector "${request.params.id}" has not been reconciled yet`);
-      const { rows: drift } = await app.db.query<Record<string, unknown>>(
-        `SELECT d.kind, d.action, d.user_id AS "userId", u.user_name AS "userName", d.remote_id AS "remoteId",
-                d.entitlement_id AS "entitlementId", e.name AS entitlement, d.detected_at AS "detectedAt"
+      const { rows: drift } = await app.db.query<DriftRow & { detectedAt: Date }>(
+        `SELECT d.kind, d.action, d.user_id AS "userId", u.user_name AS "userName", (u.active AND u.deleted_at IS NULL) AS "userLive",
+                d.remote_id AS "remoteId", d.remote_user_name AS "remoteUserName", d.entitlement_id AS "entitlementId",
+                e.connector_id || '/' || e.name AS entitlement, e.membership, d.detected_at AS "detectedAt"
            FROM drift d LEFT JOIN users u ON u.id = d.user_id LEFT JOIN entitlements e ON e.id = d.entitlement_id
           WHERE d.run_id = $1 ORDER BY d.id LIMIT 1000`,
         [runs[0].id],
       );
-      return { run: runs[0], drift };
+      const why = runs[0].dryRun ? 'dry run' : 'monitor mode';
+      return { run: runs[0], drift: drift.map((d) => ({ ...describeDrift(request.params.id, why, d), detectedAt: d.detectedAt })) };
     },
   );
 
@@ -320,9 +347,10 @@ const provisioning: FastifyPluginAsync = async (app) => {
 
   app.delete<{ Params: { id: string } }>(
     '/api/entitlements/:id',
-    { onRequest: admin, schema: { tags, security, summary: 'Remove an entitlement no rule, grant or account uses', params: { type: 'object', properties: { id: { type: 'string', format: 'uuid' } } } } },
+    { onRequest: admin, schema: { tags, security, summary: 'Remove an entitlement no rule, grant or account uses', params: { type: 'object', properties: { id: EntitlementRef } } } },
     async (request, reply) => {
-      const id = request.params.id;
+      const id = await resolveEntitlement(app.db, request.params.id);
+      if (!id) return fail(reply, 404, `no entitlement ${request.params.id}`);
       const outcome = await withTransaction(app.db, async (tx) => {
         const { rows } = await tx.query('SELECT 1 FROM entitlements WHERE id = $1 FOR UPDATE', [id]);
         if (!rows[0]) return 'missing';
@@ -373,10 +401,15 @@ const provisioning: FastifyPluginAsync = async (app) => {
         tags,
         security,
         summary: 'Who should have what, and why (active grants)',
-        querystring: { type: 'object', properties: { userId: { type: 'string', format: 'uuid' }, entitlementId: { type: 'string', format: 'uuid' } } },
+        querystring: { type: 'object', properties: { userId: UserRef, entitlementId: EntitlementRef } },
       },
     },
-    async (request) => {
+    async (request, reply) => {
+      const { userId, entitlementId } = request.query;
+      const user = userId === undefined ? null : await resolveUser(app.db, userId);
+      if (user === undefined) return fail(reply, 404, `no user ${userId}`);
+      const entitlement = entitlementId === undefined ? null : await resolveEntitlement(app.db, entitlementId);
+      if (entitlement === undefined) return fail(reply, 404, `no entitlement ${entitlementId}`);
       const { rows } = await app.db.query<Record<string, unknown>>(
         `SELECT g.id, g.user_id AS "userId", u.user_name AS "userName", g.entitlement_id AS "entitlementId",
                 e.connector_id AS "connectorId", e.name AS "entitlement", g.reason, g.valid_from AS "validFrom",
@@ -386,7 +419,7 @@ const provisioning: FastifyPluginAsync = async (app) => {
           WHERE g.status = 'active' AND (g.valid_until IS NULL OR g.valid_until > now())
             AND ($1::uuid IS NULL OR g.user_id = $1) AND ($2::uuid IS NULL OR g.entitlement_id = $2)
           ORDER BY u.user_name, e.connector_id, e.name, g.reason`,
-        [request.query.userId ?? null, request.query.entitlementId ?? null],
+        [user, entitlement],
       );
       return rows;
     },
@@ -405,7 +438,7 @@ const provisioning: FastifyPluginAsync = async (app) => {
           required: ['userId', 'entitlement'],
           additionalProperties: false,
           properties: {
-            userId: { type: 'string', format: 'uuid' },
+            userId: UserRef,
             entitlement: { type: 'string', description: 'entitlement id or "connectorId/name"' },
             reason: { type: 'string', pattern: '^(manual|request:.+)$', description: 'manual (default) or request:<id>' },
             validFrom: { type: 'string', format: 'date-time' },
@@ -415,15 +448,14 @@ const provisioning: FastifyPluginAsync = async (app) => {
       },
     },
     async (request, reply) => {
-      const { userId, entitlement, reason = 'manual', validFrom, validUntil } = request.body;
+      const { entitlement, reason = 'manual', validFrom, validUntil } = request.body;
       if (validFrom && validUntil && Date.parse(validUntil) <= Date.parse(validFrom)) return fail(reply, 400, 'validUntil must be after validFrom');
-      const { rows: u } = await app.db.query('SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL', [userId]);
-      if (!u[0]) return fail(reply, 400, `no user ${userId}`);
-      const { rows: e } = await app.db.query<{ id: string }>(
-        `SELECT id FROM entitlements WHERE id::text = $1 OR connector_id || '/' || name = $1`,
-        [entitlement],
-      );
-      if (!e[0]) return fail(reply, 400, `no entitlement ${entitlement}`);
+      const userId = await resolveUser(app.db, request.body.userId);
+      const { rows: u } = await app.db.query('SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL', [userId ?? null]);
+      if (!userId || !u[0]) return fail(reply, 400, `no user ${request.body.userId}`);
+      const entitlementId = await resolveEntitlement(app.db, entitlement);
+      if (!entitlementId) return fail(reply, 400, `no entitlement ${entitlement}`);
+      const e = [{ id: entitlementId }];
       const grant = await withTransaction(app.db, async (tx) => {
         const { rows } = await tx.query<Record<string, unknown> & { id: string }>(
           `INSERT INTO grants (id, user_id, entitlement_id, reason, valid_from, valid_until) VALUES ($1, $2, $3, $4, COALESCE($5::timestamptz, now()), $6)
@@ -467,21 +499,49 @@ const provisioning: FastifyPluginAsync = async (app) => {
 
   app.get<{ Params: { id: string } }>(
     '/api/users/:id/provisioning',
-    { onRequest: admin, schema: { tags, security, summary: "A user's accounts per connector: state, last sync, last error, workflow", params: { type: 'object', properties: { id: { type: 'string', format: 'uuid' } } } } },
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: "A user's accounts per connector: state, last sync, last error, workflow, and any step being retried (attempt, last error, next attempt)",
+        params: { type: 'object', properties: { id: UserRef } },
+      },
+    },
     async (request, reply) => {
-      const { rows: u } = await app.db.query<{ id: string }>('SELECT id FROM users WHERE id = $1', [request.params.id]);
-      if (!u[0]) return fail(reply, 404, `no user ${request.params.id}`);
-      const { rows } = await app.db.query<{ connectorId: string; workflowId: string | null }>(
+      const userId = await resolveUser(app.db, request.params.id);
+      if (!userId) return fail(reply, 404, `no user ${request.params.id}`);
+      const { rows } = await app.db.query<{ connectorId: string; workflowId: string | null } & Record<string, unknown>>(
         `SELECT a.connector_id AS "connectorId", a.remote_id AS "remoteId", a.state, a.last_sync_at AS "lastSyncAt",
                 a.last_error AS "lastError", a.last_error_at AS "lastErrorAt", a.workflow_id AS "workflowId"
            FROM accounts a WHERE a.user_id = $1 ORDER BY a.connector_id`,
-        [request.params.id],
+        [userId],
       );
+      // Steps still being retried live in Temporal, not in the database: ask the user's workflow.
+      let pending: PendingStep[] = [];
+      let pendingUnknown: string | undefined;
+      try {
+        pending = await pendingSteps(await app.temporal.client(), userSyncWorkflowId(userId));
+      } catch (err) {
+        pendingUnknown = `Temporal did not answer: ${(err as Error).message}`;
+        request.log.warn({ err }, 'cannot read pending provisioning steps');
+      }
+      for (const p of pending) {
+        if (!rows.some((r) => r.connectorId === p.connectorId)) {
+          rows.push({ connectorId: p.connectorId, remoteId: null, state: 'none', lastSyncAt: null, lastError: null, lastErrorAt: null, workflowId: userSyncWorkflowId(userId) });
+        }
+      }
+      rows.sort((a, b) => a.connectorId.localeCompare(b.connectorId));
       const ui = app.config.temporalUiUrl?.replace(/\/+$/, '');
-      return rows.map((r) => ({
-        ...r,
-        workflowUrl: ui && r.workflowId ? `${ui}/namespaces/${encodeURIComponent(app.config.temporalNamespace)}/workflows/${encodeURIComponent(r.workflowId)}` : null,
-      }));
+      return rows.map((r) => {
+        const retrying = pending.filter((p) => p.connectorId === r.connectorId);
+        return {
+          ...r,
+          ...(retrying[0]?.lastError && !r.lastError ? { lastError: retrying[0].lastError } : {}),
+          retrying: pendingUnknown ? { unknown: pendingUnknown } : (retrying[0] ?? null),
+          workflowUrl: ui && r.workflowId ? `${ui}/namespaces/${encodeURIComponent(app.config.temporalNamespace)}/workflows/${encodeURIComponent(r.workflowId)}` : null,
+        };
+      });
     },
   );
 

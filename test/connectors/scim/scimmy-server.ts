@@ -171,11 +171,25 @@ function scimError(res: Response, status: number, detail: string, scimType?: str
   res.status(status).type('application/scim+json').send(JSON.stringify(body));
 }
 
-/** Starts a SCIMMY server on 127.0.0.1 with a random port; `token` is the bearer token it accepts. */
-export async function startScimmyServer(opts: { token?: string } = {}): Promise<ScimmyServer> {
+export interface ScimmyServerOptions {
+  /** The bearer token it accepts (default: a random one). */
+  token?: string;
+  /** Port on 127.0.0.1 (default: any free one). */
+  port?: number;
+  /** Resources to start with (e.g. what a previous run saved). */
+  initial?: { users?: StoredResource[]; groups?: StoredResource[] };
+  /** Called after every request that may have changed the store (any method but GET), once answered. */
+  onChange?: () => void;
+}
+
+/** Starts a SCIMMY server on 127.0.0.1; `token` is the bearer token it accepts. */
+export async function startScimmyServer(opts: ScimmyServerOptions = {}): Promise<ScimmyServer> {
   declareResources();
   const token = opts.token ?? `scimmy-${randomUUID()}`;
-  const store: Store = { users: new Map(), groups: new Map() };
+  const store: Store = {
+    users: new Map((opts.initial?.users ?? []).map((u) => [u.id, u])),
+    groups: new Map((opts.initial?.groups ?? []).map((g) => [g.id, g])),
+  };
   const requests: LoggedRequest[] = [];
   let failures: { remaining: number; failure: InjectedFailure }[] = [];
 
@@ -191,6 +205,8 @@ export async function startScimmyServer(opts: { token?: string } = {}): Promise<
 
   // Request log, injected failures and the PATCH switch, ahead of SCIMMY.
   app.use(mount, express.json({ type: ['application/scim+json', 'application/json'] }), (req: Request, res: Response, next: NextFunction) => {
+    const onChange = opts.onChange;
+    if (onChange && req.method !== 'GET') res.on('finish', () => onChange());
     requests.push({
       method: req.method,
       path: req.path,
@@ -237,7 +253,7 @@ export async function startScimmyServer(opts: { token?: string } = {}): Promise<
   );
 
   const http: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(0, '127.0.0.1', (err?: Error) => (err ? reject(err) : resolve(s)));
+    const s = app.listen(opts.port ?? 0, '127.0.0.1', (err?: Error) => (err ? reject(err) : resolve(s)));
   });
   const { port } = http.address() as AddressInfo;
 

@@ -124,9 +124,25 @@ t.test('bad queries are 400s', async (t) => {
     t.equal(res.json().statusCode, 400);
   }
   t.equal((await get('/api/audit?limit=1000')).statusCode, 200);
-  t.equal((await get('/api/audit/export')).statusCode, 400, 'the export needs a format');
   t.equal((await get('/api/audit/export?format=xml')).statusCode, 400);
   t.equal((await get('/api/audit/export?format=csv&since=nope')).statusCode, 400);
+});
+
+t.test('the export format defaults to JSON; Accept: text/csv asks for CSV; the parameter wins', async (t) => {
+  const plain = await get('/api/audit/export');
+  t.equal(plain.statusCode, 200, plain.body);
+  t.match(plain.headers['content-type'], /^application\/json/, 'no format and no Accept: JSON');
+  t.ok(Array.isArray(plain.json()), 'a JSON array');
+  const anything = await app.inject({ url: '/api/audit/export', headers: { ...auth(), accept: '*/*' } });
+  t.match(anything.headers['content-type'], /^application\/json/, 'Accept: */*: JSON');
+  const csv = await app.inject({ url: '/api/audit/export', headers: { ...auth(), accept: 'text/csv' } });
+  t.equal(csv.statusCode, 200);
+  t.match(csv.headers['content-type'], /^text\/csv/, 'Accept: text/csv: CSV');
+  t.match(csv.body, /^id,/, 'with its header row');
+  const preferred = await app.inject({ url: '/api/audit/export', headers: { ...auth(), accept: 'application/json;q=0.5, text/csv' } });
+  t.match(preferred.headers['content-type'], /^text\/csv/, 'the higher quality wins');
+  const explicit = await app.inject({ url: '/api/audit/export?format=json', headers: { ...auth(), accept: 'text/csv' } });
+  t.match(explicit.headers['content-type'], /^application\/json/, 'format= overrides Accept');
 });
 
 t.test('CSV export: a header row, and fields that round-trip', async (t) => {
