@@ -21,6 +21,11 @@ export function toScimError(err: FastifyError | Error): ScimError | undefined {
       return new ScimError(400, 'the request body is empty', 'invalidSyntax');
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new ScimError(400, 'the Content-Length header does not match the body', 'invalidSyntax');
+    case 'FST_ERR_BAD_URL':
+      return new ScimError(400, 'the URL has a %-escape that does not decode to UTF-8');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      // No SCIM id is anywhere near the router's limit on a path segment.
+      return new ScimError(414, 'a path segment of the URL is longer than the server accepts');
     default:
       break;
   }
@@ -50,4 +55,23 @@ export function scimErrorHandler(err: FastifyError, request: FastifyRequest, rep
     body = scimErrorBody(500, 'internal server error');
   }
   return reply.code(Number(body.status)).type(SCIM_CONTENT_TYPE).send(body);
+}
+
+/** Whether a request URL is under the SCIM service provider (any case, as canonicalScimUrl accepts). */
+function isScimUrl(url: string): boolean {
+  return /^\/scim\/v2(?:[/?#]|$)/i.test(url);
+}
+
+/**
+ * Fastify's `frameworkErrors` option: errors the router raises before any route or plugin sees the
+ * request (a URL that does not decode, a path segment over the length limit). Under /scim/v2 they
+ * are SCIM errors like any other; elsewhere the answer is Fastify's usual JSON.
+ */
+export function frameworkErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  if (isScimUrl(request.raw.url ?? '')) {
+    scimErrorHandler(err, request, reply);
+    return;
+  }
+  const statusCode = typeof err.statusCode === 'number' ? err.statusCode : 400;
+  void reply.code(statusCode).send({ error: 'Bad Request', code: err.code, message: err.message, statusCode });
 }

@@ -10,6 +10,7 @@ import { etagMatches, etagOf, type ResourceType, type StoredResource } from '../
 import { ScimError } from '../../scim/errors.js';
 import { parseListParams, searchRequestParams, type ListParams, type RawListParams } from '../../scim/list.js';
 import { parsePatchRequest } from '../../scim/patch.js';
+import { relaxPatch, relaxResource, warnIgnored } from '../../scim/lenient.js';
 import { parseAttributeList, project } from '../../scim/projection.js';
 import { LIST_RESPONSE_SCHEMA, type SchemaRegistry } from '../../scim/schemas.js';
 import { baseUrl } from './discovery.js';
@@ -97,6 +98,13 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
     };
   };
 
+  /** The body of a write with the IdP leniencies applied (gateway/scim/lenient.ts). */
+  const relaxed = (request: FastifyRequest): unknown => {
+    const { value, ignored } = relaxResource(request.body, registry, type, app.config.scimStrict);
+    warnIgnored(request.log, type, ignored);
+    return value;
+  };
+
   const sendOne = (request: FastifyRequest, reply: FastifyReply, r: StoredResource, status = 200) => {
     const rendered = renderResource(r, base(request));
     reply.code(status).header('etag', etagOf(r.version));
@@ -141,7 +149,7 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
   );
 
   app.post(path, { onRequest: write, schema: { tags, security, summary: `Create a ${type} (RFC 7644 §3.3)`, body: ResourceSchema } }, async (request, reply) => {
-    const created = await app.directory.create(type, actor(request), request.body);
+    const created = await app.directory.create(type, actor(request), relaxed(request));
     app.outbox.kick();
     return sendOne(request, reply, created, 201);
   });
@@ -150,7 +158,7 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
     `${path}/:id`,
     { onRequest: write, schema: { tags, security, summary: `Replace a ${type} (RFC 7644 §3.5.1)`, params: IdParams, body: ResourceSchema } },
     async (request, reply) => {
-      const replaced = await app.directory.replace(type, actor(request), request.params.id, request.body, request.headers['if-match']);
+      const replaced = await app.directory.replace(type, actor(request), request.params.id, relaxed(request), request.headers['if-match']);
       app.outbox.kick();
       return sendOne(request, reply, replaced);
     },
@@ -160,7 +168,8 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
     `${path}/:id`,
     { onRequest: write, schema: { tags, security, summary: `Modify a ${type} (RFC 7644 §3.5.2)`, params: IdParams, body: ResourceSchema } },
     async (request, reply) => {
-      const ops = parsePatchRequest(request.body);
+      const { value: ops, ignored } = relaxPatch(parsePatchRequest(request.body), registry, type, app.config.scimStrict);
+      warnIgnored(request.log, type, ignored);
       const { resource, changed } = await app.directory.patch(type, actor(request), request.params.id, ops, request.headers['if-match']);
       if (changed) app.outbox.kick();
       return sendOne(request, reply, resource);
