@@ -47,7 +47,9 @@ export function renderResource(r: StoredResource, base: string): Record<string, 
 export function mayReturn(attr: string, p: Pick<ListParams, 'attributes' | 'excludedAttributes'>): boolean {
   if (!p.attributes && !p.excludedAttributes) return true;
   const lower = attr.toLowerCase();
-  if (p.attributes && !p.attributes.some((a) => a.toLowerCase().split('.')[0] === lower)) return false;
+  // `members[value eq "…"]` names members too: the attribute is what precedes a value filter.
+  const nameOf = (a: string) => (a.includes('[') ? a.slice(0, a.indexOf('[')) : a.split('.')[0]!).toLowerCase();
+  if (p.attributes && !p.attributes.some((a) => nameOf(a) === lower)) return false;
   return !(p.excludedAttributes ?? []).some((a) => a.toLowerCase() === lower);
 }
 
