@@ -62,7 +62,7 @@ t.test('NUL or a lone surrogate in any stored string is 400 invalidValue, not a 
       ['a group PATCH', 'PATCH', `/scim/v2/Groups/${group.id}`, `{"schemas":["${PATCH_OP}"],"Operations":[{"op":"replace","path":"displayName","value":"${bad}"}]}`],
     ];
     for (const [what, method, url, payload] of cases) {
-      const res = await gw.scim({ method: method, url, payload });
+      const res = await gw.scim({ method, url, payload });
       assertScimError(t, res, 400, 'invalidValue', `${what} with ${bad}`);
       t.match(res.json().detail, /cannot be stored/, `${what} with ${bad}: the detail says why`);
     }

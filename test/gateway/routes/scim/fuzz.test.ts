@@ -91,7 +91,7 @@ const encode = (s: string) =>
     .map((part) => (/^\p{Cs}$/u.test(part) ? [...Buffer.from([0xe0 | (part.charCodeAt(0) >> 12), 0x80 | ((part.charCodeAt(0) >> 6) & 0x3f), 0x80 | (part.charCodeAt(0) & 0x3f)])].map((b) => `%${b.toString(16)}`).join('') : encodeURIComponent(part)))
     .join('');
 
-type Req = InjectOptions & { method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' };
+type Req = InjectOptions & { method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'; url: string };
 const json = (method: Req['method'], url: string) => (payload: unknown): Req => ({ method, url, payload: JSON.stringify(payload) });
 const request: fc.Arbitrary<Req> = fc.oneof(
   resource.map(json('POST', '/scim/v2/Users')),
@@ -110,7 +110,7 @@ const request: fc.Arbitrary<Req> = fc.oneof(
   fc
     .array(fc.record({ method: fc.oneof(fc.constantFrom('POST', 'PUT', 'PATCH', 'DELETE'), nasty), path: fc.oneof(fc.constantFrom('/Users', '/Groups', `/Users/${user.id}`, `/Groups/${group.id}`, '/users', '/Users/bulkId:a'), nasty), bulkId: fc.oneof(fc.constantFrom('a', 'b'), nasty), data: fc.oneof(resource, groupBody, patchBody, value) }, { requiredKeys: ['method', 'path'] }), { maxLength: 4 })
     .map((ops) => json('POST', '/scim/v2/Bulk')({ schemas: [BULK], Operations: ops })),
-  fc.tuple(fc.constantFrom(...ENDPOINTS), fc.array(fc.oneof(nasty.map(encode), fc.constantFrom('%ff', '%', '%00', '..', user.id as string, 'a'.repeat(600))), { maxLength: 2 }), fc.constantFrom('GET', 'DELETE', 'PUT', 'PATCH') as fc.Arbitrary<Req['method']>).map(
+  fc.tuple(fc.constantFrom(...ENDPOINTS), fc.array(fc.oneof(nasty.map(encode), fc.constantFrom('%ff', '%', '%00', user.id as string, 'a'.repeat(600))), { maxLength: 2 }), fc.constantFrom('GET', 'DELETE', 'PUT', 'PATCH') as fc.Arbitrary<Req['method']>).map(
     ([endpoint, segments, method]): Req => ({ method, url: ['/scim/v2', endpoint, ...segments].join('/') }),
   ),
   fc.tuple(fc.string({ maxLength: 40 }), fc.constantFrom('application/scim+json', 'application/json', 'text/plain', 'application/xml', 'application/x-www-form-urlencoded'), fc.constantFrom('/scim/v2/Users', '/scim/v2/Bulk', `/scim/v2/Users/${user.id}`)).map(
@@ -123,7 +123,9 @@ const request: fc.Arbitrary<Req> = fc.oneof(
 const answersWell = fc.asyncProperty(request, async (req) => {
   const res = await gw.scim(req);
   assert.ok(res.statusCode < 500, `${req.method} ${req.url} answered ${res.statusCode}: ${res.body.slice(0, 500)}`);
-  if (res.statusCode >= 400) {
+  // Dot segments (`/scim/v2/x/../..`) are resolved before routing and may leave /scim/v2.
+  const underScim = /^\/scim\/v2(\/|$)/i.test(new URL(req.url, 'http://localhost').pathname);
+  if (res.statusCode >= 400 && underScim) {
     assert.match(String(res.headers['content-type']), /^application\/scim\+json/, `${req.method} ${req.url}: ${res.statusCode} is not application/scim+json`);
     const body = res.json() as { schemas?: unknown; status?: unknown; detail?: unknown };
     assert.deepEqual(body.schemas, [ERROR_SCHEMA], `${req.method} ${req.url}: not a SCIM error body: ${res.body.slice(0, 300)}`);
