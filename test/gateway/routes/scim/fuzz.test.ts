@@ -127,7 +127,7 @@ const answersWell = fc.asyncProperty(request, async (req) => {
   const underScim = /^\/scim\/v2(\/|$)/i.test(new URL(req.url, 'http://localhost').pathname);
   if (res.statusCode >= 400 && underScim) {
     assert.match(String(res.headers['content-type']), /^application\/scim\+json/, `${req.method} ${req.url}: ${res.statusCode} is not application/scim+json`);
-    const body = res.json() as { schemas?: unknown; status?: unknown; detail?: unknown };
+    const body = res.json<{ schemas?: unknown; status?: unknown; detail?: unknown }>();
     assert.deepEqual(body.schemas, [ERROR_SCHEMA], `${req.method} ${req.url}: not a SCIM error body: ${res.body.slice(0, 300)}`);
     assert.equal(body.status, String(res.statusCode), `${req.method} ${req.url}: status member`);
   }
