@@ -4,6 +4,7 @@
  * wrong media type, schema validation) are translated; anything else is a 500 whose detail is
  * logged and never sent.
  */
+import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AuthError } from '../plugins/auth.js';
 import { SCIM_CONTENT_TYPE, ScimError, scimErrorBody, type ScimErrorBody } from './errors.js';
@@ -73,5 +74,5 @@ export function frameworkErrorHandler(err: FastifyError, request: FastifyRequest
     return;
   }
   const statusCode = typeof err.statusCode === 'number' ? err.statusCode : 400;
-  void reply.code(statusCode).send({ error: 'Bad Request', code: err.code, message: err.message, statusCode });
+  void reply.code(statusCode).send({ error: STATUS_CODES[statusCode] ?? 'Error', code: err.code, message: err.message, statusCode });
 }

@@ -63,7 +63,7 @@ const bulk: FastifyPluginAsync = async (app) => {
         if (!id) throw ScimError.badRequest('invalidPath', `${op.method} needs a resource id: /${match[1]}/{id}`);
         if (op.method === 'DELETE') {
           await app.directory.delete(type, actor, id, op.version);
-          return { status: 204, location: `${base}/${match[1]}/${id}` };
+          return { status: 204, location: `${base}/${type === 'User' ? 'Users' : 'Groups'}/${id}` };
         }
         const r =
           op.method === 'PUT'

@@ -61,6 +61,11 @@ t.test('lowercase resource paths reach the same endpoints', async (t) => {
   t.equal((await gw.scim({ method: 'POST', url: '/scim/v2/groups/.search', payload: { schemas: [SEARCH] } })).statusCode, 200, '/groups/.search');
   t.equal((await gw.scim({ method: 'GET', url: '/scim/v2/serviceproviderconfig' })).statusCode, 200, 'discovery endpoints too');
   t.equal((await gw.scim({ method: 'DELETE', url: `/scim/v2/users/${id}` })).statusCode, 204, 'DELETE /users/{id}');
+
+  const other = await gw.call('POST', '/scim/v2/Users', userBody('lower-bulk@example.com'), 201);
+  const bulk = await gw.scim({ method: 'POST', url: '/scim/v2/bulk', payload: { schemas: [BULK], Operations: [{ method: 'DELETE', path: `/users/${other.id}` }] } });
+  t.equal(bulk.statusCode, 200, `POST /bulk: ${bulk.body}`);
+  t.same(bulk.json().Operations[0], { method: 'DELETE', location: `http://localhost:80/scim/v2/Users/${other.id}`, status: '204' }, 'a lowercase Bulk path; the location is canonical');
 });
 
 t.test('group members carrying displayName get it as display', async (t) => {
