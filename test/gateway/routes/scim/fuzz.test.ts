@@ -1,8 +1,8 @@
 /**
  * Generated bad (and some good) SCIM requests through the real app and PostgreSQL: bodies for every
  * write, filters, PATCH paths, query parameters, Bulk operations, URLs and raw bodies. Whatever is
- * sent, the gateway answers without a 5xx and without hanging, and every 4xx is an RFC 7644 §3.12
- * error body.
+ * sent, the gateway answers without a 5xx (also inside a Bulk response) and without hanging, and every
+ * 4xx is an RFC 7644 §3.12 error body.
  *
  * One run uses a fixed seed, one a fresh seed printed on failure; SCIM_FUZZ_SEED replays a reported
  * seed and SCIM_FUZZ_RUNS runs more (or fewer) requests per run.
@@ -123,6 +123,12 @@ const request: fc.Arbitrary<Req> = fc.oneof(
 const answersWell = fc.asyncProperty(request, async (req) => {
   const res = await gw.scim(req);
   assert.ok(res.statusCode < 500, `${req.method} ${req.url} answered ${res.statusCode}: ${res.body.slice(0, 500)}`);
+  if (res.statusCode === 200 && /\/bulk$/i.test(req.url)) {
+    // A Bulk response is 200 whatever its operations did: each one must be below 500 too.
+    for (const op of res.json<{ Operations: Array<{ status: string; response?: unknown }> }>().Operations) {
+      assert.ok(Number(op.status) < 500, `${req.method} ${req.url}: an operation answered ${op.status}: ${JSON.stringify(op.response)} for ${typeof req.payload === "string" ? req.payload.slice(0, 500) : ""}`);
+    }
+  }
   // Dot segments (`/scim/v2/x/../..`) are resolved before routing and may leave /scim/v2.
   const underScim = /^\/scim\/v2(\/|$)/i.test(new URL(req.url, 'http://localhost').pathname);
   if (res.statusCode >= 400 && underScim) {
