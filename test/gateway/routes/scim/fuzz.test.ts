@@ -126,7 +126,7 @@ const answersWell = fc.asyncProperty(request, async (req) => {
   if (res.statusCode === 200 && /\/bulk$/i.test(req.url)) {
     // A Bulk response is 200 whatever its operations did: each one must be below 500 too.
     for (const op of res.json<{ Operations: Array<{ status: string; response?: unknown }> }>().Operations) {
-      assert.ok(Number(op.status) < 500, `${req.method} ${req.url}: an operation answered ${op.status}: ${JSON.stringify(op.response)} for ${typeof req.payload === "string" ? req.payload.slice(0, 500) : ""}`);
+      assert.ok(Number(op.status) < 500, `${req.method} ${req.url}: an operation answered ${op.status}: ${JSON.stringify(op.response)} for ${typeof req.payload === 'string' ? req.payload.slice(0, 500) : ''}`);
     }
   }
   // Dot segments (`/scim/v2/x/../..`) are resolved before routing and may leave /scim/v2.
