@@ -13,7 +13,7 @@ import auth from './plugins/auth.js';
 import swagger from './plugins/swagger.js';
 import health from './routes/health.js';
 import scim, { canonicalScimUrl } from './routes/scim/index.js';
-import { frameworkErrorHandler } from './scim/error-handler.js';
+import { clientErrorHandler, frameworkErrorHandler } from './scim/error-handler.js';
 import tokens from './routes/api/tokens.js';
 import provisioning from './routes/api/provisioning.js';
 import audit from './routes/api/audit.js';
@@ -65,6 +65,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // SCIM endpoint names in any case (IdPs send /scim/v2/users); router errors as SCIM errors there.
     rewriteUrl: (req) => canonicalScimUrl(req.url ?? '/'),
     frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   });
 

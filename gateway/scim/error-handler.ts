@@ -5,7 +5,8 @@
  * logged and never sent.
  */
 import { STATUS_CODES } from 'node:http';
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { Socket } from 'node:net';
+import type { ConnectionError, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AuthError } from '../plugins/auth.js';
 import { SCIM_CONTENT_TYPE, ScimError, scimErrorBody, type ScimErrorBody } from './errors.js';
 
@@ -75,4 +76,33 @@ export function frameworkErrorHandler(err: FastifyError, request: FastifyRequest
   }
   const statusCode = typeof err.statusCode === 'number' ? err.statusCode : 400;
   void reply.code(statusCode).send({ error: STATUS_CODES[statusCode] ?? 'Error', code: err.code, message: err.message, statusCode });
+}
+
+/**
+ * Fastify's `clientErrorHandler` option: requests Node's HTTP parser refuses before Fastify sees
+ * them, above all a request line and headers over Node's size limit (431). When the bytes received
+ * start with a request line under /scim/v2 the answer is a SCIM error; otherwise (or when the
+ * request line was not in the bytes Node kept) it is what Fastify answers by default.
+ */
+export function clientErrorHandler(err: ConnectionError, socket: Socket): void {
+  // A reset connection has nobody left to answer.
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'the request line and headers are larger than the server accepts']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'the request was not received in time']
+        : [400, 'the request is not valid HTTP'];
+  // Node sets rawPacket to the bytes it was parsing (typed by Fastify as their JSON form).
+  const raw: unknown = err.rawPacket;
+  const requestLine = Buffer.isBuffer(raw) ? raw.subarray(0, 64).toString('latin1') : '';
+  const scim = /^[A-Za-z]+ \/scim\/v2(?:[/?# ]|$)/i.test(requestLine);
+  const body = JSON.stringify(scim ? scimErrorBody(status, message) : { error: STATUS_CODES[status], message, statusCode: status });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Content-Type: ${scim ? SCIM_CONTENT_TYPE : 'application/json; charset=utf-8'}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
 }

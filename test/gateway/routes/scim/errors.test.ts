@@ -3,6 +3,7 @@
  * (RFC 7644 §3.12) with a 4xx status, and nothing is stored.
  */
 import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import t, { type Test } from 'tap';
 import type { LightMyRequestResponse } from 'fastify';
 import { createTestDatabase } from '../../../helpers/db.js';
@@ -133,4 +134,36 @@ t.test("Fastify's own errors under /scim/v2 are SCIM errors", async (t) => {
   const api = await gw.app.inject({ method: 'GET', url: '/api/%ff' });
   t.equal(api.statusCode, 400, 'outside /scim/v2 the status is the same');
   t.equal(api.json().code, 'FST_ERR_BAD_URL', "outside /scim/v2 the answer stays Fastify's");
+});
+
+/** Sends raw bytes to a listening gateway and answers the raw HTTP response. */
+async function rawRequest(port: number, text: string): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const socket = connect(port, '127.0.0.1', () => socket.end(text));
+    socket.on('data', (d: Buffer) => chunks.push(d));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString()));
+  });
+}
+
+t.test('a request line over the HTTP parser limit is a SCIM error under /scim/v2', async (t) => {
+  const listening = await startTestGateway(t, { database, temporalAddress: '127.0.0.1:1', taskQueue: uniqueTaskQueue(), dispatchOutbox: false });
+  await listening.app.listen({ port: 0, host: '127.0.0.1' });
+  const port = (listening.app.server.address() as { port: number }).port;
+  const long = 'a'.repeat(20_000);
+
+  const scim = await rawRequest(port, `GET /scim/v2/Users?filter=${long} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  const [head, body] = scim.split('\r\n\r\n') as [string, string];
+  t.match(head, /^HTTP\/1\.1 431 /, 'Node refuses it with 431');
+  t.match(head, /content-type: application\/scim\+json/i, 'as application/scim+json');
+  t.same(JSON.parse(body), {
+    schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'],
+    status: '431',
+    detail: 'the request line and headers are larger than the server accepts',
+  });
+
+  const other = await rawRequest(port, `GET /api/tokens?x=${long} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  t.match(other, /^HTTP\/1\.1 431 /, 'elsewhere too');
+  t.equal(JSON.parse(other.split('\r\n\r\n')[1]!).statusCode, 431, "elsewhere the body keeps Fastify's shape");
 });
