@@ -62,7 +62,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     trustProxy: true,
     // SCIM resource ids and attribute names are case-sensitive; paths are not rewritten (SCIM endpoint names aside, below).
     routerOptions: { ignoreTrailingSlash: true },
-    // SCIM endpoint names in any case (IdPs send /scim/v2/users); router errors as SCIM errors there.
+    // SCIM endpoint names in any case (IdPs send /scim/v2/users); router and HTTP parser errors as SCIM errors there.
     rewriteUrl: (req) => canonicalScimUrl(req.url ?? '/'),
     frameworkErrors: frameworkErrorHandler,
     clientErrorHandler,
