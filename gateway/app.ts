@@ -12,7 +12,8 @@ import services from './plugins/services.js';
 import auth from './plugins/auth.js';
 import swagger from './plugins/swagger.js';
 import health from './routes/health.js';
-import scim from './routes/scim/index.js';
+import scim, { canonicalScimUrl } from './routes/scim/index.js';
+import { clientErrorHandler, frameworkErrorHandler } from './scim/error-handler.js';
 import tokens from './routes/api/tokens.js';
 import provisioning from './routes/api/provisioning.js';
 import audit from './routes/api/audit.js';
@@ -70,8 +71,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // X-Forwarded-* is believed only from the proxies TRUST_PROXY names (default: none), so a
     // client cannot choose its logged address or the host of meta.location.
     trustProxy: fastifyTrustProxy(opts.config.trustProxy),
-    // SCIM resource ids and attribute names are case-sensitive; paths are not rewritten.
+    // SCIM resource ids and attribute names are case-sensitive; paths are not rewritten (SCIM endpoint names aside, below).
     routerOptions: { ignoreTrailingSlash: true },
+    // SCIM endpoint names in any case (IdPs send /scim/v2/users); router and HTTP parser errors as SCIM errors there.
+    rewriteUrl: (req) => canonicalScimUrl(req.url ?? '/'),
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   });
 

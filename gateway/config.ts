@@ -156,6 +156,11 @@ export interface GatewayConfig extends CommonConfig {
   scimBulkMaxPayloadBytes: number;
   /** JSON file declaring custom SCIM extension schemas (see docs/scim-compatibility.md). */
   scimExtensionsFile: string | undefined;
+  /**
+   * Refuse SCIM writes naming attributes the schemas do not have (400) instead of ignoring them
+   * with a logged warning (docs/scim-compatibility.md, "Leniencies").
+   */
+  scimStrict: boolean;
   /** YAML or JSON file of connectors, entitlements and rules applied at start-up (docs/provisioning.md). */
   provisioningFile: string | undefined;
   /** How often the gateway wipes expired download links and deletes old ones (ms). */
@@ -226,6 +231,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     scimBulkMaxOperations: int(env, 'SCIM_BULK_MAX_OPERATIONS', 1000, 1, 100_000),
     scimBulkMaxPayloadBytes: int(env, 'SCIM_BULK_MAX_PAYLOAD_BYTES', 1_048_576, 1024, 100 * 1_048_576),
     scimExtensionsFile: str(env, 'SCIM_EXTENSIONS_FILE'),
+    scimStrict: oneOf(env, 'SCIM_STRICT', ['true', 'false'], 'false') === 'true',
     provisioningFile: str(env, 'PROVISIONING_FILE'),
     deliverySweepMs: int(env, 'DELIVERY_SWEEP_MS', 60_000, 100, DAY_MS),
     trustProxy: trustProxy(env, 'TRUST_PROXY'),

@@ -108,17 +108,47 @@ export function parseBulkRequest(body: unknown, maxOperations: number): BulkRequ
   return { failOnErrors, operations };
 }
 
+/**
+ * A copy of a JSON value with `fn` applied to every string (keys included), walked with an explicit
+ * stack: however deep the data, the walk cannot exhaust the call stack.
+ */
+function mapStrings(value: unknown, fn: (s: string) => string): unknown {
+  const root: { v: unknown } = { v: undefined };
+  const work: Array<[unknown, Record<string, unknown> | unknown[], string | number]> = [[value, root, 'v']];
+  while (work.length > 0) {
+    const [v, parent, key] = work.pop()!;
+    let copy: unknown = v;
+    if (typeof v === 'string') copy = fn(v);
+    else if (Array.isArray(v)) {
+      const list: unknown[] = new Array<unknown>(v.length);
+      v.forEach((item: unknown, i) => work.push([item, list, i]));
+      copy = list;
+    } else if (typeof v === 'object' && v !== null) {
+      const obj: Record<string, unknown> = {};
+      for (const [k, item] of Object.entries(v)) work.push([item, obj, fn(k)]);
+      copy = obj;
+    }
+    (parent as Record<string | number, unknown>)[key] = copy;
+  }
+  return root.v;
+}
+
 /** The bulkIds an operation refers to (in its path or anywhere in its data). */
 export function bulkReferences(op: BulkOperation): string[] {
-  const text = `${op.path} ${op.data === undefined ? '' : JSON.stringify(op.data)}`;
-  return [...new Set([...text.matchAll(BULK_REF)].map((m) => m[1]!))];
+  const refs = new Set<string>();
+  const collect = (s: string) => {
+    for (const m of s.matchAll(BULK_REF)) refs.add(m[1]!);
+    return s;
+  };
+  collect(op.path);
+  mapStrings(op.data, collect);
+  return [...refs];
 }
 
 /** Replaces `bulkId:<id>` by the created resource ids, everywhere in path and data. */
 function substitute(op: BulkOperation, ids: Map<string, string>): BulkOperation {
   const swap = (s: string) => s.replace(BULK_REF, (whole, id: string) => ids.get(id) ?? whole);
-  const data = op.data === undefined ? undefined : (JSON.parse(swap(JSON.stringify(op.data))) as unknown);
-  return { ...op, path: swap(op.path), ...(data !== undefined ? { data } : {}) };
+  return { ...op, path: swap(op.path), ...(op.data !== undefined ? { data: mapStrings(op.data, swap) } : {}) };
 }
 
 function errorResult(op: BulkOperation, err: ScimErrorBody): BulkOperationResult {

@@ -4,7 +4,9 @@
  * wrong media type, schema validation) are translated; anything else is a 500 whose detail is
  * logged and never sent.
  */
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { ConnectionError, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AuthError } from '../plugins/auth.js';
 import { SCIM_CONTENT_TYPE, ScimError, scimErrorBody, type ScimErrorBody } from './errors.js';
 
@@ -21,6 +23,11 @@ export function toScimError(err: FastifyError | Error): ScimError | undefined {
       return new ScimError(400, 'the request body is empty', 'invalidSyntax');
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new ScimError(400, 'the Content-Length header does not match the body', 'invalidSyntax');
+    case 'FST_ERR_BAD_URL':
+      return new ScimError(400, 'the URL has a %-escape that does not decode to UTF-8');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      // No SCIM id is anywhere near the router's limit on a path segment.
+      return new ScimError(414, 'a path segment of the URL is longer than the server accepts');
     default:
       break;
   }
@@ -50,4 +57,52 @@ export function scimErrorHandler(err: FastifyError, request: FastifyRequest, rep
     body = scimErrorBody(500, 'internal server error');
   }
   return reply.code(Number(body.status)).type(SCIM_CONTENT_TYPE).send(body);
+}
+
+/** Whether a request URL is under the SCIM service provider (any case, as canonicalScimUrl accepts). */
+function isScimUrl(url: string): boolean {
+  return /^\/scim\/v2(?:[/?#]|$)/i.test(url);
+}
+
+/**
+ * Fastify's `frameworkErrors` option: errors the router raises before any route or plugin sees the
+ * request (a URL that does not decode, a path segment over the length limit). Under /scim/v2 they
+ * are SCIM errors like any other; elsewhere the answer is Fastify's usual JSON.
+ */
+export function frameworkErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  if (isScimUrl(request.raw.url ?? '')) {
+    scimErrorHandler(err, request, reply);
+    return;
+  }
+  const statusCode = typeof err.statusCode === 'number' ? err.statusCode : 400;
+  void reply.code(statusCode).send({ error: STATUS_CODES[statusCode] ?? 'Error', code: err.code, message: err.message, statusCode });
+}
+
+/**
+ * Fastify's `clientErrorHandler` option: requests Node's HTTP parser refuses before Fastify sees
+ * them, above all a request line and headers over Node's size limit (431). When the bytes received
+ * start with a request line under /scim/v2 the answer is a SCIM error; otherwise (or when the
+ * request line was not in the bytes Node kept) it is what Fastify answers by default.
+ */
+export function clientErrorHandler(err: ConnectionError, socket: Socket): void {
+  // A reset connection has nobody left to answer.
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'the request line and headers are larger than the server accepts']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'the request was not received in time']
+        : [400, 'the request is not valid HTTP'];
+  // Node sets rawPacket to the bytes it was parsing (typed by Fastify as their JSON form).
+  const raw: unknown = err.rawPacket;
+  const requestLine = Buffer.isBuffer(raw) ? raw.subarray(0, 64).toString('latin1') : '';
+  const scim = /^[A-Za-z]+ \/scim\/v2(?:[/?# ]|$)/i.test(requestLine);
+  const body = JSON.stringify(scim ? scimErrorBody(status, message) : { error: STATUS_CODES[status], message, statusCode: status });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Content-Type: ${scim ? SCIM_CONTENT_TYPE : 'application/json; charset=utf-8'}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
 }

@@ -94,7 +94,7 @@ export function parsePatchRequest(body: unknown): PatchOperation[] {
 // Paths
 
 /** The syntax of a PATCH path (RFC 7644 §3.5.2 PATH): `attrPath`, or `attrPath[valFilter]` optionally followed by `.subAttr`. */
-interface PathSyntax {
+export interface PathSyntax {
   /** `emails`, `name.givenName`, `urn:…:User:manager.value`: everything before any `[`. */
   attrPath: string;
   filter?: Filter;
@@ -114,7 +114,8 @@ function isAttrPath(text: string, allowSub: boolean): boolean {
   return (allowSub ? NAME_AND_SUB : NAME_ONLY).test(text.slice(colon + 1));
 }
 
-function parsePath(path: string): PathSyntax {
+/** Splits a PATCH path into attribute path, value filter and trailing sub-attribute; throws ScimError 400 invalidPath when it is not RFC 7644 PATH syntax. */
+export function parsePath(path: string): PathSyntax {
   const bad = (why: string): ScimError => ScimError.badRequest('invalidPath', `Invalid path "${path}": ${why}.`);
   const open = path.indexOf('[');
   if (open === -1) {

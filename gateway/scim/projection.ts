@@ -3,6 +3,8 @@
  * RFC 7643 §2.2 / §7: which attributes and sub-attributes of a rendered User or Group a client sees.
  */
 import { ScimError } from './errors.js';
+import { matchesElement, type Filter } from './filter.js';
+import { parsePath } from './patch.js';
 import type { AttributeDef, ResolvedAttribute, SchemaRegistry } from './schemas.js';
 
 type ResourceType = 'User' | 'Group';
@@ -25,6 +27,12 @@ export type AttributeListKind = 'attributes' | 'excludedAttributes';
  * stands for every core attribute. `schemas` is accepted and kept (it is always returned anyway).
  * Duplicates are removed; empty items are skipped; no names at all gives undefined.
  *
+ * In `attributes`, a multi-valued complex attribute may carry a value filter, as Okta and others
+ * send it: `emails[type eq "work"]` (or `emails[type eq "work"].value`) returns the attribute with
+ * only the values matching the filter (same semantics as a PATCH value filter). It is kept in the
+ * result with canonical names and the filter text as sent; {@link project} applies it. Commas
+ * inside the brackets do not separate names. `excludedAttributes` takes no value filter (400).
+ *
  * Unknown names (RFC 7644 leaves the answer open):
  * - in `attributes` they are refused with 400 invalidValue naming them — a client asking for an
  *   attribute the server does not have would otherwise silently get a resource without it;
@@ -34,6 +42,63 @@ export type AttributeListKind = 'attributes' | 'excludedAttributes';
  * @param kind which parameter `value` came from; callers parsing `excludedAttributes` pass
  *   'excludedAttributes' to get the lenient treatment.
  */
+/** Splits an attribute list on commas, except inside a value filter's brackets or quotes. */
+function splitList(text: string): string[] {
+  const out: string[] = [];
+  let depth = 0;
+  let quoted = false;
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '\\') i++;
+      else if (c === '"') quoted = false;
+    } else if (c === '"') quoted = true;
+    else if (c === '[') depth++;
+    else if (c === ']') depth = Math.max(0, depth - 1);
+    else if (c === ',' && depth === 0) {
+      out.push(text.slice(start, i));
+      start = i + 1;
+    }
+  }
+  out.push(text.slice(start));
+  return out;
+}
+
+/**
+ * `emails[type eq "work"]` or `emails[type eq "work"].value` in `attributes`: checked against the
+ * schema and returned with canonical names, the filter text kept as sent.
+ */
+function valueFilterItem(item: string, registry: SchemaRegistry, resourceType: ResourceType, kind: AttributeListKind): string {
+  const refuse = (why: string) => ScimError.badRequest('invalidValue', `${kind}: "${item}" ${why}`);
+  if (kind === 'excludedAttributes') throw refuse('has a value filter, which only attributes accepts');
+  let syntax;
+  try {
+    syntax = parsePath(item);
+  } catch (err) {
+    throw err instanceof ScimError ? refuse(`is not an attribute with a value filter: ${err.detail}`) : err;
+  }
+  const resolved = registry.resolve(resourceType, syntax.attrPath);
+  if (!resolved || resolved.subAttribute || !resolved.attribute.multiValued || resolved.attribute.type !== 'complex') {
+    throw refuse(`does not name a multi-valued complex attribute of a ${resourceType}`);
+  }
+  let sub = '';
+  if (syntax.subAfterFilter !== undefined) {
+    const lower = syntax.subAfterFilter.toLowerCase();
+    const def = resolved.attribute.subAttributes?.find((d) => d.name.toLowerCase() === lower);
+    if (!def) throw refuse(`names no sub-attribute of ${resolved.path}`);
+    sub = `.${def.name}`;
+  }
+  try {
+    // Checks the names inside the filter against the attribute's sub-attributes now, not per value.
+    matchesElement(syntax.filter!, resolved.path, {}, registry, resourceType);
+  } catch (err) {
+    throw err instanceof ScimError ? refuse(`has a value filter the server cannot answer: ${err.detail}`) : err;
+  }
+  const open = item.indexOf('[');
+  return `${resolved.path}${item.slice(open, item.lastIndexOf(']') + 1)}${sub}`;
+}
+
 export function parseAttributeList(
   value: string | string[] | undefined,
   registry: SchemaRegistry,
@@ -42,7 +107,7 @@ export function parseAttributeList(
 ): string[] | undefined {
   if (value === undefined) return undefined;
   const items = (Array.isArray(value) ? value : [value])
-    .flatMap((v) => String(v).split(','))
+    .flatMap((v) => splitList(String(v)))
     .map((s) => s.trim())
     .filter((s) => s !== '');
   if (items.length === 0) return undefined;
@@ -64,6 +129,10 @@ export function parseAttributeList(
     const ext = registry.extensionsOf(resourceType).find((e) => e.toLowerCase() === lower);
     if (ext) {
       add(ext);
+      continue;
+    }
+    if (item.includes('[')) {
+      add(valueFilterItem(item, registry, resourceType, kind));
       continue;
     }
     const resolved = registry.resolve(resourceType, item);
@@ -90,10 +159,15 @@ interface Selection {
   subs: Map<string, Set<string>>;
   /** Extension URNs (lower case) named (or excluded) whole. */
   extensions: Set<string>;
+  /**
+   * Multi-valued attributes named only with value filters (`emails[type eq "work"]`): key → the
+   * filters, any of which selects a value. Named once without a filter too: every value ('all').
+   */
+  valueFilters: Map<string, Filter[] | 'all'>;
 }
 
 function selection(paths: string[] | undefined, registry: SchemaRegistry, resourceType: ResourceType): Selection {
-  const sel: Selection = { whole: new Set(), subs: new Map(), extensions: new Set() };
+  const sel: Selection = { whole: new Set(), subs: new Map(), extensions: new Set(), valueFilters: new Map() };
   const rt = registry.resourceType(resourceType);
   const extensions = registry.extensionsOf(resourceType).map((e) => e.toLowerCase());
   for (const path of paths ?? []) {
@@ -106,8 +180,18 @@ function selection(paths: string[] | undefined, registry: SchemaRegistry, resour
       for (const def of registry.schema(rt.schema)!.attributes) sel.whole.add(keyOf({ schema: rt.schema, attribute: def }));
       continue;
     }
-    const r = registry.resolve(resourceType, path);
+    let filter: Filter | undefined;
+    let name = path;
+    if (path.includes('[')) {
+      const syntax = parsePath(path);
+      filter = syntax.filter;
+      name = syntax.subAfterFilter === undefined ? syntax.attrPath : `${syntax.attrPath}.${syntax.subAfterFilter}`;
+    }
+    const r = registry.resolve(resourceType, name);
     if (!r) continue;
+    const filters = sel.valueFilters.get(keyOf(r));
+    if (!filter) sel.valueFilters.set(keyOf(r), 'all');
+    else if (filters !== 'all') sel.valueFilters.set(keyOf(r), [...(filters ?? []), filter]);
     if (!r.subAttribute) {
       sel.whole.add(keyOf(r));
     } else {
@@ -152,6 +236,10 @@ function filterSubs(def: AttributeDef, value: unknown, keep: (sub: AttributeDef 
  * ones), in every element of a multi-valued attribute. An extension is addressed attribute by
  * attribute with URN-qualified paths or whole by its URN. `meta` is `default` like the RFC schemas
  * say, so `attributes=userName` gives `schemas`, `id` and `userName` (RFC 7644 §3.9's example).
+ *
+ * A value filter in `attributes` (`emails[type eq "work"]`) keeps only the values it matches (any
+ * of the filters given for that attribute); the attribute is left out when none matches. Naming
+ * the attribute without a filter as well returns every value.
  *
  * `excludedAttributes` removes attributes, sub-attributes (from every element) or whole
  * extensions from that set, `always` ones aside; given together with `attributes`, it is applied
@@ -200,6 +288,11 @@ export function project(
       const named = inNamed || requested.whole.has(key);
       const namedSubs = requested.subs.get(key);
       if (!named && !namedSubs) return undefined;
+      const filters = inNamed ? 'all' : requested.valueFilters.get(key);
+      if (Array.isArray(filters) && Array.isArray(value)) {
+        value = value.filter((el) => filters.some((f) => matchesElement(f, r.path, el, registry, resourceType)));
+        if ((value as unknown[]).length === 0) return undefined;
+      }
       return filterSubs(def, value, (sub, name) => {
         const base = baseKeep(sub);
         if (base !== undefined) return base;

@@ -53,8 +53,59 @@ export function isDateTime(v: string): boolean {
   return true;
 }
 
+/**
+ * Longest value, in UTF-8 bytes, of the attributes PostgreSQL keeps in a B-tree index: `userName`
+ * (unique on `lower(user_name)`), `externalId` and Group `displayName` (unique on
+ * `lower(display_name)`). A B-tree entry must fit in a third of an 8 KiB page (2,704 bytes), and
+ * `lower()` can lengthen some characters (U+023A, 2 bytes, becomes U+2C65, 3 bytes); 1,024 bytes
+ * stays well inside that whatever the script, and is far above what identity providers send
+ * (Entra ID caps a userPrincipalName at 113 characters, an email address has at most 254).
+ */
+export const MAX_INDEXED_VALUE_BYTES = 1024;
+
+/**
+ * Longest value, in UTF-8 bytes, of any other string attribute. Every value travels in audit
+ * events, outbox messages and workflow payloads; 64 KiB is far beyond any real name, address or
+ * certificate (`x509Certificates.value`) and keeps one attribute from filling those.
+ */
+export const MAX_VALUE_BYTES = 65_536;
+
+/** Top-level attributes with an index behind them, by resource type (`externalId` is common to both). */
+const INDEXED: Record<ResourceContext['resourceType'], ReadonlySet<string>> = {
+  User: new Set(['userName', 'externalId']),
+  Group: new Set(['displayName', 'externalId']),
+};
+
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/**
+ * The longest value `path` may hold, in UTF-8 bytes; advertised in the attribute's description in
+ * /Schemas and in docs/scim-compatibility.md.
+ */
+export function maxValueBytes(resourceType: ResourceContext['resourceType'], path: string): number {
+  return INDEXED[resourceType].has(path) ? MAX_INDEXED_VALUE_BYTES : MAX_VALUE_BYTES;
+}
+
+/**
+ * Refuses a string PostgreSQL cannot store or index: NUL (text and jsonb have no place for it), an
+ * unpaired UTF-16 surrogate (not valid Unicode, refused by jsonb), or a value over its length
+ * limit. Filters refuse the same characters (gateway/scim/filter.ts), so what can be searched for
+ * and what can be stored agree.
+ */
+function storableString(v: string, path: string, ctx: ResourceContext): string {
+  if (v.includes('\u0000') || LONE_SURROGATE.test(v)) {
+    throw invalidValue(`"${path}" contains characters that cannot be stored (NUL or an unpaired surrogate)`);
+  }
+  const max = maxValueBytes(ctx.resourceType, path);
+  // A UTF-16 code unit is at most 3 bytes of UTF-8, so short strings need no count.
+  if (v.length * 3 > max && Buffer.byteLength(v, 'utf8') > max) {
+    throw invalidValue(`"${path}" is ${Buffer.byteLength(v, 'utf8')} bytes long (UTF-8); at most ${max} are accepted`);
+  }
+  return v;
+}
+
 /** A simple (non-complex) value checked against its type; Entra's "True"/"False" become booleans. */
-function simpleValue(def: AttributeDef, v: unknown, path: string): unknown {
+function simpleValue(def: AttributeDef, v: unknown, path: string, ctx: ResourceContext): unknown {
   switch (def.type) {
     case 'boolean':
       if (typeof v === 'boolean') return v;
@@ -73,11 +124,22 @@ function simpleValue(def: AttributeDef, v: unknown, path: string): unknown {
     case 'string':
     case 'reference':
     case 'binary':
-      if (typeof v === 'string') return v;
+      if (typeof v === 'string') return storableString(v, path, ctx);
       throw invalidValue(`"${path}" must be a string, got ${describe(v)}`);
     case 'complex':
-      // Handled by complexValue; reaching here means a schema without sub-attributes.
-      if (isObject(v)) return v;
+      // Handled by complexValue; reaching here means a schema without sub-attributes, whose
+      // free-form content must still be storable.
+      if (isObject(v)) {
+        const stack: Array<[unknown, string]> = [[v, path]];
+        while (stack.length > 0) {
+          const [item, where] = stack.pop()!;
+          if (typeof item === 'string') storableString(item, where, ctx);
+          else if (typeof item === 'object' && item !== null) {
+            for (const [k, sub] of Object.entries(item)) stack.push([k, where], [sub, `${where}.${k}`]);
+          }
+        }
+        return v;
+      }
       throw invalidValue(`"${path}" must be an object, got ${describe(v)}`);
   }
 }
@@ -115,7 +177,7 @@ function complexValue(def: AttributeDef, v: unknown, path: string, ctx: Resource
 
 function singleValue(def: AttributeDef, v: unknown, path: string, ctx: ResourceContext): unknown {
   if (def.type === 'complex' && def.subAttributes) return complexValue(def, v, path, ctx);
-  return simpleValue(def, v, path);
+  return simpleValue(def, v, path, ctx);
 }
 
 /** A value for `def`, multi-valued or not; undefined means "no value" (null, [] or an emptied object). */

@@ -8,6 +8,8 @@
  * gateway stores.
  */
 
+import { MAX_INDEXED_VALUE_BYTES } from './resource.js';
+
 export type AttributeType = 'string' | 'boolean' | 'decimal' | 'integer' | 'dateTime' | 'binary' | 'reference' | 'complex';
 export type Mutability = 'readOnly' | 'readWrite' | 'immutable' | 'writeOnly';
 export type Returned = 'always' | 'never' | 'default' | 'request';
@@ -89,7 +91,7 @@ function plural(name: string, description: string, types: string[] | undefined, 
 /** id, externalId and meta: common to every resource (RFC 7643 §3.1). Not part of any schema's attribute list. */
 export const COMMON_ATTRIBUTES: AttributeDef[] = [
   attr('id', { caseExact: true, mutability: 'readOnly', returned: 'always', uniqueness: 'server', description: 'Unique identifier assigned by the service provider.' }),
-  attr('externalId', { caseExact: true, description: 'Identifier of the resource as defined by the provisioning client.' }),
+  attr('externalId', { caseExact: true, description: `Identifier of the resource as defined by the provisioning client. At most ${MAX_INDEXED_VALUE_BYTES} bytes (UTF-8).` }),
   attr('meta', {
     mutability: 'readOnly',
     description: 'Resource metadata.',
@@ -108,7 +110,7 @@ export const USER_SCHEMA_DEF: SchemaDef = {
   name: 'User',
   description: 'User Account',
   attributes: [
-    attr('userName', { required: true, uniqueness: 'server', description: 'Unique identifier for the User, used by the user to authenticate. Unique case-insensitively.' }),
+    attr('userName', { required: true, uniqueness: 'server', description: `Unique identifier for the User, used by the user to authenticate. Unique case-insensitively. At most ${MAX_INDEXED_VALUE_BYTES} bytes (UTF-8).` }),
     attr('name', {
       description: "The components of the user's real name.",
       subAttributes: [
@@ -191,7 +193,7 @@ export const GROUP_SCHEMA_DEF: SchemaDef = {
   name: 'Group',
   description: 'Group',
   attributes: [
-    attr('displayName', { required: true, uniqueness: 'server', description: 'A human-readable name for the Group; unique.' }),
+    attr('displayName', { required: true, uniqueness: 'server', description: `A human-readable name for the Group; unique case-insensitively. At most ${MAX_INDEXED_VALUE_BYTES} bytes (UTF-8).` }),
     attr('members', {
       multiValued: true,
       description: 'Members of the Group: Users or other Groups (nested groups).',

@@ -11,6 +11,13 @@ t.test('bad values name the variable', async (t) => {
   t.throws(() => loadGatewayConfig({ PORT: 'eighty' }), new ConfigError('PORT', 'must be a whole number, got "eighty"'));
 });
 
+t.test('SCIM_STRICT', async (t) => {
+  t.equal(loadGatewayConfig({}).scimStrict, false, 'lenient by default');
+  t.equal(loadGatewayConfig({ SCIM_STRICT: 'true' }).scimStrict, true);
+  t.equal(loadGatewayConfig({ SCIM_STRICT: 'false' }).scimStrict, false);
+  t.throws(() => loadGatewayConfig({ SCIM_STRICT: 'yes' }), new ConfigError('SCIM_STRICT', 'must be one of true, false, got "yes"'));
+});
+
 /** True when `env` is refused with a ConfigError naming `variable`. */
 function refuses(env: Record<string, string>, variable: string): boolean {
   try {

@@ -2,7 +2,7 @@
  * A gateway app for tests, built by the same `buildApp` as production, over a test database and a
  * real Temporal address, with a freshly issued token.
  */
-import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import type { FastifyInstance, FastifyServerOptions, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../../gateway/app.js';
 import { createToken, type TokenScope } from '../../gateway/auth/tokens.js';
 import { loadGatewayConfig, type GatewayConfig } from '../../gateway/config.js';
@@ -33,6 +33,8 @@ export async function startTestGateway(
     env?: Record<string, string>;
     dispatchOutbox?: boolean;
     scopes?: TokenScope[];
+    /** Fastify logger options, for tests that look at what is logged (default: no logging). */
+    logger?: FastifyServerOptions['logger'];
   },
 ): Promise<TestGateway> {
   const config = {
@@ -50,7 +52,7 @@ export async function startTestGateway(
   };
   const db = opts.database.newPool(10);
   const temporal = new TemporalAccess(opts.temporalAddress, config.temporalNamespace, 1000);
-  const app = await buildApp({ config, db, temporal, dispatchOutbox: opts.dispatchOutbox ?? true, logger: false });
+  const app = await buildApp({ config, db, temporal, dispatchOutbox: opts.dispatchOutbox ?? true, logger: opts.logger ?? false });
   await app.ready();
   t.teardown(() => app.close());
   const { token } = await createToken(db, `test-${Math.random().toString(36).slice(2, 8)}`, opts.scopes ?? ['scim:read', 'scim:write']);

@@ -8,7 +8,8 @@ import { etagOf, type ResourceType } from '../../directory/store.js';
 import { parseBulkRequest, runBulk, type BulkOperation, type ExecutedOperation } from '../../scim/bulk.js';
 import { ScimError } from '../../scim/errors.js';
 import { PATCH_OP_SCHEMA } from '../../scim/schemas.js';
-import { parsePatchRequest } from '../../scim/patch.js';
+import { parsePatchRequest, type PatchOperation } from '../../scim/patch.js';
+import { relaxPatch, relaxResource, warnIgnored } from '../../scim/lenient.js';
 import { baseUrl } from './discovery.js';
 import { renderResource } from './resources.js';
 
@@ -42,21 +43,32 @@ const bulk: FastifyPluginAsync = async (app) => {
         if (!match) throw ScimError.badRequest('invalidPath', `bulk path ${op.path} is not /Users, /Groups or one of their resources`);
         const type = TYPES[match[1]!.toLowerCase()]!;
         const id = match[2];
+        const strict = app.config.scimStrict;
+        const patchOps = (ops: PatchOperation[]) => {
+          const { value, ignored } = relaxPatch(ops, app.scimRegistry, type, strict);
+          warnIgnored(request.log, type, ignored);
+          return value;
+        };
+        const data = () => {
+          const { value, ignored } = relaxResource(op.data, app.scimRegistry, type, strict);
+          warnIgnored(request.log, type, ignored);
+          return value;
+        };
         if (op.method === 'POST') {
           if (id) throw ScimError.badRequest('invalidPath', `POST goes to /${match[1]}, not to a resource`);
-          const created = await app.directory.create(type, actor, op.data);
+          const created = await app.directory.create(type, actor, data());
           const rendered = renderResource(created, base);
           return { status: 201, id: created.id, location: (rendered.meta as { location: string }).location, version: etagOf(created.version) };
         }
         if (!id) throw ScimError.badRequest('invalidPath', `${op.method} needs a resource id: /${match[1]}/{id}`);
         if (op.method === 'DELETE') {
           await app.directory.delete(type, actor, id, op.version);
-          return { status: 204, location: `${base}/${match[1]}/${id}` };
+          return { status: 204, location: `${base}/${type === 'User' ? 'Users' : 'Groups'}/${id}` };
         }
         const r =
           op.method === 'PUT'
-            ? await app.directory.replace(type, actor, id, op.data, op.version)
-            : (await app.directory.patch(type, actor, id, parsePatchRequest(patchEnvelope(op.data)), op.version)).resource;
+            ? await app.directory.replace(type, actor, id, data(), op.version)
+            : (await app.directory.patch(type, actor, id, patchOps(parsePatchRequest(patchEnvelope(op.data))), op.version)).resource;
         const rendered = renderResource(r, base);
         return { status: 200, id: r.id, location: (rendered.meta as { location: string }).location, version: etagOf(r.version) };
       };

@@ -10,6 +10,7 @@ import { etagMatches, etagOf, type ResourceType, type StoredResource } from '../
 import { ScimError } from '../../scim/errors.js';
 import { parseListParams, searchRequestParams, type ListParams, type RawListParams } from '../../scim/list.js';
 import { parsePatchRequest } from '../../scim/patch.js';
+import { relaxPatch, relaxResource, warnIgnored } from '../../scim/lenient.js';
 import { parseAttributeList, project } from '../../scim/projection.js';
 import { LIST_RESPONSE_SCHEMA, type SchemaRegistry } from '../../scim/schemas.js';
 import { baseUrl } from './discovery.js';
@@ -46,7 +47,9 @@ export function renderResource(r: StoredResource, base: string): Record<string, 
 export function mayReturn(attr: string, p: Pick<ListParams, 'attributes' | 'excludedAttributes'>): boolean {
   if (!p.attributes && !p.excludedAttributes) return true;
   const lower = attr.toLowerCase();
-  if (p.attributes && !p.attributes.some((a) => a.toLowerCase().split('.')[0] === lower)) return false;
+  // `members[value eq "…"]` names members too: the attribute is what precedes a value filter.
+  const nameOf = (a: string) => (a.includes('[') ? a.slice(0, a.indexOf('[')) : a.split('.')[0]!).toLowerCase();
+  if (p.attributes && !p.attributes.some((a) => nameOf(a) === lower)) return false;
   return !(p.excludedAttributes ?? []).some((a) => a.toLowerCase() === lower);
 }
 
@@ -97,6 +100,13 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
     };
   };
 
+  /** The body of a write with the IdP leniencies applied (gateway/scim/lenient.ts). */
+  const relaxed = (request: FastifyRequest): unknown => {
+    const { value, ignored } = relaxResource(request.body, registry, type, app.config.scimStrict);
+    warnIgnored(request.log, type, ignored);
+    return value;
+  };
+
   const sendOne = (request: FastifyRequest, reply: FastifyReply, r: StoredResource, status = 200) => {
     const rendered = renderResource(r, base(request));
     reply.code(status).header('etag', etagOf(r.version));
@@ -141,7 +151,7 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
   );
 
   app.post(path, { onRequest: write, schema: { tags, security, summary: `Create a ${type} (RFC 7644 §3.3)`, body: ResourceSchema } }, async (request, reply) => {
-    const created = await app.directory.create(type, actor(request), request.body);
+    const created = await app.directory.create(type, actor(request), relaxed(request));
     app.outbox.kick();
     return sendOne(request, reply, created, 201);
   });
@@ -150,7 +160,7 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
     `${path}/:id`,
     { onRequest: write, schema: { tags, security, summary: `Replace a ${type} (RFC 7644 §3.5.1)`, params: IdParams, body: ResourceSchema } },
     async (request, reply) => {
-      const replaced = await app.directory.replace(type, actor(request), request.params.id, request.body, request.headers['if-match']);
+      const replaced = await app.directory.replace(type, actor(request), request.params.id, relaxed(request), request.headers['if-match']);
       app.outbox.kick();
       return sendOne(request, reply, replaced);
     },
@@ -160,7 +170,8 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
     `${path}/:id`,
     { onRequest: write, schema: { tags, security, summary: `Modify a ${type} (RFC 7644 §3.5.2)`, params: IdParams, body: ResourceSchema } },
     async (request, reply) => {
-      const ops = parsePatchRequest(request.body);
+      const { value: ops, ignored } = relaxPatch(parsePatchRequest(request.body), registry, type, app.config.scimStrict);
+      warnIgnored(request.log, type, ignored);
       const { resource, changed } = await app.directory.patch(type, actor(request), request.params.id, ops, request.headers['if-match']);
       if (changed) app.outbox.kick();
       return sendOne(request, reply, resource);

@@ -62,7 +62,7 @@ t.test('parseAttributeList: canonical paths from any casing and notation', async
 });
 
 t.test('parseAttributeList: unknown names', async (t) => {
-  for (const bad of ['shoeSize', 'name.nickname', 'emails[type eq "work"].value', 'urn:example:nope:attr', `${ENTERPRISE_USER_SCHEMA}:badge`, 'members']) {
+  for (const bad of ['shoeSize', 'name.nickname', 'urn:example:nope:attr', `${ENTERPRISE_USER_SCHEMA}:badge`, 'members']) {
     const err = scimError(() => parse(bad));
     t.equal(err.status, 400, bad);
     t.equal(err.scimType, 'invalidValue', bad);
@@ -193,4 +193,33 @@ t.test('Groups: excludedAttributes=members (Entra ID reads groups this way)', as
   t.same(out, rest);
   const values = project(group, { attributes: parseAttributeList('members.value', registry, 'Group') }, registry, 'Group');
   t.same(values.members, group.members.map((m: Record<string, unknown>) => ({ value: m.value })));
+});
+
+t.test('value filters in attributes', async (t) => {
+  t.same(
+    parseAttributeList('EMAILS[type eq "work"],userName,emails[value co ","].VALUE', registry, 'User'),
+    ['emails[type eq "work"]', 'userName', 'emails[value co ","].value'],
+    'canonical names, filter text kept, commas inside brackets do not split',
+  );
+  t.same(parseAttributeList(['members[value eq "x"]'], registry, 'Group'), ['members[value eq "x"]']);
+  for (const bad of ['userName[value eq "x"]', 'emails[nope eq "x"]', 'emails[type eq "x"].nope', 'emails[type eq "x"', 'name.givenName[x eq 1]']) {
+    t.equal(scimError(() => parseAttributeList(bad, registry, 'User')).scimType, 'invalidValue', bad);
+  }
+  t.equal(scimError(() => parseAttributeList('emails[type eq "x"]', registry, 'User', 'excludedAttributes')).scimType, 'invalidValue', 'not in excludedAttributes');
+
+  const resource = {
+    schemas: [USER_SCHEMA],
+    id: '1',
+    userName: 'u',
+    emails: [
+      { value: 'w@example.com', type: 'work' },
+      { value: 'h@example.com', type: 'home', primary: true },
+    ],
+  };
+  const show = (attributes: string) => project(resource, { attributes: parseAttributeList(attributes, registry, 'User') }, registry, 'User');
+  t.same(show('emails[type eq "work"]'), { schemas: [USER_SCHEMA], id: '1', emails: [{ value: 'w@example.com', type: 'work' }] });
+  t.same(show('emails[primary eq true].type'), { schemas: [USER_SCHEMA], id: '1', emails: [{ type: 'home' }] });
+  t.same(show('emails[type eq "work"],emails[type eq "home"]').emails, resource.emails, 'several filters: any matches');
+  t.same(show('emails[type eq "work"].value,emails.value').emails, [{ value: 'w@example.com' }, { value: 'h@example.com' }], 'named without a filter too: every value');
+  t.same(show('emails[type eq "fax"],userName'), { schemas: [USER_SCHEMA], id: '1', userName: 'u' }, 'nothing matches: left out');
 });

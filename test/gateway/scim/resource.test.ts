@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { checkImmutable, isDateTime, normalizeResource } from '../../../gateway/scim/resource.js';
+import { checkImmutable, isDateTime, MAX_INDEXED_VALUE_BYTES, MAX_VALUE_BYTES, maxValueBytes, normalizeResource } from '../../../gateway/scim/resource.js';
 import { attr, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, SchemaRegistry, USER_SCHEMA } from '../../../gateway/scim/schemas.js';
 import { scimError } from '../../helpers/scim.js';
 
@@ -266,4 +266,39 @@ t.test('checkImmutable (PUT, RFC 7644 §3.5.1)', async (t) => {
   const g = normalizeResource({ schemas: [GROUP_SCHEMA], displayName: 'G', members: [{ value: 'u1', type: 'User' }] }, group);
   const g2 = normalizeResource({ schemas: [GROUP_SCHEMA], displayName: 'G', members: [{ value: 'u2', type: 'User' }] }, group);
   t.doesNotThrow(() => checkImmutable(g, g2, group), 'members may be replaced: immutable sub-attributes of a list are not element identity');
+});
+
+t.test('strings PostgreSQL cannot store are 400 invalidValue naming the attribute', async (t) => {
+  const cases: Array<[string, Record<string, unknown>, typeof user | typeof group, string]> = [
+    ['NUL in userName', { schemas: [USER_SCHEMA], userName: 'a\u0000b' }, user, 'userName'],
+    ['a lone high surrogate', { schemas: [USER_SCHEMA], userName: 'u', title: '\ud800' }, user, 'title'],
+    ['a lone low surrogate in a sub-attribute', { schemas: [USER_SCHEMA], userName: 'u', name: { givenName: 'x\udc00' } }, user, 'name.givenName'],
+    ['NUL in a multi-valued element', { schemas: [USER_SCHEMA], userName: 'u', emails: [{ value: '\u0000' }] }, user, 'emails[0].value'],
+    ['NUL in an extension', { schemas: [USER_SCHEMA, ENTERPRISE_USER_SCHEMA], userName: 'u', [ENTERPRISE_USER_SCHEMA]: { department: '\u0000' } }, user, `${ENTERPRISE_USER_SCHEMA}:department`],
+    ['NUL in a group member display', { schemas: [GROUP_SCHEMA], displayName: 'g', members: [{ value: 'id', display: '\u0000' }] }, group, 'members[0].display'],
+  ];
+  for (const [what, body, ctx, path] of cases) {
+    const err = scimError(() => normalizeResource(body, ctx));
+    t.equal(err.scimType, 'invalidValue', what);
+    t.equal(err.detail, `"${path}" contains characters that cannot be stored (NUL or an unpaired surrogate)`, what);
+  }
+  t.equal(normalizeResource({ schemas: [USER_SCHEMA], userName: 'emoji 😀' }, user).userName, 'emoji 😀', 'paired surrogates are fine');
+});
+
+t.test('maximum lengths, in UTF-8 bytes', async (t) => {
+  t.equal(maxValueBytes('User', 'userName'), MAX_INDEXED_VALUE_BYTES);
+  t.equal(maxValueBytes('User', 'externalId'), MAX_INDEXED_VALUE_BYTES);
+  t.equal(maxValueBytes('Group', 'displayName'), MAX_INDEXED_VALUE_BYTES);
+  t.equal(maxValueBytes('Group', 'externalId'), MAX_INDEXED_VALUE_BYTES);
+  t.equal(maxValueBytes('User', 'displayName'), MAX_VALUE_BYTES, 'a User displayName has no index');
+  t.ok(MAX_INDEXED_VALUE_BYTES * 1.5 < 2704, 'even lengthened by lower(), an indexed value fits a B-tree entry');
+
+  const ok = (userName: string) => normalizeResource({ schemas: [USER_SCHEMA], userName }, user).userName;
+  t.equal(ok('a'.repeat(MAX_INDEXED_VALUE_BYTES)), 'a'.repeat(MAX_INDEXED_VALUE_BYTES), 'exactly the limit');
+  const over = scimError(() => ok(`${'a'.repeat(MAX_INDEXED_VALUE_BYTES - 1)}é`));
+  t.equal(over.scimType, 'invalidValue');
+  t.equal(over.detail, `"userName" is ${MAX_INDEXED_VALUE_BYTES + 1} bytes long (UTF-8); at most ${MAX_INDEXED_VALUE_BYTES} are accepted`, 'counted in bytes');
+  const long = 'x'.repeat(MAX_VALUE_BYTES + 1);
+  t.match(scimError(() => normalizeResource({ schemas: [USER_SCHEMA], userName: 'u', emails: [{ value: long }] }, user)).detail, /"emails\[0\]\.value" is 65537 bytes/);
+  t.match(scimError(() => normalizeResource({ schemas: [GROUP_SCHEMA], displayName: long }, group)).detail, /at most 1024/, 'Group displayName is indexed');
 });

@@ -186,6 +186,13 @@ t.test('GET /Schemas: User, Enterprise User and Group per RFC 7643 §7', async (
     t.same(s.meta, { resourceType: 'Schema', location: `${BASE}/Schemas/${s.id}` });
     everyCharacteristic(t, s.attributes);
   }
+  // RFC 7643 has no length characteristic; the description is where a client can read the limit.
+  const describe = (schema: string, name: string) =>
+    (body.Resources.find((s: { id: string }) => s.id === schema).attributes as Array<{ name: string; description: string }>).find((a) => a.name === name)!.description;
+  // externalId is a common attribute (RFC 7643 §3.1), not published in /Schemas: its limit is documented only.
+  for (const [schema, name] of [[USER, 'userName'], [GROUP, 'displayName']] as const) {
+    t.match(describe(schema, name), /At most 1024 bytes \(UTF-8\)\./, `${name} of ${schema} advertises its maximum length`);
+  }
 });
 
 t.test('GET /Schemas/:id matches RFC 7643 §8.7.1', { skip: !HAVE_FIXTURES && `RFC fixtures not found at ${FIXTURES}` }, async (t) => {
