@@ -60,7 +60,8 @@ export async function createTestDatabase(t: Teardown, opts: { migrate?: boolean 
   return { url: dbUrl, name, db, newPool };
 }
 
-async function createEmbeddedTestDatabase(t: Teardown, opts: { migrate?: boolean }): Promise<TestDatabase> {
+/** A fresh, migrated, in-memory embedded database behind one shared connection, as `npm start` runs it. */
+export async function createEmbeddedTestDatabase(t: Teardown, opts: { migrate?: boolean } = {}): Promise<TestDatabase> {
   const embedded = await startEmbeddedPostgres({});
   if (opts.migrate !== false) await migrate(embedded.url);
   const shared = await embedded.connect();

@@ -7,6 +7,7 @@ import { readdirSync } from 'node:fs';
 import { MIGRATIONS_DIR, migrate } from '../../../gateway/db/migrate.js';
 import { startEmbeddedPostgres } from '../../../gateway/db/embedded.js';
 import { connectPool, queryPrepared } from '../../../gateway/db/pool.js';
+import { createEmbeddedTestDatabase } from '../../helpers/db.js';
 import { startTestGateway, userBody } from '../../helpers/gateway.js';
 import { uniqueTaskQueue } from '../../helpers/temporal.js';
 import { OutboxDispatcher } from '../../../gateway/outbox/dispatcher.js';
@@ -101,12 +102,8 @@ t.test('one session behind every connection: a new connection never meets statem
 });
 
 t.test('the embedded default under concurrency: duplicates and failures mixed in, then 1,000 creates', async (t) => {
-  const pg = await startEmbeddedPostgres({});
-  t.teardown(() => pg.stop());
-  await migrate(pg.url);
-  const shared = await pg.connect();
-  t.teardown(() => shared.end().catch(() => {}));
-  const database = { url: pg.url, name: 'embedded', db: shared, newPool: () => shared };
+  const database = await createEmbeddedTestDatabase(t);
+  const shared = database.db;
   const gw = await startTestGateway(t, { database, temporalAddress: '127.0.0.1:1', taskQueue: uniqueTaskQueue(), dispatchOutbox: false });
   const post = (payload: unknown) => gw.scim({ method: 'POST', url: '/scim/v2/Users', payload: payload as object });
 

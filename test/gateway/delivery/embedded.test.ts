@@ -3,10 +3,9 @@
  * the same statements create, serve once under concurrency, and purge.
  */
 import t from 'tap';
-import { startEmbeddedPostgres } from '../../../gateway/db/embedded.js';
-import { migrate } from '../../../gateway/db/migrate.js';
 import { loadWorkerConfig } from '../../../gateway/config.js';
 import { deliveryFactory, purgeDeliveries } from '../../../gateway/delivery/index.js';
+import { createEmbeddedTestDatabase } from '../../helpers/db.js';
 import { startTestGateway, userBody } from '../../helpers/gateway.js';
 import { uniqueTaskQueue } from '../../helpers/temporal.js';
 import { startNoticeReceiver } from './notice-receiver.js';
@@ -14,12 +13,8 @@ import { startNoticeReceiver } from './notice-receiver.js';
 const SECRET = 'embedded-delivery-secret-0123456789';
 
 t.test('create, download once, purge on PGlite', async (t) => {
-  const pg = await startEmbeddedPostgres({});
-  t.teardown(() => pg.stop());
-  await migrate(pg.url);
-  const shared = await pg.connect();
-  t.teardown(() => shared.end().catch(() => {}));
-  const database = { url: pg.url, name: 'embedded', db: shared, newPool: () => shared };
+  const database = await createEmbeddedTestDatabase(t);
+  const shared = database.db;
   const gw = await startTestGateway(t, { database, temporalAddress: '127.0.0.1:1', taskQueue: uniqueTaskQueue(), dispatchOutbox: false });
   const receiver = await startNoticeReceiver(t, SECRET);
 
