@@ -407,6 +407,10 @@ t.test('groups: members through the relation agree with rendered members', async
     ),
   });
   const groups = fc.sample(fc.array(groupArb, { minLength: GROUP_COUNT, maxLength: GROUP_COUNT }), { seed: SEED + 2, numRuns: 1 })[0]!;
+  // Members must be live users and groups (a trigger refuses anything else), so they exist first.
+  for (const [i, id] of userIds.entries()) {
+    await db.query(`INSERT INTO users (id, user_name, resource) VALUES ($1, $2, '{}')`, [id, `member.${i}@example.com`]);
+  }
   const seen = new Set<string>();
   for (const [i, g] of groups.entries()) {
     const displayName = seen.has(foldCase(g.displayName)) ? `${g.displayName}#${i}` : g.displayName;
@@ -419,8 +423,10 @@ t.test('groups: members through the relation agree with rendered members', async
       JSON.stringify({ schemas: [GROUP_SCHEMA], displayName, ...(g.externalId !== undefined ? { externalId: g.externalId } : {}) }),
       new Date(EPOCH_2000 + i * 3_600_000).toISOString(),
     ]);
+  }
+  for (const [i, g] of groups.entries()) {
     for (const m of g.members) {
-      await db.query('INSERT INTO group_members (group_id, member_id, member_type, display) VALUES ($1, $2, $3, $4)', [id, m.member.value, m.member.type, m.display ?? null]);
+      await db.query('INSERT INTO group_members (group_id, member_id, member_type, display) VALUES ($1, $2, $3, $4)', [groupIds[i], m.member.value, m.member.type, m.display ?? null]);
     }
   }
   const { rows } = await db.query<{ id: string; resource: Record<string, unknown>; created_at: Date; updated_at: Date }>('SELECT id, resource, created_at, updated_at FROM groups');

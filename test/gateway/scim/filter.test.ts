@@ -452,6 +452,10 @@ t.test('Group members through the group_members relation', async (t) => {
     { id: g.interns, displayName: 'Interns', members: [{ value: u3, type: 'User', display: 'J Smith' }, { value: g.guides, type: 'Group', display: 'Tour Guides' }] },
     { id: g.empty, displayName: 'Empty', members: [] as Array<{ value: string; type: string; display: string }> },
   ];
+  // Members must be live users and groups (a trigger refuses anything else), so the users exist first.
+  for (const [i, id] of [u1, u2, u3].entries()) {
+    await database.db.query(`INSERT INTO users (id, user_name, resource) VALUES ($1, $2, '{}')`, [id, `member.${i}@example.com`]);
+  }
   for (const grp of groups) {
     await database.db.query(
       `INSERT INTO groups (id, display_name, external_id, resource, created_at, updated_at) VALUES ($1, $2, $3, $4, '2020-01-01T00:00:00Z', '2020-01-02T00:00:00Z')`,
