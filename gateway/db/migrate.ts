@@ -3,7 +3,8 @@
  *
  * node-pg-migrate runs plain `.sql` files from ./migrations in name order, records them in
  * `pgmigrations`, and holds a PostgreSQL advisory lock while it works, so several gateways and
- * workers starting at once apply each migration exactly once. It was chosen because it is actively
+ * workers starting at once apply each migration exactly once: a process that finds the lock taken
+ * waits for it (instead of failing, node-pg-migrate's default) and then finds nothing left to do. It was chosen because it is actively
  * maintained, is built on `pg` (the driver used everywhere else), and keeps migrations as reviewable
  * SQL rather than a DSL.
  */
@@ -29,6 +30,7 @@ export async function migrate(databaseUrl: string): Promise<string[]> {
       direction: 'up',
       migrationsTable: 'pgmigrations',
       checkOrder: true,
+      advisoryLockMode: 'wait',
       log: () => {},
     });
     return applied.map((m) => m.name);
