@@ -16,7 +16,7 @@ import {
   ListAccountAssignmentsForPrincipalCommand,
   type AccountAssignmentOperationStatus,
 } from '@aws-sdk/client-sso-admin';
-import { PermanentError, TransientError, type Page, type WriteResult } from '../sdk/contract.js';
+import { PermanentError, TransientError, type Page, type WriteResult } from '@scim-gateway/connector-sdk';
 import type { AwsClients } from './client.js';
 
 const what = (op: string, call: string) => `aws-identity-center: ${op}: ${call}`;

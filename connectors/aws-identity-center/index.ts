@@ -8,15 +8,15 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { DescribeInstanceCommand } from '@aws-sdk/client-sso-admin';
 import { ListUsersCommand } from '@aws-sdk/client-identitystore';
-import { PermanentError, defineConnector, type EntitlementRef } from '../sdk/contract.js';
-import { isSecretReference } from '../sdk/secrets.js';
+import { PermanentError, defineConnector, type EntitlementRef } from '@scim-gateway/connector-sdk';
+import { isSecretReference } from '@scim-gateway/connector-sdk';
 import { AwsClients, DEFAULT_TIMEOUT_MS } from './client.js';
 import { UserOperations } from './user.js';
 import { GroupOperations, type GroupTarget } from './group.js';
 import { AssignmentOperations, type AssignmentTarget } from './assignment.js';
-import { configError } from '../sdk/config-checks.js';
+import { configError } from '@scim-gateway/connector-sdk';
 
-/** The secret reference syntax of connectors/sdk/secrets.ts, so a plain secret is refused when saved. */
+/** The secret reference syntax of the connector SDK (@scim-gateway/connector-sdk), so a plain secret is refused when saved. */
 const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
 export const DEFAULT_PAGE_SIZE = 100;
 

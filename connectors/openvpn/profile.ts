@@ -4,7 +4,7 @@
  * file is all a client needs.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { PermanentError } from '../sdk/contract.js';
+import { PermanentError } from '@scim-gateway/connector-sdk';
 
 const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
 

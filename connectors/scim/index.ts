@@ -9,15 +9,15 @@
  * accordingly, and each does exactly what its name says.
  */
 import { Type } from '@sinclair/typebox';
-import { PermanentError, defineConnector } from '../sdk/contract.js';
-import { isSecretReference } from '../sdk/secrets.js';
+import { PermanentError, defineConnector } from '@scim-gateway/connector-sdk';
+import { isSecretReference } from '@scim-gateway/connector-sdk';
 import { DEFAULT_TIMEOUT_MS, ScimClient } from './client.js';
 import { GroupOperations, scimEntitlementSchema } from './group.js';
 import { UserOperations } from './user.js';
-import { configError, checkEndpointUrl } from '../sdk/config-checks.js';
+import { configError, checkEndpointUrl } from '@scim-gateway/connector-sdk';
 
 /**
- * The secret reference syntax of connectors/sdk/secrets.ts, as a schema pattern, so checking the
+ * The secret reference syntax of the connector SDK (@scim-gateway/connector-sdk), as a schema pattern, so checking the
  * configuration alone already refuses a token written in plain text; `create` checks again with
  * the SDK's own test.
  */
