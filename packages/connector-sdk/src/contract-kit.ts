@@ -197,9 +197,10 @@ export async function runContractKit(opts: ContractKitOptions): Promise<void> {
       assert.equal((await (await connect())[action]!(id)).status, 'applied', `${action} applies`);
       assert.equal((await (await connect())[action]!(id)).status, 'alreadyApplied', `${action} again, from a fresh instance, is alreadyApplied`);
       if (can('listAccounts')) {
+        // A target may keep a record of what was deleted (a revoked certificate stays in the PKI's
+        // index), so a deleted account may still be listed, but never as active.
         const left = (await accounts(await connect())).items.find((a) => a.remoteId === id);
-        if (action === 'deleteAccount') assert.equal(left, undefined, 'a deleted account is no longer listed');
-        else assert.ok(!left || left.active === false, 'a disabled account is not listed as active');
+        assert.ok(!left || left.active === false, `after ${action} the account is not listed as active`);
       }
       if (can('listGrants') && !(action === 'disableAccount' && opts.disableKeepsGrants)) {
         assert.ok(!(await holders(await connect())).items.includes(id), `after ${action} the account holds no grant`);

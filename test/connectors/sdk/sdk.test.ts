@@ -68,3 +68,14 @@ t.test('SECRET_REFERENCE_PATTERN agrees with isSecretReference', async (t) => {
   const re = new RegExp(SECRET_REFERENCE_PATTERN);
   for (const v of ['env:A', 'env:_X1', 'file:/run/secrets/x', 'env:1A', 'plain', 'file:relative', 'env:']) t.equal(re.test(v), isSecretReference(v), v);
 });
+
+t.test('errors are recognised across copies of the SDK, subclasses by prototype', async (t) => {
+  const foreign = Object.assign(new Error('from another copy'), { [Symbol.for('@scim-gateway/connector-sdk:PermanentError')]: true });
+  t.ok(foreign instanceof PermanentError, 'an error branded by another copy is a PermanentError');
+  t.notOk(foreign instanceof TransientError, 'and not a TransientError');
+  t.notOk(new Error('plain') instanceof PermanentError, 'a plain Error is neither');
+  class Throttled extends TransientError {}
+  t.ok(new Throttled('x') instanceof TransientError, 'a subclass instance is a TransientError');
+  t.ok(new Throttled('x') instanceof Throttled);
+  t.notOk(new TransientError('x') instanceof Throttled, 'the base class is not an instance of the subclass');
+});
