@@ -8,7 +8,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { DescribeInstanceCommand } from '@aws-sdk/client-sso-admin';
 import { ListUsersCommand } from '@aws-sdk/client-identitystore';
-import { PermanentError, defineConnector, type EntitlementRef } from '@scim-gateway/connector-sdk';
+import { PermanentError, defineConnector, type EntitlementRef, SECRET_REFERENCE_PATTERN } from '@scim-gateway/connector-sdk';
 import { isSecretReference } from '@scim-gateway/connector-sdk';
 import { AwsClients, DEFAULT_TIMEOUT_MS } from './client.js';
 import { UserOperations } from './user.js';
@@ -16,8 +16,6 @@ import { GroupOperations, type GroupTarget } from './group.js';
 import { AssignmentOperations, type AssignmentTarget } from './assignment.js';
 import { configError } from '@scim-gateway/connector-sdk';
 
-/** The secret reference syntax of the connector SDK (@scim-gateway/connector-sdk), so a plain secret is refused when saved. */
-const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
 export const DEFAULT_PAGE_SIZE = 100;
 
 const EndpointUrl = (service: string) =>

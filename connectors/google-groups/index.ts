@@ -10,7 +10,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import type { PermanentError} from '@scim-gateway/connector-sdk';
-import { defineConnector } from '@scim-gateway/connector-sdk';
+import { defineConnector, SECRET_REFERENCE_PATTERN } from '@scim-gateway/connector-sdk';
 import { isSecretReference } from '@scim-gateway/connector-sdk';
 import {
   DEFAULT_TIMEOUT_MS,
@@ -27,8 +27,6 @@ import { MemberOperations, googleGroupsEntitlementSchema } from './member.js';
 import { UserOperations } from './user.js';
 import { configError, checkEndpointUrl } from '@scim-gateway/connector-sdk';
 
-/** The secret reference syntax of the connector SDK (@scim-gateway/connector-sdk) as a schema pattern. */
-const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
 const EMAIL_PATTERN = '^[^\\s@]+@[^\\s@]+$';
 export const DEFAULT_PAGE_SIZE = 200;
 

@@ -13,7 +13,7 @@ import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Type } from '@sinclair/typebox';
-import { PermanentError, defineConnector } from '@scim-gateway/connector-sdk';
+import { PermanentError, defineConnector, SECRET_REFERENCE_PATTERN } from '@scim-gateway/connector-sdk';
 import { isSecretReference } from '@scim-gateway/connector-sdk';
 import { AccountOperations } from './account.js';
 import { CcdDirectory, openvpnEntitlementSchema, parseEntitlement } from './ccd.js';
@@ -23,7 +23,6 @@ import { ManagementClient } from './management.js';
 import { profileSchema } from './profile.js';
 import { configError } from '@scim-gateway/connector-sdk';
 
-const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
 export const DEFAULT_EASYRSA_PATH = '/usr/share/easy-rsa/easyrsa';
 export const DEFAULT_PAGE_SIZE = 100;
 
