@@ -168,7 +168,10 @@ export const awsIdentityCenterConnector = defineConnector({
       listAccounts: (cursor) => users.list(cursor),
       createAccount: (input) => users.create(input),
       updateAccount: (remoteId, input) => users.update(remoteId, input),
-      deleteAccount: (remoteId) => users.delete(remoteId),
+      async deleteAccount(remoteId) {
+        await assignments.revokeAll(remoteId);
+        return users.delete(remoteId);
+      },
       async grant(remoteId, entitlement) {
         const t = targetOf('grant', entitlement);
         return t.kind === 'group' ? groups.grant(remoteId, t.group) : assignments.grant(remoteId, t.assignment);
