@@ -111,8 +111,16 @@ export async function runContractKit(opts: ContractKitOptions): Promise<void> {
     instances.push(c);
     return c;
   };
+  // Each step closes the instances it made: runners that register tests and run them later
+  // (vitest) finish the steps after runContractKit has returned.
   const step = async (name: string, fn: () => Promise<void>) => {
-    await test(`${type}: ${name}`, fn);
+    await test(`${type}: ${name}`, async () => {
+      try {
+        await fn();
+      } finally {
+        await Promise.allSettled(instances.splice(0).map(async (c) => await c.close?.()));
+      }
+    });
   };
   const accounts = async (c: ConnectorInstance) => await readPages((cursor) => c.listAccounts!(cursor));
   const holders = async (c: ConnectorInstance) => await readPages((cursor) => c.listGrants!(entitlement, cursor));
@@ -125,103 +133,99 @@ export async function runContractKit(opts: ContractKitOptions): Promise<void> {
     return first.remoteId;
   };
 
-  try {
-    await step('declared capabilities have methods', async () => {
-      const c = await connect();
-      for (const cap of def.capabilities) assert.equal(typeof (c as unknown as Record<string, unknown>)[cap], 'function', `${cap} is declared, so it must be implemented`);
-      assert.ok(can('createAccount'), 'every connector can create accounts');
-      assert.ok(can('disableAccount') || can('deleteAccount'), 'every connector can deprovision (disableAccount and/or deleteAccount)');
-      if (can('grant')) assert.ok(can('revoke'), 'a connector that grants can revoke');
-    });
+  await step('declared capabilities have methods', async () => {
+    const c = await connect();
+    for (const cap of def.capabilities) assert.equal(typeof (c as unknown as Record<string, unknown>)[cap], 'function', `${cap} is declared, so it must be implemented`);
+    assert.ok(can('createAccount'), 'every connector can create accounts');
+    assert.ok(can('disableAccount') || can('deleteAccount'), 'every connector can deprovision (disableAccount and/or deleteAccount)');
+    if (can('grant')) assert.ok(can('revoke'), 'a connector that grants can revoke');
+  });
 
-    await step('validate', async () => {
-      await (await connect()).validate();
-    });
+  await step('validate', async () => {
+    await (await connect()).validate();
+  });
 
-    let remoteId = '';
-    await step('createAccount is idempotent across instances', async () => {
-      remoteId = await create(user);
-      const again = await (await connect()).createAccount!(user);
-      assert.equal(again.status, 'alreadyApplied', 'creating it again from a fresh instance is alreadyApplied (the target, not the instance, must know it exists)');
-      assert.equal(again.remoteId, remoteId, 'with the same remote id');
-    });
+  let remoteId = '';
+  await step('createAccount is idempotent across instances', async () => {
+    remoteId = await create(user);
+    const again = await (await connect()).createAccount!(user);
+    assert.equal(again.status, 'alreadyApplied', 'creating it again from a fresh instance is alreadyApplied (the target, not the instance, must know it exists)');
+    assert.equal(again.remoteId, remoteId, 'with the same remote id');
+  });
 
+  if (can('listAccounts')) {
+    await step('listAccounts reads every page', async () => {
+      assert.ok(opts.seedAccounts, 'listAccounts is declared: give the kit a seedAccounts hook that fills more than one page');
+      const seeded = await opts.seedAccounts();
+      const listed = await accounts(await connect());
+      const ids = new Set(listed.items.map((a) => a.remoteId));
+      assert.ok(listed.pages > 1, `seedAccounts should fill more than one page; listAccounts answered ${listed.pages} page(s)`);
+      const missing = seeded.filter((id) => !ids.has(id));
+      assert.deepEqual(missing, [], 'every seeded account is listed (a missing one means a lost cursor or a cut listing)');
+      const found = listed.items.find((a) => a.remoteId === remoteId);
+      assert.ok(found, `account ${remoteId} is listed`);
+      assert.notEqual(found.active, false, 'and active');
+    });
+  }
+
+  if (can('updateAccount')) {
+    await step('updateAccount is idempotent across instances', async () => {
+      const changed = { ...user, displayName: `${user.displayName ?? user.userName} (renamed)` };
+      assert.equal((await (await connect()).updateAccount!(remoteId, changed)).status, 'applied', 'the update applies');
+      assert.equal((await (await connect()).updateAccount!(remoteId, changed)).status, 'alreadyApplied', 'the same update again, from a fresh instance, changes nothing');
+    });
+  }
+
+  if (can('grant')) {
+    if (can('listGrants')) {
+      await step('listGrants reads every page', async () => {
+        assert.ok(opts.seedGrants, 'listGrants is declared: give the kit a seedGrants hook that fills more than one page');
+        const seeded = await opts.seedGrants(entitlement);
+        const listed = await holders(await connect());
+        if (!opts.grantsInOnePage) assert.ok(listed.pages > 1, `seedGrants should fill more than one page; listGrants answered ${listed.pages} page(s)`);
+        const ids = new Set(listed.items);
+        assert.deepEqual(seeded.filter((id) => !ids.has(id)), [], 'every seeded holder is listed (a missing one means a lost cursor or a cut listing)');
+      });
+    }
+
+    await step('grant and revoke are idempotent across instances', async () => {
+      assert.equal((await (await connect()).grant!(remoteId, entitlement)).status, 'applied', 'grant applies');
+      assert.equal((await (await connect()).grant!(remoteId, entitlement)).status, 'alreadyApplied', 'granting again from a fresh instance is alreadyApplied');
+      if (can('listGrants')) assert.ok((await holders(await connect())).items.includes(remoteId), 'listGrants shows the grant');
+      assert.equal((await (await connect()).revoke!(remoteId, entitlement)).status, 'applied', 'revoke applies');
+      assert.equal((await (await connect()).revoke!(remoteId, entitlement)).status, 'alreadyApplied', 'revoking again from a fresh instance is alreadyApplied');
+      if (can('listGrants')) assert.ok(!(await holders(await connect())).items.includes(remoteId), 'listGrants no longer shows it');
+    });
+  }
+
+  /** Deprovisions one account with `action`, a grant still in place, and checks what is left. */
+  const deprovision = async (action: 'disableAccount' | 'deleteAccount', id: string) => {
+    if (can('grant')) assert.equal((await (await connect()).grant!(id, entitlement)).status, 'applied', 'a grant still in place when deprovisioning');
+    assert.equal((await (await connect())[action]!(id)).status, 'applied', `${action} applies`);
+    assert.equal((await (await connect())[action]!(id)).status, 'alreadyApplied', `${action} again, from a fresh instance, is alreadyApplied`);
     if (can('listAccounts')) {
-      await step('listAccounts reads every page', async () => {
-        assert.ok(opts.seedAccounts, 'listAccounts is declared: give the kit a seedAccounts hook that fills more than one page');
-        const seeded = await opts.seedAccounts();
-        const listed = await accounts(await connect());
-        const ids = new Set(listed.items.map((a) => a.remoteId));
-        assert.ok(listed.pages > 1, `seedAccounts should fill more than one page; listAccounts answered ${listed.pages} page(s)`);
-        const missing = seeded.filter((id) => !ids.has(id));
-        assert.deepEqual(missing, [], 'every seeded account is listed (a missing one means a lost cursor or a cut listing)');
-        const found = listed.items.find((a) => a.remoteId === remoteId);
-        assert.ok(found, `account ${remoteId} is listed`);
-        assert.notEqual(found.active, false, 'and active');
-      });
+      // A target may keep a record of what was deleted (a revoked certificate stays in the PKI's
+      // index), so a deleted account may still be listed, but never as active.
+      const left = (await accounts(await connect())).items.find((a) => a.remoteId === id);
+      assert.ok(!left || left.active === false, `after ${action} the account is not listed as active`);
     }
-
-    if (can('updateAccount')) {
-      await step('updateAccount is idempotent across instances', async () => {
-        const changed = { ...user, displayName: `${user.displayName ?? user.userName} (renamed)` };
-        assert.equal((await (await connect()).updateAccount!(remoteId, changed)).status, 'applied', 'the update applies');
-        assert.equal((await (await connect()).updateAccount!(remoteId, changed)).status, 'alreadyApplied', 'the same update again, from a fresh instance, changes nothing');
-      });
+    if (can('listGrants') && !(action === 'disableAccount' && opts.disableKeepsGrants)) {
+      assert.ok(!(await holders(await connect())).items.includes(id), `after ${action} the account holds no grant`);
     }
+  };
 
-    if (can('grant')) {
-      if (can('listGrants')) {
-        await step('listGrants reads every page', async () => {
-          assert.ok(opts.seedGrants, 'listGrants is declared: give the kit a seedGrants hook that fills more than one page');
-          const seeded = await opts.seedGrants(entitlement);
-          const listed = await holders(await connect());
-          if (!opts.grantsInOnePage) assert.ok(listed.pages > 1, `seedGrants should fill more than one page; listGrants answered ${listed.pages} page(s)`);
-          const ids = new Set(listed.items);
-          assert.deepEqual(seeded.filter((id) => !ids.has(id)), [], 'every seeded holder is listed (a missing one means a lost cursor or a cut listing)');
-        });
-      }
-
-      await step('grant and revoke are idempotent across instances', async () => {
-        assert.equal((await (await connect()).grant!(remoteId, entitlement)).status, 'applied', 'grant applies');
-        assert.equal((await (await connect()).grant!(remoteId, entitlement)).status, 'alreadyApplied', 'granting again from a fresh instance is alreadyApplied');
-        if (can('listGrants')) assert.ok((await holders(await connect())).items.includes(remoteId), 'listGrants shows the grant');
-        assert.equal((await (await connect()).revoke!(remoteId, entitlement)).status, 'applied', 'revoke applies');
-        assert.equal((await (await connect()).revoke!(remoteId, entitlement)).status, 'alreadyApplied', 'revoking again from a fresh instance is alreadyApplied');
-        if (can('listGrants')) assert.ok(!(await holders(await connect())).items.includes(remoteId), 'listGrants no longer shows it');
-      });
-    }
-
-    /** Deprovisions one account with `action`, a grant still in place, and checks what is left. */
-    const deprovision = async (action: 'disableAccount' | 'deleteAccount', id: string) => {
-      if (can('grant')) assert.equal((await (await connect()).grant!(id, entitlement)).status, 'applied', 'a grant still in place when deprovisioning');
-      assert.equal((await (await connect())[action]!(id)).status, 'applied', `${action} applies`);
-      assert.equal((await (await connect())[action]!(id)).status, 'alreadyApplied', `${action} again, from a fresh instance, is alreadyApplied`);
-      if (can('listAccounts')) {
-        // A target may keep a record of what was deleted (a revoked certificate stays in the PKI's
-        // index), so a deleted account may still be listed, but never as active.
-        const left = (await accounts(await connect())).items.find((a) => a.remoteId === id);
-        assert.ok(!left || left.active === false, `after ${action} the account is not listed as active`);
-      }
-      if (can('listGrants') && !(action === 'disableAccount' && opts.disableKeepsGrants)) {
-        assert.ok(!(await holders(await connect())).items.includes(id), `after ${action} the account holds no grant`);
-      }
-    };
-
-    // With both declared, each gets its own account, so a disable that does nothing is not hidden by
-    // the delete after it.
-    const both = can('disableAccount') && can('deleteAccount');
-    if (can('disableAccount')) {
-      await step('disableAccount deprovisions, idempotently, leaving no grant', async () => {
-        await deprovision('disableAccount', remoteId);
-      });
-    }
-    if (can('deleteAccount')) {
-      await step('deleteAccount deprovisions, idempotently, leaving nothing', async () => {
-        await deprovision('deleteAccount', both ? await create((opts.anotherUser ?? sampleUser)()) : remoteId);
-      });
-    }
-  } finally {
-    await Promise.allSettled(instances.map(async (c) => await c.close?.()));
+  // With both declared, each gets its own account, so a disable that does nothing is not hidden by
+  // the delete after it.
+  const both = can('disableAccount') && can('deleteAccount');
+  if (can('disableAccount')) {
+    await step('disableAccount deprovisions, idempotently, leaving no grant', async () => {
+      await deprovision('disableAccount', remoteId);
+    });
+  }
+  if (can('deleteAccount')) {
+    await step('deleteAccount deprovisions, idempotently, leaving nothing', async () => {
+      await deprovision('deleteAccount', both ? await create((opts.anotherUser ?? sampleUser)()) : remoteId);
+    });
   }
 }
 
