@@ -1,6 +1,6 @@
 /**
  * One-time, expiring download links for connector artifacts: the gateway side of `ctx.deliver`
- * (the connector SDK (@scim-gateway/connector-sdk)). docs/operations.md ("Deliveries") describes it for operators.
+ * (in the connector SDK, @scim-gateway/connector-sdk). docs/operations.md ("Deliveries") describes it for operators.
  *
  * - ./crypto.ts: tokens, their hashes, and the encryption of content under a key only the link holds.
  * - ./store.ts: creating (worker), redeeming (gateway), purging and listing deliveries.

@@ -1,6 +1,6 @@
 /**
  * Deliveries: files a connector hands to one user through a one-time, expiring download link
- * (`Deliver` in the connector SDK (@scim-gateway/connector-sdk)), kept in the `deliveries` table only as ciphertext
+ * (`Deliver` in the connector SDK, @scim-gateway/connector-sdk), kept in the `deliveries` table only as ciphertext
  * (see ./crypto.ts for what is stored and why the database alone cannot open it).
  *
  * Life of a link:
