@@ -7,7 +7,7 @@ const WORKFLOW_FILES = ['workflows/**/*.ts'];
 const NOT_WORKFLOW_FILES = ['workflows/activities.ts', 'workflows/activities/**', 'workflows/worker.ts', 'workflows/client.ts'];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.data/**', '.tap/**', 'coverage/**', 'openapi/**'] },
+  { ignores: ['node_modules/**', '.data/**', '.tap/**', 'coverage/**', 'openapi/**', 'dist/**', 'packages/*/dist/**'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {

@@ -2,7 +2,7 @@
  * The built-in connectors, registered by type name. Plugins outside this folder need no entry here:
  * configure their npm package name or file path as the connector type.
  */
-import { registerBuiltIn } from './sdk/registry.js';
+import { registerBuiltIn } from '@scim-gateway/connector-sdk/registry';
 
 registerBuiltIn('webhook', () => import('./webhook/index.js'));
 registerBuiltIn('scim', () => import('./scim/index.js'));
@@ -12,5 +12,5 @@ registerBuiltIn('openvpn', () => import('./openvpn/index.js'));
 registerBuiltIn('google-groups', () => import('./google-groups/index.js'));
 registerBuiltIn('aws-identity-center', () => import('./aws-identity-center/index.js'));
 
-export { loadConnector, instantiate, validateConfig, builtInTypes } from './sdk/registry.js';
-export * from './sdk/contract.js';
+export { loadConnector, instantiate, validateConfig, builtInTypes } from '@scim-gateway/connector-sdk/registry';
+export * from '@scim-gateway/connector-sdk';

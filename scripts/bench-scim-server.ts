@@ -1,6 +1,7 @@
 /**
  * Child process of `npm run bench:scim` (scripts/bench-scim.ts). It serves one HTTP server on a free
- * loopback port, prints `{"port":<n>}` as one line on stdout once it listens, and closes on
+ * loopback port, sends `{"port":<n>}` to the parent over the IPC channel once it listens (stdout is
+ * the gateway's log stream, as in production, so it cannot carry the handshake), and closes on
  * SIGTERM/SIGINT or when its stdin closes (the parent died). Serving from a separate process keeps
  * the load generator and the server from sharing one event loop.
  *
@@ -65,7 +66,8 @@ async function startGateway(): Promise<FastifyInstance> {
     import('../gateway/db/pool.js'),
     import('../gateway/temporal.js'),
   ]);
-  const config = loadGatewayConfig({ ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent' });
+  // LOG_LEVEL as the parent set it (the benchmark measures the production level, info, and silent).
+  const config = loadGatewayConfig({ ...process.env, HOST: '127.0.0.1', PORT: '0' });
   if (!config.databaseUrl) throw new Error('DATABASE_URL is required');
   // The parent has migrated and seeded the database; this process only serves it.
   const db = await connectPool(config.databaseUrl, config.databasePoolSize);
@@ -109,7 +111,10 @@ async function main(mode: string | undefined): Promise<void> {
   process.stdin.on('error', close);
   process.stdin.resume();
 
-  process.stdout.write(`${JSON.stringify({ port: portOf(app) })}\n`);
+  if (!process.send) throw new Error('no IPC channel: start this as a child of scripts/bench-scim.ts');
+  process.send({ port: portOf(app) });
+  // The channel would keep the process alive on its own; stdin and the signals decide when it ends.
+  process.channel?.unref();
 }
 
 try {

@@ -8,6 +8,9 @@
  *   node dist/workflows/worker.js    a worker
  *   node dist/scripts/token.js       tokens (as `npm run token`)
  *
+ * The connector SDK (packages/connector-sdk) is compiled first, to its own dist/: the compiled code
+ * reaches it through node_modules by package name, so an image needs packages/ as well.
+ *
  * `--out DIR` writes somewhere else than dist/ (the build's own test uses it).
  */
 import { execFileSync } from 'node:child_process';
@@ -22,6 +25,9 @@ const say = (line: string) => process.stderr.write(`[build] ${line}\n`);
 
 rmSync(out, { recursive: true, force: true });
 const tsc = join(process.cwd(), 'node_modules', 'typescript', 'bin', 'tsc');
+// The connector SDK first: the compiled gateway imports it by name, from its dist/, as a plugin does.
+execFileSync(process.execPath, [tsc, '-p', 'packages/connector-sdk/tsconfig.build.json'], { stdio: 'inherit' });
+say('compiled the connector SDK to packages/connector-sdk/dist');
 execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json', '--outDir', out], { stdio: 'inherit' });
 say(`compiled to ${out}`);
 

@@ -1,21 +1,41 @@
 /**
  * `npm run build` (type-check) and `npm run lint` (including the workflow sandbox rules) are part of
- * the suite, so a type error or a Node import in workflow code fails `npm test`.
+ * the suite, so a type error or a Node import in workflow code fails `npm test`. Both are judged by
+ * their exit code: a crashed tool (eslint exits 2 with its complaint on stderr) is a failure, not
+ * an empty report.
  */
 import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import t from 'tap';
 
-const run = promisify(execFile);
 const bin = (name: string) => new URL(`../node_modules/.bin/${name}`, import.meta.url).pathname;
 const root = new URL('..', import.meta.url).pathname;
 
+/** Runs a tool and answers its exit code and output, whatever the code. */
+function runTool(file: string, args: string[], cwd = root): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(file, args, { cwd, maxBuffer: 10 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
 t.test('tsc type-checks everything', async (t) => {
-  const res = await run(bin('tsc'), ['-p', '.'], { cwd: root }).catch((err: { stdout: string }) => err);
+  const res = await runTool(bin('tsc'), ['-p', '.']);
   t.equal(res.stdout.trim(), '', 'no type errors');
+  t.equal(res.code, 0, `tsc exits 0${res.code ? `: ${res.stderr.slice(0, 2000)}` : ''}`);
 });
 
 t.test('eslint passes', async (t) => {
-  const res = await run(bin('eslint'), ['.'], { cwd: root, maxBuffer: 10 * 1024 * 1024 }).catch((err: { stdout: string }) => err);
+  const res = await runTool(bin('eslint'), ['.']);
   t.equal(res.stdout.trim(), '', 'no lint errors');
+  t.equal(res.code, 0, `eslint exits 0${res.code ? `: ${res.stderr.slice(0, 2000)}` : ''}`);
+});
+
+t.test('a crashing tool is told apart from a clean one', async (t) => {
+  const crashed = await runTool(bin('eslint'), ['--config', 'no-such-config.js', '.']);
+  t.equal(crashed.stdout.trim(), '', 'a crash can leave stdout empty');
+  t.equal(crashed.code, 2, 'but eslint exits 2, which the checks above reject');
+  const failing = await runTool(bin('tsc'), ['--noEmit', '--strict', 'no-such-file.ts']);
+  t.not(failing.code, 0, 'a tsc that cannot run exits non-zero');
 });

@@ -14,7 +14,7 @@
  *   kept, anything that could hold the client secret is scrubbed.
  */
 import { ManagementClient, ManagementError, ManagementTimeoutError } from 'auth0';
-import { PermanentError, TransientError, retryAfterMs } from '../sdk/contract.js';
+import { PermanentError, TransientError, retryAfterMs } from '@scim-gateway/connector-sdk';
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 

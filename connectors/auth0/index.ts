@@ -9,15 +9,14 @@
  * flag is there. Under `delete` the user is deleted.
  */
 import { Type } from '@sinclair/typebox';
-import type { PermanentError} from '../sdk/contract.js';
-import { defineConnector } from '../sdk/contract.js';
-import { isSecretReference } from '../sdk/secrets.js';
+import type { PermanentError} from '@scim-gateway/connector-sdk';
+import { defineConnector, SECRET_REFERENCE_PATTERN } from '@scim-gateway/connector-sdk';
+import { isSecretReference } from '@scim-gateway/connector-sdk';
 import { Auth0Api, DEFAULT_TIMEOUT_MS } from './client.js';
 import { RoleOperations, auth0EntitlementSchema } from './role.js';
 import { UserOperations } from './user.js';
-import { configError } from '../sdk/config-checks.js';
+import { configError } from '@scim-gateway/connector-sdk';
 
-const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
 export const DEFAULT_PAGE_SIZE = 50;
 /** Auth0's own default lifetime of a password-change ticket (5 days). */
 export const DEFAULT_TICKET_TTL_SECONDS = 432_000;

@@ -5,7 +5,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { PermanentError, type EntitlementRef, type Page, type WriteResult } from '../sdk/contract.js';
+import { PermanentError, type EntitlementRef, type Page, type WriteResult } from '@scim-gateway/connector-sdk';
 import type { Auth0Api } from './client.js';
 
 export const auth0EntitlementSchema = Type.Object(

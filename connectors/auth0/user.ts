@@ -5,7 +5,7 @@
  * unblocked again only when the gateway was the one that blocked them.
  */
 import { randomBytes } from 'node:crypto';
-import { PermanentError, type AccountInput, type ConnectorLogger, type Deliver, type Page, type RemoteAccount, type WriteResult } from '../sdk/contract.js';
+import { PermanentError, type AccountInput, type ConnectorLogger, type Deliver, type Page, type RemoteAccount, type WriteResult } from '@scim-gateway/connector-sdk';
 import type { Auth0Api } from './client.js';
 
 /** The app_metadata key of the deprovisioning flag; the Action in actions/ reads the same key. */

@@ -16,7 +16,7 @@ import {
   ListAccountAssignmentsForPrincipalCommand,
   type AccountAssignmentOperationStatus,
 } from '@aws-sdk/client-sso-admin';
-import { PermanentError, TransientError, type Page, type WriteResult } from '../sdk/contract.js';
+import { PermanentError, TransientError, type Page, type WriteResult } from '@scim-gateway/connector-sdk';
 import type { AwsClients } from './client.js';
 
 const what = (op: string, call: string) => `aws-identity-center: ${op}: ${call}`;
@@ -137,6 +137,39 @@ export class AssignmentOperations {
       throw this.conflictIsTransient(op, 'DeleteAccountAssignment', res.err);
     }
     return this.outcome(op, 'DeleteAccountAssignment', res.ok.AccountAssignmentDeletionStatus, target);
+  }
+
+  /**
+   * Removes every account assignment the user holds, before the user is deleted: IAM Identity Center
+   * keeps a deleted user's assignments, and they would stay listed against an id that no longer
+   * exists. Without instanceArn the connector manages no assignments, so there is nothing to remove.
+   * An assignment still being applied is a TransientError: the engine retries the whole delete.
+   */
+  async revokeAll(remoteId: string): Promise<void> {
+    const op = 'deleteAccount';
+    if (!this.opts.instanceArn) return;
+    const instanceArn = this.opts.instanceArn;
+    const held: AssignmentTarget[] = [];
+    let token: string | undefined;
+    for (let page = 0; ; page++) {
+      if (page === MAX_CHECK_PAGES) throw new PermanentError(`${what(op, 'ListAccountAssignmentsForPrincipal')}: more than ${MAX_CHECK_PAGES} pages of assignments`, 'invalidResponse');
+      const res = await this.aws.sendExpecting(
+        what(op, 'ListAccountAssignmentsForPrincipal'),
+        () => this.aws.ssoAdmin.send(new ListAccountAssignmentsForPrincipalCommand({
+          InstanceArn: instanceArn,
+          PrincipalId: remoteId,
+          PrincipalType: 'USER',
+          MaxResults: this.opts.pageSize,
+          ...(token ? { NextToken: token } : {}),
+        })),
+        ['ResourceNotFoundException'],
+      );
+      if ('error' in res) return;
+      for (const a of res.ok.AccountAssignments ?? []) if (a.AccountId && a.PermissionSetArn) held.push({ accountId: a.AccountId, permissionSet: a.PermissionSetArn });
+      if (!res.ok.NextToken) break;
+      token = res.ok.NextToken;
+    }
+    for (const target of held) await this.revoke(remoteId, target);
   }
 
   /** One page of the users (PrincipalIds) holding the permission set in the account; the cursor is AWS's NextToken. */

@@ -14,7 +14,7 @@
  */
 import { IdentitystoreClient } from '@aws-sdk/client-identitystore';
 import { SSOAdminClient } from '@aws-sdk/client-sso-admin';
-import { PermanentError, TransientError, retryAfterMs } from '../sdk/contract.js';
+import { PermanentError, TransientError, retryAfterMs } from '@scim-gateway/connector-sdk';
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 

@@ -11,7 +11,7 @@ import {
   GetGroupMembershipIdCommand,
   ListGroupMembershipsCommand,
 } from '@aws-sdk/client-identitystore';
-import { PermanentError, TransientError, type Page, type WriteResult } from '../sdk/contract.js';
+import { PermanentError, TransientError, type Page, type WriteResult } from '@scim-gateway/connector-sdk';
 import type { AwsClients } from './client.js';
 
 const what = (op: string, call: string) => `aws-identity-center: ${op}: ${call}`;

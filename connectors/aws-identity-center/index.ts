@@ -8,16 +8,14 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { DescribeInstanceCommand } from '@aws-sdk/client-sso-admin';
 import { ListUsersCommand } from '@aws-sdk/client-identitystore';
-import { PermanentError, defineConnector, type EntitlementRef } from '../sdk/contract.js';
-import { isSecretReference } from '../sdk/secrets.js';
+import { PermanentError, defineConnector, type EntitlementRef, SECRET_REFERENCE_PATTERN } from '@scim-gateway/connector-sdk';
+import { isSecretReference } from '@scim-gateway/connector-sdk';
 import { AwsClients, DEFAULT_TIMEOUT_MS } from './client.js';
 import { UserOperations } from './user.js';
 import { GroupOperations, type GroupTarget } from './group.js';
 import { AssignmentOperations, type AssignmentTarget } from './assignment.js';
-import { configError } from '../sdk/config-checks.js';
+import { configError } from '@scim-gateway/connector-sdk';
 
-/** The secret reference syntax of connectors/sdk/secrets.ts, so a plain secret is refused when saved. */
-const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
 export const DEFAULT_PAGE_SIZE = 100;
 
 const EndpointUrl = (service: string) =>
@@ -170,7 +168,10 @@ export const awsIdentityCenterConnector = defineConnector({
       listAccounts: (cursor) => users.list(cursor),
       createAccount: (input) => users.create(input),
       updateAccount: (remoteId, input) => users.update(remoteId, input),
-      deleteAccount: (remoteId) => users.delete(remoteId),
+      async deleteAccount(remoteId) {
+        await assignments.revokeAll(remoteId);
+        return users.delete(remoteId);
+      },
       async grant(remoteId, entitlement) {
         const t = targetOf('grant', entitlement);
         return t.kind === 'group' ? groups.grant(remoteId, t.group) : assignments.grant(remoteId, t.assignment);

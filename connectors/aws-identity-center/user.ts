@@ -15,7 +15,7 @@ import {
   type DescribeUserResponse,
   type User,
 } from '@aws-sdk/client-identitystore';
-import { PermanentError, type AccountInput, type Page, type RemoteAccount, type WriteResult } from '../sdk/contract.js';
+import { PermanentError, type AccountInput, type Page, type RemoteAccount, type WriteResult } from '@scim-gateway/connector-sdk';
 import type { AwsClients } from './client.js';
 
 const what = (op: string, call: string) => `aws-identity-center: ${op}: ${call}`;

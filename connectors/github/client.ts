@@ -13,7 +13,7 @@
  */
 import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
-import { PermanentError, TransientError, retryAfterMs } from '../sdk/contract.js';
+import { PermanentError, TransientError, retryAfterMs } from '@scim-gateway/connector-sdk';
 
 export const DEFAULT_BASE_URL = 'https://api.github.com';
 export const DEFAULT_TIMEOUT_MS = 30_000;

@@ -9,15 +9,14 @@
  * whose username is not known yet (remoteId: `email:<address>`).
  */
 import { Type } from '@sinclair/typebox';
-import type { PermanentError} from '../sdk/contract.js';
-import { defineConnector } from '../sdk/contract.js';
-import { isSecretReference } from '../sdk/secrets.js';
+import type { PermanentError} from '@scim-gateway/connector-sdk';
+import { defineConnector, SECRET_REFERENCE_PATTERN } from '@scim-gateway/connector-sdk';
+import { isSecretReference } from '@scim-gateway/connector-sdk';
 import { DEFAULT_BASE_URL, DEFAULT_TIMEOUT_MS, GitHubClient, type GitHubAuth } from './client.js';
 import { MemberOperations } from './member.js';
 import { TeamOperations, githubEntitlementSchema } from './team.js';
-import { configError, checkEndpointUrl } from '../sdk/config-checks.js';
+import { configError, checkEndpointUrl } from '@scim-gateway/connector-sdk';
 
-const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
 export const DEFAULT_PAGE_SIZE = 100;
 export const DEFAULT_USERNAME_ATTRIBUTE = 'userName';
 

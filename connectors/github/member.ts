@@ -9,8 +9,8 @@
  *
  * Both are listed by listAccounts (members, then pending invitations), so reconciliation sees them.
  */
-import type { AccountInput, Page, RemoteAccount, WriteResult } from '../sdk/contract.js';
-import { PermanentError } from '../sdk/contract.js';
+import type { AccountInput, Page, RemoteAccount, WriteResult } from '@scim-gateway/connector-sdk';
+import { PermanentError } from '@scim-gateway/connector-sdk';
 import type { GitHubClient } from './client.js';
 
 /** GitHub's login rules: letters, digits and single inner hyphens, at most 39 characters. */

@@ -5,8 +5,8 @@
  */
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import type { EntitlementRef, Page, WriteResult } from '../sdk/contract.js';
-import { PermanentError } from '../sdk/contract.js';
+import type { EntitlementRef, Page, WriteResult } from '@scim-gateway/connector-sdk';
+import { PermanentError } from '@scim-gateway/connector-sdk';
 import type { GitHubClient, ListPage } from './client.js';
 import { emailRemoteId, parseCursor, parseRemoteId, type Invitation, type Invitee, type MemberOperations } from './member.js';
 

@@ -16,7 +16,7 @@
  */
 import { admin, type admin_directory_v1 } from '@googleapis/admin';
 import { JWT } from 'google-auth-library';
-import { PermanentError, TransientError, retryAfterMs } from '../sdk/contract.js';
+import { PermanentError, TransientError, retryAfterMs } from '@scim-gateway/connector-sdk';
 
 export const GOOGLE_TOKEN_URL = 'https://oauth2.googleapis.com/token';
 export const GOOGLE_ROOT_URL = 'https://admin.googleapis.com/';

@@ -9,9 +9,9 @@
  * declared), which suspends the user only under `suspendOnDeprovision`.
  */
 import { Type } from '@sinclair/typebox';
-import type { PermanentError} from '../sdk/contract.js';
-import { defineConnector } from '../sdk/contract.js';
-import { isSecretReference } from '../sdk/secrets.js';
+import type { PermanentError} from '@scim-gateway/connector-sdk';
+import { defineConnector, SECRET_REFERENCE_PATTERN } from '@scim-gateway/connector-sdk';
+import { isSecretReference } from '@scim-gateway/connector-sdk';
 import {
   DEFAULT_TIMEOUT_MS,
   GOOGLE_ROOT_URL,
@@ -25,10 +25,8 @@ import {
 } from './client.js';
 import { MemberOperations, googleGroupsEntitlementSchema } from './member.js';
 import { UserOperations } from './user.js';
-import { configError, checkEndpointUrl } from '../sdk/config-checks.js';
+import { configError, checkEndpointUrl } from '@scim-gateway/connector-sdk';
 
-/** The secret reference syntax of connectors/sdk/secrets.ts as a schema pattern. */
-const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
 const EMAIL_PATTERN = '^[^\\s@]+@[^\\s@]+$';
 export const DEFAULT_PAGE_SIZE = 200;
 

@@ -14,7 +14,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { PermanentError, TransientError, type EntitlementRef, type Page, type WriteResult } from '../sdk/contract.js';
+import { PermanentError, TransientError, type EntitlementRef, type Page, type WriteResult } from '@scim-gateway/connector-sdk';
 import type { GoogleDirectoryClient } from './client.js';
 
 export type Role = 'MEMBER' | 'MANAGER' | 'OWNER';

@@ -12,7 +12,7 @@
  * The remote id is the primary email in lower case: what group memberships are keyed by, and what
  * reconciliation matches.
  */
-import { PermanentError, type AccountInput, type Page, type RemoteAccount, type WriteResult } from '../sdk/contract.js';
+import { PermanentError, type AccountInput, type Page, type RemoteAccount, type WriteResult } from '@scim-gateway/connector-sdk';
 import type { admin_directory_v1 } from '@googleapis/admin';
 import type { GoogleDirectoryClient } from './client.js';
 

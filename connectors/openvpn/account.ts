@@ -13,7 +13,7 @@ import { execFile } from 'node:child_process';
 import { X509Certificate, createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { PermanentError, type AccountInput, type ConnectorLogger, type Deliver, type Page, type RemoteAccount, type WriteResult } from '../sdk/contract.js';
+import { PermanentError, type AccountInput, type ConnectorLogger, type Deliver, type Page, type RemoteAccount, type WriteResult } from '@scim-gateway/connector-sdk';
 import type { CcdDirectory } from './ccd.js';
 import { commonNameFor, type CommonNameSource, checkCommonName } from './common-name.js';
 import { type EasyRsa, type IndexEntry, isServerCertificate, pemCertificate, stateOf } from './easyrsa.js';

@@ -11,7 +11,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { PermanentError, type EntitlementRef } from '../sdk/contract.js';
+import { PermanentError, type EntitlementRef } from '@scim-gateway/connector-sdk';
 
 export const openvpnEntitlementSchema = Type.Object(
   {

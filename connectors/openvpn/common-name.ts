@@ -5,7 +5,7 @@
  * most 64 characters (the X.509 upper bound for a CN). OpenVPN uses these characters in ccd file
  * names as they are.
  */
-import { PermanentError, type AccountInput } from '../sdk/contract.js';
+import { PermanentError, type AccountInput } from '@scim-gateway/connector-sdk';
 
 export type CommonNameSource = 'userName' | 'email' | 'userId' | 'externalId';
 

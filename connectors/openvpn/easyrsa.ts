@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { PermanentError, TransientError } from '../sdk/contract.js';
+import { PermanentError, TransientError } from '@scim-gateway/connector-sdk';
 
 /** One line of easy-rsa's index.txt (the OpenSSL `ca` database). */
 export interface IndexEntry {

@@ -13,17 +13,16 @@ import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Type } from '@sinclair/typebox';
-import { PermanentError, defineConnector } from '../sdk/contract.js';
-import { isSecretReference } from '../sdk/secrets.js';
+import { PermanentError, defineConnector, SECRET_REFERENCE_PATTERN } from '@scim-gateway/connector-sdk';
+import { isSecretReference } from '@scim-gateway/connector-sdk';
 import { AccountOperations } from './account.js';
 import { CcdDirectory, openvpnEntitlementSchema, parseEntitlement } from './ccd.js';
 import { checkCommonName } from './common-name.js';
 import { EasyRsa } from './easyrsa.js';
 import { ManagementClient } from './management.js';
 import { profileSchema } from './profile.js';
-import { configError } from '../sdk/config-checks.js';
+import { configError } from '@scim-gateway/connector-sdk';
 
-const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
 export const DEFAULT_EASYRSA_PATH = '/usr/share/easy-rsa/easyrsa';
 export const DEFAULT_PAGE_SIZE = 100;
 

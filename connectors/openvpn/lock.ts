@@ -7,7 +7,7 @@
 import { open, readFile, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TransientError } from '../sdk/contract.js';
+import { TransientError } from '@scim-gateway/connector-sdk';
 
 /** The tail of each directory's in-process queue. */
 const queues = new Map<string, Promise<unknown>>();

@@ -4,7 +4,7 @@
  * server serves one management client at a time, so commands of this process are queued.
  */
 import { createConnection, type Socket } from 'node:net';
-import { PermanentError, TransientError } from '../sdk/contract.js';
+import { PermanentError, TransientError } from '@scim-gateway/connector-sdk';
 
 export interface ManagementOptions {
   /** An absolute unix socket path, or host:port. */

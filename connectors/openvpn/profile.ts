@@ -4,9 +4,7 @@
  * file is all a client needs.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { PermanentError } from '../sdk/contract.js';
-
-const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
+import { PermanentError, SECRET_REFERENCE_PATTERN } from '@scim-gateway/connector-sdk';
 
 export const profileSchema = Type.Object(
   {

@@ -9,7 +9,7 @@
  *   back before that text reaches an error message.
  * - Redirects are not followed: the bearer token is for the configured base URL only.
  */
-import { PermanentError, TransientError, httpError } from '../sdk/contract.js';
+import { PermanentError, TransientError, httpError } from '@scim-gateway/connector-sdk';
 
 export const SCIM_CONTENT_TYPE = 'application/scim+json';
 export const DEFAULT_TIMEOUT_MS = 30_000;

@@ -6,7 +6,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { PermanentError, type EntitlementRef, type Page, type WriteResult } from '../sdk/contract.js';
+import { PermanentError, type EntitlementRef, type Page, type WriteResult } from '@scim-gateway/connector-sdk';
 import { PATCH_OP_SCHEMA, asResource, filterString, type ScimClient, type ScimResource } from './client.js';
 
 export const GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group';

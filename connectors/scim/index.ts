@@ -9,19 +9,13 @@
  * accordingly, and each does exactly what its name says.
  */
 import { Type } from '@sinclair/typebox';
-import { PermanentError, defineConnector } from '../sdk/contract.js';
-import { isSecretReference } from '../sdk/secrets.js';
+import { PermanentError, defineConnector, SECRET_REFERENCE_PATTERN } from '@scim-gateway/connector-sdk';
+import { isSecretReference } from '@scim-gateway/connector-sdk';
 import { DEFAULT_TIMEOUT_MS, ScimClient } from './client.js';
 import { GroupOperations, scimEntitlementSchema } from './group.js';
 import { UserOperations } from './user.js';
-import { configError, checkEndpointUrl } from '../sdk/config-checks.js';
+import { configError, checkEndpointUrl } from '@scim-gateway/connector-sdk';
 
-/**
- * The secret reference syntax of connectors/sdk/secrets.ts, as a schema pattern, so checking the
- * configuration alone already refuses a token written in plain text; `create` checks again with
- * the SDK's own test.
- */
-const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
 export const DEFAULT_PAGE_SIZE = 100;
 
 export const scimConfigSchema = Type.Object(

@@ -3,7 +3,7 @@
  * attributes, found by userName, and changed only when something differs, so every write is
  * idempotent and a repeated call sends no write at all.
  */
-import { PermanentError, type AccountInput, type Page, type RemoteAccount, type WriteResult } from '../sdk/contract.js';
+import { PermanentError, type AccountInput, type Page, type RemoteAccount, type WriteResult } from '@scim-gateway/connector-sdk';
 import { PATCH_OP_SCHEMA, asResource, filterString, type PatchOperation, type ScimClient, type ScimResource } from './client.js';
 
 export const USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User';

@@ -27,7 +27,7 @@ import {
   type Page,
   type RemoteAccount,
   type WriteResult,
-} from '../sdk/contract.js';
+} from '@scim-gateway/connector-sdk';
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, signPayload } from './signature.js';
 
 /** Every connector method, plus the credentials check. */

@@ -6,17 +6,11 @@
  */
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { PermanentError, defineConnector, type EntitlementRef } from '../sdk/contract.js';
-import { isSecretReference } from '../sdk/secrets.js';
+import { PermanentError, defineConnector, type EntitlementRef, SECRET_REFERENCE_PATTERN } from '@scim-gateway/connector-sdk';
+import { isSecretReference } from '@scim-gateway/connector-sdk';
 import { CREDENTIAL_HEADERS, DEFAULT_TIMEOUT_MS, RESERVED_HEADERS, WebhookClient } from './client.js';
-import { configError } from '../sdk/config-checks.js';
+import { configError } from '@scim-gateway/connector-sdk';
 
-/**
- * The secret reference syntax of connectors/sdk/secrets.ts, as a schema pattern so that checking the
- * configuration alone (before any instance exists) already refuses a secret written in plain text.
- * `create` checks again with the SDK's own test, so the two cannot silently disagree.
- */
-const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
 /** Letters of `text` as case-insensitive character classes, for header names in a schema pattern. */
 function anyCase(text: string): string {
   return text.replace(/[a-z]/g, (c) => `[${c}${c.toUpperCase()}]`);

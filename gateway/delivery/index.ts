@@ -1,13 +1,13 @@
 /**
  * One-time, expiring download links for connector artifacts: the gateway side of `ctx.deliver`
- * (connectors/sdk/contract.ts). docs/operations.md ("Deliveries") describes it for operators.
+ * (in the connector SDK, @scim-gateway/connector-sdk). docs/operations.md ("Deliveries") describes it for operators.
  *
  * - ./crypto.ts: tokens, their hashes, and the encryption of content under a key only the link holds.
  * - ./store.ts: creating (worker), redeeming (gateway), purging and listing deliveries.
  * - ./notify.ts: the signed webhook that tells the user about a new link.
  * - ./sweeper.ts: the gateway's periodic purge.
  */
-import type { Deliver } from '../../connectors/sdk/contract.js';
+import type { Deliver } from '@scim-gateway/connector-sdk';
 import type { CommonConfig } from '../config.js';
 import type { Db } from '../db/pool.js';
 import { createWebhookNotify, type Notify } from './notify.js';

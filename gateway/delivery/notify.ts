@@ -11,7 +11,7 @@
  * got), and name the receiver by origin only: a chat webhook URL often carries its own credential in
  * the path.
  */
-import { PermanentError, TransientError, retryAfterMs } from '../../connectors/sdk/contract.js';
+import { PermanentError, TransientError, retryAfterMs } from '@scim-gateway/connector-sdk';
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, signPayload } from '../../connectors/webhook/signature.js';
 
 /** What the receiver gets. `url` is the one-time link: a secret until it is used. */

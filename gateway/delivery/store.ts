@@ -1,6 +1,6 @@
 /**
  * Deliveries: files a connector hands to one user through a one-time, expiring download link
- * (`Deliver` in connectors/sdk/contract.ts), kept in the `deliveries` table only as ciphertext
+ * (`Deliver` in the connector SDK, @scim-gateway/connector-sdk), kept in the `deliveries` table only as ciphertext
  * (see ./crypto.ts for what is stored and why the database alone cannot open it).
  *
  * Life of a link:
@@ -22,7 +22,7 @@
  * The token and the link are never stored, logged, audited or put in an error message.
  */
 import { randomUUID } from 'node:crypto';
-import { PermanentError, type Artifact, type Deliver, type DeliveryLink } from '../../connectors/sdk/contract.js';
+import { PermanentError, type Artifact, type Deliver, type DeliveryLink } from '@scim-gateway/connector-sdk';
 import { withTransaction, type Db } from '../db/pool.js';
 import { isWellFormedToken, newToken, open, seal, tokenHash } from './crypto.js';
 import type { Notify } from './notify.js';

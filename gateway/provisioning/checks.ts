@@ -4,7 +4,7 @@
  */
 import { Value } from '@sinclair/typebox/value';
 import type { ConnectorDefinition } from '../../connectors/index.js';
-import { isSecretReference } from '../../connectors/sdk/secrets.js';
+import { isSecretReference } from '@scim-gateway/connector-sdk';
 import type { Tx } from '../db/pool.js';
 
 const SECRET_KEY = /(secret|token|password|passwd|private_?key|privatekey|api_?key|credential)/i;

@@ -14,10 +14,10 @@ import { join } from 'node:path';
 import t from 'tap';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { HttpRequest } from '@smithy/protocol-http';
-import { collectPages, runContractKit, sampleUser } from '../../../connectors/sdk/contract-kit.js';
-import { PermanentError, TransientError, type ConnectorInstance, type EntitlementRef } from '../../../connectors/sdk/contract.js';
-import { instantiate, validateConfig } from '../../../connectors/sdk/registry.js';
-import { createSecretResolver } from '../../../connectors/sdk/secrets.js';
+import { collectPages, runContractKit, sampleUser, seedThroughConnector } from '@scim-gateway/connector-sdk/kit';
+import { PermanentError, TransientError, type ConnectorInstance, type EntitlementRef } from '@scim-gateway/connector-sdk';
+import { instantiate, validateConfig } from '@scim-gateway/connector-sdk/registry';
+import { createSecretResolver } from '@scim-gateway/connector-sdk';
 import { awsIdentityCenterConnector as def } from '../../../connectors/aws-identity-center/index.js';
 import { IN_PROGRESS_RETRY_MS } from '../../../connectors/aws-identity-center/assignment.js';
 import { NodeSha256, startFakeAws, type FakeAws } from './fake-aws.js';
@@ -129,12 +129,18 @@ t.test('credentials are read for every request, so a rotated key file is used at
 });
 
 t.test('contract kit: group memberships', async (t) => {
-  await runContractKit(t, { definition: def, instance: connect(), entitlement: group('contract-eng', true) });
+  await runContractKit({ test: t.test.bind(t), definition: def, connect: () => connect(), entitlement: group('contract-eng', true), ...seedThroughConnector(() => connect(), 7) });
 });
 
 t.test('contract kit: permission-set account assignments', async (t) => {
   const permissionSet = fake.seedPermissionSet();
-  await runContractKit(t, { definition: def, instance: connect(), entitlement: { id: 'ent-admin', target: { permissionSet, accountId: ACCOUNT } } });
+  await runContractKit({
+    test: t.test.bind(t),
+    definition: def,
+    connect: () => connect(),
+    entitlement: { id: 'ent-admin', target: { permissionSet, accountId: ACCOUNT } },
+    ...seedThroughConnector(() => connect(), 7),
+  });
 });
 
 t.test('createAccount finds the user by userName before creating one', async (t) => {

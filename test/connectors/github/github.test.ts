@@ -7,10 +7,10 @@
  */
 import { generateKeyPairSync } from 'node:crypto';
 import t from 'tap';
-import { collectPages, runContractKit, sampleUser } from '../../../connectors/sdk/contract-kit.js';
-import { PermanentError, TransientError, type AccountInput, type ConnectorInstance } from '../../../connectors/sdk/contract.js';
-import { instantiate, validateConfig } from '../../../connectors/sdk/registry.js';
-import { createSecretResolver } from '../../../connectors/sdk/secrets.js';
+import { collectPages, runContractKit, sampleUser, seedThroughConnector } from '@scim-gateway/connector-sdk/kit';
+import { PermanentError, TransientError, type AccountInput, type ConnectorInstance } from '@scim-gateway/connector-sdk';
+import { instantiate, validateConfig } from '@scim-gateway/connector-sdk/registry';
+import { createSecretResolver } from '@scim-gateway/connector-sdk';
 import { classify, nextPageFromLink } from '../../../connectors/github/client.js';
 import { githubConnector } from '../../../connectors/github/index.js';
 import { readAttribute } from '../../../connectors/github/member.js';
@@ -41,6 +41,12 @@ function connectApp(config: Record<string, unknown> = {}): ConnectorInstance {
 function person(login: string | undefined, suffix = login ?? Math.random().toString(36).slice(2, 8)): AccountInput {
   const base = sampleUser(suffix);
   return { ...base, attributes: { ...base.attributes, ...(login ? { [EXT]: { githubUsername: login } } : {}) } };
+}
+
+/** A person who exists on GitHub, for the kit to fill listings with. */
+function seedPerson(login: string): AccountInput {
+  fake.addUser(login);
+  return person(login);
 }
 
 /** Every error message the tests saw, to check at the end that none carries a secret. */
@@ -84,7 +90,14 @@ t.test('contract kit with a personal access token, through Prism', async (t) => 
   fake.addUser('Kit-Token');
   fake.addTeam('kit-team');
   prismMark = prism.output().length;
-  await runContractKit(t, { definition: kitDefinition, instance: connect(), entitlement: { id: 'ent-team', target: { team: 'kit-team', role: 'maintainer' } }, user: person('Kit-Token') });
+  await runContractKit({
+    test: t.test.bind(t),
+    definition: kitDefinition,
+    connect: () => connect(),
+    entitlement: { id: 'ent-team', target: { team: 'kit-team', role: 'maintainer' } },
+    user: person('Kit-Token'),
+    ...seedThroughConnector(() => connect(), 3, (i) => seedPerson(`kit-token-seed${i}`)),
+  });
   t.notOk(fake.members.has('kit-token') || [...fake.invitations.values()].some((i) => i.login === 'Kit-Token'), 'nothing left in the organization');
   t.ok(fake.requests.every((r) => r.authorization === `token ${TOKEN}` || r.path.startsWith('/app/')), 'the token is sent as GitHub expects');
   t.same(violations(prismMark), [], 'Prism found no violation of the official description');
@@ -95,11 +108,26 @@ t.test('contract kit as a GitHub App installation, through Prism', async (t) => 
   fake.addTeam('kit-app-team');
   const before = fake.installationTokens.length;
   const mark = fake.requests.length;
-  await runContractKit(t, { definition: kitDefinition, instance: connectApp(), entitlement: { id: 'ent-admin', target: { org: 'admin' } }, user: person('kit-app') });
-  const issued = fake.installationTokens.slice(before);
-  t.equal(issued.length, 1, 'one installation token served the whole run');
+  await runContractKit({
+    test: t.test.bind(t),
+    definition: kitDefinition,
+    connect: () => connectApp(),
+    entitlement: { id: 'ent-admin', target: { org: 'admin' } },
+    user: person('kit-app'),
+    ...seedThroughConnector(() => connectApp(), 3, (i) => seedPerson(`kit-app-seed${i}`)),
+  });
+  // The kit repeats every write on a fresh instance, and each instance exchanges its own token.
+  const issued = new Set(fake.installationTokens.slice(before).map((i) => `token ${i.token}`));
+  t.ok(issued.size >= 1, 'installation tokens were issued');
   const sent = fake.requests.slice(mark).filter((r) => !r.path.startsWith('/app/'));
-  t.ok(sent.length > 5 && sent.every((r) => r.authorization === `token ${issued[0]!.token}`), 'every API call used the installation token');
+  t.ok(sent.length > 5 && sent.every((r) => issued.has(r.authorization ?? '')), 'every API call used an installation token');
+  const one = connectApp();
+  const tokensBefore = fake.installationTokens.length;
+  await one.validate();
+  await collectPages((cursor) => one.listAccounts!(cursor));
+  t.equal(fake.installationTokens.length - tokensBefore, 1, 'one token serves every call of an instance');
+  // The seeds leave the organization, so later tests see only their own people.
+  for (let i = 0; i < 3; i++) await one.disableAccount!(`kit-app-seed${i}`);
   const exchange = fake.requests.slice(mark).find((r) => r.path === `/app/installations/${INSTALLATION_ID}/access_tokens`);
   t.match(exchange?.authorization, /^bearer [\w-]+\.[\w-]+\.[\w-]+$/, 'the token came from the App JWT (verified with the public key by the fake)');
   t.same(violations(prismMark), [], 'Prism found no violation of the official description');

@@ -5,10 +5,10 @@
  * suspend policy, and how every kind of failure is classified, each reaching Google exactly once.
  */
 import t from 'tap';
-import { collectPages, runContractKit, sampleUser } from '../../../connectors/sdk/contract-kit.js';
-import { PermanentError, TransientError, type ConnectorInstance, type EntitlementRef } from '../../../connectors/sdk/contract.js';
-import { instantiate, validateConfig } from '../../../connectors/sdk/registry.js';
-import { createSecretResolver } from '../../../connectors/sdk/secrets.js';
+import { collectPages, runContractKit, sampleUser, seedThroughConnector } from '@scim-gateway/connector-sdk/kit';
+import { PermanentError, TransientError, type ConnectorInstance, type EntitlementRef } from '@scim-gateway/connector-sdk';
+import { instantiate, validateConfig } from '@scim-gateway/connector-sdk/registry';
+import { createSecretResolver } from '@scim-gateway/connector-sdk';
 import { googleGroupsConnector, scopesFor } from '../../../connectors/google-groups/index.js';
 import { SCOPES, startFakeGoogle, type FakeGoogle } from './fake-google.js';
 import { errorRecorder } from '../../helpers/errors.js';
@@ -66,11 +66,19 @@ t.test('contract kit (suspend and names managed)', async (t) => {
   // The person comes back: Workspace still has them suspended from an earlier offboarding.
   fake.addUser(user.email!, { suspended: true });
   fake.addGroup('kit@example.com');
-  await runContractKit(t, {
+  await runContractKit({
+    test: t.test.bind(t),
     definition: googleGroupsConnector,
-    instance: connect({ suspendOnDeprovision: true, manageNames: true }),
+    connect: () => connect({ suspendOnDeprovision: true, manageNames: true }),
     entitlement: ent('kit@example.com'),
     user,
+    ...seedThroughConnector(() => connect(), 3, (i) => {
+      const seed = sampleUser(`kitseed${i}`);
+      fake.addUser(seed.email!);
+      return seed;
+    }),
+    // A suspended Workspace user keeps its group memberships; the engine revokes recorded grants first.
+    disableKeepsGrants: true,
   });
   t.equal(fake.user(user.email!)?.suspended, true, 'deprovisioning left the Workspace user suspended');
   t.equal(fake.user(user.email!)?.name.displayName, `${user.displayName} (renamed)`, 'the display name followed the directory');

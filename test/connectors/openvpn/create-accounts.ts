@@ -3,8 +3,8 @@
  * all at once, on the PKI given by the JSON configuration in argv[2], and prints the results as JSON.
  */
 import openvpnConnector from '../../../connectors/openvpn/index.js';
-import { sampleUser } from '../../../connectors/sdk/contract-kit.js';
-import { createSecretResolver } from '../../../connectors/sdk/secrets.js';
+import { sampleUser } from '@scim-gateway/connector-sdk/kit';
+import { createSecretResolver } from '@scim-gateway/connector-sdk';
 
 const [, , configJson, ...names] = process.argv;
 const instance = openvpnConnector.create({

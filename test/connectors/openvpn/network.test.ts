@@ -11,10 +11,10 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { openvpnConnector } from '../../../connectors/openvpn/index.js';
-import { collectPages, sampleUser } from '../../../connectors/sdk/contract-kit.js';
-import { PermanentError, type Artifact, type RemoteAccount } from '../../../connectors/sdk/contract.js';
-import { validateConfig } from '../../../connectors/sdk/registry.js';
-import { createSecretResolver } from '../../../connectors/sdk/secrets.js';
+import { collectPages, sampleUser } from '@scim-gateway/connector-sdk/kit';
+import { PermanentError, type Artifact, type RemoteAccount } from '@scim-gateway/connector-sdk';
+import { validateConfig } from '@scim-gateway/connector-sdk/registry';
+import { createSecretResolver } from '@scim-gateway/connector-sdk';
 import { FAST_KEY_CONFIG, createTestPki } from './test-pki.js';
 import { CLIENT_ADDRESS, SERVER_ADDRESS, TUNNEL_SERVER_ADDRESS, VpnLab, namespaceSupport, type VpnProcess } from './vpn-lab.js';
 

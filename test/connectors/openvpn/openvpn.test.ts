@@ -15,10 +15,10 @@ import { parseCcd } from '../../../connectors/openvpn/ccd.js';
 import { checkCommonName, sanitizeCommonName } from '../../../connectors/openvpn/common-name.js';
 import { parseIndex } from '../../../connectors/openvpn/easyrsa.js';
 import { openvpnConnector } from '../../../connectors/openvpn/index.js';
-import { collectPages, runContractKit, sampleUser } from '../../../connectors/sdk/contract-kit.js';
-import { PermanentError, TransientError, type AccountInput, type Artifact, type RemoteAccount } from '../../../connectors/sdk/contract.js';
-import { validateConfig } from '../../../connectors/sdk/registry.js';
-import { createSecretResolver } from '../../../connectors/sdk/secrets.js';
+import { collectPages, runContractKit, sampleUser, seedThroughConnector } from '@scim-gateway/connector-sdk/kit';
+import { PermanentError, TransientError, type AccountInput, type Artifact, type RemoteAccount } from '@scim-gateway/connector-sdk';
+import { validateConfig } from '@scim-gateway/connector-sdk/registry';
+import { createSecretResolver } from '@scim-gateway/connector-sdk';
 import { connectorConfig, createTestPki, type TestPki } from './test-pki.js';
 import { errorRecorder } from '../../helpers/errors.js';
 
@@ -145,23 +145,48 @@ t.test('a provisioned user receives a complete profile through the delivery link
 });
 
 t.test('contract kit against a real easy-rsa PKI', async (t) => {
-  const kit = connect();
+  // Every instance the kit makes delivers into its own list; together they are what users received.
+  const deliveries: Delivered[][] = [];
+  const kitConnect = (config = baseConfig()) => {
+    const k = connect(config);
+    deliveries.push(k.delivered);
+    return k.instance;
+  };
   const kitUser = user('contract.kit@example.com');
-  await runContractKit(t, { definition: openvpnConnector, instance: kit.instance, entitlement, user: kitUser });
+  const deletedUser = user('contract.kit2@example.com');
+  const seeds = seedThroughConnector(() => kitConnect({ ...baseConfig(), pageSize: 2 }), 3, (i) => user(`contract.seed${i}@example.com`));
+  await runContractKit({
+    test: t.test.bind(t),
+    definition: openvpnConnector,
+    connect: () => kitConnect({ ...baseConfig(), pageSize: 2 }),
+    entitlement,
+    user: kitUser,
+    anotherUser: () => deletedUser,
+    ...seeds,
+    // Disabling revokes the certificate; the ccd file goes when the last entitlement is revoked.
+    disableKeepsGrants: true,
+  });
+  // The seeds leave, so the checks below see the round trip's users only.
+  for (const id of await seeds.seedAccounts()) await kitConnect().deleteAccount!(id);
+  const delivered = deliveries.flat();
 
   await t.test('afterwards openssl reports the certificate revoked, the other user still valid', async (t) => {
-    t.equal(kit.delivered.length, 1, 'one profile was delivered during the round trip');
-    const revoked = await pki.verify(await certFileOf(kit.delivered[0]!));
+    const kitDelivered = delivered.filter((d) => d.artifact.userId === kitUser.userId);
+    t.equal(kitDelivered.length, 1, 'one profile was delivered to the round trip user');
+    const revoked = await pki.verify(await certFileOf(kitDelivered[0]!));
     t.notOk(revoked.ok, 'openssl verify fails for the deprovisioned user');
     t.match(revoked.output, /certificate revoked/, `because of the CRL: ${revoked.output}`);
     const kept = await pki.verify(await certFileOf(keeper.delivered[0]!));
     t.ok(kept.ok, `the still-entitled user's certificate verifies: ${kept.output}`);
     t.match(kept.output, /: OK/);
     t.same(await readdir(pki.ccdDir), ['keeper.one@example.com'], 'only the entitled user has a ccd file');
-    const entry = parseIndex(await readFile(join(pki.pkiDir, 'index.txt'), 'utf8')).find((e) => e.commonName === 'contract.kit@example.com');
+    const index = parseIndex(await readFile(join(pki.pkiDir, 'index.txt'), 'utf8'));
+    const entry = index.find((e) => e.commonName === 'contract.kit@example.com');
     t.equal(entry?.status, 'R', 'the index records the revocation');
     t.equal(entry?.revocationReason, 'cessationOfOperation', 'with its reason');
-    t.notOk(existsSync(join(pki.pkiDir, 'revoked', 'certs_by_serial', `${entry?.serial}.crt`)), 'deleteAccount removed the revoked certificate file');
+    const deleted = index.find((e) => e.commonName === 'contract.kit2@example.com');
+    t.equal(deleted?.status, 'R', 'the deleted user is revoked too');
+    t.notOk(existsSync(join(pki.pkiDir, 'revoked', 'certs_by_serial', `${deleted?.serial}.crt`)), 'deleteAccount removed the revoked certificate file');
   });
 });
 

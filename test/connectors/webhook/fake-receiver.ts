@@ -18,7 +18,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { AccountInput, EntitlementRef } from '../../../connectors/sdk/contract.js';
+import type { AccountInput, EntitlementRef } from '@scim-gateway/connector-sdk';
 import type { WebhookOperation, WebhookRequest } from '../../../connectors/webhook/client.js';
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, verifySignature, type VerifyFailure } from '../../../connectors/webhook/signature.js';
 

@@ -6,10 +6,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
 import t from 'tap';
-import { PermanentError, TransientError, type ConnectorInstance, type ConnectorLogger } from '../../../connectors/sdk/contract.js';
-import { runContractKit, sampleUser } from '../../../connectors/sdk/contract-kit.js';
-import { instantiate, loadConnector } from '../../../connectors/sdk/registry.js';
-import { createSecretResolver } from '../../../connectors/sdk/secrets.js';
+import { PermanentError, TransientError, type ConnectorInstance, type ConnectorLogger } from '@scim-gateway/connector-sdk';
+import { runContractKit, sampleUser, seedThroughConnector } from '@scim-gateway/connector-sdk/kit';
+import { instantiate, loadConnector } from '@scim-gateway/connector-sdk/registry';
+import { createSecretResolver } from '@scim-gateway/connector-sdk';
 import { WebhookClient } from '../../../connectors/webhook/client.js';
 import webhookConnector from '../../../connectors/webhook/index.js';
 import { DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER, signPayload, verifySignature } from '../../../connectors/webhook/signature.js';
@@ -79,15 +79,20 @@ t.teardown(async () => {
 });
 
 t.test('contract kit against the fake receiver', async (t) => {
-  const c = connect();
-  // Other accounts first, so listings span several pages (the fake serves two per page).
-  for (const suffix of ['seed01', 'seed02', 'seed03']) await c.createAccount!(sampleUser(suffix));
   const user = sampleUser('kit001');
-  await runContractKit(t, { definition: webhookConnector, instance: c, entitlement: { id: 'ent-eng', target: { name: 'engineering', role: 'member' } }, user });
-
+  // The fake serves two per page; the seeds make every listing span several.
+  await runContractKit({
+    test: t.test.bind(t),
+    definition: webhookConnector,
+    connect: () => connect(),
+    entitlement: { id: 'ent-eng', target: { name: 'engineering', role: 'member' } },
+    user,
+    ...seedThroughConnector(() => connect(), 5),
+    // What a disabled account keeps is the receiver's business; the fake keeps its grants.
+    disableKeepsGrants: true,
+  });
   const left = [...fake.accounts.values()].find((a) => a.userName === user.userName);
-  t.notOk(left, 'the receiver no longer holds the account');
-  t.same([...(fake.grants.get('engineering') ?? [])], [], 'nor any grant');
+  t.equal(left?.active, false, 'the receiver holds the round-trip account disabled');
 });
 
 t.test('deliveries follow the protocol', async (t) => {

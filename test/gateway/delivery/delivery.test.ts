@@ -12,7 +12,7 @@ import { createToken } from '../../../gateway/auth/tokens.js';
 import { ConfigError, loadCommonConfig, loadGatewayConfig, loadWorkerConfig } from '../../../gateway/config.js';
 import { deliveryFactory, purgeDeliveries } from '../../../gateway/delivery/index.js';
 import { TemporalAccess } from '../../../gateway/temporal.js';
-import { PermanentError, TransientError, type Deliver } from '../../../connectors/sdk/contract.js';
+import { PermanentError, TransientError, type Deliver } from '@scim-gateway/connector-sdk';
 import { createTestDatabase } from '../../helpers/db.js';
 import { startTestGateway, userBody } from '../../helpers/gateway.js';
 import { eventually } from '../../helpers/temporal.js';

@@ -8,7 +8,7 @@ import t from 'tap';
 import { NativeConnection } from '@temporalio/worker';
 import { loadWorkerConfig } from '../../../gateway/config.js';
 import { deliveryFactory } from '../../../gateway/delivery/index.js';
-import { PermanentError } from '../../../connectors/sdk/contract.js';
+import { PermanentError } from '@scim-gateway/connector-sdk';
 import { ConnectorRuntime } from '../../../workflows/activities/connector-runtime.js';
 import { createWorker } from '../../../workflows/worker.js';
 import { startTestStack } from '../../helpers/stack.js';

@@ -8,7 +8,7 @@ import { createTestDatabase } from '../../../helpers/db.js';
 import { startTestGateway } from '../../../helpers/gateway.js';
 import { uniqueTaskQueue } from '../../../helpers/temporal.js';
 
-const FIXTURES = new URL('../../../../../shared/fixtures/rfc7643-7644/', import.meta.url);
+const FIXTURES = new URL('../../../fixtures/rfc7643-7644/', import.meta.url);
 if (!existsSync(FIXTURES)) {
   t.test('RFC 7644 examples', { skip: `RFC fixtures not found at ${FIXTURES.pathname}` }, () => {});
 } else {

@@ -171,6 +171,22 @@ export function defineConnector<S extends TSchema>(def: ConnectorDefinition<S>):
   return def;
 }
 
+/**
+ * Error classes are recognised by a brand, not by identity: a plugin may bring its own copy of this
+ * package (another version, or compiled where the host runs the source), and its errors must still
+ * be classified. `instanceof` on the class itself checks the brand; on a subclass it is the usual
+ * prototype check.
+ */
+function branded(brand: symbol, base: abstract new (...args: never[]) => Error) {
+  Object.defineProperty(base.prototype, brand, { value: true });
+  Object.defineProperty(base, Symbol.hasInstance, {
+    value(this: unknown, x: unknown): boolean {
+      if (this !== base) return Function.prototype[Symbol.hasInstance].call(this, x);
+      return typeof x === 'object' && x !== null && (x as Record<symbol, unknown>)[brand] === true;
+    },
+  });
+}
+
 /** A failure worth retrying later: network errors, 429, 5xx. */
 export class TransientError extends Error {
   constructor(
@@ -196,6 +212,9 @@ export class PermanentError extends Error {
     this.name = 'PermanentError';
   }
 }
+
+branded(Symbol.for('@scim-gateway/connector-sdk:TransientError'), TransientError);
+branded(Symbol.for('@scim-gateway/connector-sdk:PermanentError'), PermanentError);
 
 /** Parses Retry-After (seconds or an HTTP date) into milliseconds from now. */
 export function retryAfterMs(header: string | null | undefined, now = Date.now()): number | undefined {

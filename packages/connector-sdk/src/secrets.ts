@@ -7,7 +7,14 @@
 import { readFile } from 'node:fs/promises';
 import { PermanentError, type SecretResolver } from './contract.js';
 
-const REFERENCE = /^(env:[A-Za-z_][A-Za-z0-9_]*|file:\/.+)$/;
+/**
+ * The shape of a secret reference as a JSON-schema `pattern`, for configuration schemas:
+ * `Type.String({ pattern: SECRET_REFERENCE_PATTERN, description: '…' })` refuses a pasted secret
+ * before anything runs.
+ */
+export const SECRET_REFERENCE_PATTERN = '^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$';
+
+const REFERENCE = new RegExp(SECRET_REFERENCE_PATTERN);
 
 /** True when `value` is a secret reference rather than a secret. */
 export function isSecretReference(value: unknown): value is string {

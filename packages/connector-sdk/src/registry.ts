@@ -12,11 +12,12 @@ import { createSecretResolver } from './secrets.js';
 /** Built-in connectors, loaded on first use. */
 const BUILT_IN: Record<string, () => Promise<unknown>> = {};
 
-/** Registers a built-in connector module loader (connectors/index.ts calls this for each). */
+/** Registers a built-in connector module loader (the gateway's connectors/index.ts calls this for each). */
 export function registerBuiltIn(type: string, load: () => Promise<unknown>): void {
   BUILT_IN[type] = load;
 }
 
+/** The registered built-in type names, sorted. */
 export function builtInTypes(): string[] {
   return Object.keys(BUILT_IN).sort();
 }
@@ -56,10 +57,15 @@ export async function loadConnector(type: string, baseDir = process.cwd()): Prom
   return await pending;
 }
 
-/** Checks configuration against the connector's schema; the message lists every problem. */
-export function validateConfig(def: ConnectorDefinition, config: unknown): void {
-  if (Value.Check(def.configSchema, config)) return;
-  const problems = [...Value.Errors(def.configSchema, config)].slice(0, 10).map((e) => `${e.path || '/'}: ${e.message}`);
+/**
+ * Checks configuration against the connector's schema, after filling in the schema's `default`s;
+ * answers the configuration as the connector will see it (a copy, the input is left as it was).
+ * The error message lists every problem.
+ */
+export function validateConfig(def: ConnectorDefinition, config: unknown): unknown {
+  const filled = Value.Default(def.configSchema, Value.Clone(config));
+  if (Value.Check(def.configSchema, filled)) return filled;
+  const problems = [...Value.Errors(def.configSchema, filled)].slice(0, 10).map((e) => `${e.path || '/'}: ${e.message}`);
   throw new PermanentError(`invalid configuration for connector "${def.type}": ${problems.join('; ')}`, 'invalidConfig');
 }
 
@@ -70,6 +76,6 @@ const quietLog: ConnectorLogger = { info: () => {}, warn: () => {} };
  * passed on as given: absent means the process cannot deliver artifacts to users.
  */
 export function instantiate(def: ConnectorDefinition, config: unknown, opts: Partial<Omit<ConnectorContext<unknown>, 'config'>> = {}): ConnectorInstance {
-  validateConfig(def, config);
-  return def.create({ config: config, secret: opts.secret ?? createSecretResolver(), log: opts.log ?? quietLog, ...(opts.deliver ? { deliver: opts.deliver } : {}) });
+  const filled = validateConfig(def, config);
+  return def.create({ config: filled, secret: opts.secret ?? createSecretResolver(), log: opts.log ?? quietLog, ...(opts.deliver ? { deliver: opts.deliver } : {}) });
 }
