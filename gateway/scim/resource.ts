@@ -89,7 +89,7 @@ export function maxValueBytes(resourceType: ResourceContext['resourceType'], pat
 /**
  * Refuses a string PostgreSQL cannot store or index: NUL (text and jsonb have no place for it), an
  * unpaired UTF-16 surrogate (not valid Unicode, refused by jsonb), or a value over its length
- * limit. Filters refuse the same characters (gateway/scim/filter.ts), so what can be searched for
+ * limit. Filters refuse the same characters (gateway/scim/filter/parse.ts), so what can be searched for
  * and what can be stored agree.
  */
 function storableString(v: string, path: string, ctx: ResourceContext): string {

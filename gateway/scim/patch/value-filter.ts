@@ -14,7 +14,7 @@ export type ElementPredicate = (element: unknown) => boolean;
 
 /**
  * The value filter of a path as a predicate over elements of the target attribute, with the same
- * semantics as filters on list requests (gateway/scim/filter.ts). Names in the filter are
+ * semantics as filters on list requests (gateway/scim/filter/). Names in the filter are
  * sub-attributes of the target; an unknown one is refused up front, even when there is no element.
  */
 export function elementFilter(target: Target, ctx: PatchContext): ElementPredicate {
@@ -34,7 +34,7 @@ export function elementFilter(target: Target, ctx: PatchContext): ElementPredica
 /**
  * `members[value eq "…"]` (Okta removes members one operation each) runs over every member of a
  * group, and matchesElement analyzes the filter again for each element. For a lone eq/ne on a text
- * sub-attribute with a string value this predicate gives the same answers (filter.ts: text compares
+ * sub-attribute with a string value this predicate gives the same answers (filter/evaluate.ts: text compares
  * after foldCase unless caseExact; ne is not eq) without that cost.
  */
 function equalityFastPath(attr: AttributeDef, filter: Filter): ElementPredicate | undefined {

@@ -329,7 +329,7 @@ t.test('value filters', async (t) => {
 });
 
 t.test('a lone eq/ne value filter agrees with the general filter evaluator', async (t) => {
-  // `x eq v` alone takes a shortcut in patch.ts; `x eq v or x eq v` means the same and does not.
+  // `x eq v` alone takes a shortcut in patch/value-filter.ts; `x eq v or x eq v` means the same and does not.
   const tricky = fc.constantFrom('a', 'A', 'z', 'Z', 'i', 'I', 'İ', 'ı', 'k', 'K', '\u212A', 'ß', 'ẞ', 'Σ', 'σ', 'ς', 'é', 'É', '0', '-', '@', '.', '"', ']', '𐐀', '𐐨');
   const text = fc.array(tricky, { maxLength: 6 }).map((cs) => cs.join(''));
   fc.assert(
