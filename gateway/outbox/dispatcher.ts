@@ -23,7 +23,7 @@ import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from '../db/pool.js';
-import { ensureReconcileSchedule, notifyUserChanged, type UserSyncTiming } from '../../workflows/client.js';
+import { ensureReconcileSchedule, notifyUserChanged, startAccessRequest, type UserSyncTiming } from '../../workflows/client.js';
 
 export interface DispatcherOptions {
   db: Db;
@@ -49,7 +49,7 @@ interface ClaimedRow {
   id: number;
   topic: string;
   aggregate_id: string;
-  payload: { userName?: string; reconcileEveryMinutes?: number | null };
+  payload: { userName?: string; reconcileEveryMinutes?: number | null; requester?: string; resource?: string };
   attempts: number;
 }
 
@@ -187,6 +187,11 @@ export class OutboxDispatcher {
       case 'connector.changed':
         await client.withDeadline(Date.now() + timeout, () =>
           ensureReconcileSchedule(client, this.opts.taskQueue, row.aggregate_id, row.payload.reconcileEveryMinutes ?? null),
+        );
+        return;
+      case 'access-request.created':
+        await client.withDeadline(Date.now() + timeout, () =>
+          startAccessRequest(client, this.opts.taskQueue, { requestId: row.aggregate_id, requester: row.payload.requester ?? '', resource: row.payload.resource ?? '' }),
         );
         return;
       default:

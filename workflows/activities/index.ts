@@ -7,6 +7,7 @@ import { Context } from '@temporalio/activity';
 import type { Db } from '../../gateway/db/pool.js';
 import type { ConnectorRuntime } from './connector-runtime.js';
 import { applyStep, planUserSync, recordFailure, validateConnector, type StepInput, type UserPlan } from './provisioning.js';
+import * as access from './access-requests.js';
 import { finishReconcile, reconcilePage, startReconcile, type ReconcileStarted, type ReconcileSummary } from './reconcile.js';
 
 export interface ActivityDeps {
@@ -87,6 +88,25 @@ export function createActivities({ db, connectors }: ActivityDeps) {
       );
       return { outcome: user.deleted || !user.active ? 'deprovisioned' : 'synced' };
     },
+    ...accessRequestActivities(db),
+  };
+}
+
+/** The accessRequest workflow's activities (./access-requests.ts), named to read well in the Temporal UI. */
+function accessRequestActivities(db: Db) {
+  return {
+    /** Reads the request and the policy it was made under. */
+    loadAccessRequest: async ({ requestId }: { requestId: string }) => await access.loadAccessRequest(db, requestId),
+    /** Finds who decides a stage now (never the requester), applying the policy's rule for nobody. */
+    resolveStageApprovers: async ({ requestId, stage }: { requestId: string; stage: number }) => await access.resolveStageApprovers(db, requestId, stage),
+    /** Records an accepted decision and its audit event. */
+    recordDecision: async (input: Parameters<typeof access.recordDecision>[1]) => await access.recordDecision(db, input),
+    /** Records the request's new status and its audit event. */
+    recordRequestStatus: async (input: Parameters<typeof access.recordRequestStatus>[1]) => await access.recordRequestStatus(db, input),
+    /** Writes the grant `request:<id>` for the requested duration and has userSync provision it. */
+    grantRequestedAccess: async ({ requestId }: { requestId: string }) => await access.grantRequestedAccess(db, requestId),
+    /** Whether the granted access has reached the target yet. */
+    checkFulfilment: async ({ requestId }: { requestId: string }) => await access.checkFulfilment(db, requestId),
   };
 }
 

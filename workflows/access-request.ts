@@ -1,0 +1,192 @@
+/**
+ * accessRequest: one workflow per access request (id `access-request:<requestId>`), started through
+ * the outbox when the request is recorded. It takes the request through its policy's serial
+ * stages (each stage's approvers resolved by an activity when the stage opens), waits for
+ * decisions arriving as `decideUpdate`s whose validator refuses anyone who may not decide, and on
+ * approval fulfils: automatically through a grant that userSync provisions, or by leaving it to the
+ * fulfilment group. Stage timeouts and the request's TTL are durable timers.
+ */
+import * as wf from '@temporalio/workflow';
+import type { Activities } from './activities/index.js';
+import {
+  accessRequestStateQuery,
+  accessStatusSearchAttribute,
+  cancelUpdate,
+  CONFLICT,
+  decideUpdate,
+  FORBIDDEN,
+  type AccessRequestInput,
+  type AccessRequestState,
+  type AccessRequestStatus,
+  type AccessStageState,
+  type DecideInput,
+} from './access-request-messages.js';
+
+const { loadAccessRequest, resolveStageApprovers, recordDecision, recordRequestStatus, grantRequestedAccess, checkFulfilment } = wf.proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+const forbidden = (message: string) => wf.ApplicationFailure.create({ type: FORBIDDEN, message, nonRetryable: true });
+
+/** Where the stage stands under its rule: still open, approved or rejected. */
+function verdict(s: AccessStageState): 'open' | 'approved' | 'rejected' {
+  const values = Object.values(s.decisions);
+  const approvals = values.filter((d) => d === 'approve').length;
+  const rejections = values.length - approvals;
+  const undecided = s.approvers.length - values.length;
+  switch (s.rule) {
+    case 'any':
+      if (approvals > 0) return 'approved';
+      return rejections > 0 ? 'rejected' : 'open';
+    case 'all':
+      if (rejections > 0) return 'rejected';
+      return approvals === s.approvers.length ? 'approved' : 'open';
+    case 'quorum': {
+      const needed = s.quorum ?? 1;
+      if (approvals >= needed) return 'approved';
+      // Rejected as soon as the quorum can no longer be reached.
+      return approvals + undecided < needed ? 'rejected' : 'open';
+    }
+  }
+}
+
+export async function accessRequest(input: AccessRequestInput): Promise<AccessRequestState> {
+  const { requestId } = input;
+  const request = await loadAccessRequest({ requestId });
+  const state: AccessRequestState = { requestId, status: request.status, stage: 0, reason: null, stages: [] };
+  const conflict = (message: string) => wf.ApplicationFailure.create({ type: CONFLICT, message, nonRetryable: true, details: [state] });
+  // Decisions accepted, and how many of them the main loop has looked at.
+  let accepted = 0;
+  let evaluated = 0;
+
+  wf.setHandler(accessRequestStateQuery, () => state);
+  wf.setHandler(
+    decideUpdate,
+    async ({ approverId, decision, comment }: DecideInput) => {
+      const current = state.stages[state.stage];
+      // The same decision again (a double click) is not a new one: answer where the request stands.
+      if (current?.decisions[approverId] === decision || (!current?.approvers.includes(approverId) && state.stages.some((s) => s.decisions[approverId] === decision))) {
+        return state;
+      }
+      current!.decisions[approverId] = decision;
+      await recordDecision({ requestId, stage: current!.stage, approverId, decision, ...(comment !== undefined ? { comment } : {}) });
+      const ticket = ++accepted;
+      // Answer once the main loop has applied this decision, so the caller sees its effect.
+      await wf.condition(() => evaluated >= ticket || state.status !== 'pending');
+      return state;
+    },
+    {
+      validator: ({ approverId, decision }: DecideInput) => {
+        if (approverId === request.requesterId) throw forbidden('nobody approves their own request');
+        const current = state.status === 'pending' ? state.stages[state.stage] : undefined;
+        const open = current?.status === 'open';
+        if (open && current.decisions[approverId] === decision) return;
+        if (!(open && current.approvers.includes(approverId)) && state.stages.some((s) => s.decisions[approverId] === decision)) return;
+        if (state.status !== 'pending') throw conflict(`the request is ${state.status}`);
+        if (!open) throw conflict('no stage is open for decisions yet');
+        if (!current.approvers.includes(approverId)) throw forbidden(`not an approver of the current stage (${current.name})`);
+        if (current.decisions[approverId]) throw conflict(`you already decided this stage: ${current.decisions[approverId]}`);
+      },
+    },
+  );
+  wf.setHandler(
+    cancelUpdate,
+    async ({ actorId, asAdmin }) => {
+      if (state.status !== 'pending') return state;
+      state.status = 'cancelled';
+      state.reason = asAdmin ? 'cancelled by an administrator' : 'cancelled by the requester';
+      await recordRequestStatus({ requestId, status: 'cancelled', stage: state.stage, reason: state.reason, stageStatus: 'closed', ...(asAdmin ? {} : { actor: actorId }) });
+      return state;
+    },
+    {
+      validator: ({ actorId, asAdmin }) => {
+        if (!asAdmin && actorId !== request.requesterId) throw forbidden('only the requester can cancel a request');
+        if (state.status !== 'pending') throw conflict(`the request is ${state.status}`);
+      },
+    },
+  );
+
+  const finish = async (status: AccessRequestStatus, reason: string, stageStatus?: 'approved' | 'rejected' | 'closed') => {
+    state.status = status;
+    state.reason = reason;
+    wf.upsertSearchAttributes([{ key: accessStatusSearchAttribute, value: status }]);
+    await recordRequestStatus({ requestId, status, stage: state.stage, reason, ...(stageStatus ? { stageStatus } : {}) });
+  };
+  const done = async () => {
+    await wf.condition(wf.allHandlersFinished);
+    return state;
+  };
+
+  if (request.status !== 'pending') return state;
+  const expiresAt = request.requestTtlSeconds !== null ? request.createdAt + request.requestTtlSeconds * 1000 : undefined;
+
+  for (const [index, def] of request.stages.entries()) {
+    state.stage = index;
+    const resolved = await resolveStageApprovers({ requestId, stage: index });
+    const stage: AccessStageState = { stage: index, name: def.name, rule: def.rule, quorum: def.quorum, approvers: resolved.approvers, decisions: {}, status: 'open' };
+    state.stages.push(stage);
+    if (state.status !== 'pending') return await done();
+    if (resolved.outcome === 'skip') {
+      stage.status = 'skipped';
+      continue;
+    }
+    if (resolved.outcome === 'reject') {
+      stage.status = 'rejected';
+      await finish('rejected', `${def.name}: ${resolved.note}`);
+      return await done();
+    }
+    const stageDeadline = def.timeoutSeconds !== null ? Date.now() + def.timeoutSeconds * 1000 : undefined;
+    for (;;) {
+      const outcome = verdict(stage);
+      if (outcome !== 'open') {
+        stage.status = outcome;
+        break;
+      }
+      const deadline = Math.min(stageDeadline ?? Infinity, expiresAt ?? Infinity);
+      const wake = () => accepted > evaluated || state.status !== 'pending';
+      let woke = true;
+      if (Number.isFinite(deadline)) woke = await wf.condition(wake, Math.max(1, deadline - Date.now()));
+      else await wf.condition(wake);
+      if (state.status !== 'pending') return await done();
+      if (!woke && Date.now() >= deadline) {
+        stage.status = 'closed';
+        const why = expiresAt !== undefined && deadline === expiresAt ? 'the request was not decided in time' : `${def.name} was not decided in time`;
+        await finish('expired', why, 'closed');
+        return await done();
+      }
+      evaluated = accepted;
+    }
+    evaluated = accepted;
+    if (stage.status === 'rejected') {
+      await finish('rejected', `rejected at ${def.name}`, 'rejected');
+      return await done();
+    }
+    await recordRequestStatus({ requestId, status: 'pending', stage: index + 1, reason: `${def.name} approved`, stageStatus: 'approved' });
+  }
+  state.stage = request.stages.length;
+
+  if (request.fulfilment === 'manual') {
+    await finish('approved', 'approved; waiting for the fulfilment group');
+    return await done();
+  }
+  await finish('approved', 'approved; provisioning');
+  await grantRequestedAccess({ requestId });
+  // The user's userSync applies the grant; look until it is there or the connector gave up.
+  const giveUpAt = Date.now() + (input.fulfilmentTimeoutMs ?? 15 * 60_000);
+  let pause = 250;
+  for (;;) {
+    const outcome = await checkFulfilment({ requestId });
+    if (outcome.state === 'done') {
+      await finish('fulfilled', 'the access is in place');
+      break;
+    }
+    if (outcome.state === 'failed' || Date.now() >= giveUpAt) {
+      await finish('failed', outcome.reason ?? 'the access did not reach the target in time');
+      break;
+    }
+    await wf.sleep(pause);
+    pause = Math.min(pause * 2, input.fulfilmentPollMaxMs ?? 30_000);
+  }
+  return await done();
+}
