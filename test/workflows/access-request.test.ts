@@ -1,0 +1,129 @@
+/**
+ * Access requests end to end on the real Temporal dev server and PostgreSQL: a two-stage request
+ * (the requester's manager, then the security group) is decided through the REST API as the
+ * approvers' own personal tokens, and the approved access is provisioned into a real SCIM service
+ * (SCIMMY) by the user's userSync workflow.
+ */
+import t from 'tap';
+import { userBody } from '../helpers/gateway.js';
+import { eventually } from '../helpers/temporal.js';
+import { startTestStack } from '../helpers/stack.js';
+import { startScimmyServer } from '../connectors/scim/scimmy-server.js';
+import { createToken } from '../../gateway/auth/tokens.js';
+
+const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
+const ENTERPRISE = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User';
+
+const { database, gw } = await startTestStack(t, { idleMs: 1000 });
+const target = await startScimmyServer({ token: 'access-target-token' });
+t.teardown(() => target.close());
+process.env.ACCESS_TARGET_TOKEN = 'access-target-token';
+const api = gw.call;
+
+await api('PUT', '/api/connectors/target', { id: 'target', type: 'scim', config: { baseUrl: target.baseUrl, token: 'env:ACCESS_TARGET_TOKEN' } }, 200);
+await api('POST', '/api/entitlements', { connectorId: 'target', name: 'security-tools', target: { group: 'SecurityTools', create: true } }, 201);
+
+const user = async (userName: string, extra: Record<string, unknown> = {}) => (await api('POST', '/scim/v2/Users', userBody(userName, extra), 201)).id as string;
+const bob = await user('bob@example.com');
+const alice = await user('alice@example.com', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User', ENTERPRISE], [ENTERPRISE]: { manager: { value: bob } } });
+const carol = await user('carol@example.com');
+const dave = await user('dave@example.com');
+const eve = await user('eve@example.com');
+await api('POST', '/scim/v2/Groups', { schemas: [GROUP], displayName: 'Security', members: [{ value: carol }, { value: dave }] }, 201);
+
+const tokens: Record<string, string> = {};
+for (const [name, id] of Object.entries({ alice, bob, carol, dave, eve })) tokens[name] = (await createToken(database.db, `personal-${name}`, ['requests'], undefined, id)).token;
+
+/** Calls the API with `who`'s personal token. */
+async function as(who: string, method: 'GET' | 'POST', url: string, payload?: unknown) {
+  const res = await gw.scim({ method, url, token: tokens[who]!, ...(payload !== undefined ? { payload: payload as object, headers: { 'content-type': 'application/json' } } : {}) });
+  return { status: res.statusCode, body: res.json() };
+}
+
+await api(
+  'PUT',
+  '/api/access-policies/security-tools',
+  {
+    entitlement: 'target/security-tools',
+    displayName: 'Security tools',
+    description: 'The security team tooling',
+    aliases: ['sectools'],
+    durations: { defaultSeconds: 3600, maxSeconds: 86_400 },
+    justificationRequired: true,
+    fulfilment: { mode: 'automatic' },
+    stages: [
+      { name: 'manager', approvers: { manager: 1 } },
+      { name: 'security team', approvers: { group: 'Security' } },
+    ],
+  },
+  201,
+);
+
+t.test('manager then security group: approved, decided only by approvers, provisioned into the target', async (t) => {
+  const created = await as('alice', 'POST', '/api/requests', { policy: 'sectools', justification: 'incident response rota' });
+  t.equal(created.status, 201, `the request is created: ${created.body.message ?? ''}`);
+  const id = created.body.id as string;
+  t.equal(created.body.status, 'pending');
+
+  const inbox = await eventually(async () => {
+    const r = await as('bob', 'GET', '/api/approvals');
+    return r.body.find((x: { id: string }) => x.id === id);
+  }, 30_000, "the request in the manager's inbox");
+  t.same(inbox.stages[0].approvers, [bob], 'stage 1 resolves to the requester’s manager');
+
+  const self = await as('alice', 'POST', `/api/requests/${id}/decisions`, { decision: 'approve' });
+  t.equal(self.status, 403, 'the requester cannot approve');
+  t.match(self.body.message, 'own request');
+
+  const outsider = await as('eve', 'POST', `/api/requests/${id}/decisions`, { decision: 'approve', comment: 'let me' });
+  t.equal(outsider.status, 403, 'a non-approver is refused');
+  t.match(outsider.body.message, 'not an approver of the current stage');
+  const refused = await database.db.query(`SELECT approver_id, accepted, refusal FROM access_request_decisions WHERE request_id = $1 AND NOT accepted`, [id]);
+  t.same(refused.rows.map((r) => r.approver_id).sort(), [alice, eve].sort(), 'both refused attempts are recorded');
+  const refusedAudit = await database.db.query(`SELECT actor FROM audit_events WHERE action = 'access-request.decision-refused' AND resource_id = $1`, [id]);
+  t.same(refusedAudit.rows.map((r) => r.actor).sort(), ['alice@example.com', 'eve@example.com'], 'and audited with who tried');
+
+  const early = await as('carol', 'POST', `/api/requests/${id}/decisions`, { decision: 'approve' });
+  t.equal(early.status, 403, 'a later stage’s approver cannot decide the current stage');
+
+  const first = await as('bob', 'POST', `/api/requests/${id}/decisions`, { decision: 'approve', comment: 'ok by me' });
+  t.equal(first.status, 200, `the manager's approval is accepted: ${first.body.message ?? ''}`);
+  t.equal(first.body.stages[0].status, 'approved', 'the manager stage is approved');
+  const again = await as('bob', 'POST', `/api/requests/${id}/decisions`, { decision: 'approve', comment: 'ok by me' });
+  t.equal(again.status, 200, 'a double click is answered with the current state');
+  t.equal(again.body.stages[0].decisions[bob], 'approve');
+
+  await eventually(async () => (await as('carol', 'GET', '/api/approvals')).body.some((x: { id: string }) => x.id === id), 30_000, "the request in the security team's inbox");
+  const changed = await as('bob', 'POST', `/api/requests/${id}/decisions`, { decision: 'reject' });
+  t.equal(changed.status, 403, 'a first-stage approver cannot decide the second stage');
+  const second = await as('carol', 'POST', `/api/requests/${id}/decisions`, { decision: 'approve' });
+  t.equal(second.status, 200, `the security approval is accepted: ${second.body.message ?? ''}`);
+
+  const done = await eventually(async () => {
+    const r = await as('alice', 'GET', `/api/requests/${id}`);
+    return r.body.status === 'fulfilled' || r.body.status === 'failed' ? r.body : undefined;
+  }, 90_000, 'the request to be fulfilled');
+  t.equal(done.status, 'fulfilled', done.reason);
+  const group = target.findGroupByName('SecurityTools');
+  const remote = target.findUserByName('alice@example.com');
+  t.ok(remote, 'alice has an account in the target');
+  t.ok((group?.members as Array<{ value: string }> | undefined)?.some((m) => m.value === remote!.id), 'alice is in the SecurityTools group in the target');
+
+  const { rows: grants } = await database.db.query<{ reason: string; valid_from: Date; valid_until: Date }>(
+    'SELECT reason, valid_from, valid_until FROM grants WHERE id = $1',
+    [done.grantId],
+  );
+  t.equal(grants[0]?.reason, `request:${id}`, "the grant's reason is the request");
+  t.equal(grants[0]!.valid_until.getTime() - grants[0]!.valid_from.getTime(), 3600_000, 'for the default duration, from fulfilment');
+
+  const late = await as('dave', 'POST', `/api/requests/${id}/decisions`, { decision: 'approve' });
+  t.equal(late.status, 409, 'a decision on a closed request conflicts');
+  t.equal(late.body.state.status, 'fulfilled', 'and says where the request stands');
+  const repeat = await as('carol', 'POST', `/api/requests/${id}/decisions`, { decision: 'approve' });
+  t.equal(repeat.status, 200, 'the same decision repeated after the request closed is still idempotent');
+
+  const { rows: decided } = await database.db.query(`SELECT actor, reason FROM audit_events WHERE action = 'access-request.decided' AND resource_id = $1 ORDER BY id`, [id]);
+  t.same(decided.map((r) => r.actor), ['bob@example.com', 'carol@example.com'], 'each accepted decision is audited once');
+  const { rows: statuses } = await database.db.query(`SELECT action FROM audit_events WHERE resource_type = 'AccessRequest' AND resource_id = $1 AND action IN ('access-request.approved', 'access-request.fulfilled')`, [id]);
+  t.same(statuses.map((r) => r.action), ['access-request.approved', 'access-request.fulfilled'], 'approval and fulfilment are in the audit log');
+});
