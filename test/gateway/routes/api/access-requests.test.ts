@@ -1,0 +1,250 @@
+/**
+ * The access-request API against real PostgreSQL and the Temporal dev server: the policy catalogue
+ * and its validation, who may act as whom, what a request is checked against, and how stage rules
+ * (any, all, quorum), the rules for a stage nobody can approve, rejection, cancellation and
+ * expiry play out in the accessRequest workflow.
+ */
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { userBody } from '../../../helpers/gateway.js';
+import { eventually } from '../../../helpers/temporal.js';
+import { startTestStack } from '../../../helpers/stack.js';
+import { memoryTarget } from '../../../fixtures/memory-connector.js';
+import { createToken } from '../../../../gateway/auth/tokens.js';
+
+const PLUGIN = fileURLToPath(new URL('../../../fixtures/memory-connector.ts', import.meta.url));
+const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
+const ENTERPRISE = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User';
+
+const { database, temporal, gw } = await startTestStack(t, { idleMs: 1000 });
+const ns = `access-${temporal.taskQueue}`;
+const target = memoryTarget(ns);
+const api = gw.call;
+
+await api('PUT', '/api/connectors/memory', { id: 'memory', type: PLUGIN, config: { namespace: ns } }, 200);
+await api('POST', '/api/entitlements', { connectorId: 'memory', name: 'prod-db', target: { group: 'prod-db' } }, 201);
+
+const user = async (userName: string, extra: Record<string, unknown> = {}) => (await api('POST', '/scim/v2/Users', userBody(userName, extra), 201)).id as string;
+const ids: Record<string, string> = {};
+for (const name of ['ann', 'ben', 'cat', 'dan', 'fay']) ids[name] = await user(`${name}@example.com`);
+ids.ria = await user('ria@example.com', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User', ENTERPRISE], [ENTERPRISE]: { department: 'Engineering', manager: { value: ids.ann } } });
+ids.out = await user('out@example.com', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User', ENTERPRISE], [ENTERPRISE]: { department: 'Sales' } });
+await api('POST', '/scim/v2/Groups', { schemas: [GROUP], displayName: 'DBAs', members: [{ value: ids.ben }, { value: ids.cat }, { value: ids.dan }] }, 201);
+await api('POST', '/scim/v2/Groups', { schemas: [GROUP], displayName: 'Fallback', members: [{ value: ids.fay }] }, 201);
+await api('POST', '/scim/v2/Groups', { schemas: [GROUP], displayName: 'Empty' }, 201);
+
+const tokens: Record<string, string> = {};
+for (const [name, id] of Object.entries(ids)) tokens[name] = (await createToken(database.db, `personal-${name}`, ['requests'], undefined, id)).token;
+const frontEnd = (await createToken(database.db, 'chat-app', ['requests', 'requests:act-as'])).token;
+
+interface Answer {
+  status: number;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests inspect the JSON freely
+  body: any;
+}
+
+/** Calls the API with a token (a person's name, or a token itself) and optional X-Act-As. */
+async function call(who: string, method: 'GET' | 'POST' | 'PUT', url: string, payload?: unknown, actAs?: string): Promise<Answer> {
+  const res = await gw.scim({
+    method,
+    url,
+    token: tokens[who] ?? who,
+    headers: { ...(payload !== undefined ? { 'content-type': 'application/json' } : {}), ...(actAs ? { 'x-act-as': actAs } : {}) },
+    ...(payload !== undefined ? { payload: payload as object } : {}),
+  });
+  return { status: res.statusCode, body: res.statusCode === 204 ? undefined : res.json() };
+}
+
+const policy = (stages: unknown[], extra: Record<string, unknown> = {}) => ({
+  entitlement: 'memory/prod-db',
+  displayName: 'Production database',
+  durations: { defaultSeconds: 600, maxSeconds: 3600 },
+  fulfilment: { mode: 'automatic' },
+  stages,
+  ...extra,
+});
+
+/** Makes `who` request under `name` and waits until the first stage has been resolved. */
+async function request(who: string, name: string, body: Record<string, unknown> = {}): Promise<string> {
+  const res = await call(who, 'POST', '/api/requests', { policy: name, ...body });
+  if (res.status !== 201) throw new Error(`request ${name}: ${res.status} ${JSON.stringify(res.body)}`);
+  const id = res.body.id as string;
+  await eventually(async () => {
+    const r = await call(who, 'GET', `/api/requests/${id}`);
+    return r.body.stages.length > 0 || r.body.status !== 'pending';
+  }, 30_000, `request ${id} to open its first stage`);
+  return id;
+}
+
+async function settled(id: string): Promise<Answer['body']> {
+  return await eventually(async () => {
+    const r = await call(gw.token, 'GET', `/api/requests/${id}`);
+    return ['pending', 'approved'].includes(r.body.status) ? undefined : r.body;
+  }, 60_000, `request ${id} to settle`);
+}
+
+const decide = (who: string, id: string, decision: 'approve' | 'reject', comment?: string) =>
+  call(who, 'POST', `/api/requests/${id}/decisions`, { decision, ...(comment ? { comment } : {}) });
+
+t.test('the catalogue: create, replace, get by alias, list; bad policies are refused with the reason', async (t) => {
+  const created = await call(gw.token, 'PUT', '/api/access-policies/prod-db', policy([{ approvers: { group: 'DBAs' } }], { aliases: ['database'], owners: { users: ['ann@example.com'] } }));
+  t.equal(created.status, 201, 'a new policy is created');
+  t.equal(created.body.entitlement, 'memory/prod-db');
+  t.same(created.body.owners.userIds, [ids.ann], 'owners are resolved to ids');
+  const replaced = await call(gw.token, 'PUT', '/api/access-policies/prod-db', policy([{ approvers: { group: 'DBAs' } }], { aliases: ['database'], description: 'read-write' }));
+  t.equal(replaced.status, 200, 'an existing policy is replaced');
+  t.equal(replaced.body.id, created.body.id, 'and keeps its id');
+  t.equal((await call(gw.token, 'GET', '/api/access-policies/database')).body.description, 'read-write', 'found by alias');
+  t.ok((await call(gw.token, 'GET', '/api/access-policies')).body.some((p: { name: string }) => p.name === 'prod-db'));
+
+  const bad: Array<[unknown, RegExp]> = [
+    [policy([{ approvers: { group: 'Nope' } }]), /stages\[0\]\.approvers\.group: no group Nope/],
+    [policy([{ approvers: {} }]), /name at least one source of approvers/],
+    [policy([{ approvers: { group: 'DBAs' }, rule: 'quorum' }]), /quorum exactly when/],
+    [policy([{ approvers: { group: 'DBAs' }, whenNobody: 'escalate' }]), /fallbackGroup exactly when/],
+    [policy([{ approvers: { owners: true } }]), /the policy has no owners/],
+    [policy([], { entitlement: 'memory/none' }), /no entitlement memory\/none/],
+    [policy([], { entitlement: undefined }), /automatic fulfilment needs an entitlement/],
+    [policy([], { eligibility: { filter: 'department eq' } }), /eligibility\.filter/],
+    [policy([], { durations: { defaultSeconds: 10, maxSeconds: 5 } }), /longer than maxSeconds/],
+  ];
+  for (const [body, why] of bad) {
+    const res = await call(gw.token, 'PUT', '/api/access-policies/broken', body);
+    t.equal(res.status, 400, `refused: ${String(why)}`);
+    t.match(res.body.message, why);
+  }
+  t.equal((await call(gw.token, 'PUT', '/api/access-policies/laptop-admin', { displayName: 'Laptop admin rights', fulfilment: { mode: 'manual', group: 'Fallback' }, stages: [] })).status, 201, 'a manual-only resource needs no connector');
+  t.equal((await call('ann', 'PUT', '/api/access-policies/x', policy([]))).status, 403, 'a personal token cannot edit the catalogue');
+});
+
+t.test('who is acting: personal tokens act as themselves, act-as tokens name the user', async (t) => {
+  const noPerson = await call(frontEnd, 'GET', '/api/requests');
+  t.equal(noPerson.status, 400, 'a token of no person must name the acting user');
+  t.equal((await call(frontEnd, 'GET', '/api/requests', undefined, 'ria@example.com')).status, 200, 'an act-as token acts as the named user');
+  t.equal((await call(frontEnd, 'GET', '/api/requests', undefined, 'nobody@example.com')).status, 400, 'an unknown user is refused');
+  const other = await call('ria', 'GET', '/api/requests', undefined, 'ann@example.com');
+  t.equal(other.status, 403, 'a personal token cannot act as someone else');
+  t.match(other.body.message, 'acts as its own user only');
+  t.equal((await call('ria', 'GET', '/api/requests', undefined, 'ria@example.com')).status, 200, 'naming oneself is fine');
+  const scimOnly = (await createToken(database.db, 'scim-only', ['scim:read'])).token;
+  t.equal((await call(scimOnly, 'GET', '/api/requests', undefined, 'ria@example.com')).status, 403, 'a token without the requests scope is refused');
+});
+
+t.test('a request is checked against its policy', async (t) => {
+  await api('PUT', '/api/access-policies/eng-only', policy([{ approvers: { group: 'DBAs' } }], { eligibility: { filter: `${ENTERPRISE}:department eq "Engineering"` }, justificationRequired: true }), 201);
+  const outsider = await call('out', 'POST', '/api/requests', { policy: 'eng-only', justification: 'x' });
+  t.equal(outsider.status, 403, 'a user the eligibility filter excludes is refused');
+  t.equal((await call('ria', 'POST', '/api/requests', { policy: 'eng-only' })).status, 400, 'a missing justification is refused');
+  t.equal((await call('ria', 'POST', '/api/requests', { policy: 'eng-only', justification: 'x', durationSeconds: 7200 })).status, 400, 'a duration over the maximum is refused');
+  t.equal((await call('ria', 'POST', '/api/requests', { policy: 'eng-only', justification: 'x', permanent: true })).status, 400, 'permanent access where the policy does not allow it is refused');
+  t.equal((await call('ria', 'POST', '/api/requests', { policy: 'nope' })).status, 404);
+  const ok = await call('ria', 'POST', '/api/requests', { policy: 'eng-only', justification: 'migration' });
+  t.equal(ok.status, 201, 'an eligible, justified request is accepted');
+  t.equal(ok.body.durationSeconds, 600, 'with the default duration');
+  t.equal((await call('ria', 'POST', '/api/requests', { policy: 'eng-only', justification: 'again' })).status, 409, 'one pending request per user and policy');
+  const mine = await call('ria', 'GET', '/api/requests');
+  t.ok(mine.body.some((r: { id: string }) => r.id === ok.body.id), 'it is among my requests');
+  t.equal((await call('out', 'GET', `/api/requests/${ok.body.id}`)).status, 404, "someone else's request is not visible");
+  await eventually(async () => (await call('ria', 'GET', `/api/requests/${ok.body.id}`)).body.stages.length > 0, 30_000, 'the stage to open');
+  t.equal((await call('ben', 'GET', `/api/requests/${ok.body.id}`)).status, 200, 'an approver sees it');
+  const cancelled = await call('ria', 'POST', `/api/requests/${ok.body.id}/cancel`);
+  t.equal(cancelled.status, 200);
+  t.equal(cancelled.body.status, 'cancelled', 'the requester cancels a pending request');
+});
+
+t.test('reject and cancel provision nothing', async (t) => {
+  await api('PUT', '/api/access-policies/any-dba', policy([{ approvers: { group: 'DBAs' }, rule: 'any' }]), 201);
+  const rejected = await request('ria', 'any-dba');
+  const no = await decide('ben', rejected, 'reject', 'not for this');
+  t.equal(no.status, 200);
+  t.equal((await settled(rejected)).status, 'rejected', 'under "any" the first decision decides');
+  t.equal((await decide('cat', rejected, 'approve')).status, 409, 'deciding a rejected request conflicts');
+
+  const cancelled = await request('ria', 'any-dba');
+  t.equal((await call('ben', 'POST', `/api/requests/${cancelled}/cancel`)).status, 403, 'only the requester cancels');
+  t.equal((await call('ria', 'POST', `/api/requests/${cancelled}/cancel`)).body.status, 'cancelled');
+  const late = await decide('ben', cancelled, 'approve');
+  t.equal(late.status, 409, 'deciding a cancelled request conflicts');
+  t.equal(late.body.state.status, 'cancelled');
+
+  const { rows } = await database.db.query(`SELECT 1 FROM grants WHERE reason = ANY($1)`, [[`request:${rejected}`, `request:${cancelled}`]]);
+  t.equal(rows.length, 0, 'no grant was written');
+  t.notOk(target.groups.get('prod-db')?.size, 'nothing reached the target');
+});
+
+t.test('rule "all": every approver must approve; one rejection rejects', async (t) => {
+  await api('PUT', '/api/access-policies/all-dba', policy([{ approvers: { users: ['ben@example.com', 'cat@example.com'] }, rule: 'all' }]), 201);
+  const id = await request('ria', 'all-dba');
+  const one = await decide('ben', id, 'approve');
+  t.equal(one.body.status, 'pending', 'one of two approvals leaves the stage open');
+  t.equal(one.body.stages[0].status, 'open');
+  await decide('cat', id, 'approve');
+  t.equal((await settled(id)).status, 'fulfilled', 'both approvals approve and fulfil');
+  await eventually(async () => target.groups.get('prod-db')?.has(`acct-${ids.ria}`), 30_000, 'ria in prod-db in the target');
+
+  const vetoed = await request('dan', 'all-dba');
+  await decide('ben', vetoed, 'approve');
+  await decide('cat', vetoed, 'reject');
+  t.equal((await settled(vetoed)).status, 'rejected', 'one rejection rejects under "all"');
+});
+
+t.test('rule "quorum": two of three', async (t) => {
+  await api('PUT', '/api/access-policies/quorum-dba', policy([{ approvers: { group: 'DBAs' }, rule: 'quorum', quorum: 2 }], { fulfilment: { mode: 'manual', group: 'Fallback' } }), 201);
+  const id = await request('ria', 'quorum-dba');
+  t.equal((await decide('ben', id, 'approve')).body.status, 'pending', 'one approval is not a quorum');
+  t.equal((await decide('cat', id, 'reject')).body.status, 'pending', 'a quorum is still reachable');
+  await decide('dan', id, 'approve');
+  const now = await eventually(async () => {
+    const r = (await call(gw.token, 'GET', `/api/requests/${id}`)).body;
+    return r.status !== 'pending' ? r : undefined;
+  }, 30_000, 'the quorum request to be decided');
+  t.equal(now.status, 'approved', 'two approvals make the quorum (manual fulfilment leaves it approved)');
+
+  const lost = await request('fay', 'quorum-dba');
+  await decide('ben', lost, 'reject');
+  await decide('cat', lost, 'reject');
+  t.equal((await settled(lost)).status, 'rejected', 'rejected once the quorum cannot be reached');
+});
+
+t.test('a stage nobody can approve: reject, skip or escalate; the requester is never an approver', async (t) => {
+  await api('PUT', '/api/access-policies/nobody-reject', policy([{ approvers: { group: 'Empty' }, whenNobody: 'reject' }]), 201);
+  const rejected = await request('ria', 'nobody-reject');
+  const r = await settled(rejected);
+  t.equal(r.status, 'rejected', 'reject: the request is rejected');
+  t.match(r.reason, 'nobody could approve');
+
+  await api('PUT', '/api/access-policies/nobody-skip', policy([{ approvers: { group: 'Empty' }, whenNobody: 'skip' }, { approvers: { users: ['ben@example.com'] } }], { fulfilment: { mode: 'manual', group: 'Fallback' } }), 201);
+  const skipped = await request('ria', 'nobody-skip');
+  await eventually(async () => (await call('ben', 'GET', '/api/approvals')).body.some((x: { id: string }) => x.id === skipped), 30_000, 'the second stage to open');
+  const view = (await call('ria', 'GET', `/api/requests/${skipped}`)).body;
+  t.equal(view.stages[0].status, 'skipped', 'skip: the empty stage is skipped');
+  t.equal(view.stage, 1, 'and the next one is open');
+
+  await api('PUT', '/api/access-policies/self-only', policy([{ approvers: { manager: 1 }, whenNobody: 'escalate', fallbackGroup: 'Fallback' }]), 201);
+  // ben has no manager, so nobody is found and the fallback group decides.
+  const escalated = await request('ben', 'self-only');
+  const esc = (await call('ben', 'GET', `/api/requests/${escalated}`)).body;
+  t.same(esc.stages[0].approvers, [ids.fay], 'escalate: the fallback group approves');
+  t.equal((await decide('fay', escalated, 'approve')).status, 200);
+
+  // ann's only approver would be ann herself: she is removed, and the rule for nobody applies.
+  await api('PUT', '/api/access-policies/own-owner', policy([{ approvers: { users: ['ann@example.com'] }, whenNobody: 'reject' }]), 201);
+  const own = await request('ann', 'own-owner');
+  t.equal((await settled(own)).status, 'rejected', 'a stage of only the requester counts as nobody');
+});
+
+t.test('the manager N levels up', async (t) => {
+  await api('PUT', '/api/access-policies/manager', policy([{ approvers: { manager: 1 } }], { fulfilment: { mode: 'manual', group: 'Fallback' } }), 201);
+  const id = await request('ria', 'manager');
+  t.same((await call('ria', 'GET', `/api/requests/${id}`)).body.stages[0].approvers, [ids.ann], "ria's manager approves");
+  t.equal((await decide('ann', id, 'approve')).status, 200);
+});
+
+t.test('an undecided stage expires the request after its timeout', async (t) => {
+  await api('PUT', '/api/access-policies/short', policy([{ approvers: { group: 'DBAs' }, timeoutSeconds: 1 }]), 201);
+  const id = await request('ria', 'short');
+  const r = await settled(id);
+  t.equal(r.status, 'expired', 'nobody decided in time');
+  t.match(r.reason, 'not decided in time');
+  t.equal((await decide('ben', id, 'approve')).status, 409, 'an expired request cannot be decided');
+});
