@@ -61,32 +61,45 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
   let evaluated = 0;
 
   wf.setHandler(accessRequestStateQuery, () => state);
+  /** True while a stage is being opened (its approvers resolved): decisions wait for it. */
+  const opening = () => state.status === 'pending' && state.stages[state.stage]?.status !== 'open';
+  /**
+   * Whether `input` is a new decision of the open stage or the repeat of one already made; throws
+   * the 403/409 refusal otherwise.
+   */
+  const judge = ({ approverId, decision }: DecideInput): 'new' | 'repeat' => {
+    if (approverId === request.requesterId) throw forbidden('nobody approves their own request');
+    const current = state.status === 'pending' ? state.stages[state.stage] : undefined;
+    const open = current?.status === 'open';
+    if (open && current.decisions[approverId] === decision) return 'repeat';
+    // The same decision again (a double click), even after its stage or the request closed.
+    if (!(open && current.approvers.includes(approverId)) && state.stages.some((s) => s.decisions[approverId] === decision)) return 'repeat';
+    if (state.status !== 'pending') throw conflict(`the request is ${state.status}`);
+    if (!open) throw conflict('no stage is open for decisions');
+    if (!current.approvers.includes(approverId)) throw forbidden(`not an approver of the current stage (${current.name})`);
+    if (current.decisions[approverId]) throw conflict(`you already decided this stage: ${current.decisions[approverId]}`);
+    return 'new';
+  };
+
   wf.setHandler(
     decideUpdate,
-    async ({ approverId, decision, comment }: DecideInput) => {
-      const current = state.stages[state.stage];
-      // The same decision again (a double click) is not a new one: answer where the request stands.
-      if (current?.decisions[approverId] === decision || (!current?.approvers.includes(approverId) && state.stages.some((s) => s.decisions[approverId] === decision))) {
-        return state;
-      }
-      current!.decisions[approverId] = decision;
-      await recordDecision({ requestId, stage: current!.stage, approverId, decision, ...(comment !== undefined ? { comment } : {}) });
+    async (input: DecideInput) => {
+      // A decision that arrived while the stage was being opened is judged once it is open.
+      await wf.condition(() => !opening());
+      if (judge(input) === 'repeat') return state;
+      const { approverId, decision, comment } = input;
+      const current = state.stages[state.stage]!;
+      current.decisions[approverId] = decision;
+      await recordDecision({ requestId, stage: current.stage, approverId, decision, ...(comment !== undefined ? { comment } : {}) });
       const ticket = ++accepted;
       // Answer once the main loop has applied this decision, so the caller sees its effect.
       await wf.condition(() => evaluated >= ticket || state.status !== 'pending');
       return state;
     },
     {
-      validator: ({ approverId, decision }: DecideInput) => {
-        if (approverId === request.requesterId) throw forbidden('nobody approves their own request');
-        const current = state.status === 'pending' ? state.stages[state.stage] : undefined;
-        const open = current?.status === 'open';
-        if (open && current.decisions[approverId] === decision) return;
-        if (!(open && current.approvers.includes(approverId)) && state.stages.some((s) => s.decisions[approverId] === decision)) return;
-        if (state.status !== 'pending') throw conflict(`the request is ${state.status}`);
-        if (!open) throw conflict('no stage is open for decisions yet');
-        if (!current.approvers.includes(approverId)) throw forbidden(`not an approver of the current stage (${current.name})`);
-        if (current.decisions[approverId]) throw conflict(`you already decided this stage: ${current.decisions[approverId]}`);
+      // Refused here, nothing reaches history; a decision during a stage's opening is judged by the handler.
+      validator: (input: DecideInput) => {
+        if (input.approverId === request.requesterId || !opening()) judge(input);
       },
     },
   );

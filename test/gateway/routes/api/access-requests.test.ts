@@ -248,3 +248,23 @@ t.test('an undecided stage expires the request after its timeout', async (t) => 
   t.match(r.reason, 'not decided in time');
   t.equal((await decide('ben', id, 'approve')).status, 409, 'an expired request cannot be decided');
 });
+
+t.test('a request still pending after its TTL expires', async (t) => {
+  await api('PUT', '/api/access-policies/ttl', policy([{ approvers: { group: 'DBAs' } }, { approvers: { users: ['fay@example.com'] } }], { requestTtlSeconds: 2 }), 201);
+  const id = await request('ria', 'ttl');
+  await decide('ben', id, 'approve');
+  const r = await settled(id);
+  t.equal(r.status, 'expired', 'the second stage was still open when the TTL ran out');
+  t.match(r.reason, 'the request was not decided in time');
+});
+
+t.test('time-bound access is removed from the target when it ends', async (t) => {
+  await api('POST', '/api/entitlements', { connectorId: 'memory', name: 'break-glass', target: { group: 'break-glass' } }, 201);
+  await api('PUT', '/api/access-policies/break-glass', policy([{ approvers: { users: ['ben@example.com'] } }], { entitlement: 'memory/break-glass', durations: { maxSeconds: 3 } }), 201);
+  const id = await request('ria', 'break-glass');
+  await decide('ben', id, 'approve');
+  t.equal((await settled(id)).status, 'fulfilled', 'granted for its maximum duration');
+  t.ok(target.groups.get('break-glass')?.has(`acct-${ids.ria}`), 'the access is in the target');
+  await eventually(async () => !target.groups.get('break-glass')?.has(`acct-${ids.ria}`), 30_000, 'the access to be removed when it ends');
+  t.pass('the access ended by itself');
+});
