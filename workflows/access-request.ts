@@ -140,8 +140,8 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
     const stage: AccessStageState = { stage: index, name: def.name, rule: def.rule, quorum: def.quorum, approvers: resolved.approvers, decisions: {}, status: 'open' };
     state.stages.push(stage);
     if (state.status !== 'pending') return await done();
-    if (resolved.outcome === 'skip') {
-      stage.status = 'skipped';
+    if (resolved.outcome === 'skip' || resolved.outcome === 'approve') {
+      stage.status = resolved.outcome === 'skip' ? 'skipped' : 'approved';
       continue;
     }
     if (resolved.outcome === 'reject') {

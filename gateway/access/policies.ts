@@ -31,6 +31,8 @@ export interface PolicyStage {
   fallbackGroupId: string | null;
   /** The stage expires the request when undecided for this long; null: no limit. */
   timeoutSeconds: number | null;
+  /** A SCIM filter on the requester: when it matches, the stage approves itself. */
+  autoApprove?: string | null;
 }
 
 /** A policy as the API answers it and as a request keeps it. */
@@ -71,6 +73,7 @@ export interface AccessPolicyBody {
     whenNobody?: 'reject' | 'skip' | 'escalate';
     fallbackGroup?: string;
     timeoutSeconds?: number;
+    autoApprove?: string;
   }>;
   requestTtlSeconds?: number;
 }
@@ -139,6 +142,7 @@ export const AccessPolicyBodySchema = {
           whenNobody: { type: 'string', enum: ['reject', 'skip', 'escalate'], description: 'when the stage resolves to nobody but the requester' },
           fallbackGroup: { type: 'string', minLength: 1, description: 'escalate: the group that approves instead' },
           timeoutSeconds: { type: 'integer', minimum: 1, description: 'an undecided stage expires the request after this long' },
+          autoApprove: { type: 'string', minLength: 1, description: 'SCIM filter on the requester; when it matches, the stage is approved without anyone deciding' },
         },
       },
     },
@@ -197,6 +201,13 @@ export async function resolvePolicy(db: Queryable, name: string, body: AccessPol
     if ((rule === 'quorum') !== (s.quorum !== undefined)) throw new PolicyError(`${where}: give quorum exactly when the rule is "quorum"`);
     const whenNobody = s.whenNobody ?? 'reject';
     if ((whenNobody === 'escalate') !== (s.fallbackGroup !== undefined)) throw new PolicyError(`${where}: give fallbackGroup exactly when whenNobody is "escalate"`);
+    if (s.autoApprove !== undefined) {
+      try {
+        parseFilter(s.autoApprove);
+      } catch (err) {
+        throw new PolicyError(`${where}.autoApprove: ${err instanceof ScimError ? err.detail : String(err)}`);
+      }
+    }
     stages.push({
       name: s.name ?? `stage ${i + 1}`,
       approvers: {
@@ -210,6 +221,7 @@ export async function resolvePolicy(db: Queryable, name: string, body: AccessPol
       whenNobody,
       fallbackGroupId: await groupId(db, s.fallbackGroup, `${where}.fallbackGroup`),
       timeoutSeconds: s.timeoutSeconds ?? null,
+      autoApprove: s.autoApprove ?? null,
     });
   }
   return {

@@ -10,6 +10,10 @@ import { withTransaction } from '../../gateway/db/pool.js';
 import { enqueueUserChanges } from '../../gateway/outbox/outbox.js';
 import type { AccessPolicy, PolicyStage } from '../../gateway/access/policies.js';
 import type { Decision, RequestStatus } from '../../gateway/access/requests.js';
+import { matchesFilter, parseFilter } from '../../gateway/scim/filter.js';
+import { SchemaRegistry } from '../../gateway/scim/schemas.js';
+
+const registry = new SchemaRegistry();
 
 /** What the workflow needs to know about its request. */
 export interface LoadedRequest {
@@ -25,7 +29,7 @@ export interface LoadedRequest {
 
 /** A stage's approvers, or what to do because there are none. */
 export interface ResolvedStage {
-  outcome: 'open' | 'skip' | 'reject';
+  outcome: 'open' | 'skip' | 'reject' | 'approve';
   approvers: string[];
   /** How the approvers were found, for the record (e.g. "escalated to group …"). */
   note: string;
@@ -107,12 +111,18 @@ export async function resolveStageApprovers(db: Db, requestId: string, stage: nu
     [requestId, stage],
   );
   if (known[0]) {
-    const outcome = known[0].status === 'skipped' ? 'skip' : known[0].approver_ids.length === 0 ? 'reject' : 'open';
+    const outcome =
+      known[0].status === 'skipped' ? 'skip' : known[0].status === 'approved' && known[0].approver_ids.length === 0 ? 'approve' : known[0].approver_ids.length === 0 ? 'reject' : 'open';
     return { outcome, approvers: known[0].approver_ids, note: known[0].resolution };
   }
   const r = await loadRow(db, requestId);
   const s = r.policy.stages[stage];
   if (!s) throw new Error(`access request ${requestId} has no stage ${stage}`);
+  if (s.autoApprove && (await requesterMatches(db, r.requester_id, s.autoApprove))) {
+    const note = `approved automatically: the requester matches ${s.autoApprove}`;
+    await openStage(db, requestId, stage, s.name, [], note, 'approved', 'approve');
+    return { outcome: 'approve', approvers: [], note };
+  }
   const found = new Set<string>(await activeUsers(db, s.approvers.userIds));
   if (s.approvers.groupId) for (const id of await groupMembers(db, s.approvers.groupId)) found.add(id);
   if (s.approvers.managerLevels !== null) {
@@ -141,19 +151,35 @@ export async function resolveStageApprovers(db: Db, requestId: string, stage: nu
       note = 'nobody could approve; the request is rejected';
     }
   }
+  await openStage(db, requestId, stage, s.name, outcome === 'open' ? approvers : [], note, outcome === 'skip' ? 'skipped' : outcome === 'reject' ? 'rejected' : 'open', outcome);
+  return { outcome, approvers: outcome === 'open' ? approvers : [], note };
+}
+
+/** Whether the requester matches a SCIM filter (evaluated like birthright rule conditions). */
+async function requesterMatches(db: Db, userId: string, filter: string): Promise<boolean> {
+  const { rows } = await db.query<{ resource: Record<string, unknown> }>('SELECT resource FROM users WHERE id = $1', [userId]);
+  if (!rows[0]) return false;
+  try {
+    return matchesFilter(parseFilter(filter), { ...rows[0].resource, id: userId }, registry, 'User');
+  } catch {
+    return false; // a condition the API accepted but that no longer parses approves nothing
+  }
+}
+
+/** Records a stage as opened (once) with its approvers and how they were found, and audits it. */
+async function openStage(db: Db, requestId: string, stage: number, name: string, approvers: string[], note: string, status: string, outcome: string): Promise<void> {
   await withTransaction(db, async (tx) => {
     const inserted = await tx.query(
       `INSERT INTO access_request_stages (request_id, stage, approver_ids, resolution, status) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
-      [requestId, stage, outcome === 'open' ? approvers : [], note, outcome === 'skip' ? 'skipped' : outcome === 'reject' ? 'rejected' : 'open'],
+      [requestId, stage, approvers, note, status],
     );
     if ((inserted.rowCount ?? 0) === 0) return;
     await tx.query('UPDATE access_requests SET stage = $2, updated_at = now() WHERE id = $1', [requestId, stage]);
     await tx.query(
       `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'access-request.stage-opened', 'AccessRequest', $2, $3, $4)`,
-      [`access-request:${requestId}`, requestId, note, JSON.stringify({ stage, name: s.name, approverIds: approvers, outcome })],
+      [`access-request:${requestId}`, requestId, note, JSON.stringify({ stage, name, approverIds: approvers, outcome })],
     );
   });
-  return { outcome, approvers: outcome === 'open' ? approvers : [], note };
 }
 
 /** Records an accepted decision and its audit event (once, however often it runs). */

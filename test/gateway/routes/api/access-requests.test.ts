@@ -268,3 +268,20 @@ t.test('time-bound access is removed from the target when it ends', async (t) =>
   await eventually(async () => !target.groups.get('break-glass')?.has(`acct-${ids.ria}`), 30_000, 'the access to be removed when it ends');
   t.pass('the access ended by itself');
 });
+
+t.test('auto-approval: a stage whose condition matches the requester approves itself', async (t) => {
+  const dept = `${ENTERPRISE}:department eq "Engineering"`;
+  t.equal((await call(gw.token, 'PUT', '/api/access-policies/bad-auto', policy([{ approvers: { group: 'DBAs' }, autoApprove: 'department eq' }]))).status, 400, 'the condition must be a SCIM filter');
+  await api('PUT', '/api/access-policies/auto', policy([{ approvers: { group: 'DBAs' }, autoApprove: dept }, { approvers: { users: ['fay@example.com'] } }], { fulfilment: { mode: 'manual', group: 'Fallback' } }), 201);
+  const engineer = await request('ria', 'auto');
+  await eventually(async () => (await call('fay', 'GET', '/api/approvals')).body.some((x: { id: string }) => x.id === engineer), 30_000, 'the second stage to open');
+  const view = (await call('ria', 'GET', `/api/requests/${engineer}`)).body;
+  t.equal(view.stages[0].status, 'approved', 'the engineer’s first stage approved itself');
+  t.same(view.stages[0].approvers, [], 'without approvers');
+  const { rows } = await database.db.query(`SELECT reason FROM audit_events WHERE action = 'access-request.stage-opened' AND resource_id = $1 ORDER BY id LIMIT 1`, [engineer]);
+  t.match(rows[0]?.reason, 'approved automatically', 'the audit log says why');
+
+  const other = await request('out', 'auto');
+  const otherView = (await call('out', 'GET', `/api/requests/${other}`)).body;
+  t.equal(otherView.stages[0].status, 'open', 'someone the condition does not match waits for the DBAs');
+});
