@@ -54,6 +54,22 @@ export interface CancelInput {
   asAdmin?: boolean;
 }
 
+export interface CompleteTaskInput {
+  taskId: string;
+  /** The directory user closing the task; must be one of its assignees. */
+  actorId: string;
+  outcome: 'done' | 'failed';
+  note?: string;
+}
+
+/** The state of the request's manual task, as closing it answers. */
+export interface AccessTaskState {
+  taskId: string;
+  kind: 'grant' | 'revoke';
+  status: 'open' | 'done' | 'failed';
+  request: AccessRequestState;
+}
+
 /**
  * Failure types a refused Update carries (`ApplicationFailure.type`), so front ends answer 403 or
  * 409 without parsing messages.
@@ -65,4 +81,6 @@ export const CONFLICT = 'AccessConflict';
 export const decideUpdate = defineUpdate<AccessRequestState, [DecideInput]>('decide');
 /** The requester withdraws a pending request. */
 export const cancelUpdate = defineUpdate<AccessRequestState, [CancelInput]>('cancel');
+/** A fulfilment group member reports a manual task done or failed. */
+export const completeTaskUpdate = defineUpdate<AccessTaskState, [CompleteTaskInput]>('completeTask');
 export const accessRequestStateQuery = defineQuery<AccessRequestState>('accessRequestState');

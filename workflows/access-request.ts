@@ -12,6 +12,7 @@ import {
   accessRequestStateQuery,
   accessStatusSearchAttribute,
   cancelUpdate,
+  completeTaskUpdate,
   CONFLICT,
   decideUpdate,
   FORBIDDEN,
@@ -19,10 +20,13 @@ import {
   type AccessRequestState,
   type AccessRequestStatus,
   type AccessStageState,
+  type AccessTaskState,
+  type CompleteTaskInput,
   type DecideInput,
 } from './access-request-messages.js';
 
-const { loadAccessRequest, resolveStageApprovers, recordDecision, recordRequestStatus, grantRequestedAccess, checkFulfilment } = wf.proxyActivities<Activities>({
+const { loadAccessRequest, resolveStageApprovers, recordDecision, recordRequestStatus, grantRequestedAccess, checkFulfilment, openFulfilmentTask, closeFulfilmentTask } =
+  wf.proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });
@@ -120,6 +124,38 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
     },
   );
 
+  // Manual fulfilment: the open task, if any, and what its assignees reported.
+  let task: { taskId: string; kind: 'grant' | 'revoke'; assignees: string[]; status: 'open' | 'done' | 'failed'; closing?: 'done' | 'failed'; note?: string } | undefined;
+  const taskState = (): AccessTaskState => ({ taskId: task!.taskId, kind: task!.kind, status: task!.status, request: state });
+  wf.setHandler(
+    completeTaskUpdate,
+    async ({ actorId, outcome, note }: CompleteTaskInput) => {
+      if (task!.closing) {
+        await wf.condition(() => task!.status !== 'open');
+        return taskState();
+      }
+      task!.closing = outcome;
+      await closeFulfilmentTask({ taskId: task!.taskId, actorId, outcome, ...(note !== undefined ? { note } : {}) });
+      task!.status = outcome;
+      if (note !== undefined) task!.note = note;
+      return taskState();
+    },
+    {
+      validator: ({ taskId, actorId, outcome }: CompleteTaskInput) => {
+        if (!task || task.taskId !== taskId) throw conflict('the task is not open');
+        if (!task.assignees.includes(actorId)) throw forbidden('not a member of the fulfilment group of this task');
+        const reported = task.closing ?? (task.status === 'open' ? undefined : task.status);
+        if (reported && reported !== outcome) throw conflict(`the task is ${reported}`);
+      },
+    },
+  );
+  const manualTask = async (kind: 'grant' | 'revoke') => {
+    const opened = await openFulfilmentTask({ requestId, kind });
+    task = { ...opened, kind, status: 'open' };
+    await wf.condition(() => task!.status !== 'open');
+    return task;
+  };
+
   const finish = async (status: AccessRequestStatus, reason: string, stageStatus?: 'approved' | 'rejected' | 'closed') => {
     state.status = status;
     state.reason = reason;
@@ -181,6 +217,17 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
 
   if (request.fulfilment === 'manual') {
     await finish('approved', 'approved; waiting for the fulfilment group');
+    const given = await manualTask('grant');
+    if (given.status === 'failed') {
+      await finish('failed', given.note ?? 'the fulfilment group could not give the access');
+      return await done();
+    }
+    await finish('fulfilled', given.note ?? 'the fulfilment group gave the access');
+    if (request.durationSeconds !== null) {
+      // Time-bound access given by hand is taken away by hand: a revocation task when it ends.
+      await wf.sleep(request.durationSeconds * 1000);
+      await manualTask('revoke');
+    }
     return await done();
   }
   await finish('approved', 'approved; provisioning');

@@ -17,11 +17,14 @@ import {
   accessResourceSearchAttribute,
   accessStatusSearchAttribute,
   cancelUpdate,
+  completeTaskUpdate,
   CONFLICT,
   decideUpdate,
   FORBIDDEN,
   type AccessRequestState,
+  type AccessTaskState,
   type CancelInput,
+  type CompleteTaskInput,
   type DecideInput,
 } from './access-request-messages.js';
 import { ApplicationFailure } from '@temporalio/common';
@@ -259,4 +262,9 @@ export async function decideAccessRequest(client: Client, requestId: string, inp
 /** Cancels a pending request; throws like {@link decideAccessRequest}. */
 export async function cancelAccessRequest(client: Client, requestId: string, input: CancelInput): Promise<AccessRequestState> {
   return await accessUpdate(client, requestId, (h) => h.executeUpdate(cancelUpdate, { args: [input] }));
+}
+
+/** Reports the request's manual task done or failed; throws like {@link decideAccessRequest}. */
+export async function completeAccessTask(client: Client, requestId: string, input: CompleteTaskInput): Promise<AccessTaskState> {
+  return await accessUpdate(client, requestId, (h) => h.executeUpdate(completeTaskUpdate, { args: [input] }));
 }

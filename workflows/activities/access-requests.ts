@@ -23,6 +23,8 @@ export interface LoadedRequest {
   stages: Array<Pick<PolicyStage, 'name' | 'rule' | 'quorum' | 'timeoutSeconds'>>;
   requestTtlSeconds: number | null;
   fulfilment: 'automatic' | 'manual';
+  /** How long the access lasts once given (seconds); null: until taken away. */
+  durationSeconds: number | null;
   /** When the request was made (epoch ms), so its TTL counts from then even after a restart. */
   createdAt: number;
 }
@@ -58,6 +60,7 @@ export async function loadAccessRequest(db: Db, requestId: string): Promise<Load
     stages: r.policy.stages.map((s) => ({ name: s.name, rule: s.rule, quorum: s.quorum, timeoutSeconds: s.timeoutSeconds })),
     requestTtlSeconds: r.policy.requestTtlSeconds,
     fulfilment: r.policy.fulfilment.mode,
+    durationSeconds: r.duration_s,
     createdAt: r.created_at.getTime(),
   };
 }
@@ -284,4 +287,53 @@ export async function checkFulfilment(db: Db, requestId: string): Promise<Fulfil
   if (row.applied) return { state: 'done' };
   if (row.last_error) return { state: 'failed', reason: row.last_error };
   return { state: 'waiting' };
+}
+
+/** A manual fulfilment task as the workflow sees it. */
+export interface OpenedTask {
+  taskId: string;
+  assignees: string[];
+}
+
+/**
+ * Opens the request's manual task of `kind` for the members of its fulfilment group (once: running
+ * it again answers the same task), with its audit event.
+ */
+export async function openFulfilmentTask(db: Db, requestId: string, kind: 'grant' | 'revoke'): Promise<OpenedTask> {
+  const { rows: known } = await db.query<{ id: string; assignee_ids: string[] }>('SELECT id, assignee_ids FROM access_tasks WHERE request_id = $1 AND kind = $2', [requestId, kind]);
+  if (known[0]) return { taskId: known[0].id, assignees: known[0].assignee_ids };
+  const r = await loadRow(db, requestId);
+  const groupId = r.policy.fulfilment.groupId;
+  const assignees = groupId ? (await groupMembers(db, groupId)).filter((id) => id !== r.requester_id) : [];
+  const id = randomUUID();
+  return await withTransaction(db, async (tx) => {
+    const { rows } = await tx.query<{ id: string; assignee_ids: string[] }>(
+      `INSERT INTO access_tasks (id, request_id, kind, group_id, assignee_ids, instructions) VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (request_id, kind) DO UPDATE SET kind = EXCLUDED.kind RETURNING id, assignee_ids`,
+      [id, requestId, kind, groupId, assignees, r.policy.fulfilment.instructions],
+    );
+    if (rows[0]!.id === id) {
+      await tx.query(
+        `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'access-task.opened', 'AccessTask', $2, $3, $4)`,
+        [`access-request:${requestId}`, id, kind === 'grant' ? 'manual fulfilment' : 'time-bound access ended', JSON.stringify({ requestId, kind, assigneeIds: assignees })],
+      );
+    }
+    return { taskId: rows[0]!.id, assignees: rows[0]!.assignee_ids };
+  });
+}
+
+/** Records a task as done or failed by `actorId`, with its note and audit event (once). */
+export async function closeFulfilmentTask(db: Db, t: { taskId: string; actorId: string; outcome: 'done' | 'failed'; note?: string }): Promise<void> {
+  await withTransaction(db, async (tx) => {
+    const { rows } = await tx.query<{ request_id: string; kind: string }>(
+      `UPDATE access_tasks SET status = $3, closed_by = $2, note = $4, closed_at = now() WHERE id = $1 AND status IN ('open', 'claimed') RETURNING request_id, kind`,
+      [t.taskId, t.actorId, t.outcome, t.note ?? null],
+    );
+    if (!rows[0]) return;
+    await tx.query(
+      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
+       SELECT u.user_name, $3, 'AccessTask', $2, COALESCE($4, $5), $6 FROM users u WHERE u.id = $1`,
+      [t.actorId, t.taskId, `access-task.${t.outcome}`, t.note ?? null, t.outcome, JSON.stringify({ requestId: rows[0].request_id, kind: rows[0].kind })],
+    );
+  });
 }

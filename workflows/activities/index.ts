@@ -105,6 +105,10 @@ function accessRequestActivities(db: Db) {
     recordRequestStatus: async (input: Parameters<typeof access.recordRequestStatus>[1]) => await access.recordRequestStatus(db, input),
     /** Writes the grant `request:<id>` for the requested duration and has userSync provision it. */
     grantRequestedAccess: async ({ requestId }: { requestId: string }) => await access.grantRequestedAccess(db, requestId),
+    /** Opens a manual fulfilment (or revocation) task for the fulfilment group. */
+    openFulfilmentTask: async ({ requestId, kind }: { requestId: string; kind: 'grant' | 'revoke' }) => await access.openFulfilmentTask(db, requestId, kind),
+    /** Records a manual task as done or failed, with its note. */
+    closeFulfilmentTask: async (input: Parameters<typeof access.closeFulfilmentTask>[1]) => await access.closeFulfilmentTask(db, input),
     /** Whether the granted access has reached the target yet. */
     checkFulfilment: async ({ requestId }: { requestId: string }) => await access.checkFulfilment(db, requestId),
   };

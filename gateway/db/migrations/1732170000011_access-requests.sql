@@ -82,7 +82,29 @@ CREATE TABLE access_request_decisions (
 CREATE INDEX access_request_decisions_request_idx ON access_request_decisions (request_id, id);
 CREATE UNIQUE INDEX access_request_decisions_once_key ON access_request_decisions (request_id, stage, approver_id) WHERE accepted;
 
+-- Manual fulfilment: a task for the fulfilment group to give the access (kind grant) and, when
+-- time-bound access ends, to take it away again (kind revoke). Access counts as granted only once
+-- the grant task is done.
+CREATE TABLE access_tasks (
+  id           uuid PRIMARY KEY,
+  request_id   uuid NOT NULL REFERENCES access_requests (id),
+  kind         text NOT NULL CHECK (kind IN ('grant', 'revoke')),
+  group_id     uuid REFERENCES groups (id),
+  assignee_ids uuid[] NOT NULL,
+  instructions text,
+  status       text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'claimed', 'done', 'failed')),
+  claimed_by   uuid REFERENCES users (id),
+  closed_by    uuid REFERENCES users (id),
+  note         text,
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  claimed_at   timestamptz,
+  closed_at    timestamptz,
+  UNIQUE (request_id, kind)
+);
+CREATE INDEX access_tasks_open_idx ON access_tasks USING gin (assignee_ids) WHERE status IN ('open', 'claimed');
+
 -- Down Migration
+DROP TABLE access_tasks;
 DROP TABLE access_request_decisions;
 DROP TABLE access_request_stages;
 DROP TABLE access_requests;

@@ -25,7 +25,8 @@ import {
   type AccessRequestView,
   type Decision,
 } from '../../access/requests.js';
-import { AccessRequestNotRunning, AccessRequestRefusal, cancelAccessRequest, decideAccessRequest } from '../../../workflows/client.js';
+import { AccessRequestNotRunning, AccessRequestRefusal, cancelAccessRequest, completeAccessTask, decideAccessRequest } from '../../../workflows/client.js';
+import { claimTask, getTask, tasksOf } from '../../access/tasks.js';
 import { sendApiError } from './errors.js';
 
 const fail = sendApiError;
@@ -285,6 +286,67 @@ const accessRequests: FastifyPluginAsync = async (app) => {
       if (view.status === 'pending') return fail(reply, 503, 'the request is being started; try again shortly');
       if (view.stages.some((s) => s.decisions[me.userId] === decision)) return state;
       return await refused(409, `the request is ${view.status}`, state);
+    },
+  );
+
+  // ------------------------------------------------------------------ manual fulfilment tasks
+
+  app.get('/api/tasks', { onRequest: requests, schema: { ...people, summary: "Manual fulfilment and revocation tasks of the acting user's fulfilment groups" } }, async (request, reply) => {
+    const me = await actor(request, reply);
+    if (!me) return reply;
+    return await tasksOf(app.db, me.userId);
+  });
+
+  app.post<{ Params: { id: string } }>(
+    '/api/tasks/:id/claim',
+    { onRequest: requests, schema: { ...people, summary: 'Claim an open task (an assignee)', params: IdParams } },
+    async (request, reply) => {
+      const me = await actor(request, reply);
+      if (!me) return reply;
+      const found = await getTask(app.db, request.params.id);
+      if (!found || !found.assignees.includes(me.userId)) return fail(reply, 404, `no task ${request.params.id} of yours`);
+      if (!(await claimTask(app.db, request.params.id, me.userId, me.userName))) {
+        return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `the task is ${found.task.status}`, task: found.task });
+      }
+      return (await getTask(app.db, request.params.id))!.task;
+    },
+  );
+
+  app.post<{ Params: { id: string }; Body: { outcome: 'done' | 'failed'; note?: string } }>(
+    '/api/tasks/:id/complete',
+    {
+      onRequest: requests,
+      schema: {
+        ...people,
+        summary: 'Report a task done (the access was given or taken away) or failed, with a note the requester can read',
+        params: IdParams,
+        body: {
+          type: 'object',
+          required: ['outcome'],
+          additionalProperties: false,
+          properties: { outcome: { type: 'string', enum: ['done', 'failed'] }, note: { type: 'string', maxLength: 4000 } },
+        },
+      },
+    },
+    async (request, reply) => {
+      const me = await actor(request, reply);
+      if (!me) return reply;
+      const found = await getTask(app.db, request.params.id);
+      if (!found) return fail(reply, 404, `no task ${request.params.id}`);
+      const client = await temporalClient(reply);
+      if (!client) return reply;
+      const { outcome, note } = request.body;
+      try {
+        return await completeAccessTask(client, found.task.requestId, { taskId: found.task.id, actorId: me.userId, outcome, ...(note !== undefined ? { note } : {}) });
+      } catch (err) {
+        if (err instanceof AccessRequestRefusal) return refusal(reply, err);
+        if (!(err instanceof AccessRequestNotRunning)) throw err;
+      }
+      // The workflow has ended: answer from what was recorded.
+      const now = (await getTask(app.db, found.task.id))!;
+      if (!now.assignees.includes(me.userId)) return fail(reply, 403, 'not a member of the fulfilment group of this task');
+      if (now.task.status === outcome) return now.task;
+      return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `the task is ${now.task.status}`, task: now.task });
     },
   );
 

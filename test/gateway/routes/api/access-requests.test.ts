@@ -285,3 +285,37 @@ t.test('auto-approval: a stage whose condition matches the requester approves it
   const otherView = (await call('out', 'GET', `/api/requests/${other}`)).body;
   t.equal(otherView.stages[0].status, 'open', 'someone the condition does not match waits for the DBAs');
 });
+
+t.test('manual fulfilment: a task for the fulfilment group; time-bound access gets a revocation task when it ends', async (t) => {
+  await api(
+    'PUT',
+    '/api/access-policies/laptop',
+    { displayName: 'Laptop admin rights', durations: { defaultSeconds: 2 }, fulfilment: { mode: 'manual', group: 'Fallback', instructions: 'MDM: add to local admins' }, stages: [{ approvers: { users: ['ben@example.com'] } }] },
+    201,
+  );
+  const id = await request('ria', 'laptop');
+  await decide('ben', id, 'approve');
+  const task = await eventually(async () => (await call('fay', 'GET', '/api/tasks')).body.find((x: { requestId: string }) => x.requestId === id), 30_000, 'the grant task');
+  t.match(task, { kind: 'grant', status: 'open', requester: 'ria@example.com', instructions: 'MDM: add to local admins' }, 'the fulfilment group sees the task');
+  t.equal((await call('ria', 'GET', `/api/requests/${id}`)).body.status, 'approved', 'access is not granted until the task is done');
+
+  t.equal((await call('ben', 'POST', `/api/tasks/${task.id}/complete`, { outcome: 'done' })).status, 403, 'someone outside the fulfilment group cannot close it');
+  t.equal((await call('fay', 'POST', `/api/tasks/${task.id}/claim`)).body.status, 'claimed', 'an assignee claims it');
+  t.equal((await call('fay', 'POST', `/api/tasks/${task.id}/claim`)).status, 409, 'once');
+  const done = await call('fay', 'POST', `/api/tasks/${task.id}/complete`, { outcome: 'done', note: 'added via MDM' });
+  t.equal(done.status, 200, `the task is closed: ${done.body.message ?? ''}`);
+  t.equal(done.body.status, 'done');
+  t.equal((await call('fay', 'POST', `/api/tasks/${task.id}/complete`, { outcome: 'done', note: 'added via MDM' })).status, 200, 'reporting it done again is idempotent');
+  t.equal((await call('fay', 'POST', `/api/tasks/${task.id}/complete`, { outcome: 'failed' })).status, 409, 'reporting it failed after done conflicts');
+  const fulfilled = await eventually(async () => {
+    const r = (await call('ria', 'GET', `/api/requests/${id}`)).body;
+    return r.status === 'fulfilled' ? r : undefined;
+  }, 30_000, 'the request to be fulfilled');
+  t.equal(fulfilled.reason, 'added via MDM', "the fulfiller's note is the requester's answer");
+
+  const revoke = await eventually(async () => (await call('fay', 'GET', '/api/tasks')).body.find((x: { requestId: string; kind: string }) => x.requestId === id && x.kind === 'revoke'), 30_000, 'the revocation task when the access ends');
+  t.equal(revoke.status, 'open', 'a revocation task appears when the time-bound access ends');
+  t.equal((await call('fay', 'POST', `/api/tasks/${revoke.id}/complete`, { outcome: 'done' })).status, 200);
+  const { rows } = await database.db.query(`SELECT action FROM audit_events WHERE resource_type = 'AccessTask' AND after->>'requestId' = $1 ORDER BY id`, [id]);
+  t.same(rows.map((r) => r.action), ['access-task.opened', 'access-task.claimed', 'access-task.done', 'access-task.opened', 'access-task.done'], 'every step of the tasks is audited');
+});
