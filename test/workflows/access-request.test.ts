@@ -4,6 +4,7 @@
  * approvers' own personal tokens, and the approved access is provisioned into a real SCIM service
  * (SCIMMY) by the user's userSync workflow.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import t from 'tap';
 import { userBody } from '../helpers/gateway.js';
 import { eventually } from '../helpers/temporal.js';
@@ -126,4 +127,71 @@ t.test('manager then security group: approved, decided only by approvers, provis
   t.same(decided.map((r) => r.actor), ['bob@example.com', 'carol@example.com'], 'each accepted decision is audited once');
   const { rows: statuses } = await database.db.query(`SELECT action FROM audit_events WHERE resource_type = 'AccessRequest' AND resource_id = $1 AND action IN ('access-request.approved', 'access-request.fulfilled')`, [id]);
   t.same(statuses.map((r) => r.action), ['access-request.approved', 'access-request.fulfilled'], 'approval and fulfilment are in the audit log');
+});
+
+t.test('workers killed while a request waits for approval and while it is fulfilled: it completes once, provisioned once', async (t) => {
+  // A stack of its own whose workers are processes of this test, killed and restarted below.
+  const stack = await startTestStack(t, { idleMs: 1000, worker: false });
+  const crashTarget = await startScimmyServer({ token: 'access-crash-token' });
+  t.teardown(() => crashTarget.close());
+  const env = {
+    ...process.env,
+    DATABASE_URL: stack.database.url,
+    TEMPORAL_ADDRESS: stack.temporal.address,
+    TEMPORAL_TASK_QUEUE: stack.temporal.taskQueue,
+    ACCESS_CRASH_TOKEN: 'access-crash-token',
+    LOG_LEVEL: 'error',
+  };
+  const workers: Array<ChildProcess> = [];
+  const startWorker = () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'workflows/worker.ts'], { env, stdio: ['ignore', 'ignore', 'ignore'] });
+    workers.push(child);
+    return child;
+  };
+  const kill = async (child: ChildProcess) => {
+    child.kill('SIGKILL');
+    if (child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once('exit', r));
+  };
+  t.teardown(() => workers.forEach((w) => w.kill('SIGKILL')));
+  let worker = startWorker();
+
+  const call = stack.gw.call;
+  await call('PUT', '/api/connectors/target', { id: 'target', type: 'scim', config: { baseUrl: crashTarget.baseUrl, token: 'env:ACCESS_CRASH_TOKEN' } }, 200);
+  await call('POST', '/api/entitlements', { connectorId: 'target', name: 'ops', target: { group: 'Ops', create: true } }, 201);
+  const requester = (await call('POST', '/scim/v2/Users', userBody('rita@example.com'), 201)).id as string;
+  const approver = (await call('POST', '/scim/v2/Users', userBody('otto@example.com'), 201)).id as string;
+  await call('PUT', '/api/access-policies/ops', { entitlement: 'target/ops', displayName: 'Ops', durations: { defaultSeconds: 3600 }, fulfilment: { mode: 'automatic' }, stages: [{ approvers: { users: ['otto@example.com'] } }] }, 201);
+  const created = await call('POST', '/api/requests', { policy: 'ops' }, 201).catch(() => undefined);
+  t.notOk(created, 'an admin token must name the acting user');
+  const rita = (await createToken(stack.database.db, 'personal-rita', ['requests'], undefined, requester)).token;
+  const otto = (await createToken(stack.database.db, 'personal-otto', ['requests'], undefined, approver)).token;
+  const made = await stack.gw.scim({ method: 'POST', url: '/api/requests', token: rita, payload: { policy: 'ops' }, headers: { 'content-type': 'application/json' } });
+  t.equal(made.statusCode, 201, 'the request is created');
+  const id = made.json().id as string;
+
+  await eventually(async () => (await stack.database.db.query('SELECT 1 FROM access_request_stages WHERE request_id = $1', [id])).rows.length > 0, 120_000, 'the stage to open');
+  await kill(worker);
+  worker = startWorker();
+
+  const decided = await stack.gw.scim({ method: 'POST', url: `/api/requests/${id}/decisions`, token: otto, payload: { decision: 'approve' }, headers: { 'content-type': 'application/json' } });
+  t.equal(decided.statusCode, 200, 'the decision reaches the workflow through a new worker');
+  // Kill the worker again while the access is being provisioned.
+  await eventually(async () => (await stack.database.db.query('SELECT 1 FROM grants WHERE reason = $1', [`request:${id}`])).rows.length > 0, 120_000, 'the grant to be written');
+  await kill(worker);
+  worker = startWorker();
+
+  await eventually(async () => (await stack.database.db.query<{ status: string }>('SELECT status FROM access_requests WHERE id = $1', [id])).rows[0]?.status === 'fulfilled', 180_000, 'the request to be fulfilled');
+  const remote = crashTarget.findUserByName('rita@example.com');
+  const members = (crashTarget.findGroupByName('Ops')?.members as Array<{ value: string }> | undefined) ?? [];
+  t.same(members.map((m) => m.value), [remote?.id], 'rita is in the Ops group once');
+  t.equal(crashTarget.requests.filter((r) => r.method === 'POST' && r.path === '/Users').length, 1, 'one account created');
+  const { rows } = await stack.database.db.query<{ action: string; n: number }>(
+    `SELECT action, count(*)::int AS n FROM audit_events WHERE resource_id = $1 OR (resource_type = 'Grant' AND reason = $2) GROUP BY action ORDER BY action`,
+    [id, `request:${id}`],
+  );
+  t.same(
+    Object.fromEntries(rows.map((r) => [r.action, r.n])),
+    { 'access-request.approved': 1, 'access-request.created': 1, 'access-request.decided': 1, 'access-request.fulfilled': 1, 'access-request.stage-opened': 1, 'grant.created': 1 },
+    'every step happened once',
+  );
 });
