@@ -11,7 +11,7 @@ export const accessResourceSearchAttribute = defineSearchAttributeKey('accessRes
 export const accessStatusSearchAttribute = defineSearchAttributeKey('accessStatus', SearchAttributeType.KEYWORD);
 
 export type AccessDecision = 'approve' | 'reject';
-export type AccessRequestStatus = 'pending' | 'approved' | 'rejected' | 'cancelled' | 'expired' | 'fulfilled' | 'failed';
+export type AccessRequestStatus = 'pending' | 'approved' | 'rejected' | 'cancelled' | 'expired' | 'fulfilled' | 'failed' | 'revoked';
 
 export interface AccessRequestInput {
   requestId: string;

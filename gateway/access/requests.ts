@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Db, Tx } from '../db/pool.js';
 import { withTransaction } from '../db/pool.js';
-import { enqueue } from '../outbox/outbox.js';
+import { enqueue, enqueueUserChanges } from '../outbox/outbox.js';
 import { filterToSql, parseFilter } from '../scim/filter.js';
 import type { SchemaRegistry } from '../scim/schemas.js';
 import { USER_TARGET } from '../directory/store.js';
@@ -15,7 +15,7 @@ import type { AccessPolicy } from './policies.js';
 
 type Queryable = Pick<Db | Tx, 'query'>;
 
-export type RequestStatus = 'pending' | 'approved' | 'rejected' | 'cancelled' | 'expired' | 'fulfilled' | 'failed';
+export type RequestStatus = 'pending' | 'approved' | 'rejected' | 'cancelled' | 'expired' | 'fulfilled' | 'failed' | 'revoked';
 export type Decision = 'approve' | 'reject';
 
 /** One stage of a request as the workflow and the API present it. */
@@ -272,4 +272,85 @@ export async function cancelUnstarted(db: Db, requestId: string, actor: string):
     );
     return true;
   });
+}
+
+/**
+ * Takes fulfilled automatic access away before it ends: the request's grant ends (with its audit
+ * event and the outbox row that has userSync remove it) and the request records `revoked`.
+ * Answers false when the request holds no active grant.
+ */
+export async function revokeGrantedAccess(db: Db, requestId: string, actor: string, reason: string): Promise<boolean> {
+  return await withTransaction(db, async (tx) => {
+    const { rows } = await tx.query<{ grant_id: string | null; requester_id: string }>(
+      `SELECT grant_id, requester_id FROM access_requests WHERE id = $1 AND status = 'fulfilled' FOR UPDATE`,
+      [requestId],
+    );
+    const r = rows[0];
+    if (!r?.grant_id) return false;
+    const { rows: ended } = await tx.query<Record<string, unknown>>(
+      `UPDATE grants SET status = 'ended', ended_at = now() WHERE id = $1 AND status = 'active'
+       RETURNING id, user_id AS "userId", entitlement_id AS "entitlementId", reason, status, valid_from AS "validFrom", valid_until AS "validUntil", ended_at AS "endedAt"`,
+      [r.grant_id],
+    );
+    await tx.query(`UPDATE access_requests SET status = 'revoked', status_reason = $2, updated_at = now() WHERE id = $1`, [requestId, reason]);
+    if (ended[0]) {
+      await tx.query(`INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'grant.ended', 'Grant', $2, $3, $4)`, [
+        actor,
+        r.grant_id,
+        reason,
+        JSON.stringify(ended[0]),
+      ]);
+    }
+    await tx.query(`INSERT INTO audit_events (actor, action, resource_type, resource_id, reason) VALUES ($1, 'access-request.revoked', 'AccessRequest', $2, $3)`, [actor, requestId, reason]);
+    await enqueueUserChanges(tx, [r.requester_id]);
+    return true;
+  });
+}
+
+/** One accepted or refused decision in an export. */
+export interface ExportedDecision {
+  stage: number;
+  approver: string;
+  decision: Decision;
+  comment: string | null;
+  accepted: boolean;
+  refusal: string | null;
+  at: string;
+}
+
+/** A request with every decision, for auditors. */
+export interface ExportedRequest {
+  id: string;
+  policy: string;
+  entitlement: string | null;
+  requester: string;
+  justification: string | null;
+  durationSeconds: number | null;
+  status: RequestStatus;
+  reason: string | null;
+  createdAt: string;
+  decidedAt: string | null;
+  fulfilledAt: string | null;
+  decisions: ExportedDecision[];
+}
+
+/** Requests made in [from, to) with every decision and refused attempt, oldest first (at most `limit`). */
+export async function exportRequests(db: Queryable, from: string, to: string, limit = 50_000): Promise<ExportedRequest[]> {
+  const { rows } = await db.query<Omit<ExportedRequest, 'decisions'>>(
+    `SELECT r.id, r.policy->>'name' AS policy, r.policy->>'entitlement' AS entitlement, u.user_name AS requester, r.justification,
+            r.duration_s AS "durationSeconds", r.status, r.status_reason AS reason,
+            to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS "createdAt",
+            to_char(r.decided_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS "decidedAt",
+            to_char(r.fulfilled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS "fulfilledAt"
+       FROM access_requests r JOIN users u ON u.id = r.requester_id
+      WHERE r.created_at >= $1 AND r.created_at < $2 ORDER BY r.created_at, r.id LIMIT $3`,
+    [from, to, limit],
+  );
+  const { rows: decisions } = await db.query<ExportedDecision & { request_id: string }>(
+    `SELECT d.request_id, d.stage, u.user_name AS approver, d.decision, d.comment, d.accepted, d.refusal,
+            to_char(d.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at
+       FROM access_request_decisions d JOIN users u ON u.id = d.approver_id WHERE d.request_id = ANY($1::uuid[]) ORDER BY d.id`,
+    [rows.map((r) => r.id)],
+  );
+  return rows.map((r) => ({ ...r, decisions: decisions.filter((d) => d.request_id === r.id).map(({ request_id: _r, ...d }) => d) }));
 }

@@ -41,7 +41,7 @@ CREATE TABLE access_requests (
   justification   text,
   duration_s      integer,
   status          text NOT NULL DEFAULT 'pending'
-                  CHECK (status IN ('pending', 'approved', 'rejected', 'cancelled', 'expired', 'fulfilled', 'failed')),
+                  CHECK (status IN ('pending', 'approved', 'rejected', 'cancelled', 'expired', 'fulfilled', 'failed', 'revoked')),
   stage           integer NOT NULL DEFAULT 0,
   status_reason   text,
   created_by      text NOT NULL,

@@ -22,12 +22,15 @@ import {
   listRequestsOf,
   recordRefusedDecision,
   RequestRefused,
+  exportRequests,
+  revokeGrantedAccess,
   type AccessRequestView,
   type Decision,
 } from '../../access/requests.js';
 import { AccessRequestNotRunning, AccessRequestRefusal, cancelAccessRequest, completeAccessTask, decideAccessRequest } from '../../../workflows/client.js';
 import { claimTask, getTask, tasksOf } from '../../access/tasks.js';
 import { sendApiError } from './errors.js';
+import { csvField, parseInstant } from '../../audit/chain.js';
 
 const fail = sendApiError;
 const ACT_AS = 'x-act-as';
@@ -286,6 +289,82 @@ const accessRequests: FastifyPluginAsync = async (app) => {
       if (view.status === 'pending') return fail(reply, 503, 'the request is being started; try again shortly');
       if (view.stages.some((s) => s.decisions[me.userId] === decision)) return state;
       return await refused(409, `the request is ${view.status}`, state);
+    },
+  );
+
+  // ------------------------------------------------------------------ administration and evidence
+
+  app.post<{ Params: { id: string }; Body: { reason?: string } | undefined }>(
+    '/api/requests/:id/revoke',
+    {
+      onRequest: admin,
+      schema: {
+        ...catalogue,
+        summary: 'Revoke a request at any time: a pending one is cancelled, fulfilled automatic access is taken away (its grant ends)',
+        params: IdParams,
+        body: { type: ['object', 'null'], additionalProperties: false, properties: { reason: { type: 'string', maxLength: 4000 } } },
+      },
+    },
+    async (request, reply) => {
+      const view = await getRequest(app.db, request.params.id);
+      if (!view) return fail(reply, 404, `no access request ${request.params.id}`);
+      const reason = request.body?.reason ?? 'revoked by an administrator';
+      if (view.status === 'pending') {
+        const client = await temporalClient(reply);
+        if (!client) return reply;
+        try {
+          return await cancelAccessRequest(client, view.id, { actorId: view.requesterId, asAdmin: true });
+        } catch (err) {
+          if (err instanceof AccessRequestRefusal) return refusal(reply, err);
+          if (!(err instanceof AccessRequestNotRunning)) throw err;
+          await cancelUnstarted(app.db, view.id, request.identity!.name);
+          return stateOf((await getRequest(app.db, view.id))!);
+        }
+      }
+      if (!(await revokeGrantedAccess(app.db, view.id, request.identity!.name, reason))) {
+        return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `the request is ${view.status} and holds no automatic access to revoke`, state: stateOf(view) });
+      }
+      app.outbox.kick();
+      return stateOf((await getRequest(app.db, view.id))!);
+    },
+  );
+
+  app.get<{ Querystring: { from: string; to?: string; format: 'csv' | 'json' } }>(
+    '/api/requests/export',
+    {
+      onRequest: admin,
+      schema: {
+        ...catalogue,
+        summary: 'For auditors: the requests made in a period with every decision and refused attempt, as CSV (one row per decision) or JSON',
+        querystring: {
+          type: 'object',
+          required: ['from', 'format'],
+          additionalProperties: false,
+          properties: {
+            from: { type: 'string', description: 'ISO 8601 date or date-time with a zone; inclusive' },
+            to: { type: 'string', description: 'ISO 8601 date or date-time with a zone; exclusive; default now' },
+            format: { type: 'string', enum: ['csv', 'json'] },
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      const from = parseInstant(request.query.from);
+      const to = request.query.to === undefined ? new Date().toISOString() : parseInstant(request.query.to);
+      if (!from || !to) return fail(reply, 400, 'from, to: expected ISO 8601 dates or date-times with a zone (2024-05-01, 2024-05-01T12:00:00Z)');
+      const rows = await exportRequests(app.db, from, to);
+      reply.header('content-disposition', `attachment; filename="access-requests.${request.query.format}"`);
+      if (request.query.format === 'json') return reply.type('application/json; charset=utf-8').send(JSON.stringify(rows));
+      const columns = ['requestId', 'policy', 'entitlement', 'requester', 'justification', 'durationSeconds', 'status', 'reason', 'createdAt', 'decidedAt', 'fulfilledAt', 'stage', 'approver', 'decision', 'comment', 'accepted', 'refusal', 'decisionAt'];
+      const lines = [columns.join(',')];
+      for (const r of rows) {
+        const head = [r.id, r.policy, r.entitlement, r.requester, r.justification, r.durationSeconds, r.status, r.reason, r.createdAt, r.decidedAt, r.fulfilledAt];
+        const decisions = r.decisions.length ? r.decisions : [undefined];
+        for (const d of decisions) {
+          lines.push([...head, d?.stage ?? null, d?.approver ?? null, d?.decision ?? null, d?.comment ?? null, d ? String(d.accepted) : null, d?.refusal ?? null, d?.at ?? null].map(csvField).join(','));
+        }
+      }
+      return reply.type('text/csv; charset=utf-8').send(`${lines.join('\r\n')}\r\n`);
     },
   );
 

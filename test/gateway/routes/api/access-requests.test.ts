@@ -319,3 +319,36 @@ t.test('manual fulfilment: a task for the fulfilment group; time-bound access ge
   const { rows } = await database.db.query(`SELECT action FROM audit_events WHERE resource_type = 'AccessTask' AND after->>'requestId' = $1 ORDER BY id`, [id]);
   t.same(rows.map((r) => r.action), ['access-task.opened', 'access-task.claimed', 'access-task.done', 'access-task.opened', 'access-task.done'], 'every step of the tasks is audited');
 });
+
+t.test('an admin revokes fulfilled access at any time; a pending request is cancelled', async (t) => {
+  const { rows } = await database.db.query<{ id: string }>(`SELECT id FROM access_requests WHERE requester_id = $1 AND policy->>'name' = 'all-dba' AND status = 'fulfilled'`, [ids.ria]);
+  const id = rows[0]!.id;
+  t.ok(target.groups.get('prod-db')?.has(`acct-${ids.ria}`), 'the access is in the target');
+  t.equal((await call('ria', 'POST', `/api/requests/${id}/revoke`, {})).status, 403, 'only an admin revokes');
+  const revoked = await call(gw.token, 'POST', `/api/requests/${id}/revoke`, { reason: 'left the project' });
+  t.equal(revoked.status, 200);
+  t.equal(revoked.body.status, 'revoked');
+  await eventually(async () => !target.groups.get('prod-db')?.has(`acct-${ids.ria}`), 30_000, 'the access to be removed from the target');
+  t.equal((await call(gw.token, 'POST', `/api/requests/${id}/revoke`, {})).status, 409, 'nothing left to revoke');
+
+  const pending = await request('cat', 'any-dba');
+  const cancelled = await call(gw.token, 'POST', `/api/requests/${pending}/revoke`, {});
+  t.equal(cancelled.body.status, 'cancelled', 'a pending request is cancelled');
+});
+
+t.test('the auditors’ export: requests of a period with every decision and refused attempt', async (t) => {
+  const json = await gw.scim({ method: 'GET', url: `/api/requests/export?from=2000-01-01&format=json` });
+  t.equal(json.statusCode, 200);
+  const all = json.json() as Array<{ policy: string; requester: string; decisions: Array<{ approver: string; accepted: boolean; refusal: string | null }> }>;
+  const vetoed = all.find((r) => r.policy === 'all-dba' && r.requester === 'dan@example.com');
+  t.same(vetoed?.decisions.map((d) => `${d.approver} ${d.accepted}`), ['ben@example.com true', 'cat@example.com true'], 'each decision with its approver');
+  const quorum = all.find((r) => r.policy === 'quorum-dba' && r.requester === 'ria@example.com');
+  t.equal(quorum?.decisions.length, 3, 'all three decisions of the quorum request');
+  const csv = await gw.scim({ method: 'GET', url: `/api/requests/export?from=2000-01-01&format=csv` });
+  t.match(csv.headers['content-type'], 'text/csv');
+  const lines = csv.body.trimEnd().split('\r\n');
+  t.match(lines[0], /^requestId,policy,entitlement,requester,/, 'a header row');
+  t.ok(lines.length > all.length, 'a row per decision (or per undecided request)');
+  t.equal((await gw.scim({ method: 'GET', url: `/api/requests/export?from=yesterday&format=csv` })).statusCode, 400, 'a bad date is refused');
+  t.same((await gw.scim({ method: 'GET', url: `/api/requests/export?from=2000-01-01&to=2000-02-01&format=json` })).json(), [], 'an empty period is empty');
+});
