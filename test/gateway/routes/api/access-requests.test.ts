@@ -339,7 +339,7 @@ t.test('an admin revokes fulfilled access at any time; a pending request is canc
 t.test('the auditors’ export: requests of a period with every decision and refused attempt', async (t) => {
   const json = await gw.scim({ method: 'GET', url: `/api/requests/export?from=2000-01-01&format=json` });
   t.equal(json.statusCode, 200);
-  const all = json.json() as Array<{ policy: string; requester: string; decisions: Array<{ approver: string; accepted: boolean; refusal: string | null }> }>;
+  const all = json.json<Array<{ policy: string; requester: string; decisions: Array<{ approver: string; accepted: boolean; refusal: string | null }> }>>();
   const vetoed = all.find((r) => r.policy === 'all-dba' && r.requester === 'dan@example.com');
   t.same(vetoed?.decisions.map((d) => `${d.approver} ${d.accepted}`), ['ben@example.com true', 'cat@example.com true'], 'each decision with its approver');
   const quorum = all.find((r) => r.policy === 'quorum-dba' && r.requester === 'ria@example.com');
