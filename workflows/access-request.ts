@@ -25,7 +25,7 @@ import {
   type DecideInput,
 } from './access-request-messages.js';
 
-const { loadAccessRequest, resolveStageApprovers, recordDecision, recordRequestStatus, grantRequestedAccess, checkFulfilment, openFulfilmentTask, closeFulfilmentTask } =
+const { loadAccessRequest, resolveStageApprovers, recordDecision, recordRequestStatus, grantRequestedAccess, checkFulfilment, openFulfilmentTask, closeFulfilmentTask, escalateStage } =
   wf.proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
@@ -66,7 +66,8 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
 
   wf.setHandler(accessRequestStateQuery, () => state);
   /** True while a stage is being opened (its approvers resolved): decisions wait for it. */
-  const opening = () => state.status === 'pending' && state.stages[state.stage]?.status !== 'open';
+  const opening = () => state.status === 'pending' && (escalating || state.stages[state.stage]?.status !== 'open');
+  let escalating = false;
   /**
    * Whether `input` is a new decision of the open stage or the repeat of one already made; throws
    * the 403/409 refusal otherwise.
@@ -185,7 +186,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       await finish('rejected', `${def.name}: ${resolved.note}`);
       return await done();
     }
-    const stageDeadline = def.timeoutSeconds !== null ? Date.now() + def.timeoutSeconds * 1000 : undefined;
+    let stageDeadline = def.timeoutSeconds !== null ? Date.now() + def.timeoutSeconds * 1000 : undefined;
     for (;;) {
       const outcome = verdict(stage);
       if (outcome !== 'open') {
@@ -198,6 +199,14 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       if (Number.isFinite(deadline)) woke = await wf.condition(wake, Math.max(1, deadline - Date.now()));
       else await wf.condition(wake);
       if (state.status !== 'pending') return await done();
+      if (!woke && Date.now() >= deadline && deadline === stageDeadline && expiresAt !== deadline && def.onTimeout === 'escalate') {
+        // Escalated once; from then on only the request's TTL limits the stage.
+        escalating = true;
+        stage.approvers = (await escalateStage({ requestId, stage: index })).approvers;
+        escalating = false;
+        stageDeadline = undefined;
+        continue;
+      }
       if (!woke && Date.now() >= deadline) {
         stage.status = 'closed';
         const why = expiresAt !== undefined && deadline === expiresAt ? 'the request was not decided in time' : `${def.name} was not decided in time`;

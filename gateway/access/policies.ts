@@ -33,6 +33,8 @@ export interface PolicyStage {
   timeoutSeconds: number | null;
   /** A SCIM filter on the requester: when it matches, the stage approves itself. */
   autoApprove?: string | null;
+  /** What a stage timeout does: expire the request, or add the fallback group as approvers once. */
+  onTimeout?: 'expire' | 'escalate';
 }
 
 /** A policy as the API answers it and as a request keeps it. */
@@ -73,6 +75,7 @@ export interface AccessPolicyBody {
     whenNobody?: 'reject' | 'skip' | 'escalate';
     fallbackGroup?: string;
     timeoutSeconds?: number;
+    onTimeout?: 'expire' | 'escalate';
     autoApprove?: string;
   }>;
   requestTtlSeconds?: number;
@@ -142,6 +145,7 @@ export const AccessPolicyBodySchema = {
           whenNobody: { type: 'string', enum: ['reject', 'skip', 'escalate'], description: 'when the stage resolves to nobody but the requester' },
           fallbackGroup: { type: 'string', minLength: 1, description: 'escalate: the group that approves instead' },
           timeoutSeconds: { type: 'integer', minimum: 1, description: 'an undecided stage expires the request after this long' },
+          onTimeout: { type: 'string', enum: ['expire', 'escalate'], description: 'at the stage timeout: expire the request (default) or escalate to fallbackGroup, once' },
           autoApprove: { type: 'string', minLength: 1, description: 'SCIM filter on the requester; when it matches, the stage is approved without anyone deciding' },
         },
       },
@@ -200,7 +204,11 @@ export async function resolvePolicy(db: Queryable, name: string, body: AccessPol
     const rule = s.rule ?? 'any';
     if ((rule === 'quorum') !== (s.quorum !== undefined)) throw new PolicyError(`${where}: give quorum exactly when the rule is "quorum"`);
     const whenNobody = s.whenNobody ?? 'reject';
-    if ((whenNobody === 'escalate') !== (s.fallbackGroup !== undefined)) throw new PolicyError(`${where}: give fallbackGroup exactly when whenNobody is "escalate"`);
+    const onTimeout = s.onTimeout ?? 'expire';
+    if (onTimeout === 'escalate' && s.timeoutSeconds === undefined) throw new PolicyError(`${where}: onTimeout "escalate" needs timeoutSeconds`);
+    if ((whenNobody === 'escalate' || onTimeout === 'escalate') !== (s.fallbackGroup !== undefined)) {
+      throw new PolicyError(`${where}: give fallbackGroup exactly when whenNobody or onTimeout is "escalate"`);
+    }
     if (s.autoApprove !== undefined) {
       try {
         parseFilter(s.autoApprove);
@@ -222,6 +230,7 @@ export async function resolvePolicy(db: Queryable, name: string, body: AccessPol
       fallbackGroupId: await groupId(db, s.fallbackGroup, `${where}.fallbackGroup`),
       timeoutSeconds: s.timeoutSeconds ?? null,
       autoApprove: s.autoApprove ?? null,
+      onTimeout,
     });
   }
   return {

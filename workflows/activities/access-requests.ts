@@ -20,7 +20,7 @@ export interface LoadedRequest {
   requesterId: string;
   status: RequestStatus;
   policy: string;
-  stages: Array<Pick<PolicyStage, 'name' | 'rule' | 'quorum' | 'timeoutSeconds'>>;
+  stages: Array<Pick<PolicyStage, 'name' | 'rule' | 'quorum' | 'timeoutSeconds' | 'onTimeout'>>;
   requestTtlSeconds: number | null;
   fulfilment: 'automatic' | 'manual';
   /** How long the access lasts once given (seconds); null: until taken away. */
@@ -57,7 +57,7 @@ export async function loadAccessRequest(db: Db, requestId: string): Promise<Load
     requesterId: r.requester_id,
     status: r.status,
     policy: r.policy.name,
-    stages: r.policy.stages.map((s) => ({ name: s.name, rule: s.rule, quorum: s.quorum, timeoutSeconds: s.timeoutSeconds })),
+    stages: r.policy.stages.map((s) => ({ name: s.name, rule: s.rule, quorum: s.quorum, timeoutSeconds: s.timeoutSeconds, onTimeout: s.onTimeout ?? 'expire' })),
     requestTtlSeconds: r.policy.requestTtlSeconds,
     fulfilment: r.policy.fulfilment.mode,
     durationSeconds: r.duration_s,
@@ -335,5 +335,34 @@ export async function closeFulfilmentTask(db: Db, t: { taskId: string; actorId: 
        SELECT u.user_name, $3, 'AccessTask', $2, COALESCE($4, $5), $6 FROM users u WHERE u.id = $1`,
       [t.actorId, t.taskId, `access-task.${t.outcome}`, t.note ?? null, t.outcome, JSON.stringify({ requestId: rows[0].request_id, kind: rows[0].kind })],
     );
+  });
+}
+
+/**
+ * A stage timed out with `onTimeout: escalate`: the fallback group's members (never the requester)
+ * join its approvers, recorded with an audit event. Answers the stage's approvers after it.
+ */
+export async function escalateStage(db: Db, requestId: string, stage: number): Promise<{ approvers: string[] }> {
+  const r = await loadRow(db, requestId);
+  const s = r.policy.stages[stage];
+  const extra = s?.fallbackGroupId ? (await groupMembers(db, s.fallbackGroupId)).filter((id) => id !== r.requester_id) : [];
+  return await withTransaction(db, async (tx) => {
+    const { rows } = await tx.query<{ approver_ids: string[]; resolution: string }>(
+      'SELECT approver_ids, resolution FROM access_request_stages WHERE request_id = $1 AND stage = $2 FOR UPDATE',
+      [requestId, stage],
+    );
+    const before = rows[0]?.approver_ids ?? [];
+    if (rows[0]?.resolution.includes('escalated after the timeout')) return { approvers: before };
+    const approvers = [...new Set([...before, ...extra])].sort();
+    await tx.query(`UPDATE access_request_stages SET approver_ids = $3, resolution = resolution || '; escalated after the timeout' WHERE request_id = $1 AND stage = $2`, [
+      requestId,
+      stage,
+      approvers,
+    ]);
+    await tx.query(
+      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'access-request.stage-escalated', 'AccessRequest', $2, $3, $4)`,
+      [`access-request:${requestId}`, requestId, `${s?.name ?? `stage ${stage + 1}`} was not decided in time`, JSON.stringify({ stage, approverIds: approvers })],
+    );
+    return { approvers };
   });
 }

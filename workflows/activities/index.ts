@@ -99,6 +99,8 @@ function accessRequestActivities(db: Db) {
     loadAccessRequest: async ({ requestId }: { requestId: string }) => await access.loadAccessRequest(db, requestId),
     /** Finds who decides a stage now (never the requester), applying the policy's rule for nobody. */
     resolveStageApprovers: async ({ requestId, stage }: { requestId: string; stage: number }) => await access.resolveStageApprovers(db, requestId, stage),
+    /** A stage timed out: its fallback group joins the approvers. */
+    escalateStage: async ({ requestId, stage }: { requestId: string; stage: number }) => await access.escalateStage(db, requestId, stage),
     /** Records an accepted decision and its audit event. */
     recordDecision: async (input: Parameters<typeof access.recordDecision>[1]) => await access.recordDecision(db, input),
     /** Records the request's new status and its audit event. */

@@ -101,7 +101,7 @@ t.test('the catalogue: create, replace, get by alias, list; bad policies are ref
     [policy([{ approvers: { group: 'Nope' } }]), /stages\[0\]\.approvers\.group: no group Nope/],
     [policy([{ approvers: {} }]), /name at least one source of approvers/],
     [policy([{ approvers: { group: 'DBAs' }, rule: 'quorum' }]), /quorum exactly when/],
-    [policy([{ approvers: { group: 'DBAs' }, whenNobody: 'escalate' }]), /fallbackGroup exactly when/],
+    [policy([{ approvers: { group: 'DBAs' }, whenNobody: 'escalate' }]), /fallbackGroup exactly when whenNobody or onTimeout/],
     [policy([{ approvers: { owners: true } }]), /the policy has no owners/],
     [policy([], { entitlement: 'memory/none' }), /no entitlement memory\/none/],
     [policy([], { entitlement: undefined }), /automatic fulfilment needs an entitlement/],
@@ -351,4 +351,19 @@ t.test('the auditors’ export: requests of a period with every decision and ref
   t.ok(lines.length > all.length, 'a row per decision (or per undecided request)');
   t.equal((await gw.scim({ method: 'GET', url: `/api/requests/export?from=yesterday&format=csv` })).statusCode, 400, 'a bad date is refused');
   t.same((await gw.scim({ method: 'GET', url: `/api/requests/export?from=2000-01-01&to=2000-02-01&format=json` })).json(), [], 'an empty period is empty');
+});
+
+t.test('a stage timeout escalates to the fallback group when the policy says so', async (t) => {
+  t.match((await call(gw.token, 'PUT', '/api/access-policies/bad-escalation', policy([{ approvers: { group: 'DBAs' }, onTimeout: 'escalate', fallbackGroup: 'Fallback' }]))).body.message, 'needs timeoutSeconds');
+  await api('PUT', '/api/access-policies/escalating', policy([{ approvers: { users: ['ben@example.com'] }, timeoutSeconds: 3, onTimeout: 'escalate', fallbackGroup: 'Fallback' }], { fulfilment: { mode: 'manual', group: 'Fallback' } }), 201);
+  const id = await request('ria', 'escalating');
+  t.equal((await decide('fay', id, 'approve')).status, 403, 'before the timeout the fallback group cannot decide');
+  await eventually(async () => (await call('fay', 'GET', '/api/approvals')).body.some((x: { id: string }) => x.id === id), 30_000, 'the escalated stage in the fallback group’s inbox');
+  const view = (await call('ria', 'GET', `/api/requests/${id}`)).body;
+  t.same(view.stages[0].approvers.sort(), [ids.ben, ids.fay].sort(), 'the fallback group joins the approvers');
+  t.equal(view.status, 'pending', 'the request is still pending');
+  const approved = await decide('fay', id, 'approve');
+  t.equal(approved.status, 200, `the fallback approver decides: ${approved.body.message ?? ''}`);
+  const { rows } = await database.db.query(`SELECT 1 FROM audit_events WHERE action = 'access-request.stage-escalated' AND resource_id = $1`, [id]);
+  t.equal(rows.length, 1, 'the escalation is audited');
 });
