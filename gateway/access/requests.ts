@@ -50,6 +50,8 @@ export interface AccessRequestView extends AccessRequestState {
   durationSeconds: number | null;
   createdBy: string;
   grantId: string | null;
+  /** For an extension: the request whose access it prolongs. */
+  extends: string | null;
   createdAt: string;
   decidedAt: string | null;
   fulfilledAt: string | null;
@@ -89,6 +91,8 @@ export interface NewRequest {
   justification?: string;
   durationSeconds?: number;
   permanent?: boolean;
+  /** The requester's fulfilled, time-bound request whose access this one prolongs. */
+  extendsId?: string;
   /** The token that made the request (for the audit log). */
   createdBy: string;
 }
@@ -114,16 +118,27 @@ export async function createRequest(db: Db, registry: SchemaRegistry, r: NewRequ
       throw new RequestRefused(400, `durationSeconds: "${p.name}" can be granted for at most ${p.durations.maxSeconds} s`);
     }
   }
+  if (r.extendsId !== undefined) {
+    if (p.fulfilment.mode !== 'automatic') throw new RequestRefused(400, `extends: "${p.name}" is fulfilled by hand; request it again instead`);
+    const { rows } = await db.query<{ ok: boolean }>(
+      `SELECT (g.valid_until IS NOT NULL AND g.valid_until > now()) AS ok
+         FROM access_requests r JOIN grants g ON g.id = r.grant_id AND g.status = 'active'
+        WHERE r.id = $1 AND r.requester_id = $2 AND r.policy_id = $3 AND r.status = 'fulfilled'`,
+      [r.extendsId, r.requesterId, p.id],
+    );
+    if (!rows[0]?.ok) throw new RequestRefused(400, `extends: ${r.extendsId} is not your fulfilled, still running, time-bound "${p.name}" access`);
+    if (duration === null) throw new RequestRefused(400, 'extends: an extension is for a duration, not permanent');
+  }
   const id = randomUUID();
   try {
     await withTransaction(db, async (tx) => {
       await tx.query(
-        `INSERT INTO access_requests (id, policy_id, policy, requester_id, justification, duration_s, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-        [id, p.id, JSON.stringify(p), r.requesterId, justification || null, duration, r.createdBy],
+        `INSERT INTO access_requests (id, policy_id, policy, requester_id, justification, duration_s, created_by, extends_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+        [id, p.id, JSON.stringify(p), r.requesterId, justification || null, duration, r.createdBy, r.extendsId ?? null],
       );
       await tx.query(
         `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'access-request.created', 'AccessRequest', $2, $3, $4)`,
-        [r.createdBy, id, justification || 'access request', JSON.stringify({ policy: p.name, requesterId: r.requesterId, durationSeconds: duration })],
+        [r.createdBy, id, justification || 'access request', JSON.stringify({ policy: p.name, requesterId: r.requesterId, durationSeconds: duration, extends: r.extendsId ?? null })],
       );
       const { rows } = await tx.query<{ user_name: string }>('SELECT user_name FROM users WHERE id = $1', [r.requesterId]);
       await enqueue(tx, { topic: 'access-request.created', aggregateId: id, payload: { requester: rows[0]?.user_name ?? r.requesterId, resource: p.name } });
@@ -147,6 +162,7 @@ interface RequestRow {
   status_reason: string | null;
   created_by: string;
   grant_id: string | null;
+  extends_id: string | null;
   created_at: Date;
   decided_at: Date | null;
   fulfilled_at: Date | null;
@@ -183,7 +199,7 @@ export async function recordedState(db: Queryable, row: Pick<RequestRow, 'id' | 
 }
 
 const REQUEST_COLUMNS = `r.id, r.policy, r.requester_id, u.user_name AS requester, r.justification, r.duration_s, r.status, r.stage, r.status_reason,
-  r.created_by, r.grant_id, r.created_at, r.decided_at, r.fulfilled_at`;
+  r.created_by, r.grant_id, r.extends_id, r.created_at, r.decided_at, r.fulfilled_at`;
 
 async function toView(db: Queryable, r: RequestRow): Promise<AccessRequestView> {
   return {
@@ -197,6 +213,7 @@ async function toView(db: Queryable, r: RequestRow): Promise<AccessRequestView> 
     durationSeconds: r.duration_s,
     createdBy: r.created_by,
     grantId: r.grant_id,
+    extends: r.extends_id,
     createdAt: r.created_at.toISOString(),
     decidedAt: r.decided_at?.toISOString() ?? null,
     fulfilledAt: r.fulfilled_at?.toISOString() ?? null,

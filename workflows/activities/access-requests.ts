@@ -251,13 +251,17 @@ export async function grantRequestedAccess(db: Db, requestId: string): Promise<{
     if (locked[0]?.grant_id) return { grantId: locked[0].grant_id };
     const r = await loadRow(tx, requestId);
     if (!r.policy.entitlementId) throw new Error(`access request ${requestId}: "${r.policy.name}" has no entitlement to grant`);
+    // An extension starts where the access it prolongs ends, so the access never lapses between them.
     const { rows } = await tx.query<{ id: string } & Record<string, unknown>>(
-      `INSERT INTO grants (id, user_id, entitlement_id, reason, valid_from, valid_until)
-       VALUES ($1, $2, $3, $4, now(), CASE WHEN $5::integer IS NULL THEN NULL ELSE now() + $5::integer * interval '1 second' END)
+      `WITH start AS (
+         SELECT GREATEST(now(), COALESCE((SELECT g.valid_until FROM access_requests x JOIN access_requests o ON o.id = x.extends_id
+                                            JOIN grants g ON g.id = o.grant_id AND g.status = 'active' WHERE x.id = $6), now())) AS at)
+       INSERT INTO grants (id, user_id, entitlement_id, reason, valid_from, valid_until)
+       SELECT $1, $2, $3, $4, start.at, CASE WHEN $5::integer IS NULL THEN NULL ELSE start.at + $5::integer * interval '1 second' END FROM start
        ON CONFLICT (user_id, entitlement_id, reason) DO UPDATE
          SET status = 'active', ended_at = NULL, valid_from = EXCLUDED.valid_from, valid_until = EXCLUDED.valid_until
        RETURNING id, user_id AS "userId", entitlement_id AS "entitlementId", reason, valid_from AS "validFrom", valid_until AS "validUntil"`,
-      [randomUUID(), r.requester_id, r.policy.entitlementId, `request:${requestId}`, r.duration_s],
+      [randomUUID(), r.requester_id, r.policy.entitlementId, `request:${requestId}`, r.duration_s, requestId],
     );
     const grant = rows[0]!;
     await tx.query('UPDATE access_requests SET grant_id = $2, updated_at = now() WHERE id = $1', [requestId, grant.id]);

@@ -46,6 +46,8 @@ CREATE TABLE access_requests (
   status_reason   text,
   created_by      text NOT NULL,
   grant_id        uuid REFERENCES grants (id),
+  -- An extension: the fulfilled request whose time-bound access this one prolongs.
+  extends_id      uuid REFERENCES access_requests (id),
   created_at      timestamptz NOT NULL DEFAULT now(),
   decided_at      timestamptz,
   fulfilled_at    timestamptz,

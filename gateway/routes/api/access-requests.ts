@@ -138,7 +138,7 @@ const accessRequests: FastifyPluginAsync = async (app) => {
 
   const people = { tags: ['access requests'], security, headers: actAsHeader };
 
-  app.post<{ Body: { policy: string; justification?: string; durationSeconds?: number; permanent?: boolean } }>(
+  app.post<{ Body: { policy: string; justification?: string; durationSeconds?: number; permanent?: boolean; extends?: string } }>(
     '/api/requests',
     {
       onRequest: requests,
@@ -154,6 +154,7 @@ const accessRequests: FastifyPluginAsync = async (app) => {
             justification: { type: 'string', maxLength: 4000 },
             durationSeconds: { type: 'integer', minimum: 1, description: "how long the access is needed; default: the policy's default" },
             permanent: { type: 'boolean', description: 'ask for access without an end (where the policy allows it)' },
+            extends: { type: 'string', format: 'uuid', description: 'ask to prolong your fulfilled, time-bound access of this request (decided like a new request)' },
           },
         },
       },
@@ -172,6 +173,7 @@ const accessRequests: FastifyPluginAsync = async (app) => {
           ...(request.body.justification !== undefined ? { justification: request.body.justification } : {}),
           ...(request.body.durationSeconds !== undefined ? { durationSeconds: request.body.durationSeconds } : {}),
           ...(request.body.permanent !== undefined ? { permanent: request.body.permanent } : {}),
+          ...(request.body.extends !== undefined ? { extendsId: request.body.extends } : {}),
         });
       } catch (err) {
         if (err instanceof RequestRefused) return fail(reply, err.status, err.message);

@@ -367,3 +367,28 @@ t.test('a stage timeout escalates to the fallback group when the policy says so'
   const { rows } = await database.db.query(`SELECT 1 FROM audit_events WHERE action = 'access-request.stage-escalated' AND resource_id = $1`, [id]);
   t.equal(rows.length, 1, 'the escalation is audited');
 });
+
+t.test('an extension prolongs running time-bound access without a gap', async (t) => {
+  await api('POST', '/api/entitlements', { connectorId: 'memory', name: 'ext-group', target: { group: 'ext' } }, 201);
+  await api('PUT', '/api/access-policies/ext', policy([{ approvers: { users: ['ben@example.com'] } }], { entitlement: 'memory/ext-group', durations: { defaultSeconds: 4, maxSeconds: 60 } }), 201);
+  const first = await request('ria', 'ext');
+  await decide('ben', first, 'approve');
+  const original = await settled(first);
+  t.equal(original.status, 'fulfilled');
+  t.equal((await call('cat', 'POST', '/api/requests', { policy: 'ext', extends: first })).status, 400, "someone else's access cannot be extended");
+  const ext = await call('ria', 'POST', '/api/requests', { policy: 'ext', extends: first, durationSeconds: 30, justification: 'more time' });
+  t.equal(ext.status, 201, `the extension is requested: ${ext.body.message ?? ''}`);
+  t.equal(ext.body.extends, first, 'marked as an extension');
+  await eventually(async () => (await call('ben', 'GET', '/api/approvals')).body.some((x: { id: string }) => x.id === ext.body.id), 30_000, 'the extension to reach the approver');
+  await decide('ben', ext.body.id, 'approve');
+  const extended = await settled(ext.body.id);
+  t.equal(extended.status, 'fulfilled', 'the extension is fulfilled');
+  const { rows } = await database.db.query<{ id: string; valid_from: Date; valid_until: Date }>('SELECT id, valid_from, valid_until FROM grants WHERE id = ANY($1::uuid[])', [[original.grantId, extended.grantId]]);
+  const old = rows.find((g) => g.id === original.grantId)!;
+  const next = rows.find((g) => g.id === extended.grantId)!;
+  t.equal(next.valid_from.getTime(), old.valid_until.getTime(), 'the extension starts where the original ends');
+  t.equal(next.valid_until.getTime() - next.valid_from.getTime(), 30_000, 'for the duration asked');
+  // Past the original's end, the access is still there.
+  await new Promise((r) => setTimeout(r, Math.max(0, old.valid_until.getTime() - Date.now()) + 1500));
+  t.ok(target.groups.get('ext')?.has(`acct-${ids.ria}`), 'the access did not lapse when the original ended');
+});
