@@ -173,7 +173,21 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
 
   for (const [index, def] of request.stages.entries()) {
     state.stage = index;
-    const resolved = await resolveStageApprovers({ requestId, stage: index });
+    let fromFunction: { ids: string[]; note?: string } = { ids: [] };
+    if (def.approverFunction) {
+      // The function runs in an activity with its own deadline; one that throws or hangs adds nobody.
+      const { callApproverFunction } = wf.proxyActivities<Activities>({
+        startToCloseTimeout: def.approverFunction.timeoutSeconds * 1000,
+        retry: { initialInterval: '1 second', maximumAttempts: 3 },
+      });
+      try {
+        fromFunction = { ids: await callApproverFunction({ requestId, stage: index }) };
+      } catch (err) {
+        const cause = err instanceof wf.ActivityFailure && err.cause ? err.cause.message : String(err);
+        fromFunction = { ids: [], note: `the approver function failed: ${cause}` };
+      }
+    }
+    const resolved = await resolveStageApprovers({ requestId, stage: index, fromFunction });
     const stage: AccessStageState = { stage: index, name: def.name, rule: def.rule, quorum: def.quorum, approvers: resolved.approvers, decisions: {}, status: 'open' };
     state.stages.push(stage);
     if (state.status !== 'pending') return await done();

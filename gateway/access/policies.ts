@@ -17,6 +17,8 @@ export interface StageApprovers {
   /** The requester's manager this many levels up (1: the direct manager); null: not asked. */
   managerLevels: number | null;
   owners: boolean;
+  /** An approver function (path or npm name) and how long one call may take. */
+  function?: { module: string; timeoutSeconds: number } | null;
 }
 
 /** One serial approval stage as stored and as snapshotted onto each request. */
@@ -69,7 +71,7 @@ export interface AccessPolicyBody {
   fulfilment: { mode: 'automatic' | 'manual'; group?: string; instructions?: string };
   stages: Array<{
     name?: string;
-    approvers: { users?: string[]; group?: string; manager?: number; owners?: boolean };
+    approvers: { users?: string[]; group?: string; manager?: number; owners?: boolean; function?: string; functionTimeoutSeconds?: number };
     rule?: 'any' | 'all' | 'quorum';
     quorum?: number;
     whenNobody?: 'reject' | 'skip' | 'escalate';
@@ -138,6 +140,8 @@ export const AccessPolicyBodySchema = {
               group: { type: 'string', minLength: 1, description: 'members (nested included) approve' },
               manager: { type: 'integer', minimum: 1, maximum: 10, description: "the requester's enterprise manager this many levels up" },
               owners: { type: 'boolean', description: "the policy's owners approve" },
+              function: { type: 'string', minLength: 1, description: 'an approver function: a module (path or npm name) whose default export answers approver user ids or userNames' },
+              functionTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 300, description: 'how long one call of the function may take (default 10)' },
             },
           },
           rule: { type: 'string', enum: ['any', 'all', 'quorum'] },
@@ -199,7 +203,7 @@ export async function resolvePolicy(db: Queryable, name: string, body: AccessPol
   for (const [i, s] of body.stages.entries()) {
     const where = `stages[${i}]`;
     const a = s.approvers;
-    if (!a.users?.length && a.group === undefined && a.manager === undefined && !a.owners) throw new PolicyError(`${where}.approvers: name at least one source of approvers`);
+    if (!a.users?.length && a.group === undefined && a.manager === undefined && !a.owners && a.function === undefined) throw new PolicyError(`${where}.approvers: name at least one source of approvers`);
     if (a.owners && owners.userIds.length === 0 && owners.groupId === null) throw new PolicyError(`${where}.approvers.owners: the policy has no owners`);
     const rule = s.rule ?? 'any';
     if ((rule === 'quorum') !== (s.quorum !== undefined)) throw new PolicyError(`${where}: give quorum exactly when the rule is "quorum"`);
@@ -223,6 +227,7 @@ export async function resolvePolicy(db: Queryable, name: string, body: AccessPol
         groupId: await groupId(db, a.group, `${where}.approvers.group`),
         managerLevels: a.manager ?? null,
         owners: a.owners ?? false,
+        function: a.function !== undefined ? { module: a.function, timeoutSeconds: a.functionTimeoutSeconds ?? 10 } : null,
       },
       rule,
       quorum: s.quorum ?? null,

@@ -12,6 +12,7 @@ import type { AccessPolicy, PolicyStage } from '../../gateway/access/policies.js
 import type { Decision, RequestStatus } from '../../gateway/access/requests.js';
 import { matchesFilter, parseFilter } from '../../gateway/scim/filter.js';
 import { SchemaRegistry } from '../../gateway/scim/schemas.js';
+import { loadApproverFunction } from '../../gateway/access/approver-functions.js';
 
 const registry = new SchemaRegistry();
 
@@ -20,7 +21,7 @@ export interface LoadedRequest {
   requesterId: string;
   status: RequestStatus;
   policy: string;
-  stages: Array<Pick<PolicyStage, 'name' | 'rule' | 'quorum' | 'timeoutSeconds' | 'onTimeout'>>;
+  stages: Array<Pick<PolicyStage, 'name' | 'rule' | 'quorum' | 'timeoutSeconds' | 'onTimeout'> & { approverFunction: { module: string; timeoutSeconds: number } | null }>;
   requestTtlSeconds: number | null;
   fulfilment: 'automatic' | 'manual';
   /** How long the access lasts once given (seconds); null: until taken away. */
@@ -43,8 +44,8 @@ export interface FulfilmentOutcome {
 }
 
 async function loadRow(db: Pick<Db | Tx, 'query'>, requestId: string) {
-  const { rows } = await db.query<{ requester_id: string; status: RequestStatus; policy: AccessPolicy; created_at: Date; duration_s: number | null; grant_id: string | null }>(
-    'SELECT requester_id, status, policy, created_at, duration_s, grant_id FROM access_requests WHERE id = $1',
+  const { rows } = await db.query<{ requester_id: string; status: RequestStatus; policy: AccessPolicy; created_at: Date; duration_s: number | null; grant_id: string | null; justification: string | null }>(
+    'SELECT requester_id, status, policy, created_at, duration_s, grant_id, justification FROM access_requests WHERE id = $1',
     [requestId],
   );
   if (!rows[0]) throw new Error(`access request ${requestId} does not exist`);
@@ -57,7 +58,7 @@ export async function loadAccessRequest(db: Db, requestId: string): Promise<Load
     requesterId: r.requester_id,
     status: r.status,
     policy: r.policy.name,
-    stages: r.policy.stages.map((s) => ({ name: s.name, rule: s.rule, quorum: s.quorum, timeoutSeconds: s.timeoutSeconds, onTimeout: s.onTimeout ?? 'expire' })),
+    stages: r.policy.stages.map((s) => ({ name: s.name, rule: s.rule, quorum: s.quorum, timeoutSeconds: s.timeoutSeconds, onTimeout: s.onTimeout ?? 'expire', approverFunction: s.approvers.function ?? null })),
     requestTtlSeconds: r.policy.requestTtlSeconds,
     fulfilment: r.policy.fulfilment.mode,
     durationSeconds: r.duration_s,
@@ -108,7 +109,7 @@ async function activeUsers(db: Pick<Db | Tx, 'query'>, ids: string[]): Promise<s
  * never the requester; applies the stage's rule for nobody (reject, skip, or escalate to the
  * fallback group); and records the stage as opened. Running it again answers the recorded result.
  */
-export async function resolveStageApprovers(db: Db, requestId: string, stage: number): Promise<ResolvedStage> {
+export async function resolveStageApprovers(db: Db, requestId: string, stage: number, fromFunction: { ids: string[]; note?: string } = { ids: [] }): Promise<ResolvedStage> {
   const { rows: known } = await db.query<{ approver_ids: string[]; resolution: string; status: string }>(
     'SELECT approver_ids, resolution, status FROM access_request_stages WHERE request_id = $1 AND stage = $2',
     [requestId, stage],
@@ -126,7 +127,7 @@ export async function resolveStageApprovers(db: Db, requestId: string, stage: nu
     await openStage(db, requestId, stage, s.name, [], note, 'approved', 'approve');
     return { outcome: 'approve', approvers: [], note };
   }
-  const found = new Set<string>(await activeUsers(db, s.approvers.userIds));
+  const found = new Set<string>(await activeUsers(db, [...s.approvers.userIds, ...fromFunction.ids]));
   if (s.approvers.groupId) for (const id of await groupMembers(db, s.approvers.groupId)) found.add(id);
   if (s.approvers.managerLevels !== null) {
     const manager = await managerOf(db, r.requester_id, s.approvers.managerLevels);
@@ -139,19 +140,21 @@ export async function resolveStageApprovers(db: Db, requestId: string, stage: nu
   // Nobody approves their own request: the requester is never among a stage's approvers.
   found.delete(r.requester_id);
   let approvers = [...found].sort();
-  let note = `${approvers.length} approver(s)`;
+  let note = `${approvers.length} approver(s)${fromFunction.note ? `; ${fromFunction.note}` : ''}`;
   let outcome: ResolvedStage['outcome'] = 'open';
   if (approvers.length === 0) {
+    const why = fromFunction.note ? ` (${fromFunction.note})` : '';
+    note = `nobody could approve${why}`;
     if (s.whenNobody === 'escalate' && s.fallbackGroupId) {
       approvers = (await groupMembers(db, s.fallbackGroupId)).filter((id) => id !== r.requester_id);
-      note = approvers.length ? `nobody could approve; escalated to the fallback group (${approvers.length} approver(s))` : 'nobody could approve, not even the fallback group';
+      note = approvers.length ? `${note}; escalated to the fallback group (${approvers.length} approver(s))` : `${note}, not even the fallback group`;
       if (approvers.length === 0) outcome = 'reject';
     } else if (s.whenNobody === 'skip') {
       outcome = 'skip';
-      note = 'nobody could approve; the stage is skipped';
+      note = `${note}; the stage is skipped`;
     } else {
       outcome = 'reject';
-      note = 'nobody could approve; the request is rejected';
+      note = `${note}; the request is rejected`;
     }
   }
   await openStage(db, requestId, stage, s.name, outcome === 'open' ? approvers : [], note, outcome === 'skip' ? 'skipped' : outcome === 'reject' ? 'rejected' : 'open', outcome);
@@ -369,4 +372,33 @@ export async function escalateStage(db: Db, requestId: string, stage: number): P
     );
     return { approvers };
   });
+}
+
+/**
+ * Calls the stage's approver function and answers the user ids it names (userNames are looked up;
+ * unknown and inactive users are dropped). A function that throws fails the activity, which
+ * Temporal retries within the stage's limits.
+ */
+export async function callApproverFunction(db: Db, requestId: string, stage: number): Promise<string[]> {
+  const r = await loadRow(db, requestId);
+  const s = r.policy.stages[stage];
+  const fn = s?.approvers.function;
+  if (!fn) return [];
+  const { rows: who } = await db.query<{ user_name: string }>('SELECT user_name FROM users WHERE id = $1', [r.requester_id]);
+  const approve = await loadApproverFunction(fn.module);
+  const answer = await approve({
+    requestId,
+    requester: { id: r.requester_id, userName: who[0]?.user_name ?? '' },
+    policy: r.policy.name,
+    entitlement: r.policy.entitlement,
+    stage: { index: stage, name: s.name },
+    justification: r.justification,
+  });
+  if (!Array.isArray(answer) || answer.some((x) => typeof x !== 'string')) throw new Error(`approver function "${fn.module}" answered ${JSON.stringify(answer)?.slice(0, 200)}, not a list of user ids or userNames`);
+  if (answer.length === 0) return [];
+  const { rows } = await db.query<{ id: string }>(
+    'SELECT id FROM users WHERE active AND deleted_at IS NULL AND (id::text = ANY($1) OR lower(user_name) = ANY($2)) ORDER BY id',
+    [answer, answer.map((x) => x.toLowerCase())],
+  );
+  return rows.map((x) => x.id);
 }

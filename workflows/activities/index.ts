@@ -98,7 +98,10 @@ function accessRequestActivities(db: Db) {
     /** Reads the request and the policy it was made under. */
     loadAccessRequest: async ({ requestId }: { requestId: string }) => await access.loadAccessRequest(db, requestId),
     /** Finds who decides a stage now (never the requester), applying the policy's rule for nobody. */
-    resolveStageApprovers: async ({ requestId, stage }: { requestId: string; stage: number }) => await access.resolveStageApprovers(db, requestId, stage),
+    resolveStageApprovers: async ({ requestId, stage, fromFunction }: { requestId: string; stage: number; fromFunction?: { ids: string[]; note?: string } }) =>
+      await access.resolveStageApprovers(db, requestId, stage, fromFunction),
+    /** Asks the stage's approver function who approves (a module named by the policy). */
+    callApproverFunction: async ({ requestId, stage }: { requestId: string; stage: number }) => await access.callApproverFunction(db, requestId, stage),
     /** A stage timed out: its fallback group joins the approvers. */
     escalateStage: async ({ requestId, stage }: { requestId: string; stage: number }) => await access.escalateStage(db, requestId, stage),
     /** Records an accepted decision and its audit event. */

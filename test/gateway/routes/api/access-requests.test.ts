@@ -392,3 +392,30 @@ t.test('an extension prolongs running time-bound access without a gap', async (t
   await new Promise((r) => setTimeout(r, Math.max(0, old.valid_until.getTime() - Date.now()) + 1500));
   t.ok(target.groups.get('ext')?.has(`acct-${ids.ria}`), 'the access did not lapse when the original ended');
 });
+
+t.test('an approver function names approvers; one that throws or times out names nobody', async (t) => {
+  const fn = fileURLToPath(new URL('../../../fixtures/approver-function.ts', import.meta.url));
+  await api(
+    'PUT',
+    '/api/access-policies/by-function',
+    policy([{ approvers: { function: fn, functionTimeoutSeconds: 1 }, whenNobody: 'escalate', fallbackGroup: 'Fallback' }], { fulfilment: { mode: 'manual', group: 'Fallback' } }),
+    201,
+  );
+  const id = await request('ria', 'by-function');
+  t.same((await call('ria', 'GET', `/api/requests/${id}`)).body.stages[0].approvers, [ids.cat], 'the function’s approver (the unknown one is ignored)');
+  t.equal((await decide('cat', id, 'approve')).status, 200, 'and that approver decides');
+
+  const thrown = await request('dan', 'by-function');
+  const view = (await call('dan', 'GET', `/api/requests/${thrown}`)).body;
+  t.same(view.stages[0].approvers, [ids.fay], 'a function that throws names nobody: the stage escalates');
+  const { rows } = await database.db.query<{ reason: string }>(`SELECT reason FROM audit_events WHERE action = 'access-request.stage-opened' AND resource_id = $1`, [thrown]);
+  t.match(rows[0]?.reason, 'the approver function failed: the approvals directory is down', 'and the reason is recorded');
+
+  const hung = await request('fay', 'by-function');
+  const hungView = await eventually(async () => {
+    const r = (await call('fay', 'GET', `/api/requests/${hung}`)).body;
+    return r.status !== 'pending' ? r : undefined;
+  }, 60_000, 'the request of the hanging function to settle');
+  t.equal(hungView.status, 'rejected', "a function that hangs names nobody; fay's only fallback approver is fay herself, so the request is rejected");
+  t.match(hungView.reason, 'the approver function failed');
+});
