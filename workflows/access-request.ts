@@ -31,6 +31,12 @@ const { loadAccessRequest, resolveStageApprovers, recordDecision, recordRequestS
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });
 
+/** Notices: retried while the channel fails, then recorded as failed; they never hold up the request. */
+const { notifyAccess } = wf.proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 },
+});
+
 const forbidden = (message: string) => wf.ApplicationFailure.create({ type: FORBIDDEN, message, nonRetryable: true });
 
 /** Where the stage stands under its rule: still open, approved or rejected. */
@@ -153,17 +159,32 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
   const manualTask = async (kind: 'grant' | 'revoke') => {
     const opened = await openFulfilmentTask({ requestId, kind });
     task = { ...opened, kind, status: 'open' };
+    notify('task.assigned', opened.assignees, `task-${kind}`);
     await wf.condition(() => task!.status !== 'open');
     return task;
   };
 
+  const notices: Array<Promise<unknown>> = [];
+  const notify = (type: Parameters<typeof notifyAccess>[0]['type'], recipientIds: string[], key: string) => {
+    notices.push(notifyAccess({ requestId, type, recipientIds, key }).catch(() => undefined));
+  };
+  const NOTICE_OF: Partial<Record<AccessRequestStatus, Parameters<typeof notifyAccess>[0]['type']>> = {
+    approved: 'request.decided',
+    rejected: 'request.decided',
+    expired: 'request.expired',
+    fulfilled: 'request.fulfilled',
+    failed: 'request.failed',
+  };
   const finish = async (status: AccessRequestStatus, reason: string, stageStatus?: 'approved' | 'rejected' | 'closed') => {
     state.status = status;
     state.reason = reason;
     wf.upsertSearchAttributes([{ key: accessStatusSearchAttribute, value: status }]);
     await recordRequestStatus({ requestId, status, stage: state.stage, reason, ...(stageStatus ? { stageStatus } : {}) });
+    const type = NOTICE_OF[status];
+    if (type) notify(type, [request.requesterId], status);
   };
   const done = async () => {
+    await Promise.all(notices);
     await wf.condition(wf.allHandlersFinished);
     return state;
   };
@@ -189,6 +210,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
     }
     const resolved = await resolveStageApprovers({ requestId, stage: index, fromFunction });
     const stage: AccessStageState = { stage: index, name: def.name, rule: def.rule, quorum: def.quorum, approvers: resolved.approvers, decisions: {}, status: 'open' };
+    if (resolved.outcome === 'open') notify('request.awaiting-you', resolved.approvers, `stage-${index}`);
     state.stages.push(stage);
     if (state.status !== 'pending') return await done();
     if (resolved.outcome === 'skip' || resolved.outcome === 'approve') {
@@ -216,8 +238,10 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       if (!woke && Date.now() >= deadline && deadline === stageDeadline && expiresAt !== deadline && def.onTimeout === 'escalate') {
         // Escalated once; from then on only the request's TTL limits the stage.
         escalating = true;
+        const before = stage.approvers;
         stage.approvers = (await escalateStage({ requestId, stage: index })).approvers;
         escalating = false;
+        notify('request.awaiting-you', stage.approvers.filter((id) => !before.includes(id)), `stage-${index}-escalated`);
         stageDeadline = undefined;
         continue;
       }

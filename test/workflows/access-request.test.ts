@@ -11,6 +11,11 @@ import { eventually } from '../helpers/temporal.js';
 import { startTestStack } from '../helpers/stack.js';
 import { startScimmyServer } from '../connectors/scim/scimmy-server.js';
 import { createToken } from '../../gateway/auth/tokens.js';
+import { NativeConnection } from '@temporalio/worker';
+import { createWorker } from '../../workflows/worker.js';
+import { workflowBundle } from '../helpers/temporal.js';
+import { createWebhookAccessNotifier, type AccessNotice } from '../../gateway/access/notifier.js';
+import { startNoticeReceiver } from '../gateway/delivery/notice-receiver.js';
 
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
 const ENTERPRISE = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User';
@@ -194,4 +199,58 @@ t.test('workers killed while a request waits for approval and while it is fulfil
     { 'access-request.approved': 1, 'access-request.created': 1, 'access-request.decided': 1, 'access-request.fulfilled': 1, 'access-request.stage-opened': 1, 'grant.created': 1 },
     'every step happened once',
   );
+});
+
+t.test('notices: approvers, requester; a failing channel is retried, recorded, and never holds up the request', async (t) => {
+  const stack = await startTestStack(t, { idleMs: 1000, worker: false });
+  const receiver = await startNoticeReceiver(t, 'notice-secret');
+  const conn = await NativeConnection.connect({ address: stack.temporal.address });
+  const bundle = workflowBundle();
+  const worker = await createWorker({
+    connection: conn,
+    namespace: stack.temporal.namespace,
+    taskQueue: stack.temporal.taskQueue,
+    db: stack.database.newPool(),
+    accessNotifier: createWebhookAccessNotifier({ url: receiver.url, secret: 'notice-secret' }),
+    ...(bundle ? { workflowBundle: bundle } : {}),
+  });
+  const running = worker.run();
+  t.teardown(async () => {
+    worker.shutdown();
+    await running;
+    await conn.close();
+  });
+  const call = stack.gw.call;
+  const requester = (await call('POST', '/scim/v2/Users', userBody('nina@example.com', { emails: [{ value: 'nina@example.com', primary: true }] }), 201)).id as string;
+  const approver = (await call('POST', '/scim/v2/Users', userBody('omar@example.com'), 201)).id as string;
+  await call('POST', '/scim/v2/Groups', { schemas: [GROUP], displayName: 'Helpdesk', members: [{ value: approver }] }, 201);
+  await call('PUT', '/api/access-policies/desk', { displayName: 'Desk', durations: { permanentAllowed: true }, fulfilment: { mode: 'manual', group: 'Helpdesk' }, stages: [{ approvers: { users: ['omar@example.com'] } }] }, 201);
+  const nina = (await createToken(stack.database.db, 'personal-nina', ['requests'], undefined, requester)).token;
+  const omar = (await createToken(stack.database.db, 'personal-omar', ['requests'], undefined, approver)).token;
+  const post = async (token: string, url: string, payload: object) => await stack.gw.scim({ method: 'POST', url, token, payload, headers: { 'content-type': 'application/json' } });
+
+  receiver.failNext.push({ status: 503 }, { status: 503 });
+  const made = await post(nina, '/api/requests', { policy: 'desk' });
+  t.equal(made.statusCode, 201, made.statusCode === 201 ? "the request is created" : made.body);
+  const id = made.json().id as string;
+  const awaiting = await eventually(async () => receiver.notices.find((n) => (n as unknown as AccessNotice).type === 'request.awaiting-you') as unknown as AccessNotice | undefined, 60_000, 'the approver to be told');
+  t.same(awaiting.recipients.map((r) => r.userName), ['omar@example.com'], 'the approver is told, after the channel recovered');
+  t.equal((await post(omar, `/api/requests/${id}/decisions`, { decision: 'approve' })).statusCode, 200);
+  const types = async () => receiver.notices.map((n) => (n as unknown as AccessNotice).type);
+  await eventually(async () => (await types()).includes('task.assigned') && (await types()).includes('request.decided'), 60_000, 'the decision and the task to be announced');
+  const decided = receiver.notices.find((n) => (n as unknown as AccessNotice).type === 'request.decided') as unknown as AccessNotice;
+  t.same(decided.recipients, [{ userId: requester, userName: 'nina@example.com', email: 'nina@example.com' }], 'the requester is told, with the address to reach them');
+
+  // From now on the channel refuses everything: the request still completes, and the failure is recorded.
+  receiver.failNext.push(...Array.from({ length: 50 }, () => ({ status: 500 })));
+  const task = (await stack.gw.scim({ method: 'GET', url: '/api/tasks', token: omar })).json()[0];
+  t.equal((await post(omar, `/api/tasks/${task.id}/complete`, { outcome: 'done' })).statusCode, 200);
+  await eventually(async () => (await stack.database.db.query<{ status: string }>('SELECT status FROM access_requests WHERE id = $1', [id])).rows[0]?.status === 'fulfilled', 30_000, 'the request to be fulfilled');
+  t.pass('the request is fulfilled while the channel fails');
+  const failed = await eventually(async () => (await stack.database.db.query<{ type: string; attempts: number; last_error: string }>(`SELECT type, attempts, last_error FROM access_notifications WHERE request_id = $1 AND status = 'failed'`, [id])).rows[0], 90_000, 'the failed notice to be recorded');
+  t.equal(failed.type, 'request.fulfilled');
+  t.equal(failed.attempts, 5, 'after its tries');
+  t.match(failed.last_error, 'HTTP 500');
+  const { rows: sent } = await stack.database.db.query<{ type: string }>(`SELECT type FROM access_notifications WHERE request_id = $1 AND status = 'sent' ORDER BY type`, [id]);
+  t.same(sent.map((r) => r.type), ['request.awaiting-you', 'request.decided', 'task.assigned'], 'the notices sent are recorded');
 });

@@ -13,6 +13,7 @@ import type { Decision, RequestStatus } from '../../gateway/access/requests.js';
 import { matchesFilter, parseFilter } from '../../gateway/scim/filter.js';
 import { SchemaRegistry } from '../../gateway/scim/schemas.js';
 import { loadApproverFunction } from '../../gateway/access/approver-functions.js';
+import type { AccessNotifier, AccessNoticeType } from '../../gateway/access/notifier.js';
 
 const registry = new SchemaRegistry();
 
@@ -401,4 +402,57 @@ export async function callApproverFunction(db: Db, requestId: string, stage: num
     [answer, answer.map((x) => x.toLowerCase())],
   );
   return rows.map((x) => x.id);
+}
+
+/** Tries of one notice before it is recorded as failed (the request goes on either way). */
+export const NOTICE_ATTEMPTS = 5;
+
+/**
+ * Sends one notice about a request to `recipientIds` through `notifier` and records it. Throws a
+ * channel's failure for Temporal to retry until the last try, which records the failure instead.
+ * Without a notifier (none configured), does nothing.
+ */
+export async function notifyAccess(
+  db: Db,
+  notifier: AccessNotifier | undefined,
+  n: { requestId: string; type: AccessNoticeType; recipientIds: string[]; key: string },
+  attempt: number,
+): Promise<void> {
+  if (!notifier || n.recipientIds.length === 0) return;
+  const id = `${n.requestId}:${n.key}`;
+  const { rows: sent } = await db.query(`SELECT 1 FROM access_notifications WHERE id = $1`, [id]);
+  if (sent.length) return;
+  const { rows } = await db.query<{ name: string; display: string; status: string; reason: string | null }>(
+    `SELECT policy->>'name' AS name, policy->>'displayName' AS display, status, status_reason AS reason FROM access_requests WHERE id = $1`,
+    [n.requestId],
+  );
+  const { rows: people } = await db.query<{ id: string; user_name: string; email: string | null }>(
+    `SELECT id, user_name, (SELECT e->>'value' FROM jsonb_array_elements(CASE WHEN jsonb_typeof(resource->'emails') = 'array' THEN resource->'emails' ELSE '[]'::jsonb END) e
+                             ORDER BY (e->>'primary')::boolean IS TRUE DESC LIMIT 1) AS email
+       FROM users WHERE id = ANY($1::uuid[]) ORDER BY user_name`,
+    [n.recipientIds],
+  );
+  const r = rows[0]!;
+  const record = (status: 'sent' | 'failed', error: string | null) =>
+    db.query(
+      `INSERT INTO access_notifications (id, request_id, type, recipients, status, attempts, last_error) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
+      [id, n.requestId, n.type, n.recipientIds, status, attempt, error],
+    );
+  try {
+    await notifier({
+      id,
+      type: n.type,
+      requestId: n.requestId,
+      policy: r.name,
+      displayName: r.display,
+      status: r.status,
+      reason: r.reason,
+      recipients: people.map((p) => ({ userId: p.id, userName: p.user_name, email: p.email })),
+    });
+  } catch (err) {
+    if (attempt < NOTICE_ATTEMPTS) throw err;
+    await record('failed', (err as Error).message.slice(0, 1000));
+    return;
+  }
+  await record('sent', null);
 }

@@ -8,11 +8,14 @@ import type { Db } from '../../gateway/db/pool.js';
 import type { ConnectorRuntime } from './connector-runtime.js';
 import { applyStep, planUserSync, recordFailure, validateConnector, type StepInput, type UserPlan } from './provisioning.js';
 import * as access from './access-requests.js';
+import type { AccessNotifier } from '../../gateway/access/notifier.js';
 import { finishReconcile, reconcilePage, startReconcile, type ReconcileStarted, type ReconcileSummary } from './reconcile.js';
 
 export interface ActivityDeps {
   db: Db;
   connectors: ConnectorRuntime;
+  /** Tells people about access requests (gateway/access/notifier.ts); absent: no notices. */
+  accessNotifier?: AccessNotifier | undefined;
 }
 
 export interface SyncUserInput {
@@ -25,7 +28,7 @@ export interface SyncUserResult {
   outcome: 'synced' | 'deprovisioned' | 'missing';
 }
 
-export function createActivities({ db, connectors }: ActivityDeps) {
+export function createActivities({ db, connectors, accessNotifier }: ActivityDeps) {
   const workflowId = () => Context.current().info.workflowExecution?.workflowId;
   const step = (action: Parameters<typeof applyStep>[2]) => async (input: StepInput) =>
     await applyStep(db, connectors, action, { ...input, workflowId: workflowId() });
@@ -88,13 +91,15 @@ export function createActivities({ db, connectors }: ActivityDeps) {
       );
       return { outcome: user.deleted || !user.active ? 'deprovisioned' : 'synced' };
     },
-    ...accessRequestActivities(db),
+    ...accessRequestActivities(db, accessNotifier),
   };
 }
 
 /** The accessRequest workflow's activities (./access-requests.ts), named to read well in the Temporal UI. */
-function accessRequestActivities(db: Db) {
+function accessRequestActivities(db: Db, notifier: AccessNotifier | undefined) {
   return {
+    /** Tells the recipients about the request (retried; recorded as failed after the last try). */
+    notifyAccess: async (input: Parameters<typeof access.notifyAccess>[2]) => await access.notifyAccess(db, notifier, input, Context.current().info.attempt),
     /** Reads the request and the policy it was made under. */
     loadAccessRequest: async ({ requestId }: { requestId: string }) => await access.loadAccessRequest(db, requestId),
     /** Finds who decides a stage now (never the requester), applying the policy's rule for nobody. */

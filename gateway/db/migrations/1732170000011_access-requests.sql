@@ -105,7 +105,21 @@ CREATE TABLE access_tasks (
 );
 CREATE INDEX access_tasks_open_idx ON access_tasks USING gin (assignee_ids) WHERE status IN ('open', 'claimed');
 
+-- Notices sent about requests (one row per notice id), and the ones a channel kept refusing.
+CREATE TABLE access_notifications (
+  id          text PRIMARY KEY,
+  request_id  uuid NOT NULL REFERENCES access_requests (id),
+  type        text NOT NULL,
+  recipients  uuid[] NOT NULL,
+  status      text NOT NULL CHECK (status IN ('sent', 'failed')),
+  attempts    integer NOT NULL,
+  last_error  text,
+  at          timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX access_notifications_request_idx ON access_notifications (request_id);
+
 -- Down Migration
+DROP TABLE access_notifications;
 DROP TABLE access_tasks;
 DROP TABLE access_request_decisions;
 DROP TABLE access_request_stages;
