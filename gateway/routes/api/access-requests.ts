@@ -75,7 +75,8 @@ const accessRequests: FastifyPluginAsync = async (app) => {
       return undefined;
     }
     if (!user) {
-      if (!mayActAs) fail(reply, 403, `the token "${identity.name}" acts as its own user only`);
+      if (key === identity.userId) fail(reply, 403, `the user of the token "${identity.name}" is not active`);
+      else if (!mayActAs) fail(reply, 403, `the token "${identity.name}" acts as its own user only`);
       else fail(reply, 400, `no active user ${key}`);
       return undefined;
     }

@@ -35,10 +35,10 @@ const tokens: FastifyPluginAsync = async (app) => {
     );
 
   app.get('/api/tokens', { onRequest: admin, schema: { tags, security, summary: 'List active tokens (never their secrets)', response: { 200: { type: 'array', items: TokenInfo } } } }, async () => {
-    const { rows } = await app.db.query<{ id: string; name: string; scopes: string[]; created_at: Date; last_used_at: Date | null }>(
-      'SELECT id, name, scopes, created_at, last_used_at FROM api_tokens WHERE revoked_at IS NULL ORDER BY name',
+    const { rows } = await app.db.query<{ id: string; name: string; scopes: string[]; user_id: string | null; created_at: Date; last_used_at: Date | null }>(
+      'SELECT id, name, scopes, user_id, created_at, last_used_at FROM api_tokens WHERE revoked_at IS NULL ORDER BY name',
     );
-    return rows.map((r) => ({ id: r.id, name: r.name, scopes: r.scopes, createdAt: r.created_at.toISOString(), lastUsedAt: r.last_used_at?.toISOString() ?? null }));
+    return rows.map((r) => ({ id: r.id, name: r.name, scopes: r.scopes, ...(r.user_id ? { userId: r.user_id } : {}), createdAt: r.created_at.toISOString(), lastUsedAt: r.last_used_at?.toISOString() ?? null }));
   });
 
   app.post<{ Body: { name: string; scopes: TokenScope[]; user?: string } }>(

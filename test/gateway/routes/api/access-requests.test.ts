@@ -126,6 +126,11 @@ t.test('who is acting: personal tokens act as themselves, act-as tokens name the
   t.equal(other.status, 403, 'a personal token cannot act as someone else');
   t.match(other.body.message, 'acts as its own user only');
   t.equal((await call('ria', 'GET', '/api/requests', undefined, 'ria@example.com')).status, 200, 'naming oneself is fine');
+  const issued = await api('POST', '/api/tokens', { name: 'ria-personal', scopes: ['requests'], user: 'ria@example.com' }, 201);
+  t.equal(issued.userId, ids.ria, 'a personal token is issued through the API for a user');
+  t.equal((await call(issued.token, 'GET', '/api/requests')).status, 200, 'and acts as that user');
+  t.equal((await api('GET', '/api/tokens')).find((x: { name: string }) => x.name === 'ria-personal')?.userId, ids.ria, 'the token list shows whose it is');
+  t.equal((await call(gw.token, 'POST', '/api/tokens', { name: 'ghost', scopes: ['requests'], user: 'ghost@example.com' })).status, 400, 'a token for an unknown user is refused');
   const scimOnly = (await createToken(database.db, 'scim-only', ['scim:read'])).token;
   t.equal((await call(scimOnly, 'GET', '/api/requests', undefined, 'ria@example.com')).status, 403, 'a token without the requests scope is refused');
 });
