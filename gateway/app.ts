@@ -18,6 +18,7 @@ import tokens from './routes/api/tokens.js';
 import provisioning from './routes/api/provisioning.js';
 import audit from './routes/api/audit.js';
 import outbox from './routes/api/outbox.js';
+import accessRequests from './routes/api/access-requests.js';
 import downloads from './routes/downloads.js';
 import { pathOnly, redactUrl } from './log-redaction.js';
 import security from './plugins/security.js';
@@ -101,6 +102,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(provisioning);
   await app.register(audit);
   await app.register(outbox);
+  await app.register(accessRequests);
   await app.register(downloads);
   return app;
 }

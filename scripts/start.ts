@@ -18,6 +18,7 @@ import { closeOnSignals, startGateway } from '../gateway/server.js';
 import { ProvisioningFileError } from '../gateway/provisioning/declarative.js';
 import { deliveryFactory } from '../gateway/delivery/index.js';
 import { createWorker, installTemporalRuntimeLogger } from '../workflows/worker.js';
+import { accessNotifierFor } from '../gateway/access/notifier.js';
 import { serveMetrics, WorkerMetrics } from '../workflows/activities/metrics.js';
 import { logDestination } from '../gateway/log-output.js';
 import { startTemporalDevServer, type DevServer } from './dev-server.js';
@@ -89,6 +90,7 @@ async function main(): Promise<void> {
       taskQueue: config.taskQueue,
       db: workerDb,
       deliverFor: deliveryFactory(config, workerDb),
+      accessNotifier: accessNotifierFor(config),
     });
     const running = worker.run();
     // Stop the worker before the servers it talks to (cleanups run in reverse).

@@ -11,6 +11,24 @@ import { reconcile } from './reconcile.js';
 import { testConnection, type TestConnectionResult } from './test-connection.js';
 import type { ReconcileSummary } from './activities/reconcile.js';
 import { boundedVisibilityValue } from './bounded.js';
+import { accessRequest } from './access-request.js';
+import {
+  accessRequesterSearchAttribute,
+  accessResourceSearchAttribute,
+  accessStatusSearchAttribute,
+  cancelUpdate,
+  completeTaskUpdate,
+  CONFLICT,
+  decideUpdate,
+  FORBIDDEN,
+  type AccessRequestState,
+  type AccessTaskState,
+  type CancelInput,
+  type CompleteTaskInput,
+  type DecideInput,
+} from './access-request-messages.js';
+import { ApplicationFailure } from '@temporalio/common';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowExecutionAlreadyStartedError, type ScheduleSpec, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 
 /** Custom search attributes this project sets; registered by {@link ensureSearchAttributes}. */
@@ -67,7 +85,11 @@ export async function queryUserSyncStatus(client: Client, userId: string): Promi
  */
 export async function ensureSearchAttributes(connection: Connection, namespace: string): Promise<void> {
   const keyword = proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
-  const wanted = { [userNameSearchAttribute.name]: keyword, [connectorSearchAttribute.name]: keyword };
+  const wanted = {
+    [userNameSearchAttribute.name]: keyword,
+    [connectorSearchAttribute.name]: keyword,
+    ...Object.fromEntries(ACCESS_SEARCH_ATTRIBUTES.map((k) => [k.name, keyword])),
+  };
   const existing = await connection.operatorService.listSearchAttributes({ namespace });
   const missing = Object.fromEntries(
     Object.entries(wanted).filter(([name]) => !(name in (existing.customAttributes ?? {}))),
@@ -162,3 +184,96 @@ export async function ensureReconcileSchedule(client: Client, taskQueue: string,
 }
 
 export { Client, Connection };
+
+// ------------------------------------------------------------------ access requests
+
+const ACCESS_SEARCH_ATTRIBUTES = [accessRequesterSearchAttribute, accessResourceSearchAttribute, accessStatusSearchAttribute];
+
+export function accessRequestWorkflowId(requestId: string): string {
+  return `access-request:${requestId}`;
+}
+
+/** Timing of accessRequest workflows that deployments (and tests) may tune. */
+export interface AccessRequestTiming {
+  fulfilmentPollMaxMs?: number;
+  fulfilmentTimeoutMs?: number;
+}
+
+/**
+ * Starts the request's accessRequest workflow. Safe to repeat: a second start of the same request,
+ * running or finished, does nothing (the workflow id is never reused).
+ */
+export async function startAccessRequest(
+  client: Client,
+  taskQueue: string,
+  request: { requestId: string; requester: string; resource: string },
+  timing: AccessRequestTiming = {},
+): Promise<void> {
+  try {
+    await client.workflow.start(accessRequest, {
+      workflowId: accessRequestWorkflowId(request.requestId),
+      taskQueue,
+      args: [{ requestId: request.requestId, ...timing }],
+      workflowIdReusePolicy: 'REJECT_DUPLICATE',
+      memo: { requester: boundedVisibilityValue(request.requester), resource: boundedVisibilityValue(request.resource) },
+      typedSearchAttributes: new TypedSearchAttributes([
+        { key: accessRequesterSearchAttribute, value: boundedVisibilityValue(request.requester) },
+        { key: accessResourceSearchAttribute, value: boundedVisibilityValue(request.resource) },
+        { key: accessStatusSearchAttribute, value: 'pending' },
+      ]),
+    });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return;
+    throw err;
+  }
+}
+
+/** A refused decision or cancellation: 403 (may not) or 409 (the request or stage is closed), with the request's state when known. */
+export class AccessRequestRefusal extends Error {
+  constructor(
+    readonly status: 403 | 409,
+    message: string,
+    readonly state: AccessRequestState | undefined,
+  ) {
+    super(message);
+    this.name = 'AccessRequestRefusal';
+  }
+}
+
+/** The request's workflow is not running (not started yet, or finished): the caller reads the database instead. */
+export class AccessRequestNotRunning extends Error {}
+
+async function accessUpdate<A>(client: Client, requestId: string, run: (handle: ReturnType<Client['workflow']['getHandle']>) => Promise<A>): Promise<A> {
+  const handle = client.workflow.getHandle(accessRequestWorkflowId(requestId));
+  try {
+    return await run(handle);
+  } catch (err) {
+    if (err instanceof WorkflowUpdateFailedError && err.cause instanceof ApplicationFailure) {
+      const cause = err.cause;
+      if (cause.type === FORBIDDEN || cause.type === CONFLICT) {
+        throw new AccessRequestRefusal(cause.type === FORBIDDEN ? 403 : 409, cause.message, cause.details?.[0] as AccessRequestState | undefined);
+      }
+    }
+    if (err instanceof WorkflowNotFoundError) throw new AccessRequestNotRunning(`the workflow of access request ${requestId} is not running`, { cause: err });
+    throw err;
+  }
+}
+
+/**
+ * Approves or rejects the request's current stage as `approverId` and answers the request's state
+ * after the decision. Throws {@link AccessRequestRefusal} when the workflow refuses it and
+ * {@link AccessRequestNotRunning} when no workflow runs for the request.
+ */
+export async function decideAccessRequest(client: Client, requestId: string, input: DecideInput): Promise<AccessRequestState> {
+  return await accessUpdate(client, requestId, (h) => h.executeUpdate(decideUpdate, { args: [input] }));
+}
+
+/** Cancels a pending request; throws like {@link decideAccessRequest}. */
+export async function cancelAccessRequest(client: Client, requestId: string, input: CancelInput): Promise<AccessRequestState> {
+  return await accessUpdate(client, requestId, (h) => h.executeUpdate(cancelUpdate, { args: [input] }));
+}
+
+/** Reports the request's manual task done or failed; throws like {@link decideAccessRequest}. */
+export async function completeAccessTask(client: Client, requestId: string, input: CompleteTaskInput): Promise<AccessTaskState> {
+  return await accessUpdate(client, requestId, (h) => h.executeUpdate(completeTaskUpdate, { args: [input] }));
+}

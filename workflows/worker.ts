@@ -19,6 +19,7 @@ import { ensureSearchAttributes } from './client.js';
 import { deliveriesOffReason, deliveryFactory, type DeliverFactory } from '../gateway/delivery/index.js';
 import { instrumentActivities, serveMetrics, WorkerMetrics } from './activities/metrics.js';
 import { logDestination, temporalLogFields } from '../gateway/log-output.js';
+import { accessNotifierFor, type AccessNotifier } from '../gateway/access/notifier.js';
 
 const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 /** The module that lists every workflow; the worker bundles it for the sandbox. */
@@ -48,6 +49,8 @@ export interface WorkerDeps {
   deliverFor?: DeliverFactory | undefined;
   /** Records provisioning and connector metrics of the activities (./activities/metrics.ts); absent: none. */
   metrics?: WorkerMetrics | undefined;
+  /** Tells people about access requests; absent: no notices. Build it with `accessNotifierFor(config)`. */
+  accessNotifier?: AccessNotifier | undefined;
 }
 
 export async function createWorker(deps: WorkerDeps): Promise<Worker> {
@@ -60,7 +63,10 @@ export async function createWorker(deps: WorkerDeps): Promise<Worker> {
       : existsSync(PREBUILT_BUNDLE)
         ? { workflowBundle: { codePath: PREBUILT_BUNDLE } }
         : { workflowsPath: WORKFLOWS_PATH }),
-    activities: withMetrics(createActivities({ db: deps.db, connectors: new ConnectorRuntime(deps.db, undefined, deps.deliverFor) }), deps.metrics),
+    activities: withMetrics(
+      createActivities({ db: deps.db, connectors: new ConnectorRuntime(deps.db, undefined, deps.deliverFor), accessNotifier: deps.accessNotifier }),
+      deps.metrics,
+    ),
     ...(deps.identity ? { identity: deps.identity } : {}),
   });
 }
@@ -134,7 +140,8 @@ async function main(): Promise<void> {
   const deliverFor = deliveryFactory(cfg, db);
   const metrics = cfg.workerMetricsAddress ? new WorkerMetrics() : undefined;
   const metricsServer = metrics && cfg.workerMetricsAddress ? await serveMetrics(metrics.registry, cfg.workerMetricsAddress) : undefined;
-  const worker = await createWorker({ connection, namespace: cfg.temporalNamespace, taskQueue: cfg.taskQueue, db, deliverFor, metrics });
+  const accessNotifier = accessNotifierFor(cfg);
+  const worker = await createWorker({ connection, namespace: cfg.temporalNamespace, taskQueue: cfg.taskQueue, db, deliverFor, metrics, accessNotifier });
   logger.info(
     {
       taskQueue: cfg.taskQueue,

@@ -2,3 +2,4 @@
 export { userSync } from './user-sync.js';
 export { reconcile } from './reconcile.js';
 export { testConnection } from './test-connection.js';
+export { accessRequest } from './access-request.js';

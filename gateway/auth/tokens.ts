@@ -8,14 +8,20 @@ import { hash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Db } from '../db/pool.js';
 import { withTransaction } from '../db/pool.js';
 
-/** What a token may do: read SCIM resources, write them, use the admin API, or scrape /metrics. */
-export const TOKEN_SCOPES = ['scim:read', 'scim:write', 'admin', 'metrics:read'] as const;
+/**
+ * What a token may do: read SCIM resources, write them, use the admin API, scrape /metrics, make
+ * access requests and decisions (`requests`: as the token's own user, or with `requests:act-as`
+ * as any user the caller names, for a trusted front end such as a chat app or a portal).
+ */
+export const TOKEN_SCOPES = ['scim:read', 'scim:write', 'admin', 'metrics:read', 'requests', 'requests:act-as'] as const;
 export type TokenScope = (typeof TOKEN_SCOPES)[number];
 
 export interface TokenIdentity {
   id: string;
   name: string;
   scopes: TokenScope[];
+  /** The directory user a personal token acts as; absent for a token of no person. */
+  userId?: string;
 }
 
 export const TOKEN_PREFIX = 'scimgw_';
@@ -34,15 +40,17 @@ export async function createToken(
   name: string,
   scopes: TokenScope[],
   token: string = generateToken(),
+  userId?: string,
 ): Promise<{ identity: TokenIdentity; token: string }> {
   const id = randomUUID();
-  await db.query('INSERT INTO api_tokens (id, name, scopes, token_hash) VALUES ($1, $2, $3, $4)', [
+  await db.query('INSERT INTO api_tokens (id, name, scopes, token_hash, user_id) VALUES ($1, $2, $3, $4, $5)', [
     id,
     name,
     scopes,
     hashToken(token),
+    userId ?? null,
   ]);
-  return { identity: { id, name, scopes }, token };
+  return { identity: { id, name, scopes, ...(userId ? { userId } : {}) }, token };
 }
 
 export async function revokeToken(db: Db, name: string): Promise<boolean> {
@@ -116,12 +124,13 @@ export class TokenVerifier {
     const hit = this.cache.get(key);
     if (hit && hit.expires > now) return hit.identity;
 
-    const { rows } = await this.db.query<{ id: string; name: string; scopes: TokenScope[]; token_hash: Buffer }>(
-      'SELECT id, name, scopes, token_hash FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL',
+    const { rows } = await this.db.query<{ id: string; name: string; scopes: TokenScope[]; token_hash: Buffer; user_id: string | null }>(
+      'SELECT id, name, scopes, token_hash, user_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL',
       [digest],
     );
     const row = rows[0];
-    const identity = row && timingSafeEqual(row.token_hash, digest) ? { id: row.id, name: row.name, scopes: row.scopes } : null;
+    const identity =
+      row && timingSafeEqual(row.token_hash, digest) ? { id: row.id, name: row.name, scopes: row.scopes, ...(row.user_id ? { userId: row.user_id } : {}) } : null;
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(key, { identity, expires: now + this.cacheMs });
     if (identity) {

@@ -25,7 +25,7 @@ import { isGrpcServiceError, type Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from '../db/pool.js';
-import { ensureReconcileSchedule, notifyUserChanged, type UserSyncTiming } from '../../workflows/client.js';
+import { ensureReconcileSchedule, notifyUserChanged, startAccessRequest, type UserSyncTiming } from '../../workflows/client.js';
 
 export interface DispatcherOptions {
   db: Db;
@@ -51,7 +51,7 @@ interface ClaimedRow {
   id: number;
   topic: string;
   aggregate_id: string;
-  payload: { userName?: string; reconcileEveryMinutes?: number | null };
+  payload: { userName?: string; reconcileEveryMinutes?: number | null; requester?: string; resource?: string };
   attempts: number;
   refusals: number;
 }
@@ -195,6 +195,11 @@ export class OutboxDispatcher {
       case 'connector.changed':
         await client.withDeadline(Date.now() + timeout, () =>
           ensureReconcileSchedule(client, this.opts.taskQueue, row.aggregate_id, row.payload.reconcileEveryMinutes ?? null),
+        );
+        return;
+      case 'access-request.created':
+        await client.withDeadline(Date.now() + timeout, () =>
+          startAccessRequest(client, this.opts.taskQueue, { requestId: row.aggregate_id, requester: row.payload.requester ?? '', resource: row.payload.resource ?? '' }),
         );
         return;
       default:

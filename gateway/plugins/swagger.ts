@@ -29,6 +29,7 @@ const docs: FastifyPluginAsync = async (app) => {
         { name: 'scim', description: 'SCIM 2.0 (RFC 7643, RFC 7644)' },
         { name: 'admin', description: 'Administration: API tokens, connectors, entitlements, rules, grants' },
         { name: 'operations', description: 'Health and readiness' },
+        { name: 'access requests', description: 'Access policies (the catalogue), requests, decisions and the approvals inbox, made as a directory user' },
       ],
       components: {
         securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'API token' } },

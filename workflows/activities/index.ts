@@ -7,11 +7,15 @@ import { Context } from '@temporalio/activity';
 import type { Db } from '../../gateway/db/pool.js';
 import type { ConnectorRuntime } from './connector-runtime.js';
 import { applyStep, planUserSync, recordFailure, validateConnector, type StepInput, type StepResult, type UserPlan } from './provisioning.js';
+import * as access from './access-requests.js';
+import type { AccessNotifier } from '../../gateway/access/notifier.js';
 import { finishReconcile, reconcilePage, startReconcile, type ReconcileStarted, type ReconcileSummary } from './reconcile.js';
 
 export interface ActivityDeps {
   db: Db;
   connectors: ConnectorRuntime;
+  /** Tells people about access requests (gateway/access/notifier.ts); absent: no notices. */
+  accessNotifier?: AccessNotifier | undefined;
 }
 
 export interface SyncUserInput {
@@ -24,7 +28,7 @@ export interface SyncUserResult {
   outcome: 'synced' | 'deprovisioned' | 'missing';
 }
 
-export function createActivities({ db, connectors }: ActivityDeps) {
+export function createActivities({ db, connectors, accessNotifier }: ActivityDeps) {
   const workflowId = () => Context.current().info.workflowExecution?.workflowId;
   const step = (action: Parameters<typeof applyStep>[2]) => async (input: StepInput): Promise<StepResult> =>
     await applyStep(db, connectors, action, { ...input, workflowId: workflowId() });
@@ -87,6 +91,36 @@ export function createActivities({ db, connectors }: ActivityDeps) {
       );
       return { outcome: user.deleted || !user.active ? 'deprovisioned' : 'synced' };
     },
+    ...accessRequestActivities(db, accessNotifier),
+  };
+}
+
+/** The accessRequest workflow's activities (./access-requests.ts), named to read well in the Temporal UI. */
+function accessRequestActivities(db: Db, notifier: AccessNotifier | undefined) {
+  return {
+    /** Tells the recipients about the request (retried; recorded as failed after the last try). */
+    notifyAccess: async (input: Parameters<typeof access.notifyAccess>[2]) => await access.notifyAccess(db, notifier, input, Context.current().info.attempt),
+    /** Reads the request and the policy it was made under. */
+    loadAccessRequest: async ({ requestId }: { requestId: string }) => await access.loadAccessRequest(db, requestId),
+    /** Finds who decides a stage now (never the requester), applying the policy's rule for nobody. */
+    resolveStageApprovers: async ({ requestId, stage, fromFunction }: { requestId: string; stage: number; fromFunction?: { ids: string[]; note?: string } }) =>
+      await access.resolveStageApprovers(db, requestId, stage, fromFunction),
+    /** Asks the stage's approver function who approves (a module named by the policy). */
+    callApproverFunction: async ({ requestId, stage }: { requestId: string; stage: number }) => await access.callApproverFunction(db, requestId, stage),
+    /** A stage timed out: its fallback group joins the approvers. */
+    escalateStage: async ({ requestId, stage }: { requestId: string; stage: number }) => await access.escalateStage(db, requestId, stage),
+    /** Records an accepted decision and its audit event. */
+    recordDecision: async (input: Parameters<typeof access.recordDecision>[1]) => await access.recordDecision(db, input),
+    /** Records the request's new status and its audit event. */
+    recordRequestStatus: async (input: Parameters<typeof access.recordRequestStatus>[1]) => await access.recordRequestStatus(db, input),
+    /** Writes the grant `request:<id>` for the requested duration and has userSync provision it. */
+    grantRequestedAccess: async ({ requestId }: { requestId: string }) => await access.grantRequestedAccess(db, requestId),
+    /** Opens a manual fulfilment (or revocation) task for the fulfilment group. */
+    openFulfilmentTask: async ({ requestId, kind }: { requestId: string; kind: 'grant' | 'revoke' }) => await access.openFulfilmentTask(db, requestId, kind),
+    /** Records a manual task as done or failed, with its note. */
+    closeFulfilmentTask: async (input: Parameters<typeof access.closeFulfilmentTask>[1]) => await access.closeFulfilmentTask(db, input),
+    /** Whether the granted access has reached the target yet. */
+    checkFulfilment: async ({ requestId }: { requestId: string }) => await access.checkFulfilment(db, requestId),
   };
 }
 

@@ -12,6 +12,7 @@ const TokenInfo = {
     id: { type: 'string' },
     name: { type: 'string' },
     scopes: { type: 'array', items: { type: 'string' } },
+    userId: { type: 'string', description: 'the directory user a personal token acts as' },
     createdAt: { type: 'string', format: 'date-time' },
     lastUsedAt: { type: ['string', 'null'], format: 'date-time' },
   },
@@ -34,13 +35,13 @@ const tokens: FastifyPluginAsync = async (app) => {
     );
 
   app.get('/api/tokens', { onRequest: admin, schema: { tags, security, summary: 'List active tokens (never their secrets)', response: { 200: { type: 'array', items: TokenInfo } } } }, async () => {
-    const { rows } = await app.db.query<{ id: string; name: string; scopes: string[]; created_at: Date; last_used_at: Date | null }>(
-      'SELECT id, name, scopes, created_at, last_used_at FROM api_tokens WHERE revoked_at IS NULL ORDER BY name',
+    const { rows } = await app.db.query<{ id: string; name: string; scopes: string[]; user_id: string | null; created_at: Date; last_used_at: Date | null }>(
+      'SELECT id, name, scopes, user_id, created_at, last_used_at FROM api_tokens WHERE revoked_at IS NULL ORDER BY name',
     );
-    return rows.map((r) => ({ id: r.id, name: r.name, scopes: r.scopes, createdAt: r.created_at.toISOString(), lastUsedAt: r.last_used_at?.toISOString() ?? null }));
+    return rows.map((r) => ({ id: r.id, name: r.name, scopes: r.scopes, ...(r.user_id ? { userId: r.user_id } : {}), createdAt: r.created_at.toISOString(), lastUsedAt: r.last_used_at?.toISOString() ?? null }));
   });
 
-  app.post<{ Body: { name: string; scopes: TokenScope[] } }>(
+  app.post<{ Body: { name: string; scopes: TokenScope[]; user?: string } }>(
     '/api/tokens',
     {
       onRequest: admin,
@@ -55,15 +56,25 @@ const tokens: FastifyPluginAsync = async (app) => {
           properties: {
             name: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9._:-]+$' },
             scopes: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', enum: [...TOKEN_SCOPES] } },
+            user: { type: 'string', minLength: 1, description: 'userName or id of the directory user a personal token acts as (and only them)' },
           },
         },
         response: { 201: IssuedToken },
       },
     },
     async (request, reply) => {
-      const { name, scopes } = request.body;
+      const { name, scopes, user } = request.body;
+      let userId: string | undefined;
+      if (user !== undefined) {
+        const { rows } = await app.db.query<{ id: string }>(
+          'SELECT id FROM users WHERE deleted_at IS NULL AND (id::text = $1 OR lower(user_name) = lower($1))',
+          [user],
+        );
+        if (!rows[0]) return sendApiError(reply, 400, `no user ${user}`);
+        userId = rows[0].id;
+      }
       try {
-        const { identity, token } = await createToken(app.db, name, scopes);
+        const { identity, token } = await createToken(app.db, name, scopes, undefined, userId);
         await audit(request.identity!.name, 'token.created', name, scopes);
         return reply.code(201).send({ ...identity, createdAt: new Date().toISOString(), lastUsedAt: null, token });
       } catch (err) {

@@ -1,0 +1,444 @@
+/**
+ * Access requests over REST: the catalogue of access policies (`admin` scope) and, for people,
+ * requests, decisions and the approvals inbox (`requests` scope).
+ *
+ * Who is acting: every request, decision and cancellation is made as a directory user. A personal
+ * token (bound to a user when issued) acts as that user only. A token of a trusted front end (with
+ * `requests:act-as`) or an admin token names the user per call in `X-Act-As` (userName or id).
+ *
+ * Decisions go to the request's workflow as Temporal Updates, so 200/403/409 come from the
+ * workflow's own state; refused attempts are recorded and audited here.
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { withTransaction } from '../../db/pool.js';
+import { AccessPolicyBodySchema, findPolicy, listPolicies, PolicyError, resolvePolicy, savePolicy, type AccessPolicyBody } from '../../access/policies.js';
+import {
+  approvalsOf,
+  cancelUnstarted,
+  createRequest,
+  getRequest,
+  isApproverOf,
+  listRequestsOf,
+  recordRefusedDecision,
+  RequestRefused,
+  exportRequests,
+  revokeGrantedAccess,
+  type AccessRequestView,
+  type Decision,
+} from '../../access/requests.js';
+import { AccessRequestNotRunning, AccessRequestRefusal, cancelAccessRequest, completeAccessTask, decideAccessRequest } from '../../../workflows/client.js';
+import { claimTask, getTask, tasksOf } from '../../access/tasks.js';
+import { sendApiError } from './errors.js';
+import { csvField, parseInstant } from '../../audit/chain.js';
+
+const fail = sendApiError;
+const ACT_AS = 'x-act-as';
+
+interface Actor {
+  userId: string;
+  userName: string;
+}
+
+const IdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', format: 'uuid' } } } as const;
+const actAsHeader = {
+  type: 'object',
+  properties: { 'x-act-as': { type: 'string', description: 'userName or id of the user to act as (admin or requests:act-as tokens only)' } },
+} as const;
+
+const accessRequests: FastifyPluginAsync = async (app) => {
+  const admin = app.requireScope('admin');
+  const requests = app.requireScope('requests');
+  const security = [{ bearer: [] }];
+
+  /** The directory user the call acts as; answers the error and undefined when there is none. */
+  async function actor(request: FastifyRequest, reply: FastifyReply): Promise<Actor | undefined> {
+    const identity = request.identity!;
+    const named = request.headers[ACT_AS];
+    const mayActAs = identity.scopes.includes('admin') || identity.scopes.includes('requests:act-as');
+    let key: string;
+    if (typeof named === 'string' && named !== '') {
+      key = named;
+    } else if (identity.userId) {
+      key = identity.userId;
+    } else {
+      fail(reply, 400, `this token is no person's; name the acting user in the X-Act-As header`);
+      return undefined;
+    }
+    const { rows } = await app.db.query<{ id: string; user_name: string }>(
+      'SELECT id, user_name FROM users WHERE deleted_at IS NULL AND active AND (id::text = $1 OR lower(user_name) = lower($1))',
+      [key],
+    );
+    const user = rows[0];
+    if (user && key !== identity.userId && user.id !== identity.userId && !mayActAs) {
+      fail(reply, 403, `the token "${identity.name}" acts as its own user only`);
+      return undefined;
+    }
+    if (!user) {
+      if (key === identity.userId) fail(reply, 403, `the user of the token "${identity.name}" is not active`);
+      else if (!mayActAs) fail(reply, 403, `the token "${identity.name}" acts as its own user only`);
+      else fail(reply, 400, `no active user ${key}`);
+      return undefined;
+    }
+    return { userId: user.id, userName: user.user_name };
+  }
+
+  async function temporalClient(reply: FastifyReply) {
+    try {
+      return await app.temporal.client();
+    } catch {
+      fail(reply, 503, 'Temporal is unreachable; try again later');
+      return undefined;
+    }
+  }
+
+  // ------------------------------------------------------------------ catalogue
+
+  const catalogue = { tags: ['access requests'], security };
+
+  app.get('/api/access-policies', { onRequest: admin, schema: { ...catalogue, summary: 'List access policies (the catalogue of requestable access)' } }, async () => await listPolicies(app.db));
+
+  app.get<{ Params: { name: string } }>(
+    '/api/access-policies/:name',
+    { onRequest: admin, schema: { ...catalogue, summary: 'An access policy by name, alias or id' } },
+    async (request, reply) => (await findPolicy(app.db, request.params.name)) ?? fail(reply, 404, `no access policy "${request.params.name}"`),
+  );
+
+  app.put<{ Params: { name: string }; Body: AccessPolicyBody }>(
+    '/api/access-policies/:name',
+    {
+      onRequest: admin,
+      schema: {
+        ...catalogue,
+        summary: 'Create or replace an access policy: what can be requested, by whom, for how long, who approves in which stages, how it is fulfilled',
+        params: { type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' } } },
+        body: AccessPolicyBodySchema,
+      },
+    },
+    async (request, reply) => {
+      let resolved;
+      try {
+        resolved = await resolvePolicy(app.db, request.params.name, request.body);
+      } catch (err) {
+        if (err instanceof PolicyError) return fail(reply, 400, err.message);
+        throw err;
+      }
+      const { saved, before } = await withTransaction(app.db, async (tx) => {
+        const result = await savePolicy(tx, randomUUID(), resolved);
+        await tx.query(
+          `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, before, after) VALUES ($1, 'access-policy.saved', 'AccessPolicy', $2, 'admin API', $3, $4)`,
+          [request.identity!.name, result.saved.id, result.before ? JSON.stringify(result.before) : null, JSON.stringify(result.saved)],
+        );
+        return result;
+      });
+      return reply.code(before ? 200 : 201).send(saved);
+    },
+  );
+
+  // ------------------------------------------------------------------ requests
+
+  const people = { tags: ['access requests'], security, headers: actAsHeader };
+
+  app.post<{ Body: { policy: string; justification?: string; durationSeconds?: number; permanent?: boolean; extends?: string } }>(
+    '/api/requests',
+    {
+      onRequest: requests,
+      schema: {
+        ...people,
+        summary: 'Request access under a policy, as the acting user',
+        body: {
+          type: 'object',
+          required: ['policy'],
+          additionalProperties: false,
+          properties: {
+            policy: { type: 'string', minLength: 1, description: 'policy name, alias or id' },
+            justification: { type: 'string', maxLength: 4000 },
+            durationSeconds: { type: 'integer', minimum: 1, description: "how long the access is needed; default: the policy's default" },
+            permanent: { type: 'boolean', description: 'ask for access without an end (where the policy allows it)' },
+            extends: { type: 'string', format: 'uuid', description: 'ask to prolong your fulfilled, time-bound access of this request (decided like a new request)' },
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      const me = await actor(request, reply);
+      if (!me) return reply;
+      const policy = await findPolicy(app.db, request.body.policy);
+      if (!policy) return fail(reply, 404, `no access policy "${request.body.policy}"`);
+      let id: string;
+      try {
+        id = await createRequest(app.db, app.scimRegistry, {
+          policy,
+          requesterId: me.userId,
+          createdBy: request.identity!.name,
+          ...(request.body.justification !== undefined ? { justification: request.body.justification } : {}),
+          ...(request.body.durationSeconds !== undefined ? { durationSeconds: request.body.durationSeconds } : {}),
+          ...(request.body.permanent !== undefined ? { permanent: request.body.permanent } : {}),
+          ...(request.body.extends !== undefined ? { extendsId: request.body.extends } : {}),
+        });
+      } catch (err) {
+        if (err instanceof RequestRefused) return fail(reply, err.status, err.message);
+        throw err;
+      }
+      app.outbox.kick();
+      return reply.code(201).send(await getRequest(app.db, id));
+    },
+  );
+
+  app.get('/api/requests', { onRequest: requests, schema: { ...people, summary: "The acting user's own requests, newest first" } }, async (request, reply) => {
+    const me = await actor(request, reply);
+    if (!me) return reply;
+    return await listRequestsOf(app.db, me.userId);
+  });
+
+  app.get('/api/approvals', { onRequest: requests, schema: { ...people, summary: "Requests waiting on the acting user's decision" } }, async (request, reply) => {
+    const me = await actor(request, reply);
+    if (!me) return reply;
+    return await approvalsOf(app.db, me.userId);
+  });
+
+  /** The request if the caller may see it: its requester, one of its approvers, or an admin token. */
+  async function visible(request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply): Promise<{ view: AccessRequestView; me: Actor | undefined } | undefined> {
+    const isAdmin = request.identity!.scopes.includes('admin');
+    const me = isAdmin && !request.headers[ACT_AS] && !request.identity!.userId ? undefined : await actor(request, reply);
+    if (!isAdmin && !me) return undefined;
+    const view = await getRequest(app.db, request.params.id);
+    if (!view || (!isAdmin && view.requesterId !== me!.userId && !(await isApproverOf(app.db, view.id, me!.userId)))) {
+      fail(reply, 404, `no access request ${request.params.id}`);
+      return undefined;
+    }
+    return { view, me };
+  }
+
+  app.get<{ Params: { id: string } }>(
+    '/api/requests/:id',
+    { onRequest: requests, schema: { ...people, summary: 'One request with its stages and decisions', params: IdParams } },
+    async (request, reply) => (await visible(request, reply))?.view ?? reply,
+  );
+
+  app.post<{ Params: { id: string } }>(
+    '/api/requests/:id/cancel',
+    { onRequest: requests, schema: { ...people, summary: 'Cancel a pending request (its requester; an admin token without X-Act-As cancels any)', params: IdParams } },
+    async (request, reply) => {
+      const found = await visible(request, reply);
+      if (!found) return reply;
+      const { view, me } = found;
+      const asAdmin = me === undefined;
+      if (!asAdmin && view.requesterId !== me.userId) return fail(reply, 403, 'only the requester can cancel a request');
+      if (view.status !== 'pending') return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `the request is ${view.status}`, state: stateOf(view) });
+      const client = await temporalClient(reply);
+      if (!client) return reply;
+      try {
+        return await cancelAccessRequest(client, view.id, { actorId: me?.userId ?? view.requesterId, asAdmin });
+      } catch (err) {
+        if (err instanceof AccessRequestRefusal) return refusal(reply, err);
+        if (err instanceof AccessRequestNotRunning) {
+          // Not started yet: cancelled in the database, and the workflow, when it starts, sees it.
+          if (await cancelUnstarted(app.db, view.id, me?.userName ?? request.identity!.name)) return stateOf((await getRequest(app.db, view.id))!);
+          const now = (await getRequest(app.db, view.id))!;
+          return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `the request is ${now.status}`, state: stateOf(now) });
+        }
+        throw err;
+      }
+    },
+  );
+
+  app.post<{ Params: { id: string }; Body: { decision: Decision; comment?: string } }>(
+    '/api/requests/:id/decisions',
+    {
+      onRequest: requests,
+      schema: {
+        ...people,
+        summary: "Approve or reject the request's current stage as the acting user; 403 for anyone who may not decide, 409 once the stage or request is closed",
+        params: IdParams,
+        body: {
+          type: 'object',
+          required: ['decision'],
+          additionalProperties: false,
+          properties: { decision: { type: 'string', enum: ['approve', 'reject'] }, comment: { type: 'string', maxLength: 4000 } },
+        },
+      },
+    },
+    async (request, reply) => {
+      const me = await actor(request, reply);
+      if (!me) return reply;
+      const { rows } = await app.db.query<{ id: string; status: string; stage: number }>('SELECT id, status, stage FROM access_requests WHERE id = $1', [request.params.id]);
+      if (!rows[0]) return fail(reply, 404, `no access request ${request.params.id}`);
+      const { decision, comment } = request.body;
+      const refused = async (status: 403 | 409, message: string, state: unknown) => {
+        await recordRefusedDecision(app.db, {
+          requestId: request.params.id,
+          stage: rows[0]!.stage,
+          approverId: me.userId,
+          decision,
+          refusal: message,
+          actor: me.userName,
+          ...(comment !== undefined ? { comment } : {}),
+        });
+        return reply.code(status).send({ statusCode: status, error: status === 403 ? 'Forbidden' : 'Conflict', message, ...(state ? { state } : {}) });
+      };
+      const client = await temporalClient(reply);
+      if (!client) return reply;
+      try {
+        return await decideAccessRequest(client, request.params.id, { approverId: me.userId, decision, ...(comment !== undefined ? { comment } : {}) });
+      } catch (err) {
+        if (err instanceof AccessRequestRefusal) return await refused(err.status, err.message, err.state);
+        if (!(err instanceof AccessRequestNotRunning)) throw err;
+      }
+      // The workflow has ended (or not started yet): answer from what was recorded.
+      const view = (await getRequest(app.db, request.params.id))!;
+      const state = stateOf(view);
+      if (view.requesterId === me.userId) return await refused(403, 'nobody approves their own request', state);
+      if (view.status === 'pending') return fail(reply, 503, 'the request is being started; try again shortly');
+      if (view.stages.some((s) => s.decisions[me.userId] === decision)) return state;
+      return await refused(409, `the request is ${view.status}`, state);
+    },
+  );
+
+  // ------------------------------------------------------------------ administration and evidence
+
+  app.post<{ Params: { id: string }; Body: { reason?: string } | undefined }>(
+    '/api/requests/:id/revoke',
+    {
+      onRequest: admin,
+      schema: {
+        ...catalogue,
+        summary: 'Revoke a request at any time: a pending one is cancelled, fulfilled automatic access is taken away (its grant ends)',
+        params: IdParams,
+        body: { type: ['object', 'null'], additionalProperties: false, properties: { reason: { type: 'string', maxLength: 4000 } } },
+      },
+    },
+    async (request, reply) => {
+      const view = await getRequest(app.db, request.params.id);
+      if (!view) return fail(reply, 404, `no access request ${request.params.id}`);
+      const reason = request.body?.reason ?? 'revoked by an administrator';
+      if (view.status === 'pending') {
+        const client = await temporalClient(reply);
+        if (!client) return reply;
+        try {
+          return await cancelAccessRequest(client, view.id, { actorId: view.requesterId, asAdmin: true });
+        } catch (err) {
+          if (err instanceof AccessRequestRefusal) return refusal(reply, err);
+          if (!(err instanceof AccessRequestNotRunning)) throw err;
+          await cancelUnstarted(app.db, view.id, request.identity!.name);
+          return stateOf((await getRequest(app.db, view.id))!);
+        }
+      }
+      if (!(await revokeGrantedAccess(app.db, view.id, request.identity!.name, reason))) {
+        return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `the request is ${view.status} and holds no automatic access to revoke`, state: stateOf(view) });
+      }
+      app.outbox.kick();
+      return stateOf((await getRequest(app.db, view.id))!);
+    },
+  );
+
+  app.get<{ Querystring: { from: string; to?: string; format: 'csv' | 'json' } }>(
+    '/api/requests/export',
+    {
+      onRequest: admin,
+      schema: {
+        ...catalogue,
+        summary: 'For auditors: the requests made in a period with every decision and refused attempt, as CSV (one row per decision) or JSON',
+        querystring: {
+          type: 'object',
+          required: ['from', 'format'],
+          additionalProperties: false,
+          properties: {
+            from: { type: 'string', description: 'ISO 8601 date or date-time with a zone; inclusive' },
+            to: { type: 'string', description: 'ISO 8601 date or date-time with a zone; exclusive; default now' },
+            format: { type: 'string', enum: ['csv', 'json'] },
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      const from = parseInstant(request.query.from);
+      const to = request.query.to === undefined ? new Date().toISOString() : parseInstant(request.query.to);
+      if (!from || !to) return fail(reply, 400, 'from, to: expected ISO 8601 dates or date-times with a zone (2024-05-01, 2024-05-01T12:00:00Z)');
+      const rows = await exportRequests(app.db, from, to);
+      reply.header('content-disposition', `attachment; filename="access-requests.${request.query.format}"`);
+      if (request.query.format === 'json') return reply.type('application/json; charset=utf-8').send(JSON.stringify(rows));
+      const columns = ['requestId', 'policy', 'entitlement', 'requester', 'justification', 'durationSeconds', 'status', 'reason', 'createdAt', 'decidedAt', 'fulfilledAt', 'stage', 'approver', 'decision', 'comment', 'accepted', 'refusal', 'decisionAt'];
+      const lines = [columns.join(',')];
+      for (const r of rows) {
+        const head = [r.id, r.policy, r.entitlement, r.requester, r.justification, r.durationSeconds, r.status, r.reason, r.createdAt, r.decidedAt, r.fulfilledAt];
+        const decisions = r.decisions.length ? r.decisions : [undefined];
+        for (const d of decisions) {
+          lines.push([...head, d?.stage ?? null, d?.approver ?? null, d?.decision ?? null, d?.comment ?? null, d ? String(d.accepted) : null, d?.refusal ?? null, d?.at ?? null].map(csvField).join(','));
+        }
+      }
+      return reply.type('text/csv; charset=utf-8').send(`${lines.join('\r\n')}\r\n`);
+    },
+  );
+
+  // ------------------------------------------------------------------ manual fulfilment tasks
+
+  app.get('/api/tasks', { onRequest: requests, schema: { ...people, summary: "Manual fulfilment and revocation tasks of the acting user's fulfilment groups" } }, async (request, reply) => {
+    const me = await actor(request, reply);
+    if (!me) return reply;
+    return await tasksOf(app.db, me.userId);
+  });
+
+  app.post<{ Params: { id: string } }>(
+    '/api/tasks/:id/claim',
+    { onRequest: requests, schema: { ...people, summary: 'Claim an open task (an assignee)', params: IdParams } },
+    async (request, reply) => {
+      const me = await actor(request, reply);
+      if (!me) return reply;
+      const found = await getTask(app.db, request.params.id);
+      if (!found || !found.assignees.includes(me.userId)) return fail(reply, 404, `no task ${request.params.id} of yours`);
+      if (!(await claimTask(app.db, request.params.id, me.userId, me.userName))) {
+        return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `the task is ${found.task.status}`, task: found.task });
+      }
+      return (await getTask(app.db, request.params.id))!.task;
+    },
+  );
+
+  app.post<{ Params: { id: string }; Body: { outcome: 'done' | 'failed'; note?: string } }>(
+    '/api/tasks/:id/complete',
+    {
+      onRequest: requests,
+      schema: {
+        ...people,
+        summary: 'Report a task done (the access was given or taken away) or failed, with a note the requester can read',
+        params: IdParams,
+        body: {
+          type: 'object',
+          required: ['outcome'],
+          additionalProperties: false,
+          properties: { outcome: { type: 'string', enum: ['done', 'failed'] }, note: { type: 'string', maxLength: 4000 } },
+        },
+      },
+    },
+    async (request, reply) => {
+      const me = await actor(request, reply);
+      if (!me) return reply;
+      const found = await getTask(app.db, request.params.id);
+      if (!found) return fail(reply, 404, `no task ${request.params.id}`);
+      const client = await temporalClient(reply);
+      if (!client) return reply;
+      const { outcome, note } = request.body;
+      try {
+        return await completeAccessTask(client, found.task.requestId, { taskId: found.task.id, actorId: me.userId, outcome, ...(note !== undefined ? { note } : {}) });
+      } catch (err) {
+        if (err instanceof AccessRequestRefusal) return refusal(reply, err);
+        if (!(err instanceof AccessRequestNotRunning)) throw err;
+      }
+      // The workflow has ended: answer from what was recorded.
+      const now = (await getTask(app.db, found.task.id))!;
+      if (!now.assignees.includes(me.userId)) return fail(reply, 403, 'not a member of the fulfilment group of this task');
+      if (now.task.status === outcome) return now.task;
+      return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `the task is ${now.task.status}`, task: now.task });
+    },
+  );
+
+  function stateOf(view: AccessRequestView) {
+    return { requestId: view.requestId, status: view.status, stage: view.stage, reason: view.reason, stages: view.stages };
+  }
+
+  function refusal(reply: FastifyReply, err: AccessRequestRefusal) {
+    return reply.code(err.status).send({ statusCode: err.status, error: err.status === 403 ? 'Forbidden' : 'Conflict', message: err.message, ...(err.state ? { state: err.state } : {}) });
+  }
+};
+
+export default accessRequests;

@@ -1,0 +1,170 @@
+/**
+ * `npm run bench:access`: access requests under load, on the real Temporal dev server and
+ * PostgreSQL. BENCH_ACCESS_REQUESTS (default 1,000) users each request the same entitlement through
+ * the API (as a front end acting as them); once every request awaits its approver, BENCH_APPROVERS
+ * (default 50) approvers decide them concurrently through the API. Prints the decision API's
+ * latency (p50, p99) and the time from an approval's answer to the access being present in the
+ * target (an in-memory connector), p50 and p99.
+ *
+ * Development tool: it uses the test fakes, so it needs the dev dependencies.
+ */
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
+import { Connection } from '@temporalio/client';
+import { buildApp } from '../gateway/app.js';
+import { createToken } from '../gateway/auth/tokens.js';
+import { loadGatewayConfig } from '../gateway/config.js';
+import { migrate } from '../gateway/db/migrate.js';
+import { connectPool } from '../gateway/db/pool.js';
+import { TemporalAccess } from '../gateway/temporal.js';
+import { createWorker } from '../workflows/worker.js';
+import { ensureSearchAttributes } from '../workflows/client.js';
+import { startTemporalDevServer } from './dev-server.js';
+import { memoryTarget } from '../test/fixtures/memory-connector.js';
+
+const REQUESTS = Number(process.env.BENCH_ACCESS_REQUESTS ?? 1000);
+const APPROVERS = Number(process.env.BENCH_APPROVERS ?? 50);
+const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const MEMORY_PLUGIN = fileURLToPath(new URL('../test/fixtures/memory-connector.ts', import.meta.url));
+const log = (line: string) => process.stderr.write(`${line}\n`);
+const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
+
+async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
+}
+
+async function main(): Promise<void> {
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  const dbName = `bench_access_${Math.random().toString(36).slice(2, 10)}`;
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${dbName}`);
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${dbName}`;
+  const dbUrl = url.toString();
+  const cleanups: Array<() => Promise<unknown>> = [async () => admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`), async () => admin.end()];
+  try {
+    await migrate(dbUrl);
+    const db = await connectPool(dbUrl, 20);
+    cleanups.unshift(() => db.end());
+    const server = await startTemporalDevServer({ headless: true });
+    cleanups.unshift(() => server.stop());
+    const taskQueue = 'bench-access';
+    const config = {
+      ...loadGatewayConfig({ LOG_LEVEL: 'silent', OUTBOX_POLL_MS: '50', USER_SYNC_DEBOUNCE_MS: '0', USER_SYNC_IDLE_MS: '5000', OUTBOX_BATCH_SIZE: '500' }),
+      databaseUrl: dbUrl,
+      temporalAddress: server.address,
+      taskQueue,
+    };
+    const clientConn = await Connection.connect({ address: server.address });
+    await ensureSearchAttributes(clientConn, 'default');
+    cleanups.unshift(() => clientConn.close());
+    const app = await buildApp({ config, db: await connectPool(dbUrl, 20), temporal: new TemporalAccess(server.address, 'default'), logger: false });
+    await app.ready();
+    cleanups.unshift(() => app.close());
+    const connection = await NativeConnection.connect({ address: server.address });
+    const worker = await createWorker({ connection, namespace: 'default', taskQueue, db: await connectPool(dbUrl, 20) });
+    const running = worker.run();
+    cleanups.unshift(async () => {
+      worker.shutdown();
+      await running;
+      await connection.close();
+    });
+
+    const { token } = await createToken(db, 'bench', ['scim:read', 'scim:write', 'admin', 'requests', 'requests:act-as']);
+    const call = async (method: 'GET' | 'POST' | 'PUT', path: string, payload?: unknown, expect = 200, actAs?: string) => {
+      const res = await app.inject({
+        method,
+        url: path,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...(actAs ? { 'x-act-as': actAs } : {}) },
+        ...(payload !== undefined ? { payload: payload as object } : {}),
+      });
+      if (res.statusCode !== expect) throw new Error(`${method} ${path}: ${res.statusCode} ${res.body}`);
+      return res.json<Record<string, unknown>>();
+    };
+    const target = memoryTarget('bench-access');
+    await call('PUT', '/api/connectors/memory', { id: 'memory', type: MEMORY_PLUGIN, config: { namespace: 'bench-access' } });
+    await call('POST', '/api/entitlements', { connectorId: 'memory', name: 'prod', target: { group: 'prod' } }, 201);
+
+    log(`creating ${REQUESTS} requesters and ${APPROVERS} approvers`);
+    const requesters: Array<{ id: string; userName: string }> = [];
+    await pool(Array.from({ length: REQUESTS }, (_, i) => i), 20, async (i) => {
+      const u = await call('POST', '/scim/v2/Users', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: `req.${i}@example.com` }, 201);
+      requesters.push({ id: String(u.id), userName: `req.${i}@example.com` });
+    });
+    const approvers: string[] = [];
+    for (let i = 0; i < APPROVERS; i++) {
+      await call('POST', '/scim/v2/Users', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: `appr.${i}@example.com` }, 201);
+      approvers.push(`appr.${i}@example.com`);
+    }
+    await call('PUT', '/api/access-policies/prod', { entitlement: 'memory/prod', displayName: 'Prod', durations: { permanentAllowed: true }, fulfilment: { mode: 'automatic' }, stages: [{ approvers: { users: approvers } }] }, 201);
+
+    log(`requesting (${REQUESTS} requests, 50 at a time)`);
+    const requestIds = new Map<string, { id: string; userId: string }>();
+    const createdAt = Date.now();
+    await pool(requesters, 50, async (r) => {
+      const req = await call('POST', '/api/requests', { policy: 'prod' }, 201, r.userName);
+      requestIds.set(r.userName, { id: String(req.id), userId: r.id });
+    });
+    const createSeconds = (Date.now() - createdAt) / 1000;
+    for (;;) {
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM access_request_stages');
+      if (rows[0]!.n >= REQUESTS) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    // Every approver's workflow state holds the open stage once the stage row exists; give the
+    // workflows the moment between the activity's commit and its completion.
+    await new Promise((r) => setTimeout(r, 2000));
+
+    log(`deciding with ${APPROVERS} concurrent approvers`);
+    const latencies: number[] = [];
+    const approvedAt = new Map<string, number>();
+    const queue = [...requestIds.values()];
+    await Promise.all(
+      approvers.map(async (approver) => {
+        for (let item = queue.shift(); item; item = queue.shift()) {
+          const started = performance.now();
+          await call('POST', `/api/requests/${item.id}/decisions`, { decision: 'approve' }, 200, approver);
+          latencies.push(performance.now() - started);
+          approvedAt.set(item.userId, Date.now());
+        }
+      }),
+    );
+
+    const toAccess: number[] = [];
+    const seen = new Set<string>();
+    const deadline = Date.now() + 15 * 60_000;
+    while (seen.size < REQUESTS && Date.now() < deadline) {
+      const members = target.groups.get('prod') ?? new Set<string>();
+      for (const [userId, at] of approvedAt) {
+        if (!seen.has(userId) && members.has(`acct-${userId}`)) {
+          seen.add(userId);
+          toAccess.push(Date.now() - at);
+        }
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+
+    process.stdout.write(
+      [
+        `bench:access on ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), dev server, PostgreSQL, in-process gateway and worker`,
+        `requests created: ${fmt(REQUESTS)} in ${fmt(createSeconds, 1)} s (${fmt(REQUESTS / createSeconds, 0)}/s, 50 concurrent)`,
+        `decision API (${APPROVERS} concurrent approvers): p50 ${fmt(pct(latencies, 50), 1)} ms, p99 ${fmt(pct(latencies, 99), 1)} ms`,
+        `approval → access in the target: p50 ${fmt(pct(toAccess, 50))} ms, p99 ${fmt(pct(toAccess, 99))} ms (${fmt(seen.size)} of ${fmt(REQUESTS)} present)`,
+        '',
+      ].join('\n'),
+    );
+  } finally {
+    for (const fn of cleanups) await fn().catch((err: unknown) => log(`cleanup: ${String(err)}`));
+  }
+}
+
+await main();

@@ -1,0 +1,458 @@
+/**
+ * The activity side of the `accessRequest` workflow: loading the request, resolving a stage's
+ * approvers when it opens, recording decisions and outcomes (each with its audit event), and
+ * automatic fulfilment through a grant that the user's userSync workflow provisions. Every one is
+ * idempotent, since Temporal may run an activity more than once.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Db, Tx } from '../../gateway/db/pool.js';
+import { withTransaction } from '../../gateway/db/pool.js';
+import { enqueueUserChanges } from '../../gateway/outbox/outbox.js';
+import type { AccessPolicy, PolicyStage } from '../../gateway/access/policies.js';
+import type { Decision, RequestStatus } from '../../gateway/access/requests.js';
+import { matchesFilter, parseFilter } from '../../gateway/scim/filter.js';
+import { SchemaRegistry } from '../../gateway/scim/schemas.js';
+import { loadApproverFunction } from '../../gateway/access/approver-functions.js';
+import type { AccessNotifier, AccessNoticeType } from '../../gateway/access/notifier.js';
+
+const registry = new SchemaRegistry();
+
+/** What the workflow needs to know about its request. */
+export interface LoadedRequest {
+  requesterId: string;
+  status: RequestStatus;
+  policy: string;
+  stages: Array<Pick<PolicyStage, 'name' | 'rule' | 'quorum' | 'timeoutSeconds' | 'onTimeout'> & { approverFunction: { module: string; timeoutSeconds: number } | null }>;
+  requestTtlSeconds: number | null;
+  fulfilment: 'automatic' | 'manual';
+  /** How long the access lasts once given (seconds); null: until taken away. */
+  durationSeconds: number | null;
+  /** When the request was made (epoch ms), so its TTL counts from then even after a restart. */
+  createdAt: number;
+}
+
+/** A stage's approvers, or what to do because there are none. */
+export interface ResolvedStage {
+  outcome: 'open' | 'skip' | 'reject' | 'approve';
+  approvers: string[];
+  /** How the approvers were found, for the record (e.g. "escalated to group …"). */
+  note: string;
+}
+
+export interface FulfilmentOutcome {
+  state: 'done' | 'failed' | 'waiting';
+  reason?: string;
+}
+
+async function loadRow(db: Pick<Db | Tx, 'query'>, requestId: string) {
+  const { rows } = await db.query<{ requester_id: string; status: RequestStatus; policy: AccessPolicy; created_at: Date; duration_s: number | null; grant_id: string | null; justification: string | null }>(
+    'SELECT requester_id, status, policy, created_at, duration_s, grant_id, justification FROM access_requests WHERE id = $1',
+    [requestId],
+  );
+  if (!rows[0]) throw new Error(`access request ${requestId} does not exist`);
+  return rows[0];
+}
+
+export async function loadAccessRequest(db: Db, requestId: string): Promise<LoadedRequest> {
+  const r = await loadRow(db, requestId);
+  return {
+    requesterId: r.requester_id,
+    status: r.status,
+    policy: r.policy.name,
+    stages: r.policy.stages.map((s) => ({ name: s.name, rule: s.rule, quorum: s.quorum, timeoutSeconds: s.timeoutSeconds, onTimeout: s.onTimeout ?? 'expire', approverFunction: s.approvers.function ?? null })),
+    requestTtlSeconds: r.policy.requestTtlSeconds,
+    fulfilment: r.policy.fulfilment.mode,
+    durationSeconds: r.duration_s,
+    createdAt: r.created_at.getTime(),
+  };
+}
+
+/** Active users who are members of the group, nested groups included. */
+async function groupMembers(db: Pick<Db | Tx, 'query'>, groupId: string): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `WITH RECURSIVE sub(id) AS (
+       SELECT $1::uuid
+       UNION
+       SELECT m.member_id FROM sub JOIN group_members m ON m.group_id = sub.id AND m.member_type = 'Group'
+     )
+     SELECT DISTINCT u.id FROM sub JOIN group_members m ON m.group_id = sub.id AND m.member_type = 'User'
+       JOIN users u ON u.id = m.member_id AND u.active AND u.deleted_at IS NULL
+      ORDER BY u.id`,
+    [groupId],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** The enterprise manager `levels` levels above the user, if the chain is that long. */
+async function managerOf(db: Pick<Db | Tx, 'query'>, userId: string, levels: number): Promise<string | undefined> {
+  let current = userId;
+  for (let i = 0; i < levels; i++) {
+    const { rows } = await db.query<{ manager: string | null }>(
+      `SELECT m.id AS manager FROM users u
+         JOIN users m ON m.id::text = u.resource #>> '{urn:ietf:params:scim:schemas:extension:enterprise:2.0:User,manager,value}' AND m.deleted_at IS NULL
+        WHERE u.id = $1`,
+      [current],
+    );
+    if (!rows[0]?.manager) return undefined;
+    current = rows[0].manager;
+  }
+  return current;
+}
+
+async function activeUsers(db: Pick<Db | Tx, 'query'>, ids: string[]): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const { rows } = await db.query<{ id: string }>('SELECT id FROM users WHERE id = ANY($1::uuid[]) AND active AND deleted_at IS NULL ORDER BY id', [ids]);
+  return rows.map((r) => r.id);
+}
+
+/**
+ * Finds who decides stage `stage` now (listed users, group members, the manager chain, owners),
+ * never the requester; applies the stage's rule for nobody (reject, skip, or escalate to the
+ * fallback group); and records the stage as opened. Running it again answers the recorded result.
+ */
+export async function resolveStageApprovers(db: Db, requestId: string, stage: number, fromFunction: { ids: string[]; note?: string } = { ids: [] }): Promise<ResolvedStage> {
+  const { rows: known } = await db.query<{ approver_ids: string[]; resolution: string; status: string }>(
+    'SELECT approver_ids, resolution, status FROM access_request_stages WHERE request_id = $1 AND stage = $2',
+    [requestId, stage],
+  );
+  if (known[0]) {
+    const outcome =
+      known[0].status === 'skipped' ? 'skip' : known[0].status === 'approved' && known[0].approver_ids.length === 0 ? 'approve' : known[0].approver_ids.length === 0 ? 'reject' : 'open';
+    return { outcome, approvers: known[0].approver_ids, note: known[0].resolution };
+  }
+  const r = await loadRow(db, requestId);
+  const s = r.policy.stages[stage];
+  if (!s) throw new Error(`access request ${requestId} has no stage ${stage}`);
+  if (s.autoApprove && (await requesterMatches(db, r.requester_id, s.autoApprove))) {
+    const note = `approved automatically: the requester matches ${s.autoApprove}`;
+    await openStage(db, requestId, stage, s.name, [], note, 'approved', 'approve');
+    return { outcome: 'approve', approvers: [], note };
+  }
+  const found = new Set<string>(await activeUsers(db, [...s.approvers.userIds, ...fromFunction.ids]));
+  if (s.approvers.groupId) for (const id of await groupMembers(db, s.approvers.groupId)) found.add(id);
+  if (s.approvers.managerLevels !== null) {
+    const manager = await managerOf(db, r.requester_id, s.approvers.managerLevels);
+    if (manager) for (const id of await activeUsers(db, [manager])) found.add(id);
+  }
+  if (s.approvers.owners) {
+    for (const id of await activeUsers(db, r.policy.owners.userIds)) found.add(id);
+    if (r.policy.owners.groupId) for (const id of await groupMembers(db, r.policy.owners.groupId)) found.add(id);
+  }
+  // Nobody approves their own request: the requester is never among a stage's approvers.
+  found.delete(r.requester_id);
+  let approvers = [...found].sort();
+  let note = `${approvers.length} approver(s)${fromFunction.note ? `; ${fromFunction.note}` : ''}`;
+  let outcome: ResolvedStage['outcome'] = 'open';
+  if (approvers.length === 0) {
+    const why = fromFunction.note ? ` (${fromFunction.note})` : '';
+    note = `nobody could approve${why}`;
+    if (s.whenNobody === 'escalate' && s.fallbackGroupId) {
+      approvers = (await groupMembers(db, s.fallbackGroupId)).filter((id) => id !== r.requester_id);
+      note = approvers.length ? `${note}; escalated to the fallback group (${approvers.length} approver(s))` : `${note}, not even the fallback group`;
+      if (approvers.length === 0) outcome = 'reject';
+    } else if (s.whenNobody === 'skip') {
+      outcome = 'skip';
+      note = `${note}; the stage is skipped`;
+    } else {
+      outcome = 'reject';
+      note = `${note}; the request is rejected`;
+    }
+  }
+  await openStage(db, requestId, stage, s.name, outcome === 'open' ? approvers : [], note, outcome === 'skip' ? 'skipped' : outcome === 'reject' ? 'rejected' : 'open', outcome);
+  return { outcome, approvers: outcome === 'open' ? approvers : [], note };
+}
+
+/** Whether the requester matches a SCIM filter (evaluated like birthright rule conditions). */
+async function requesterMatches(db: Db, userId: string, filter: string): Promise<boolean> {
+  const { rows } = await db.query<{ resource: Record<string, unknown> }>('SELECT resource FROM users WHERE id = $1', [userId]);
+  if (!rows[0]) return false;
+  try {
+    return matchesFilter(parseFilter(filter), { ...rows[0].resource, id: userId }, registry, 'User');
+  } catch {
+    return false; // a condition the API accepted but that no longer parses approves nothing
+  }
+}
+
+/** Records a stage as opened (once) with its approvers and how they were found, and audits it. */
+async function openStage(db: Db, requestId: string, stage: number, name: string, approvers: string[], note: string, status: string, outcome: string): Promise<void> {
+  await withTransaction(db, async (tx) => {
+    const inserted = await tx.query(
+      `INSERT INTO access_request_stages (request_id, stage, approver_ids, resolution, status) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+      [requestId, stage, approvers, note, status],
+    );
+    if ((inserted.rowCount ?? 0) === 0) return;
+    await tx.query('UPDATE access_requests SET stage = $2, updated_at = now() WHERE id = $1', [requestId, stage]);
+    await tx.query(
+      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'access-request.stage-opened', 'AccessRequest', $2, $3, $4)`,
+      [`access-request:${requestId}`, requestId, note, JSON.stringify({ stage, name, approverIds: approvers, outcome })],
+    );
+  });
+}
+
+/** Records an accepted decision and its audit event (once, however often it runs). */
+export async function recordDecision(db: Db, d: { requestId: string; stage: number; approverId: string; decision: Decision; comment?: string }): Promise<void> {
+  await withTransaction(db, async (tx) => {
+    const { rows } = await tx.query<{ id: number }>(
+      `INSERT INTO access_request_decisions (request_id, stage, approver_id, decision, comment, accepted) VALUES ($1, $2, $3, $4, $5, true)
+       ON CONFLICT (request_id, stage, approver_id) WHERE accepted DO NOTHING RETURNING id`,
+      [d.requestId, d.stage, d.approverId, d.decision, d.comment ?? null],
+    );
+    if (!rows[0]) return;
+    await tx.query(
+      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
+       SELECT u.user_name, 'access-request.decided', 'AccessRequest', $2, COALESCE($3, $4), $5 FROM users u WHERE u.id = $1`,
+      [d.approverId, d.requestId, d.comment ?? null, d.decision, JSON.stringify({ approverId: d.approverId, decision: d.decision, stage: d.stage })],
+    );
+  });
+}
+
+/**
+ * Moves the request to `status` (and its open stage to `stageStatus`) with an audit event; a
+ * request already in a final state is left alone, so a late retry never reopens anything.
+ */
+export async function recordRequestStatus(
+  db: Db,
+  u: { requestId: string; status: RequestStatus; stage: number; reason: string; stageStatus?: 'approved' | 'rejected' | 'closed'; actor?: string },
+): Promise<void> {
+  await withTransaction(db, async (tx) => {
+    if (u.stageStatus) {
+      await tx.query(`UPDATE access_request_stages SET status = $3, closed_at = now() WHERE request_id = $1 AND stage = $2 AND status = 'open'`, [
+        u.requestId,
+        u.stage,
+        u.stageStatus,
+      ]);
+    }
+    const from = u.status === 'fulfilled' || u.status === 'failed' ? ['pending', 'approved'] : ['pending'];
+    if (u.status === 'pending') {
+      await tx.query('UPDATE access_requests SET stage = $2, updated_at = now() WHERE id = $1 AND status = $3', [u.requestId, u.stage, 'pending']);
+      return;
+    }
+    const { rows } = await tx.query<{ id: string }>(
+      `UPDATE access_requests SET status = $2, stage = $3, status_reason = $4, updated_at = now(),
+              decided_at = CASE WHEN $2 IN ('approved', 'rejected') THEN now() ELSE decided_at END,
+              fulfilled_at = CASE WHEN $2 = 'fulfilled' THEN now() ELSE fulfilled_at END
+        WHERE id = $1 AND status = ANY($5) RETURNING id`,
+      [u.requestId, u.status, u.stage, u.reason, from],
+    );
+    if (!rows[0]) return;
+    // A closed request has no open stage left.
+    await tx.query(`UPDATE access_request_stages SET status = 'closed', closed_at = now() WHERE request_id = $1 AND status = 'open'`, [u.requestId]);
+    await tx.query(
+      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, $2, 'AccessRequest', $3, $4, $5)`,
+      [u.actor ?? `access-request:${u.requestId}`, `access-request.${u.status}`, u.requestId, u.reason, JSON.stringify({ status: u.status, stage: u.stage })],
+    );
+  });
+}
+
+/**
+ * Automatic fulfilment: the grant `request:<id>` for the requested duration, starting now, with its
+ * audit event and the outbox row that has the user's userSync provision it. Answers the grant's id;
+ * running it again answers the same grant.
+ */
+export async function grantRequestedAccess(db: Db, requestId: string): Promise<{ grantId: string }> {
+  return await withTransaction(db, async (tx) => {
+    const { rows: locked } = await tx.query<{ grant_id: string | null }>('SELECT grant_id FROM access_requests WHERE id = $1 FOR UPDATE', [requestId]);
+    if (locked[0]?.grant_id) return { grantId: locked[0].grant_id };
+    const r = await loadRow(tx, requestId);
+    if (!r.policy.entitlementId) throw new Error(`access request ${requestId}: "${r.policy.name}" has no entitlement to grant`);
+    // An extension starts where the access it prolongs ends, so the access never lapses between them.
+    const { rows } = await tx.query<{ id: string } & Record<string, unknown>>(
+      `WITH start AS (
+         SELECT GREATEST(now(), COALESCE((SELECT g.valid_until FROM access_requests x JOIN access_requests o ON o.id = x.extends_id
+                                            JOIN grants g ON g.id = o.grant_id AND g.status = 'active' WHERE x.id = $6), now())) AS at)
+       INSERT INTO grants (id, user_id, entitlement_id, reason, valid_from, valid_until)
+       SELECT $1, $2, $3, $4, start.at, CASE WHEN $5::integer IS NULL THEN NULL ELSE start.at + $5::integer * interval '1 second' END FROM start
+       ON CONFLICT (user_id, entitlement_id, reason) DO UPDATE
+         SET status = 'active', ended_at = NULL, valid_from = EXCLUDED.valid_from, valid_until = EXCLUDED.valid_until
+       RETURNING id, user_id AS "userId", entitlement_id AS "entitlementId", reason, valid_from AS "validFrom", valid_until AS "validUntil"`,
+      [randomUUID(), r.requester_id, r.policy.entitlementId, `request:${requestId}`, r.duration_s, requestId],
+    );
+    const grant = rows[0]!;
+    await tx.query('UPDATE access_requests SET grant_id = $2, updated_at = now() WHERE id = $1', [requestId, grant.id]);
+    await tx.query(
+      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'grant.created', 'Grant', $2, $3, $4)`,
+      [`access-request:${requestId}`, grant.id, `request:${requestId}`, JSON.stringify(grant)],
+    );
+    await enqueueUserChanges(tx, [r.requester_id]);
+    return { grantId: grant.id };
+  });
+}
+
+/**
+ * Whether the request's grant is in the target yet: done once the membership is applied; failed
+ * when the connector recorded an error for the user since the grant was made.
+ */
+export async function checkFulfilment(db: Db, requestId: string): Promise<FulfilmentOutcome> {
+  const { rows } = await db.query<{ applied: boolean; last_error: string | null }>(
+    `SELECT EXISTS (SELECT 1 FROM account_grants ag WHERE ag.user_id = g.user_id AND ag.entitlement_id = g.entitlement_id) AS applied,
+            (SELECT a.last_error FROM accounts a JOIN entitlements e ON e.connector_id = a.connector_id
+              WHERE e.id = g.entitlement_id AND a.user_id = g.user_id AND a.last_error_at >= g.created_at) AS last_error
+       FROM access_requests r JOIN grants g ON g.id = r.grant_id WHERE r.id = $1`,
+    [requestId],
+  );
+  const row = rows[0];
+  if (!row) return { state: 'failed', reason: 'the request has no grant' };
+  if (row.applied) return { state: 'done' };
+  if (row.last_error) return { state: 'failed', reason: row.last_error };
+  return { state: 'waiting' };
+}
+
+/** A manual fulfilment task as the workflow sees it. */
+export interface OpenedTask {
+  taskId: string;
+  assignees: string[];
+}
+
+/**
+ * Opens the request's manual task of `kind` for the members of its fulfilment group (once: running
+ * it again answers the same task), with its audit event.
+ */
+export async function openFulfilmentTask(db: Db, requestId: string, kind: 'grant' | 'revoke'): Promise<OpenedTask> {
+  const { rows: known } = await db.query<{ id: string; assignee_ids: string[] }>('SELECT id, assignee_ids FROM access_tasks WHERE request_id = $1 AND kind = $2', [requestId, kind]);
+  if (known[0]) return { taskId: known[0].id, assignees: known[0].assignee_ids };
+  const r = await loadRow(db, requestId);
+  const groupId = r.policy.fulfilment.groupId;
+  const assignees = groupId ? (await groupMembers(db, groupId)).filter((id) => id !== r.requester_id) : [];
+  const id = randomUUID();
+  return await withTransaction(db, async (tx) => {
+    const { rows } = await tx.query<{ id: string; assignee_ids: string[] }>(
+      `INSERT INTO access_tasks (id, request_id, kind, group_id, assignee_ids, instructions) VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (request_id, kind) DO UPDATE SET kind = EXCLUDED.kind RETURNING id, assignee_ids`,
+      [id, requestId, kind, groupId, assignees, r.policy.fulfilment.instructions],
+    );
+    if (rows[0]!.id === id) {
+      await tx.query(
+        `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'access-task.opened', 'AccessTask', $2, $3, $4)`,
+        [`access-request:${requestId}`, id, kind === 'grant' ? 'manual fulfilment' : 'time-bound access ended', JSON.stringify({ requestId, kind, assigneeIds: assignees })],
+      );
+    }
+    return { taskId: rows[0]!.id, assignees: rows[0]!.assignee_ids };
+  });
+}
+
+/** Records a task as done or failed by `actorId`, with its note and audit event (once). */
+export async function closeFulfilmentTask(db: Db, t: { taskId: string; actorId: string; outcome: 'done' | 'failed'; note?: string }): Promise<void> {
+  await withTransaction(db, async (tx) => {
+    const { rows } = await tx.query<{ request_id: string; kind: string }>(
+      `UPDATE access_tasks SET status = $3, closed_by = $2, note = $4, closed_at = now() WHERE id = $1 AND status IN ('open', 'claimed') RETURNING request_id, kind`,
+      [t.taskId, t.actorId, t.outcome, t.note ?? null],
+    );
+    if (!rows[0]) return;
+    await tx.query(
+      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
+       SELECT u.user_name, $3, 'AccessTask', $2, COALESCE($4, $5), $6 FROM users u WHERE u.id = $1`,
+      [t.actorId, t.taskId, `access-task.${t.outcome}`, t.note ?? null, t.outcome, JSON.stringify({ requestId: rows[0].request_id, kind: rows[0].kind })],
+    );
+  });
+}
+
+/**
+ * A stage timed out with `onTimeout: escalate`: the fallback group's members (never the requester)
+ * join its approvers, recorded with an audit event. Answers the stage's approvers after it.
+ */
+export async function escalateStage(db: Db, requestId: string, stage: number): Promise<{ approvers: string[] }> {
+  const r = await loadRow(db, requestId);
+  const s = r.policy.stages[stage];
+  const extra = s?.fallbackGroupId ? (await groupMembers(db, s.fallbackGroupId)).filter((id) => id !== r.requester_id) : [];
+  return await withTransaction(db, async (tx) => {
+    const { rows } = await tx.query<{ approver_ids: string[]; resolution: string }>(
+      'SELECT approver_ids, resolution FROM access_request_stages WHERE request_id = $1 AND stage = $2 FOR UPDATE',
+      [requestId, stage],
+    );
+    const before = rows[0]?.approver_ids ?? [];
+    if (rows[0]?.resolution.includes('escalated after the timeout')) return { approvers: before };
+    const approvers = [...new Set([...before, ...extra])].sort();
+    await tx.query(`UPDATE access_request_stages SET approver_ids = $3, resolution = resolution || '; escalated after the timeout' WHERE request_id = $1 AND stage = $2`, [
+      requestId,
+      stage,
+      approvers,
+    ]);
+    await tx.query(
+      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'access-request.stage-escalated', 'AccessRequest', $2, $3, $4)`,
+      [`access-request:${requestId}`, requestId, `${s?.name ?? `stage ${stage + 1}`} was not decided in time`, JSON.stringify({ stage, approverIds: approvers })],
+    );
+    return { approvers };
+  });
+}
+
+/**
+ * Calls the stage's approver function and answers the user ids it names (userNames are looked up;
+ * unknown and inactive users are dropped). A function that throws fails the activity, which
+ * Temporal retries within the stage's limits.
+ */
+export async function callApproverFunction(db: Db, requestId: string, stage: number): Promise<string[]> {
+  const r = await loadRow(db, requestId);
+  const s = r.policy.stages[stage];
+  const fn = s?.approvers.function;
+  if (!fn) return [];
+  const { rows: who } = await db.query<{ user_name: string }>('SELECT user_name FROM users WHERE id = $1', [r.requester_id]);
+  const approve = await loadApproverFunction(fn.module);
+  const answer = await approve({
+    requestId,
+    requester: { id: r.requester_id, userName: who[0]?.user_name ?? '' },
+    policy: r.policy.name,
+    entitlement: r.policy.entitlement,
+    stage: { index: stage, name: s.name },
+    justification: r.justification,
+  });
+  if (!Array.isArray(answer) || answer.some((x) => typeof x !== 'string')) throw new Error(`approver function "${fn.module}" answered ${JSON.stringify(answer)?.slice(0, 200)}, not a list of user ids or userNames`);
+  if (answer.length === 0) return [];
+  const { rows } = await db.query<{ id: string }>(
+    'SELECT id FROM users WHERE active AND deleted_at IS NULL AND (id::text = ANY($1) OR lower(user_name) = ANY($2)) ORDER BY id',
+    [answer, answer.map((x) => x.toLowerCase())],
+  );
+  return rows.map((x) => x.id);
+}
+
+/** Tries of one notice before it is recorded as failed (the request goes on either way). */
+export const NOTICE_ATTEMPTS = 5;
+
+/**
+ * Sends one notice about a request to `recipientIds` through `notifier` and records it. Throws a
+ * channel's failure for Temporal to retry until the last try, which records the failure instead.
+ * Without a notifier (none configured), does nothing.
+ */
+export async function notifyAccess(
+  db: Db,
+  notifier: AccessNotifier | undefined,
+  n: { requestId: string; type: AccessNoticeType; recipientIds: string[]; key: string },
+  attempt: number,
+): Promise<void> {
+  if (!notifier || n.recipientIds.length === 0) return;
+  const id = `${n.requestId}:${n.key}`;
+  const { rows: sent } = await db.query(`SELECT 1 FROM access_notifications WHERE id = $1`, [id]);
+  if (sent.length) return;
+  const { rows } = await db.query<{ name: string; display: string; status: string; reason: string | null }>(
+    `SELECT policy->>'name' AS name, policy->>'displayName' AS display, status, status_reason AS reason FROM access_requests WHERE id = $1`,
+    [n.requestId],
+  );
+  const { rows: people } = await db.query<{ id: string; user_name: string; email: string | null }>(
+    `SELECT id, user_name, (SELECT e->>'value' FROM jsonb_array_elements(CASE WHEN jsonb_typeof(resource->'emails') = 'array' THEN resource->'emails' ELSE '[]'::jsonb END) e
+                             ORDER BY (e->>'primary')::boolean IS TRUE DESC LIMIT 1) AS email
+       FROM users WHERE id = ANY($1::uuid[]) ORDER BY user_name`,
+    [n.recipientIds],
+  );
+  const r = rows[0]!;
+  const record = (status: 'sent' | 'failed', error: string | null) =>
+    db.query(
+      `INSERT INTO access_notifications (id, request_id, type, recipients, status, attempts, last_error) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
+      [id, n.requestId, n.type, n.recipientIds, status, attempt, error],
+    );
+  try {
+    await notifier({
+      id,
+      type: n.type,
+      requestId: n.requestId,
+      policy: r.name,
+      displayName: r.display,
+      status: r.status,
+      reason: r.reason,
+      recipients: people.map((p) => ({ userId: p.id, userName: p.user_name, email: p.email })),
+    });
+  } catch (err) {
+    if (attempt < NOTICE_ATTEMPTS) throw err;
+    await record('failed', (err as Error).message.slice(0, 1000));
+    return;
+  }
+  await record('sent', null);
+}
