@@ -44,11 +44,27 @@ function origin(url: string): string {
   try {
     return new URL(url).origin;
   } catch {
-    return 'the delivery webhook';
+    return 'the webhook';
   }
 }
 
-export function createWebhookNotify(opts: WebhookNotifyOptions): Notify {
+/** Options of {@link createSignedPost}. */
+export interface SignedPostOptions extends WebhookNotifyOptions {
+  /** Names the sender at the start of every error ("delivery", "access notice"). */
+  label: string;
+  /** Statuses besides 2xx that mean the receiver already has the notice (a replay it refused). */
+  alsoDelivered?: number[];
+  /** Said after a permanent refusal, to point the operator at the setting to check. */
+  refusalHint?: string;
+}
+
+/**
+ * A sender of JSON notices to one webhook, each POST signed like the webhook connector's deliveries.
+ * Throws TransientError for what is worth retrying (no answer, 408, 425, 429, 5xx; Retry-After
+ * honoured) and PermanentError for any other refusal. Every signed notice of the gateway goes out
+ * through one of these.
+ */
+export function createSignedPost(opts: SignedPostOptions): (notice: unknown) => Promise<void> {
   const where = origin(opts.url);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_NOTIFY_TIMEOUT_MS;
   return async (notice) => {
@@ -71,13 +87,17 @@ export function createWebhookNotify(opts: WebhookNotifyOptions): Notify {
       await res.arrayBuffer();
     } catch (err) {
       const reason = (err as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : ((err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message);
-      throw new TransientError(`delivery: notifying ${where} failed: ${reason}`);
+      throw new TransientError(`${opts.label}: notifying ${where} failed: ${reason}`);
     }
-    if (res.ok) return;
-    const message = `delivery: notifying ${where} failed: HTTP ${res.status}`;
+    if (res.ok || opts.alsoDelivered?.includes(res.status)) return;
+    const message = `${opts.label}: notifying ${where} failed: HTTP ${res.status}`;
     if (res.status === 408 || res.status === 425 || res.status === 429 || res.status >= 500) {
       throw new TransientError(message, retryAfterMs(res.headers.get('retry-after')));
     }
-    throw new PermanentError(`${message} (check DELIVERY_WEBHOOK_URL and DELIVERY_WEBHOOK_SECRET)`, res.status === 401 || res.status === 403 ? 'unauthorized' : 'rejected');
+    throw new PermanentError(opts.refusalHint ? `${message} (${opts.refusalHint})` : message, res.status === 401 || res.status === 403 ? 'unauthorized' : 'rejected');
   };
+}
+
+export function createWebhookNotify(opts: WebhookNotifyOptions): Notify {
+  return createSignedPost({ ...opts, label: 'delivery', refusalHint: 'check DELIVERY_WEBHOOK_URL and DELIVERY_WEBHOOK_SECRET' });
 }
