@@ -121,6 +121,22 @@ t.test('manager then security group: approved, decided only by approvers, provis
   );
   t.equal(grants[0]?.reason, `request:${id}`, "the grant's reason is the request");
   t.equal(grants[0]!.valid_until.getTime() - grants[0]!.valid_from.getTime(), 3600_000, 'for the default duration, from fulfilment');
+  const why = ((await api('GET', `/api/grants?userId=${alice}`)) as Array<{ reason: string; request: Record<string, unknown> | null }>).find((g) => g.reason === `request:${id}`);
+  t.match(
+    why?.request,
+    {
+      id,
+      policy: 'sectools',
+      requestedBy: 'alice@example.com',
+      justification: 'incident response rota',
+      decisions: [
+        { stage: 0, approver: 'bob@example.com', decision: 'approve', comment: 'ok by me' },
+        { stage: 1, approver: 'carol@example.com', decision: 'approve' },
+      ],
+    },
+    'who-has-what-and-why shows the request, its justification and who approved it at which stage',
+  );
+  t.equal((why!.request!.decisions as unknown[]).length, 2, 'refused attempts are not approvals');
 
   const late = await as('dave', 'POST', `/api/requests/${id}/decisions`, { decision: 'approve' });
   t.equal(late.status, 409, 'a decision on a closed request conflicts');

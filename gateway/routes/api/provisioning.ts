@@ -413,9 +413,19 @@ const provisioning: FastifyPluginAsync = async (app) => {
       const { rows } = await app.db.query<Record<string, unknown>>(
         `SELECT g.id, g.user_id AS "userId", u.user_name AS "userName", g.entitlement_id AS "entitlementId",
                 e.connector_id AS "connectorId", e.name AS "entitlement", g.reason, g.valid_from AS "validFrom",
-                g.valid_until AS "validUntil", (ag.user_id IS NOT NULL) AS applied
+                g.valid_until AS "validUntil", (ag.user_id IS NOT NULL) AS applied,
+                -- Requested access carries its evidence: the request, its justification and who approved it.
+                CASE WHEN r.id IS NULL THEN NULL ELSE jsonb_build_object(
+                  'id', r.id, 'policy', r.policy->>'name', 'requestedBy', ru.user_name, 'requestedAt', r.created_at,
+                  'justification', r.justification, 'decidedAt', r.decided_at, 'fulfilledAt', r.fulfilled_at,
+                  'decisions', COALESCE((
+                    SELECT jsonb_agg(jsonb_build_object('stage', d.stage, 'approver', du.user_name, 'decision', d.decision, 'comment', d.comment, 'at', d.at) ORDER BY d.id)
+                      FROM access_request_decisions d JOIN users du ON du.id = d.approver_id
+                     WHERE d.request_id = r.id AND d.accepted), '[]'::jsonb)) END AS request
            FROM grants g JOIN users u ON u.id = g.user_id JOIN entitlements e ON e.id = g.entitlement_id
            LEFT JOIN account_grants ag ON ag.user_id = g.user_id AND ag.entitlement_id = g.entitlement_id
+           LEFT JOIN access_requests r ON g.reason LIKE 'request:%' AND r.id::text = substr(g.reason, 9)
+           LEFT JOIN users ru ON ru.id = r.requester_id
           WHERE g.status = 'active' AND (g.valid_until IS NULL OR g.valid_until > now())
             AND ($1::uuid IS NULL OR g.user_id = $1) AND ($2::uuid IS NULL OR g.entitlement_id = $2)
           ORDER BY u.user_name, e.connector_id, e.name, g.reason`,
