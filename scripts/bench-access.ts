@@ -10,7 +10,6 @@
  */
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
 import { Connection } from '@temporalio/client';
 import { buildApp } from '../gateway/app.js';
@@ -23,34 +22,20 @@ import { createWorker } from '../workflows/worker.js';
 import { ensureSearchAttributes } from '../workflows/client.js';
 import { startTemporalDevServer } from './dev-server.js';
 import { memoryTarget } from '../test/fixtures/memory-connector.js';
+import { createBenchDatabase, inParallel } from './bench-common.js';
 
 const REQUESTS = Number(process.env.BENCH_ACCESS_REQUESTS ?? 1000);
 const APPROVERS = Number(process.env.BENCH_APPROVERS ?? 50);
-const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const MEMORY_PLUGIN = fileURLToPath(new URL('../test/fixtures/memory-connector.ts', import.meta.url));
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
 
-async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: n }, async () => {
-      while (next < items.length) await fn(items[next++]!);
-    }),
-  );
-}
-
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
-  const dbName = `bench_access_${Math.random().toString(36).slice(2, 10)}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${dbName}`);
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${dbName}`;
-  const dbUrl = url.toString();
-  const cleanups: Array<() => Promise<unknown>> = [async () => admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`), async () => admin.end()];
+  const database = await createBenchDatabase('bench_access');
+  const dbUrl = database.url;
+  const cleanups: Array<() => Promise<unknown>> = [() => database.drop()];
   try {
     await migrate(dbUrl);
     const db = await connectPool(dbUrl, 20);
@@ -96,7 +81,7 @@ async function main(): Promise<void> {
 
     log(`creating ${REQUESTS} requesters and ${APPROVERS} approvers`);
     const requesters: Array<{ id: string; userName: string }> = [];
-    await pool(Array.from({ length: REQUESTS }, (_, i) => i), 20, async (i) => {
+    await inParallel(Array.from({ length: REQUESTS }, (_, i) => i), 20, async (i) => {
       const u = await call('POST', '/scim/v2/Users', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: `req.${i}@example.com` }, 201);
       requesters.push({ id: String(u.id), userName: `req.${i}@example.com` });
     });
@@ -110,7 +95,7 @@ async function main(): Promise<void> {
     log(`requesting (${REQUESTS} requests, 50 at a time)`);
     const requestIds = new Map<string, { id: string; userId: string }>();
     const createdAt = Date.now();
-    await pool(requesters, 50, async (r) => {
+    await inParallel(requesters, 50, async (r) => {
       const req = await call('POST', '/api/requests', { policy: 'prod' }, 201, r.userName);
       requestIds.set(r.userName, { id: String(req.id), userId: r.id });
     });

@@ -14,7 +14,6 @@
  */
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
 import { Client, Connection } from '@temporalio/client';
 import { buildApp } from '../gateway/app.js';
@@ -32,32 +31,20 @@ import { startTemporalDevServer } from './dev-server.js';
 import { startFakeReceiver } from '../test/connectors/webhook/fake-receiver.js';
 import { startScimmyServer } from '../test/connectors/scim/scimmy-server.js';
 import { memoryTarget } from '../test/fixtures/memory-connector.js';
+import { createBenchDatabase, inParallel } from './bench-common.js';
 
 const USERS = Number(process.env.BENCH_USERS ?? 300);
 const RECONCILE_ACCOUNTS = Number(process.env.BENCH_RECONCILE_ACCOUNTS ?? 100_000);
 const CONCURRENCY = 20;
-const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const MEMORY_PLUGIN = fileURLToPath(new URL('../test/fixtures/memory-connector.ts', import.meta.url));
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 
-async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: n }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  }));
-}
-
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
-  const dbName = `bench_provision_${Math.random().toString(36).slice(2, 10)}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${dbName}`);
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${dbName}`;
-  const dbUrl = url.toString();
-  const cleanups: Array<() => Promise<unknown>> = [async () => admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`), async () => admin.end()];
+  const database = await createBenchDatabase('bench_provision');
+  const dbUrl = database.url;
+  const cleanups: Array<() => Promise<unknown>> = [() => database.drop()];
   try {
     await migrate(dbUrl);
     const db = await connectPool(dbUrl, 20);
@@ -114,7 +101,7 @@ async function main(): Promise<void> {
     log(`provisioning ${USERS} users through SCIM to two connectors`);
     const started = Date.now();
     const ids: string[] = [];
-    await pool(Array.from({ length: USERS }, (_, i) => i), CONCURRENCY, async (i) => {
+    await inParallel(Array.from({ length: USERS }, (_, i) => i), CONCURRENCY, async (i) => {
       const u = await call('POST', '/scim/v2/Users', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: `bench.${i}@example.com`, displayName: `Bench ${i}` }, 201);
       ids.push(String(u.id));
     });
@@ -138,7 +125,7 @@ async function main(): Promise<void> {
     const hooks = instantiate(await loadConnector('webhook'), hooksConfig, { secret });
     const target = instantiate(await loadConnector('scim'), scimConfig, { secret });
     const baseStart = Date.now();
-    await pool(Array.from({ length: USERS }, (_, i) => i), CONCURRENCY, async (i) => {
+    await inParallel(Array.from({ length: USERS }, (_, i) => i), CONCURRENCY, async (i) => {
       const input = { userId: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, userName: `direct.${i}@example.com`, active: true, attributes: {} };
       const a = await hooks.createAccount!(input);
       await hooks.grant!(a.remoteId!, { id: 'x', target: { name: 'direct' } });

@@ -17,8 +17,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { freePort } from './dev-server.js';
+import { createBenchDatabase } from './bench-common.js';
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -27,7 +27,6 @@ const arg = (name: string, def: number) => {
 const CREATES = arg('creates', 2000);
 const LOOKUP_SECONDS = arg('lookups-seconds', 10);
 const CONNECTIONS = arg('connections', 16);
-const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const TOKEN = `bench-${randomBytes(12).toString('hex')}`;
 const say = (line: string) => process.stderr.write(`[bench] ${line}\n`);
 
@@ -140,14 +139,9 @@ async function measure(label: string, databaseUrl: string): Promise<{ creates: F
 }
 
 async function main(): Promise<void> {
-  const name = `scimgw_bench_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
+  const database = await createBenchDatabase('scimgw_bench');
   try {
-    const postgres = await measure('PostgreSQL', url.toString());
+    const postgres = await measure('PostgreSQL', database.url);
     const embedded = await measure('embedded', '');
     const row = (what: string, e: Figures, p: Figures) =>
       `| ${what} | ${e.perSec.toFixed(0)}/s (p50 ${e.p50.toFixed(1)} ms, p99 ${e.p99.toFixed(1)} ms) | ${p.perSec.toFixed(0)}/s (p50 ${p.p50.toFixed(1)} ms, p99 ${p.p99.toFixed(1)} ms) | ${((100 * e.perSec) / p.perSec).toFixed(0)}% |`;
@@ -166,8 +160,7 @@ async function main(): Promise<void> {
       ].join('\n'),
     );
   } finally {
-    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin.end();
+    await database.drop();
   }
 }
 
