@@ -126,7 +126,7 @@ t.test('manager then security group: approved, decided only by approvers, provis
     why?.request,
     {
       id,
-      policy: 'sectools',
+      policy: 'security-tools',
       requestedBy: 'alice@example.com',
       justification: 'incident response rota',
       decisions: [
