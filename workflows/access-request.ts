@@ -134,9 +134,23 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
   // Manual fulfilment: the open task, if any, and what its assignees reported.
   let task: { taskId: string; kind: 'grant' | 'revoke'; assignees: string[]; status: 'open' | 'done' | 'failed'; closing?: 'done' | 'failed'; note?: string } | undefined;
   const taskState = (): AccessTaskState => ({ taskId: task!.taskId, kind: task!.kind, status: task!.status, request: state });
+  /** True while a task is being opened (its row written, its assignees resolved): reports wait for it. */
+  let taskOpening = false;
+  const judgeTask = ({ taskId, actorId, outcome }: CompleteTaskInput) => {
+    if (!task || task.taskId !== taskId) throw conflict('the task is not open');
+    if (!task.assignees.includes(actorId)) throw forbidden('not a member of the fulfilment group of this task');
+    const reported = task.closing ?? (task.status === 'open' ? undefined : task.status);
+    if (reported && reported !== outcome) throw conflict(`the task is ${reported}`);
+  };
   wf.setHandler(
     completeTaskUpdate,
-    async ({ actorId, outcome, note }: CompleteTaskInput) => {
+    async (input: CompleteTaskInput) => {
+      const { actorId, outcome, note } = input;
+      // A report that arrived while the task was being opened is judged once it is open.
+      if (taskOpening) {
+        await wf.condition(() => !taskOpening);
+        judgeTask(input);
+      }
       if (task!.closing) {
         await wf.condition(() => task!.status !== 'open');
         return taskState();
@@ -148,17 +162,17 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       return taskState();
     },
     {
-      validator: ({ taskId, actorId, outcome }: CompleteTaskInput) => {
-        if (!task || task.taskId !== taskId) throw conflict('the task is not open');
-        if (!task.assignees.includes(actorId)) throw forbidden('not a member of the fulfilment group of this task');
-        const reported = task.closing ?? (task.status === 'open' ? undefined : task.status);
-        if (reported && reported !== outcome) throw conflict(`the task is ${reported}`);
+      // Refused here, nothing reaches history; a report during a task's opening is judged by the handler.
+      validator: (input: CompleteTaskInput) => {
+        if (!taskOpening) judgeTask(input);
       },
     },
   );
   const manualTask = async (kind: 'grant' | 'revoke') => {
+    taskOpening = true;
     const opened = await openFulfilmentTask({ requestId, kind });
     task = { ...opened, kind, status: 'open' };
+    taskOpening = false;
     notify('task.assigned', opened.assignees, `task-${kind}`);
     await wf.condition(() => task!.status !== 'open');
     return task;
