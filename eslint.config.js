@@ -2,6 +2,31 @@
 import { builtinModules } from 'node:module';
 import tseslint from 'typescript-eslint';
 
+/**
+ * One direction of dependencies: the HTTP edge (gateway/) and the Temporal side (workflows/) both
+ * stand on core/ (domain and persistence), which stands on connectors/, which stand on the connector
+ * SDK (packages/connector-sdk). Nothing imports upwards; the edge reaches Temporal only through the
+ * workflows' typed client (workflows/client.ts). Import specifiers are relative, so each rule is a
+ * pattern over `../` paths that leave the folder.
+ */
+const UP = '^(\\.\\./)+';
+const DIRECTION = {
+  'core/**/*.ts': [
+    { regex: `${UP}(gateway|workflows|scripts|test)(/|$)`, message: 'core/ is imported by the edge and the Temporal side, never the other way round' },
+  ],
+  'gateway/**/*.ts': [
+    { regex: `${UP}workflows/(?!client\\.js$)`, message: 'the gateway reaches Temporal only through workflows/client.ts; shared code belongs in core/' },
+    { regex: `${UP}(scripts|test)(/|$)`, message: 'product code does not import scripts or tests' },
+  ],
+  'workflows/**/*.ts': [
+    { regex: `${UP}(gateway|scripts|test)(/|$)`, message: 'workflows must not import gateway code; shared code belongs in core/' },
+  ],
+  'connectors/**/*.ts': [
+    { regex: `${UP}(core|gateway|workflows|scripts|test)(/|$)`, message: 'connectors see only the connector SDK (@scim-gateway/connector-sdk), as plugins do' },
+  ],
+  'packages/*/src/**/*.ts': [{ regex: '^(\\.\\./){2,}', message: 'a package imports nothing outside itself' }],
+};
+
 /** Files that run inside Temporal's deterministic workflow sandbox. */
 const WORKFLOW_FILES = ['workflows/**/*.ts'];
 const NOT_WORKFLOW_FILES = ['workflows/activities.ts', 'workflows/activities/**', 'workflows/worker.ts', 'workflows/client.ts'];
@@ -38,6 +63,10 @@ export default tseslint.config(
       '@typescript-eslint/no-unsafe-return': 'off',
     },
   },
+  ...Object.entries(DIRECTION).map(([glob, patterns]) => ({
+    files: [glob],
+    rules: { 'no-restricted-imports': ['error', { patterns }] },
+  })),
   {
     files: WORKFLOW_FILES,
     ignores: NOT_WORKFLOW_FILES,
@@ -54,7 +83,8 @@ export default tseslint.config(
           ],
           patterns: [
             { group: ['node:*'], message: 'workflow code runs in a sandbox: no Node built-ins; use an activity' },
-            { group: ['**/gateway/**', '**/gateway'], message: 'workflows must not import gateway code' },
+            ...DIRECTION['workflows/**/*.ts'],
+            { group: ['**/core/**', '**/core'], allowTypeImports: true, message: 'workflow code does no I/O: reach core/ through an activity (its types are fine)' },
             { group: ['**/connectors/**', '**/connectors'], message: 'workflows reach connectors only through activities' },
           ],
         },

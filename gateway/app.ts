@@ -3,24 +3,24 @@
  * `buildApp` so the boot file, `npm start` and tests (through `app.inject`) all run the same app.
  */
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
-import type { GatewayConfig, TrustProxy } from './config.js';
-import type { Db } from './db/pool.js';
+import type { GatewayConfig, TrustProxy } from '../core/config.js';
+import type { Db } from '../core/db/pool.js';
 import type { TemporalAccess } from './temporal.js';
-import type { SchemaRegistry } from './scim/schemas.js';
-import { loadSchemaRegistry } from './scim/extensions.js';
+import type { SchemaRegistry } from '../core/scim/schemas.js';
+import { loadSchemaRegistry } from '../core/scim/extensions.js';
 import services from './plugins/services.js';
 import auth from './plugins/auth.js';
 import swagger from './plugins/swagger.js';
 import health from './routes/health.js';
 import scim, { canonicalScimUrl } from './routes/scim/index.js';
-import { clientErrorHandler, frameworkErrorHandler } from './scim/error-handler.js';
+import { clientErrorHandler, frameworkErrorHandler } from './plugins/scim-errors.js';
 import tokens from './routes/api/tokens.js';
 import provisioning from './routes/api/provisioning.js';
 import audit from './routes/api/audit.js';
 import outbox from './routes/api/outbox.js';
 import accessRequests from './routes/api/access-requests.js';
 import downloads from './routes/downloads.js';
-import { pathOnly, redactUrl } from './log-redaction.js';
+import { pathOnly, redactUrl } from '../core/log-redaction.js';
 import security from './plugins/security.js';
 import metrics from './plugins/metrics.js';
 

@@ -7,13 +7,13 @@ import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { buildApp, loggerOptions } from './app.js';
-import { logDestination } from './log-output.js';
-import { ensureNamedToken } from './auth/tokens.js';
-import { exitOnConfigError, loadGatewayConfig, requireExternalServices, type GatewayConfig } from './config.js';
-import { migrate } from './db/migrate.js';
-import { connectPool, DatabaseUnreachableError, type Db } from './db/pool.js';
+import { logDestination } from '../core/log-output.js';
+import { ensureNamedToken } from '../core/auth/tokens.js';
+import { exitOnConfigError, loadGatewayConfig, requireExternalServices, type GatewayConfig } from '../core/config.js';
+import { migrate } from '../core/db/migrate.js';
+import { connectPool, DatabaseUnreachableError, type Db } from '../core/db/pool.js';
 import { TemporalAccess } from './temporal.js';
-import { applyProvisioningFile, ProvisioningFileError } from './provisioning/declarative.js';
+import { applyProvisioningFile, ProvisioningFileError } from '../core/provisioning/declarative.js';
 
 /** The name under which SCIM_TOKEN is stored. */
 export const BOOTSTRAP_TOKEN_NAME = 'bootstrap';

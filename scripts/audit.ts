@@ -12,8 +12,8 @@
  */
 import { openCliDatabase } from './cli-database.js';
 import { parseArgs } from 'node:util';
-import type { Db } from '../gateway/db/pool.js';
-import { exportAuditEvents, parseInstant, verifyAuditChain, type AuditFilter } from '../gateway/audit/chain.js';
+import type { Db } from '../core/db/pool.js';
+import { exportAuditEvents, parseInstant, verifyAuditChain, type AuditFilter } from '../core/audit/chain.js';
 
 const USAGE = 'usage: npm run audit -- verify | export --format csv|json [--since ISO] [--until ISO] [--user ID]';
 

@@ -14,8 +14,8 @@
  *                                  machine, the yardstick the gateway's figures are compared with.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
-import { SCIM_CONTENT_TYPE } from '../gateway/scim/errors.js';
-import { ENTERPRISE_USER_SCHEMA, USER_SCHEMA } from '../gateway/scim/schemas.js';
+import { SCIM_CONTENT_TYPE } from '../core/scim/errors.js';
+import { ENTERPRISE_USER_SCHEMA, USER_SCHEMA } from '../core/scim/schemas.js';
 
 /** Nothing listens on port 1; connecting fails at once instead of hanging. */
 const UNREACHABLE_TEMPORAL = '127.0.0.1:1';
@@ -62,8 +62,8 @@ async function startGateway(): Promise<FastifyInstance> {
   // Loaded here rather than at the top: the ceiling process stays a bare Fastify without the app.
   const [{ buildApp }, { loadGatewayConfig }, { connectPool }, { TemporalAccess }] = await Promise.all([
     import('../gateway/app.js'),
-    import('../gateway/config.js'),
-    import('../gateway/db/pool.js'),
+    import('../core/config.js'),
+    import('../core/db/pool.js'),
     import('../gateway/temporal.js'),
   ]);
   // LOG_LEVEL as the parent set it (the benchmark measures the production level, info, and silent).

@@ -35,10 +35,10 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
-import { createToken } from '../gateway/auth/tokens.js';
-import { migrate } from '../gateway/db/migrate.js';
-import { connectPool, redactDatabaseUrl, type Db } from '../gateway/db/pool.js';
-import { ENTERPRISE_USER_SCHEMA, PATCH_OP_SCHEMA, USER_SCHEMA } from '../gateway/scim/schemas.js';
+import { createToken } from '../core/auth/tokens.js';
+import { migrate } from '../core/db/migrate.js';
+import { connectPool, redactDatabaseUrl, type Db } from '../core/db/pool.js';
+import { ENTERPRISE_USER_SCHEMA, PATCH_OP_SCHEMA, USER_SCHEMA } from '../core/scim/schemas.js';
 
 // ------------------------------------------------------------------ autocannon (untyped CommonJS)
 

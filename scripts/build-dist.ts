@@ -31,7 +31,7 @@ say('compiled the connector SDK to packages/connector-sdk/dist');
 execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json', '--outDir', out], { stdio: 'inherit' });
 say(`compiled to ${out}`);
 
-cpSync('gateway/db/migrations', join(out, 'gateway/db/migrations'), { recursive: true });
+cpSync('core/db/migrations', join(out, 'core/db/migrations'), { recursive: true });
 // The output is ES modules wherever it is copied, with or without the project's package.json.
 writeFileSync(join(out, 'package.json'), `${JSON.stringify({ type: 'module', private: true }, null, 2)}\n`);
 // Outside the project (`--out /tmp/x`) the compiled code still needs the project's dependencies.

@@ -3,9 +3,9 @@
  * validated like the servers', and the same one-line messages and exit codes when it is missing (2)
  * or PostgreSQL cannot be reached (1).
  */
-import { exitOnConfigError, loadCommonConfig } from '../gateway/config.js';
-import { migrate } from '../gateway/db/migrate.js';
-import { connectPool, DatabaseUnreachableError, type Db } from '../gateway/db/pool.js';
+import { exitOnConfigError, loadCommonConfig } from '../core/config.js';
+import { migrate } from '../core/db/migrate.js';
+import { connectPool, DatabaseUnreachableError, type Db } from '../core/db/pool.js';
 
 /** A one-connection pool, or the exit code to end with after the message has been printed. */
 export async function openCliDatabase(opts: { migrate: boolean; missingHint?: string }): Promise<Db | number> {

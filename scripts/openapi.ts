@@ -5,8 +5,8 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { buildApp } from '../gateway/app.js';
-import { loadGatewayConfig } from '../gateway/config.js';
-import { createPool } from '../gateway/db/pool.js';
+import { loadGatewayConfig } from '../core/config.js';
+import { createPool } from '../core/db/pool.js';
 import { TemporalAccess } from '../gateway/temporal.js';
 
 export const OPENAPI_FILE = fileURLToPath(new URL('../openapi/openapi.json', import.meta.url));

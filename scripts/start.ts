@@ -11,16 +11,16 @@
 import { join, resolve } from 'node:path';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import pino from 'pino';
-import { exitOnConfigError, loadGatewayConfig, loadWorkerConfig } from '../gateway/config.js';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../gateway/db/embedded.js';
-import { DatabaseUnreachableError, connectPool, type Db } from '../gateway/db/pool.js';
+import { exitOnConfigError, loadGatewayConfig, loadWorkerConfig } from '../core/config.js';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../core/db/embedded.js';
+import { DatabaseUnreachableError, connectPool, type Db } from '../core/db/pool.js';
 import { closeOnSignals, startGateway } from '../gateway/server.js';
-import { ProvisioningFileError } from '../gateway/provisioning/declarative.js';
-import { deliveryFactory } from '../gateway/delivery/index.js';
+import { ProvisioningFileError } from '../core/provisioning/declarative.js';
+import { deliveryFactory } from '../core/delivery/index.js';
 import { createWorker, installTemporalRuntimeLogger } from '../workflows/worker.js';
-import { accessNotifierFor } from '../gateway/access/notifier.js';
+import { accessNotifierFor } from '../core/access/notifier.js';
 import { serveMetrics, WorkerMetrics } from '../workflows/activities/metrics.js';
-import { logDestination } from '../gateway/log-output.js';
+import { logDestination } from '../core/log-output.js';
 import { startTemporalDevServer, type DevServer } from './dev-server.js';
 
 async function main(): Promise<void> {

@@ -62,12 +62,12 @@ async function ensurePostgres(url: string): Promise<void> {
  * The files that run a second time on the embedded database: the SCIM contract with every error
  * path, the admin API, the directory, the outbox and the engine's workflows. Left out: files that
  * start separate worker processes against the database (the embedded database serves one
- * process, see gateway/db/embedded.ts) and files about one connector's target.
+ * process, see core/db/embedded.ts) and files about one connector's target.
  */
 const EMBEDDED_SUITE = [
   'test/gateway/routes/scim/*.test.ts',
   'test/gateway/routes/api/*.test.ts',
-  'test/gateway/directory/*.test.ts',
+  'test/core/directory/*.test.ts',
   'test/gateway/outbox/*.test.ts',
   'test/workflows/provisioning.test.ts',
   'test/workflows/reconcile.test.ts',

@@ -8,7 +8,7 @@
  *   list                        names, scopes and last use of every token (never the secrets)
  */
 import { openCliDatabase } from './cli-database.js';
-import { createToken, revokeToken, TOKEN_SCOPES, type TokenScope } from '../gateway/auth/tokens.js';
+import { createToken, revokeToken, TOKEN_SCOPES, type TokenScope } from '../core/auth/tokens.js';
 
 const USAGE = 'usage: npm run token -- create <name> [scope ...] | rotate <name> | revoke <name> | list';
 

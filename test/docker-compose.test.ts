@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { parse } from 'yaml';
-import { loadGatewayConfig, loadWorkerConfig, requireExternalServices } from '../gateway/config.js';
+import { loadGatewayConfig, loadWorkerConfig, requireExternalServices } from '../core/config.js';
 
 type Scalar = string | number | boolean | null;
 
@@ -347,13 +347,13 @@ t.test('named volumes are declared', async (t) => {
   );
 });
 
-t.test('gateway and worker set only variables that gateway/config.ts reads', async (t) => {
-  const source = readFileSync(new URL('gateway/config.ts', root), 'utf8');
+t.test('gateway and worker set only variables that core/config.ts reads', async (t) => {
+  const source = readFileSync(new URL('core/config.ts', root), 'utf8');
   const known = new Set([...source.matchAll(/\(env, '([A-Z][A-Z0-9_]*)'/g)].map((m) => m[1]!));
   t.ok(known.has('DATABASE_URL') && known.has('SCIM_TOKEN'), 'found the variables config.ts reads');
   for (const name of APP_SERVICES) {
     for (const key of Object.keys(envOf(svc(name)))) {
-      t.ok(known.has(key), `${name}: ${key} is read by gateway/config.ts`);
+      t.ok(known.has(key), `${name}: ${key} is read by core/config.ts`);
     }
   }
 });

@@ -14,8 +14,8 @@ t.test('the committed OpenAPI document matches the routes', async (t) => {
 
 t.test('Swagger UI is served at /docs', async (t) => {
   const { buildApp } = await import('../gateway/app.js');
-  const { loadGatewayConfig } = await import('../gateway/config.js');
-  const { createPool } = await import('../gateway/db/pool.js');
+  const { loadGatewayConfig } = await import('../core/config.js');
+  const { createPool } = await import('../core/db/pool.js');
   const { TemporalAccess } = await import('../gateway/temporal.js');
   const app = await buildApp({
     config: loadGatewayConfig({ LOG_LEVEL: 'silent' }),

@@ -10,16 +10,16 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { NativeConnection, Runtime, Worker, DefaultLogger, type LogLevel as TemporalLogLevel } from '@temporalio/worker';
 import { Connection } from '@temporalio/client';
 import pino from 'pino';
-import { exitOnConfigError, loadWorkerConfig, requireExternalServices, type LogLevel } from '../gateway/config.js';
-import { migrate } from '../gateway/db/migrate.js';
-import { connectPool, DatabaseUnreachableError, type Db } from '../gateway/db/pool.js';
+import { exitOnConfigError, loadWorkerConfig, requireExternalServices, type LogLevel } from '../core/config.js';
+import { migrate } from '../core/db/migrate.js';
+import { connectPool, DatabaseUnreachableError, type Db } from '../core/db/pool.js';
 import { createActivities } from './activities/index.js';
 import { ConnectorRuntime } from './activities/connector-runtime.js';
 import { ensureSearchAttributes } from './client.js';
-import { deliveriesOffReason, deliveryFactory, type DeliverFactory } from '../gateway/delivery/index.js';
+import { deliveriesOffReason, deliveryFactory, type DeliverFactory } from '../core/delivery/index.js';
 import { instrumentActivities, serveMetrics, WorkerMetrics } from './activities/metrics.js';
-import { logDestination, temporalLogFields } from '../gateway/log-output.js';
-import { accessNotifierFor, type AccessNotifier } from '../gateway/access/notifier.js';
+import { logDestination, temporalLogFields } from '../core/log-output.js';
+import { accessNotifierFor, type AccessNotifier } from '../core/access/notifier.js';
 
 const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 /** The module that lists every workflow; the worker bundles it for the sandbox. */
@@ -43,7 +43,7 @@ export interface WorkerDeps {
   workflowBundle?: { code: string };
   identity?: string;
   /**
-   * Gives each connector its `ctx.deliver` (one-time download links; see gateway/delivery/).
+   * Gives each connector its `ctx.deliver` (one-time download links; see core/delivery/).
    * Absent: connectors get none. Build it with `deliveryFactory(config, db)`.
    */
   deliverFor?: DeliverFactory | undefined;

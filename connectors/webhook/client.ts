@@ -28,7 +28,7 @@ import {
   type RemoteAccount,
   type WriteResult,
 } from '@scim-gateway/connector-sdk';
-import { SIGNATURE_HEADER, TIMESTAMP_HEADER, signPayload } from './signature.js';
+import { SIGNATURE_HEADER, TIMESTAMP_HEADER, signPayload } from '@scim-gateway/connector-sdk/signature';
 
 /** Every connector method, plus the credentials check. */
 export type WebhookOperation = Capability | 'validate';

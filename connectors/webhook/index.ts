@@ -2,7 +2,7 @@
  * The webhook connector: provisions any system that can receive a signed HTTPS POST. Every operation
  * of the contract becomes one JSON delivery to the configured URL; the receiver applies it and
  * answers what it did. The protocol is described in docs/writing-a-connector.md ("The webhook
- * protocol"), and ./signature.ts holds the signing helpers a receiver written in Node can import.
+ * protocol"), and the connector SDK's `@scim-gateway/connector-sdk/signature` holds the signing helpers a receiver written in Node can import.
  */
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';

@@ -24,7 +24,7 @@ import { randomUUID } from 'node:crypto';
 import { isGrpcServiceError, type Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import type { FastifyBaseLogger } from 'fastify';
-import type { Db } from '../db/pool.js';
+import type { Db } from '../../core/db/pool.js';
 import { ensureReconcileSchedule, notifyUserChanged, startAccessRequest, type UserSyncTiming } from '../../workflows/client.js';
 
 export interface DispatcherOptions {

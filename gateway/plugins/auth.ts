@@ -14,7 +14,7 @@ import { timingSafeEqual } from 'node:crypto';
 import fp from 'fastify-plugin';
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyPluginAsync, FastifyRequest, onRequestHookHandler } from 'fastify';
-import type { TokenIdentity, TokenScope } from '../auth/tokens.js';
+import type { TokenIdentity, TokenScope } from '../../core/auth/tokens.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -17,7 +17,7 @@
 import fp from 'fastify-plugin';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FastifyPluginAsync } from 'fastify';
-import { outboxStats } from '../outbox/dead-letters.js';
+import { outboxStats } from '../../core/outbox/dead-letters.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

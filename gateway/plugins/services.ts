@@ -5,13 +5,13 @@
  */
 import fp from 'fastify-plugin';
 import type { FastifyPluginAsync } from 'fastify';
-import type { GatewayConfig } from '../config.js';
-import type { Db } from '../db/pool.js';
+import type { GatewayConfig } from '../../core/config.js';
+import type { Db } from '../../core/db/pool.js';
 import type { TemporalAccess } from '../temporal.js';
-import { TokenVerifier } from '../auth/tokens.js';
+import { TokenVerifier } from '../../core/auth/tokens.js';
 import { OutboxDispatcher } from '../outbox/dispatcher.js';
-import { Directory } from '../directory/store.js';
-import { SchemaRegistry } from '../scim/schemas.js';
+import { Directory } from '../../core/directory/store.js';
+import { SchemaRegistry } from '../../core/scim/schemas.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

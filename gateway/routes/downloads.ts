@@ -1,5 +1,5 @@
 /**
- * One-time download links (gateway/delivery/): `GET /downloads/:token` serves a delivery once, with
+ * One-time download links (core/delivery/): `GET /downloads/:token` serves a delivery once, with
  * no bearer token (the link is the credential), and `GET /api/users/:id/deliveries` lists a user's
  * deliveries for administrators, never with a link. The plugin also runs the periodic sweep that
  * wipes expired links.
@@ -9,8 +9,8 @@
  * fixed message and nothing else. HEAD is not offered: a link checker must not spend the link.
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { DeliverySweeper, listDeliveries, redeemDelivery } from '../delivery/index.js';
-import { redactUrl } from '../log-redaction.js';
+import { DeliverySweeper, listDeliveries, redeemDelivery } from '../../core/delivery/index.js';
+import { redactUrl } from '../../core/log-redaction.js';
 import { sendApiError } from './api/errors.js';
 
 const ApiError = {

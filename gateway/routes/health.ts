@@ -8,7 +8,7 @@
  * look healthy.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import { outboxStats, type OutboxStats } from '../outbox/dead-letters.js';
+import { outboxStats, type OutboxStats } from '../../core/outbox/dead-letters.js';
 
 const CheckSchema = {
   type: 'object',

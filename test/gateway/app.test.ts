@@ -4,10 +4,10 @@
  */
 import t from 'tap';
 import { buildApp, loggerOptions } from '../../gateway/app.js';
-import { loadGatewayConfig } from '../../gateway/config.js';
+import { loadGatewayConfig } from '../../core/config.js';
 import { TemporalAccess } from '../../gateway/temporal.js';
-import { createToken } from '../../gateway/auth/tokens.js';
-import { redactUrl } from '../../gateway/log-redaction.js';
+import { createToken } from '../../core/auth/tokens.js';
+import { redactUrl } from '../../core/log-redaction.js';
 import { createTestDatabase } from '../helpers/db.js';
 import { userBody } from '../helpers/gateway.js';
 import { uniqueTaskQueue } from '../helpers/temporal.js';

@@ -7,9 +7,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { startEmbeddedPostgres } from '../../gateway/db/embedded.js';
-import { migrate } from '../../gateway/db/migrate.js';
-import { createPool, type Db } from '../../gateway/db/pool.js';
+import { startEmbeddedPostgres } from '../../core/db/embedded.js';
+import { migrate } from '../../core/db/migrate.js';
+import { createPool, type Db } from '../../core/db/pool.js';
 
 export const ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 

@@ -4,8 +4,8 @@
  */
 import type { FastifyInstance, FastifyServerOptions, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../../gateway/app.js';
-import { createToken, type TokenScope } from '../../gateway/auth/tokens.js';
-import { loadGatewayConfig, type GatewayConfig } from '../../gateway/config.js';
+import { createToken, type TokenScope } from '../../core/auth/tokens.js';
+import { loadGatewayConfig, type GatewayConfig } from '../../core/config.js';
 import { TemporalAccess } from '../../gateway/temporal.js';
 import type { TestDatabase } from './db.js';
 

@@ -1,5 +1,5 @@
 /** Assertions shared by the SCIM module tests. */
-import { ScimError } from '../../gateway/scim/errors.js';
+import { ScimError } from '../../core/scim/errors.js';
 
 /** Runs fn and returns the ScimError it throws; any other outcome fails the test. */
 export function scimError(fn: () => unknown): ScimError {

@@ -9,7 +9,7 @@ import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporal
 import { startTemporalDevServer, type DevServer } from '../../scripts/dev-server.js';
 import { createWorker } from '../../workflows/worker.js';
 import { ensureSearchAttributes } from '../../workflows/client.js';
-import type { Db } from '../../gateway/db/pool.js';
+import type { Db } from '../../core/db/pool.js';
 
 interface Teardown {
   teardown(fn: () => void | Promise<void>): void;

@@ -22,7 +22,7 @@ t.test('build:dist compiles everything and bundles the workflows', async (t) => 
     ),
   );
   t.equal(res.code, 0, res.stderr);
-  for (const file of ['gateway/server.js', 'workflows/worker.js', 'workflows/workflow-bundle.js', 'scripts/token.js', 'gateway/db/migrations/1732170000000_foundation.sql']) {
+  for (const file of ['gateway/server.js', 'workflows/worker.js', 'workflows/workflow-bundle.js', 'scripts/token.js', 'core/db/migrations/1732170000000_foundation.sql']) {
     t.ok(existsSync(join(out, file)), `${file} is in the build`);
   }
 });

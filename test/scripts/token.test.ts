@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import t from 'tap';
 import { createTestDatabase } from '../helpers/db.js';
-import { TokenVerifier } from '../../gateway/auth/tokens.js';
+import { TokenVerifier } from '../../core/auth/tokens.js';
 
 function token(env: Record<string, string>, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

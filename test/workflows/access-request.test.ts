@@ -10,12 +10,12 @@ import { userBody } from '../helpers/gateway.js';
 import { eventually } from '../helpers/temporal.js';
 import { startTestStack } from '../helpers/stack.js';
 import { startScimmyServer } from '../connectors/scim/scimmy-server.js';
-import { createToken } from '../../gateway/auth/tokens.js';
+import { createToken } from '../../core/auth/tokens.js';
 import { NativeConnection } from '@temporalio/worker';
 import { createWorker } from '../../workflows/worker.js';
 import { workflowBundle } from '../helpers/temporal.js';
-import { createWebhookAccessNotifier, type AccessNotice } from '../../gateway/access/notifier.js';
-import { startNoticeReceiver } from '../gateway/delivery/notice-receiver.js';
+import { createWebhookAccessNotifier, type AccessNotice } from '../../core/access/notifier.js';
+import { startNoticeReceiver } from '../core/delivery/notice-receiver.js';
 
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
 const ENTERPRISE = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User';

@@ -5,15 +5,15 @@
  * idempotent, since Temporal may run an activity more than once.
  */
 import { randomUUID } from 'node:crypto';
-import type { Db, Tx } from '../../gateway/db/pool.js';
-import { withTransaction } from '../../gateway/db/pool.js';
-import { enqueueUserChanges } from '../../gateway/outbox/outbox.js';
-import type { AccessPolicy, PolicyStage } from '../../gateway/access/policies.js';
-import type { Decision, RequestStatus } from '../../gateway/access/requests.js';
-import { matchesFilter, parseFilter } from '../../gateway/scim/filter.js';
-import { SchemaRegistry } from '../../gateway/scim/schemas.js';
-import { loadApproverFunction } from '../../gateway/access/approver-functions.js';
-import type { AccessNotifier, AccessNoticeType } from '../../gateway/access/notifier.js';
+import type { Db, Tx } from '../../core/db/pool.js';
+import { withTransaction } from '../../core/db/pool.js';
+import { enqueueUserChanges } from '../../core/outbox/outbox.js';
+import type { AccessPolicy, PolicyStage } from '../../core/access/policies.js';
+import type { Decision, RequestStatus } from '../../core/access/requests.js';
+import { matchesFilter, parseFilter } from '../../core/scim/filter/index.js';
+import { SchemaRegistry } from '../../core/scim/schemas.js';
+import { loadApproverFunction } from '../../core/access/approver-functions.js';
+import type { AccessNotifier, AccessNoticeType } from '../../core/access/notifier.js';
 
 const registry = new SchemaRegistry();
 

@@ -6,7 +6,7 @@
  * Each instance gets its own `ctx.deliver`, bound to its connector id (so a connector can only
  * deliver in its own name), when the worker is configured for deliveries.
  */
-import type { Db } from '../../gateway/db/pool.js';
+import type { Db } from '../../core/db/pool.js';
 import { instantiate, loadConnector, PermanentError, type ConnectorDefinition, type ConnectorInstance, type Deliver, type SecretResolver } from '../../connectors/index.js';
 
 export interface ConnectorRow {

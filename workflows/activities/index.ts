@@ -4,17 +4,17 @@
  * Every activity is idempotent: Temporal may run one more than once.
  */
 import { Context } from '@temporalio/activity';
-import type { Db } from '../../gateway/db/pool.js';
+import type { Db } from '../../core/db/pool.js';
 import type { ConnectorRuntime } from './connector-runtime.js';
 import { applyStep, planUserSync, recordFailure, validateConnector, type StepInput, type StepResult, type UserPlan } from './provisioning.js';
 import * as access from './access-requests.js';
-import type { AccessNotifier } from '../../gateway/access/notifier.js';
+import type { AccessNotifier } from '../../core/access/notifier.js';
 import { finishReconcile, reconcilePage, startReconcile, type ReconcileStarted, type ReconcileSummary } from './reconcile.js';
 
 export interface ActivityDeps {
   db: Db;
   connectors: ConnectorRuntime;
-  /** Tells people about access requests (gateway/access/notifier.ts); absent: no notices. */
+  /** Tells people about access requests (core/access/notifier.ts); absent: no notices. */
   accessNotifier?: AccessNotifier | undefined;
 }
 

@@ -10,10 +10,10 @@
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import { randomUUID } from 'node:crypto';
-import type { Db, Tx } from '../../gateway/db/pool.js';
-import { withTransaction } from '../../gateway/db/pool.js';
-import { matchesFilter, parseFilter } from '../../gateway/scim/filter.js';
-import { SchemaRegistry } from '../../gateway/scim/schemas.js';
+import type { Db, Tx } from '../../core/db/pool.js';
+import { withTransaction } from '../../core/db/pool.js';
+import { matchesFilter, parseFilter } from '../../core/scim/filter/index.js';
+import { SchemaRegistry } from '../../core/scim/schemas.js';
 import { PermanentError, TransientError, type AccountInput, type Capability } from '../../connectors/index.js';
 import type { ConnectorRuntime } from './connector-runtime.js';
 

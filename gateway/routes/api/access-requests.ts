@@ -11,8 +11,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { withTransaction } from '../../db/pool.js';
-import { AccessPolicyBodySchema, findPolicy, listPolicies, PolicyError, resolvePolicy, savePolicy, type AccessPolicyBody } from '../../access/policies.js';
+import { withTransaction } from '../../../core/db/pool.js';
+import { AccessPolicyBodySchema, findPolicy, listPolicies, PolicyError, resolvePolicy, savePolicy, type AccessPolicyBody } from '../../../core/access/policies.js';
 import {
   approvalsOf,
   cancelUnstarted,
@@ -26,11 +26,11 @@ import {
   revokeGrantedAccess,
   type AccessRequestView,
   type Decision,
-} from '../../access/requests.js';
+} from '../../../core/access/requests.js';
 import { AccessRequestNotRunning, AccessRequestRefusal, cancelAccessRequest, completeAccessTask, decideAccessRequest } from '../../../workflows/client.js';
-import { claimTask, getTask, tasksOf } from '../../access/tasks.js';
+import { claimTask, getTask, tasksOf } from '../../../core/access/tasks.js';
 import { sendApiError } from './errors.js';
-import { csvField, parseInstant } from '../../audit/chain.js';
+import { csvField, parseInstant } from '../../../core/audit/chain.js';
 
 const fail = sendApiError;
 const ACT_AS = 'x-act-as';

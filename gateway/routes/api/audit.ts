@@ -1,6 +1,6 @@
 /**
  * Admin API for the audit log (`admin` scope): read events with filters and keyset paging, export
- * them as CSV or JSON, and verify the hash chain (see gateway/audit/chain.ts).
+ * them as CSV or JSON, and verify the hash chain (see core/audit/chain.ts).
  */
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
@@ -14,7 +14,7 @@ import {
   verifyAuditChain,
   type AuditFilter,
   type ExportFormat,
-} from '../../audit/chain.js';
+} from '../../../core/audit/chain.js';
 
 const MAX_LIMIT = 1000;
 const DEFAULT_LIMIT = 100;

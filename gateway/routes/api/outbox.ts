@@ -4,7 +4,7 @@
  * gives the row a fresh set of tries, is audited, and wakes this gateway's dispatcher at once.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import { listDeadLetters, outboxStats, redriveDeadLetters } from '../../outbox/dead-letters.js';
+import { listDeadLetters, outboxStats, redriveDeadLetters } from '../../../core/outbox/dead-letters.js';
 import { sendApiError } from './errors.js';
 
 const DEFAULT_LIMIT = 100;

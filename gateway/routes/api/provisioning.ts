@@ -10,16 +10,16 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
 import { loadConnector, validateConfig, PermanentError } from '../../../connectors/index.js';
-import { coveredUsers, plaintextSecrets, targetProblems } from '../../provisioning/checks.js';
-import { withTransaction, type Tx } from '../../db/pool.js';
-import { accessAsOf } from '../../audit/access.js';
-import { parseInstant } from '../../audit/chain.js';
-import { enqueue, enqueueUserChanges } from '../../outbox/outbox.js';
+import { coveredUsers, plaintextSecrets, targetProblems } from '../../../core/provisioning/checks.js';
+import { withTransaction, type Tx } from '../../../core/db/pool.js';
+import { accessAsOf } from '../../../core/audit/access.js';
+import { parseInstant } from '../../../core/audit/chain.js';
+import { enqueue, enqueueUserChanges } from '../../../core/outbox/outbox.js';
 import { startReconcileRun, testConnectorConnection, userSyncWorkflowId } from '../../../workflows/client.js';
-import { describeDrift, type DriftRow } from '../../../workflows/activities/reconcile.js';
-import { pendingSteps, type PendingStep } from '../../provisioning/pending-steps.js';
-import { parseFilter } from '../../scim/filter.js';
-import { ScimError } from '../../scim/errors.js';
+import { describeDrift, type DriftRow } from '../../../core/provisioning/drift.js';
+import { pendingSteps, type PendingStep } from '../../../core/provisioning/pending-steps.js';
+import { parseFilter } from '../../../core/scim/filter/index.js';
+import { ScimError } from '../../../core/scim/errors.js';
 import { sendApiError } from './errors.js';
 
 const fail = sendApiError;

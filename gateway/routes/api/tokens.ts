@@ -3,7 +3,7 @@
  * the response that creates or rotates it and nowhere else, ever.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import { createToken, revokeToken, TOKEN_SCOPES, type TokenScope } from '../../auth/tokens.js';
+import { createToken, revokeToken, TOKEN_SCOPES, type TokenScope } from '../../../core/auth/tokens.js';
 import { sendApiError } from './errors.js';
 
 const TokenInfo = {

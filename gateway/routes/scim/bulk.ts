@@ -4,12 +4,12 @@
  * /ServiceProviderConfig.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import { etagOf, type ResourceType } from '../../directory/store.js';
-import { parseBulkRequest, runBulk, type BulkOperation, type ExecutedOperation } from '../../scim/bulk.js';
-import { ScimError } from '../../scim/errors.js';
-import { PATCH_OP_SCHEMA } from '../../scim/schemas.js';
-import { parsePatchRequest, type PatchOperation } from '../../scim/patch.js';
-import { relaxPatch, relaxResource, warnIgnored } from '../../scim/lenient.js';
+import { etagOf, type ResourceType } from '../../../core/directory/store.js';
+import { parseBulkRequest, runBulk, type BulkOperation, type ExecutedOperation } from '../../../core/scim/bulk.js';
+import { ScimError } from '../../../core/scim/errors.js';
+import { PATCH_OP_SCHEMA } from '../../../core/scim/schemas.js';
+import { parsePatchRequest, type PatchOperation } from '../../../core/scim/patch/index.js';
+import { relaxPatch, relaxResource, warnIgnored } from '../../../core/scim/lenient.js';
 import { baseUrl } from './discovery.js';
 import { renderResource } from './resources.js';
 

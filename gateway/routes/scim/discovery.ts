@@ -8,17 +8,14 @@
  * `filter` is answered with 403 so a client never takes an unfiltered answer for a filtered one.
  */
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { ScimError } from '../../scim/errors.js';
-import { LIST_RESPONSE_SCHEMA, SchemaRegistry, type AttributeDef, type ResourceTypeDef, type SchemaDef } from '../../scim/schemas.js';
+import { ScimError } from '../../../core/scim/errors.js';
+import { MAX_RESULTS } from '../../../core/scim/list.js';
+import { LIST_RESPONSE_SCHEMA, SchemaRegistry, type AttributeDef, type ResourceTypeDef, type SchemaDef } from '../../../core/scim/schemas.js';
 
 export const SERVICE_PROVIDER_CONFIG_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig';
 export const RESOURCE_TYPE_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:ResourceType';
 export const SCHEMA_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Schema';
 
-/** Most resources one list or search response returns (advertised as `filter.maxResults`). */
-export const MAX_RESULTS = 1000;
-/** Page size when a list request gives no `count`. */
-export const DEFAULT_COUNT = 100;
 /** /Bulk limits advertised when the configuration does not set them. */
 export const DEFAULT_BULK_MAX_OPERATIONS = 1000;
 export const DEFAULT_BULK_MAX_PAYLOAD_BYTES = 1_048_576;

@@ -4,8 +4,8 @@
  * format through one error handler.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import { SCIM_CONTENT_TYPE, ScimError } from '../../scim/errors.js';
-import { scimErrorHandler } from '../../scim/error-handler.js';
+import { SCIM_CONTENT_TYPE, ScimError } from '../../../core/scim/errors.js';
+import { scimErrorHandler } from '../../plugins/scim-errors.js';
 import discovery from './discovery.js';
 import { resourceRoutes } from './resources.js';
 import search from './search.js';

@@ -6,13 +6,13 @@
  * If-None-Match on GET answers 304 when it is current.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { etagMatches, etagOf, type ResourceType, type StoredResource } from '../../directory/store.js';
-import { ScimError } from '../../scim/errors.js';
-import { parseListParams, searchRequestParams, type ListParams, type RawListParams } from '../../scim/list.js';
-import { parsePatchRequest } from '../../scim/patch.js';
-import { relaxPatch, relaxResource, warnIgnored } from '../../scim/lenient.js';
-import { parseAttributeList, project } from '../../scim/projection.js';
-import { LIST_RESPONSE_SCHEMA, type SchemaRegistry } from '../../scim/schemas.js';
+import { etagMatches, etagOf, type ResourceType, type StoredResource } from '../../../core/directory/store.js';
+import { ScimError } from '../../../core/scim/errors.js';
+import { parseListParams, searchRequestParams, type ListParams, type RawListParams } from '../../../core/scim/list.js';
+import { parsePatchRequest } from '../../../core/scim/patch/index.js';
+import { relaxPatch, relaxResource, warnIgnored } from '../../../core/scim/lenient.js';
+import { parseAttributeList, project } from '../../../core/scim/projection.js';
+import { LIST_RESPONSE_SCHEMA, type SchemaRegistry } from '../../../core/scim/schemas.js';
 import { baseUrl } from './discovery.js';
 
 const ENDPOINT: Record<ResourceType, string> = { User: 'Users', Group: 'Groups' };
@@ -100,7 +100,7 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
     };
   };
 
-  /** The body of a write with the IdP leniencies applied (gateway/scim/lenient.ts). */
+  /** The body of a write with the IdP leniencies applied (core/scim/lenient.ts). */
   const relaxed = (request: FastifyRequest): unknown => {
     const { value, ignored } = relaxResource(request.body, registry, type, app.config.scimStrict);
     warnIgnored(request.log, type, ignored);

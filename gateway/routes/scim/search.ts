@@ -5,11 +5,11 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { Filter } from 'scim2-parse-filter';
-import type { ResourceType } from '../../directory/store.js';
-import type { SchemaRegistry } from '../../scim/schemas.js';
-import { ScimError } from '../../scim/errors.js';
-import { parseListParams, searchRequestParams } from '../../scim/list.js';
-import { parseAttributeList, project } from '../../scim/projection.js';
+import type { ResourceType } from '../../../core/directory/store.js';
+import type { SchemaRegistry } from '../../../core/scim/schemas.js';
+import { ScimError } from '../../../core/scim/errors.js';
+import { parseListParams, searchRequestParams } from '../../../core/scim/list.js';
+import { parseAttributeList, project } from '../../../core/scim/projection.js';
 import { baseUrl } from './discovery.js';
 import { listResponse, mayReturn, renderResource } from './resources.js';
 

@@ -14,14 +14,14 @@ import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { NativeConnection } from '@temporalio/worker';
-import { loadWorkerConfig } from '../../../gateway/config.js';
-import { deliveryFactory, type DeliveryNotice } from '../../../gateway/delivery/index.js';
+import { loadWorkerConfig } from '../../../core/config.js';
+import { deliveryFactory, type DeliveryNotice } from '../../../core/delivery/index.js';
 import { parseIndex, type IndexEntry } from '../../../connectors/openvpn/easyrsa.js';
 import { createWorker } from '../../../workflows/worker.js';
 import { createTestDatabase } from '../../helpers/db.js';
 import { startTestGateway, userBody } from '../../helpers/gateway.js';
 import { eventually, testTemporal, workflowBundle } from '../../helpers/temporal.js';
-import { startNoticeReceiver } from '../../gateway/delivery/notice-receiver.js';
+import { startNoticeReceiver } from '../../core/delivery/notice-receiver.js';
 import { connectorConfig, createTestPki, type TestPki } from './test-pki.js';
 
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { AccountInput, EntitlementRef } from '@scim-gateway/connector-sdk';
 import type { WebhookOperation, WebhookRequest } from '../../../connectors/webhook/client.js';
-import { SIGNATURE_HEADER, TIMESTAMP_HEADER, verifySignature, type VerifyFailure } from '../../../connectors/webhook/signature.js';
+import { SIGNATURE_HEADER, TIMESTAMP_HEADER, verifySignature, type VerifyFailure } from '@scim-gateway/connector-sdk/signature';
 
 const run = promisify(execFile);
 

@@ -12,7 +12,7 @@ import { instantiate, loadConnector } from '@scim-gateway/connector-sdk/registry
 import { createSecretResolver } from '@scim-gateway/connector-sdk';
 import { WebhookClient } from '../../../connectors/webhook/client.js';
 import webhookConnector from '../../../connectors/webhook/index.js';
-import { DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER, signPayload, verifySignature } from '../../../connectors/webhook/signature.js';
+import { DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER, signPayload, verifySignature } from '@scim-gateway/connector-sdk/signature';
 import { startFakeReceiver } from './fake-receiver.js';
 
 const SECRET = 'whsec_test_5b1f0c9e2d7a4e38a1c6f0b94d2e7a13';

@@ -7,8 +7,8 @@ import t from 'tap';
 import { createTestDatabase } from '../../helpers/db.js';
 import { startTestGateway, userBody } from '../../helpers/gateway.js';
 import { eventually, testTemporal } from '../../helpers/temporal.js';
-import { Directory } from '../../../gateway/directory/store.js';
-import { SchemaRegistry } from '../../../gateway/scim/schemas.js';
+import { Directory } from '../../../core/directory/store.js';
+import { SchemaRegistry } from '../../../core/scim/schemas.js';
 import { notifyUserChanged, userNameSearchAttribute, userSyncWorkflowId } from '../../../workflows/client.js';
 import { VISIBILITY_VALUE_MAX_BYTES } from '../../../workflows/bounded.js';
 

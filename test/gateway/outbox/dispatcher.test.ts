@@ -12,10 +12,10 @@ import { startTestGateway, userBody } from '../../helpers/gateway.js';
 import { eventually, ownDevServer, testTemporal, uniqueTaskQueue } from '../../helpers/temporal.js';
 import { countActivities, countEvents, EventType, executionsByWorkflowId, hasEvent } from '../../helpers/history.js';
 import { freePort } from '../../../scripts/dev-server.js';
-import { Directory } from '../../../gateway/directory/store.js';
-import { SchemaRegistry } from '../../../gateway/scim/schemas.js';
+import { Directory } from '../../../core/directory/store.js';
+import { SchemaRegistry } from '../../../core/scim/schemas.js';
 import { userSyncWorkflowId } from '../../../workflows/client.js';
-import type { Db } from '../../../gateway/db/pool.js';
+import type { Db } from '../../../core/db/pool.js';
 
 async function syncedSeq(db: Db, userId: string): Promise<number | undefined> {
   const { rows } = await db.query<{ synced_seq: number }>('SELECT synced_seq FROM user_sync_state WHERE user_id = $1', [userId]);

@@ -7,7 +7,7 @@
 import { Agent, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { createToken, revokeToken } from '../../../gateway/auth/tokens.js';
+import { createToken, revokeToken } from '../../../core/auth/tokens.js';
 import { createTestDatabase } from '../../helpers/db.js';
 import { startTestGateway } from '../../helpers/gateway.js';
 import { uniqueTaskQueue } from '../../helpers/temporal.js';

@@ -7,7 +7,7 @@ import t from 'tap';
 import { createTestDatabase } from '../../helpers/db.js';
 import { startTestGateway } from '../../helpers/gateway.js';
 import { uniqueTaskQueue } from '../../helpers/temporal.js';
-import { createToken } from '../../../gateway/auth/tokens.js';
+import { createToken } from '../../../core/auth/tokens.js';
 
 const ERROR_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:Error';
 const LIMIT = 5;

@@ -6,7 +6,7 @@ import t from 'tap';
 import { createTestDatabase } from '../../helpers/db.js';
 import { startTestGateway, userBody } from '../../helpers/gateway.js';
 import { uniqueTaskQueue } from '../../helpers/temporal.js';
-import { createToken } from '../../../gateway/auth/tokens.js';
+import { createToken } from '../../../core/auth/tokens.js';
 import { sample } from '../../helpers/metrics.js';
 
 const database = await createTestDatabase(t);

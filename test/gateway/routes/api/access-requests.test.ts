@@ -10,7 +10,7 @@ import { userBody } from '../../../helpers/gateway.js';
 import { eventually } from '../../../helpers/temporal.js';
 import { startTestStack } from '../../../helpers/stack.js';
 import { memoryTarget } from '../../../fixtures/memory-connector.js';
-import { createToken } from '../../../../gateway/auth/tokens.js';
+import { createToken } from '../../../../core/auth/tokens.js';
 
 const PLUGIN = fileURLToPath(new URL('../../../fixtures/memory-connector.ts', import.meta.url));
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';

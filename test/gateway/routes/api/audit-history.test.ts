@@ -7,7 +7,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { verifyAuditChain } from '../../../../gateway/audit/chain.js';
+import { verifyAuditChain } from '../../../../core/audit/chain.js';
 import { ConnectorRuntime } from '../../../../workflows/activities/connector-runtime.js';
 import { applyStep, planUserSync } from '../../../../workflows/activities/provisioning.js';
 import { memoryTarget } from '../../../fixtures/memory-connector.js';

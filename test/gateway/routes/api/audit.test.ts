@@ -1,8 +1,8 @@
 import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../../../gateway/app.js';
-import { createToken } from '../../../../gateway/auth/tokens.js';
-import { loadGatewayConfig } from '../../../../gateway/config.js';
+import { createToken } from '../../../../core/auth/tokens.js';
+import { loadGatewayConfig } from '../../../../core/config.js';
 import { TemporalAccess } from '../../../../gateway/temporal.js';
 import { createTestDatabase, type TestDatabase } from '../../../helpers/db.js';
 

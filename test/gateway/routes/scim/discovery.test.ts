@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
-import { MAX_RESULTS } from '../../../../gateway/routes/scim/discovery.js';
+import { MAX_RESULTS } from '../../../../core/scim/list.js';
 import { createTestDatabase } from '../../../helpers/db.js';
 import { startTestGateway } from '../../../helpers/gateway.js';
 import { uniqueTaskQueue } from '../../../helpers/temporal.js';

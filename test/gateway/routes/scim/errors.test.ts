@@ -9,7 +9,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { createTestDatabase } from '../../../helpers/db.js';
 import { startTestGateway, userBody } from '../../../helpers/gateway.js';
 import { uniqueTaskQueue } from '../../../helpers/temporal.js';
-import { MAX_INDEXED_VALUE_BYTES, MAX_VALUE_BYTES } from '../../../../gateway/scim/resource.js';
+import { MAX_INDEXED_VALUE_BYTES, MAX_VALUE_BYTES } from '../../../../core/scim/schemas.js';
 import { MAX_JSON_DEPTH } from '../../../../gateway/routes/scim/index.js';
 
 const database = await createTestDatabase(t);
