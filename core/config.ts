@@ -118,6 +118,14 @@ export interface CommonConfig {
   /** How long userSync waits after a change to let a burst of changes settle (ms). */
   userSyncDebounceMs: number;
   /**
+   * Approved access waiting to reach its target: the requester's userSync tells the request when a
+   * round ran; besides, the request looks this long after approval, then at doubling intervals up to
+   * `accessFulfilmentCheckMaxMs` (ms), and records a failure after `accessFulfilmentTimeoutMs`.
+   */
+  accessFulfilmentCheckMs: number;
+  accessFulfilmentCheckMaxMs: number;
+  accessFulfilmentTimeoutMs: number;
+  /**
    * The gateway's external base URL: SCIM `meta.location` (default: from the request) and the base
    * of one-time download links (deliveries are off without it).
    */
@@ -193,6 +201,9 @@ export function loadCommonConfig(env: Env = process.env): CommonConfig {
     devTemporalUiPort: int(env, 'TEMPORAL_DEV_UI_PORT', 8233, 1, 65535),
     userSyncIdleMs: int(env, 'USER_SYNC_IDLE_MS', 60_000, 0, 86_400_000),
     userSyncDebounceMs: int(env, 'USER_SYNC_DEBOUNCE_MS', 250, 0, 600_000),
+    accessFulfilmentCheckMs: int(env, 'ACCESS_FULFILMENT_CHECK_MS', 5_000, 10, 86_400_000),
+    accessFulfilmentCheckMaxMs: int(env, 'ACCESS_FULFILMENT_CHECK_MAX_MS', 60_000, 10, 86_400_000),
+    accessFulfilmentTimeoutMs: int(env, 'ACCESS_FULFILMENT_TIMEOUT_MS', 15 * 60_000, 1_000, 30 * 86_400_000),
     publicUrl: url(env, 'PUBLIC_URL', ['http:', 'https:']),
     ...deliveryConfig(env),
   };

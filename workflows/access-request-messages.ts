@@ -2,7 +2,7 @@
  * Messages of the `accessRequest` workflow, shared by the workflow and the typed client helpers in
  * ./client.ts. Nothing here may import Node built-ins: it runs inside the workflow sandbox.
  */
-import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 
 /** Search attributes of accessRequest workflows: who asked, for what, and where it stands. */
@@ -15,7 +15,11 @@ export type AccessRequestStatus = 'pending' | 'approved' | 'rejected' | 'cancell
 
 export interface AccessRequestInput {
   requestId: string;
-  /** How often to look whether granted access reached the target, at most (ms). */
+  /**
+   * When to look whether granted access reached the target if userSync has not said so (ms): first
+   * after `fulfilmentPollMs`, then at doubling intervals up to `fulfilmentPollMaxMs`.
+   */
+  fulfilmentPollMs?: number;
   fulfilmentPollMaxMs?: number;
   /** How long automatic fulfilment may take before the request is recorded as failed (ms). */
   fulfilmentTimeoutMs?: number;
@@ -84,3 +88,10 @@ export const cancelUpdate = defineUpdate<AccessRequestState, [CancelInput]>('can
 /** A fulfilment group member reports a manual task done or failed. */
 export const completeTaskUpdate = defineUpdate<AccessTaskState, [CompleteTaskInput]>('completeTask');
 export const accessRequestStateQuery = defineQuery<AccessRequestState>('accessRequestState');
+/**
+ * Sent by the requester's userSync after each round that had this request's grant to apply: the
+ * request looks at once whether its access is in place, instead of waiting for its next check.
+ */
+export const fulfilmentProgressSignal = defineSignal('fulfilmentProgress');
+/** Workflow id of an access request's workflow (also used by userSync to signal it). */
+export const accessRequestWorkflowIdOf = (requestId: string) => `access-request:${requestId}`;

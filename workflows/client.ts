@@ -13,6 +13,7 @@ import type { ReconcileSummary } from './activities/reconcile.js';
 import { boundedVisibilityValue } from './bounded.js';
 import { accessRequest } from './access-request.js';
 import {
+  accessRequestWorkflowIdOf,
   accessRequesterSearchAttribute,
   accessResourceSearchAttribute,
   accessStatusSearchAttribute,
@@ -190,11 +191,12 @@ export { Client, Connection };
 const ACCESS_SEARCH_ATTRIBUTES = [accessRequesterSearchAttribute, accessResourceSearchAttribute, accessStatusSearchAttribute];
 
 export function accessRequestWorkflowId(requestId: string): string {
-  return `access-request:${requestId}`;
+  return accessRequestWorkflowIdOf(requestId);
 }
 
 /** Timing of accessRequest workflows that deployments (and tests) may tune. */
 export interface AccessRequestTiming {
+  fulfilmentPollMs?: number;
   fulfilmentPollMaxMs?: number;
   fulfilmentTimeoutMs?: number;
 }

@@ -11,6 +11,7 @@
 import * as wf from '@temporalio/workflow';
 import type { Activities } from './activities/index.js';
 import { userChangedSignal, userSyncStatusQuery, type UserSyncInput } from './messages.js';
+import { accessRequestWorkflowIdOf, fulfilmentProgressSignal } from './access-request-messages.js';
 
 const { syncUser, planUserSync, recordProvisioningFailure } = wf.proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
@@ -65,6 +66,15 @@ async function converge(userId: string, seq?: number): Promise<Round> {
     }),
   );
   if (plan.connectors.length === 0) lines.push('nothing to change');
+  if (plan.awaitingRequests?.length && wf.patched('tell-access-requests')) {
+    // Each approved request waiting on this user's provisioning looks at its outcome now. A request
+    // whose workflow has ended meanwhile is no one to tell.
+    await Promise.all(
+      plan.awaitingRequests.map((id) =>
+        wf.getExternalWorkflowHandle(accessRequestWorkflowIdOf(id)).signal(fulfilmentProgressSignal).catch(() => undefined),
+      ),
+    );
+  }
   return {
     lines,
     ...(plan.nextChangeAt !== undefined ? { nextChangeAt: plan.nextChangeAt } : {}),

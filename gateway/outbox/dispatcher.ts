@@ -25,7 +25,7 @@ import { isGrpcServiceError, type Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from '../../core/db/pool.js';
-import { ensureReconcileSchedule, notifyUserChanged, startAccessRequest, type UserSyncTiming } from '../../workflows/client.js';
+import { ensureReconcileSchedule, notifyUserChanged, startAccessRequest, type AccessRequestTiming, type UserSyncTiming } from '../../workflows/client.js';
 
 export interface DispatcherOptions {
   db: Db;
@@ -33,6 +33,8 @@ export interface DispatcherOptions {
   temporal: () => Promise<Client>;
   taskQueue: string;
   timing: UserSyncTiming;
+  /** Timing of the access request workflows it starts (defaults: the workflow's). */
+  accessTiming?: AccessRequestTiming;
   pollMs: number;
   batchSize: number;
   leaseMs: number;
@@ -199,7 +201,7 @@ export class OutboxDispatcher {
         return;
       case 'access-request.created':
         await client.withDeadline(Date.now() + timeout, () =>
-          startAccessRequest(client, this.opts.taskQueue, { requestId: row.aggregate_id, requester: row.payload.requester ?? '', resource: row.payload.resource ?? '' }),
+          startAccessRequest(client, this.opts.taskQueue, { requestId: row.aggregate_id, requester: row.payload.requester ?? '', resource: row.payload.resource ?? '' }, this.opts.accessTiming),
         );
         return;
       default:

@@ -49,6 +49,11 @@ const services: FastifyPluginAsync<ServicesOptions> = async (app, opts) => {
     temporal: () => temporal.client(),
     taskQueue: config.taskQueue,
     timing: { idleMs: config.userSyncIdleMs, debounceMs: config.userSyncDebounceMs },
+    accessTiming: {
+      fulfilmentPollMs: config.accessFulfilmentCheckMs,
+      fulfilmentPollMaxMs: config.accessFulfilmentCheckMaxMs,
+      fulfilmentTimeoutMs: config.accessFulfilmentTimeoutMs,
+    },
     pollMs: config.outboxPollMs,
     batchSize: config.outboxBatchSize,
     leaseMs: config.outboxLeaseMs,

@@ -39,6 +39,8 @@ export interface UserPlan {
   nextChangeAt?: number;
   /** What happens then, in words ("access to demo/oncall ends 2026-12-24T10:00:00Z"). */
   nextChange?: string;
+  /** Approved access requests of the user waiting for their grant to reach the target (told after the round). */
+  awaitingRequests?: string[];
 }
 
 export interface StepInput {
@@ -232,11 +234,21 @@ export async function planUserSync(db: Db, runtime: ConnectorRuntime, userId: st
     [userId],
   );
   const at = next[0];
+  // Approved requests whose access this round provisions: their workflows are told when it is done.
+  let awaitingRequests: string[] = [];
+  if (desired.some((d) => d.reasons.some((r) => r.startsWith('request:')))) {
+    const { rows: waiting } = await db.query<{ id: string }>(
+      `SELECT id FROM access_requests WHERE requester_id = $1 AND status = 'approved' AND grant_id IS NOT NULL ORDER BY id`,
+      [userId],
+    );
+    awaitingRequests = waiting.map((r) => r.id);
+  }
   return {
     userName: user.user_name,
     deprovision,
     connectors: plans,
     ...(at ? { nextChangeAt: at.at.getTime(), nextChange: `access to ${at.entitlement} ${at.what} ${at.at.toISOString()} (${describeReason(at.reason)} grant)` } : {}),
+    ...(awaitingRequests.length ? { awaitingRequests } : {}),
   };
 }
 

@@ -63,8 +63,10 @@ t.test('primary and secondary rate limits are waited out and retried until they 
   t.ok(hits('GET', '/orgs/acme/memberships/alice') >= 2, 'the rate-limited lookup was retried');
   t.ok(hits('PUT', '/orgs/acme/teams/eng/memberships/alice') >= 2, 'the rate-limited team write was retried');
   t.equal(fake.faults.length, 0, 'both limits were hit');
-  const [account] = await api('GET', `/api/users/${ids.alice}/provisioning`);
-  t.match(account, { connectorId: 'gh', remoteId: 'alice', state: 'active', lastError: null });
+  // The retried write's error is cleared when its activity completes, a moment after the fake saw it.
+  const account = async () => (await api('GET', `/api/users/${ids.alice}/provisioning`))[0];
+  await eventually(async () => (await account())?.lastError === null, 30_000, 'the retried error is cleared');
+  t.match(await account(), { connectorId: 'gh', remoteId: 'alice', state: 'active', lastError: null });
 });
 
 t.test('a 403 that is not a rate limit stops with its reason on the account', async (t) => {
