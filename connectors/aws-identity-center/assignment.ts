@@ -57,11 +57,10 @@ export class AssignmentOperations {
   }
 
   /**
-   * Whether the user holds the assignment now (undefined when the user does not exist). Reads the
-   * user's assignments in that one account, which are few, page by page.
+   * The user's account assignments, page by page (in one account when `accountId` is given), or
+   * undefined when the user does not exist. At most MAX_CHECK_PAGES pages.
    */
-  private async holds(op: string, remoteId: string, target: AssignmentTarget): Promise<boolean | undefined> {
-    const instanceArn = this.instance(op);
+  private async *assignments(op: string, instanceArn: string, remoteId: string, accountId?: string): AsyncGenerator<AssignmentTarget[] | undefined> {
     let token: string | undefined;
     for (let page = 0; page < MAX_CHECK_PAGES; page++) {
       const res = await this.aws.sendExpecting(
@@ -70,18 +69,33 @@ export class AssignmentOperations {
           InstanceArn: instanceArn,
           PrincipalId: remoteId,
           PrincipalType: 'USER',
-          Filter: { AccountId: target.accountId },
+          ...(accountId ? { Filter: { AccountId: accountId } } : {}),
           MaxResults: this.opts.pageSize,
           ...(token ? { NextToken: token } : {}),
         })),
         ['ResourceNotFoundException'],
       );
-      if ('error' in res) return undefined;
-      if ((res.ok.AccountAssignments ?? []).some((a) => a.AccountId === target.accountId && a.PermissionSetArn === target.permissionSet)) return true;
-      if (!res.ok.NextToken) return false;
+      if ('error' in res) {
+        yield undefined;
+        return;
+      }
+      yield (res.ok.AccountAssignments ?? []).flatMap((a) => (a.AccountId && a.PermissionSetArn ? [{ accountId: a.AccountId, permissionSet: a.PermissionSetArn }] : []));
+      if (!res.ok.NextToken) return;
       token = res.ok.NextToken;
     }
-    throw new PermanentError(`${what(op, 'ListAccountAssignmentsForPrincipal')}: more than ${MAX_CHECK_PAGES} pages of assignments in account ${target.accountId}`, 'invalidResponse');
+    throw new PermanentError(`${what(op, 'ListAccountAssignmentsForPrincipal')}: more than ${MAX_CHECK_PAGES} pages of assignments${accountId ? ` in account ${accountId}` : ''}`, 'invalidResponse');
+  }
+
+  /**
+   * Whether the user holds the assignment now (undefined when the user does not exist). Reads the
+   * user's assignments in that one account, which are few.
+   */
+  private async holds(op: string, remoteId: string, target: AssignmentTarget): Promise<boolean | undefined> {
+    for await (const page of this.assignments(op, this.instance(op), remoteId, target.accountId)) {
+      if (!page) return undefined;
+      if (page.some((a) => a.accountId === target.accountId && a.permissionSet === target.permissionSet)) return true;
+    }
+    return false;
   }
 
   /** Turns a request status into the write's answer, or the error that says to come back later. */
@@ -125,8 +139,12 @@ export class AssignmentOperations {
 
   async revoke(remoteId: string, target: AssignmentTarget): Promise<WriteResult> {
     const op = 'revoke';
-    const instanceArn = this.instance(op);
     if (!(await this.holds(op, remoteId, target))) return { status: 'alreadyApplied' };
+    return await this.deleteAssignment(op, this.instance(op), remoteId, target);
+  }
+
+  /** Deletes an assignment known to be held (a concurrent removal answers alreadyApplied). */
+  private async deleteAssignment(op: string, instanceArn: string, remoteId: string, target: AssignmentTarget): Promise<WriteResult> {
     const res = await this.aws.sendExpecting(
       what(op, 'DeleteAccountAssignment'),
       () => this.aws.ssoAdmin.send(new DeleteAccountAssignmentCommand(assignmentOf(instanceArn, remoteId, target))),
@@ -150,26 +168,12 @@ export class AssignmentOperations {
     if (!this.opts.instanceArn) return;
     const instanceArn = this.opts.instanceArn;
     const held: AssignmentTarget[] = [];
-    let token: string | undefined;
-    for (let page = 0; ; page++) {
-      if (page === MAX_CHECK_PAGES) throw new PermanentError(`${what(op, 'ListAccountAssignmentsForPrincipal')}: more than ${MAX_CHECK_PAGES} pages of assignments`, 'invalidResponse');
-      const res = await this.aws.sendExpecting(
-        what(op, 'ListAccountAssignmentsForPrincipal'),
-        () => this.aws.ssoAdmin.send(new ListAccountAssignmentsForPrincipalCommand({
-          InstanceArn: instanceArn,
-          PrincipalId: remoteId,
-          PrincipalType: 'USER',
-          MaxResults: this.opts.pageSize,
-          ...(token ? { NextToken: token } : {}),
-        })),
-        ['ResourceNotFoundException'],
-      );
-      if ('error' in res) return;
-      for (const a of res.ok.AccountAssignments ?? []) if (a.AccountId && a.PermissionSetArn) held.push({ accountId: a.AccountId, permissionSet: a.PermissionSetArn });
-      if (!res.ok.NextToken) break;
-      token = res.ok.NextToken;
+    for await (const page of this.assignments(op, instanceArn, remoteId)) {
+      if (!page) return;
+      held.push(...page);
     }
-    for (const target of held) await this.revoke(remoteId, target);
+    // Just listed: each is deleted without being looked up again.
+    for (const target of held) await this.deleteAssignment(op, instanceArn, remoteId, target);
   }
 
   /** One page of the users (PrincipalIds) holding the permission set in the account; the cursor is AWS's NextToken. */

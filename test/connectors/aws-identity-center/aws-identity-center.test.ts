@@ -226,6 +226,22 @@ t.test('deleteAccount removes the user; a missing user is alreadyApplied', async
   t.equal((await c.deleteAccount!(remoteId!)).status, 'alreadyApplied', 'ResourceNotFoundException is alreadyApplied');
 });
 
+t.test('deleteAccount lists the user\'s assignments once and deletes each without looking it up again', async (t) => {
+  const c = connect();
+  const { remoteId } = await c.createAccount!(sampleUser('del-assigned'));
+  const id = remoteId!;
+  const sets = [fake.seedPermissionSet(), fake.seedPermissionSet()];
+  for (const [i, permissionSet] of sets.entries()) t.equal((await c.grant!(id, { id: `ent-del-${i}`, target: { permissionSet, accountId: ACCOUNT } })).status, 'applied');
+  const mark = fake.requests.length;
+  t.equal((await c.deleteAccount!(id)).status, 'applied');
+  t.same(
+    ops(mark),
+    ['ListAccountAssignmentsForPrincipal', 'DeleteAccountAssignment', 'DeleteAccountAssignment', 'DeleteUser'],
+    'one listing, two deletions, then the user',
+  );
+  for (const permissionSet of sets) t.notOk(fake.hasAssignment({ AccountId: ACCOUNT, PermissionSetArn: permissionSet, PrincipalId: id }), 'no assignment is left behind');
+});
+
 t.test('group memberships', async (t) => {
   const c = connect();
   const { remoteId } = await c.createAccount!(sampleUser('grp'));
