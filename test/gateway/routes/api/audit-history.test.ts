@@ -14,6 +14,7 @@ import { memoryTarget } from '../../../fixtures/memory-connector.js';
 import { createTestDatabase } from '../../../helpers/db.js';
 import { startTestGateway, userBody } from '../../../helpers/gateway.js';
 import { uniqueTaskQueue } from '../../../helpers/temporal.js';
+import type { AuditEvent } from '../../../../core/audit/chain.js';
 
 const PLUGIN = fileURLToPath(new URL('../../../fixtures/memory-connector.ts', import.meta.url));
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
@@ -32,17 +33,8 @@ const runtime = new ConnectorRuntime(database.db);
 const ns = `history-${uniqueTaskQueue()}`;
 const target = memoryTarget(ns);
 
-interface Event {
-  id: number;
-  at: string;
-  actor: string;
-  action: string;
-  resourceType: string;
-  resourceId: string | null;
-  reason: string | null;
-  before: Record<string, unknown> | null;
-  after: Record<string, unknown> | null;
-}
+/** An event as the API returns it, with the stored JSON read as objects. */
+type Event = Omit<AuditEvent, 'before' | 'after'> & { before: Record<string, unknown> | null; after: Record<string, unknown> | null };
 async function events(query: string): Promise<Event[]> {
   return (await api('GET', `/api/audit?limit=1000&${query}`)).events;
 }
