@@ -6,13 +6,20 @@
  * latency (p50, p99) and the time from an approval's answer to the access being present in the
  * target (an in-memory connector), p50 and p99.
  *
+ * Baselines measured in the same run, on the same stack and concurrency:
+ *  - reading a request (`GET /api/requests/{id}` as the approver): HTTP, authentication and one
+ *    PostgreSQL read, everything a decision does except the workflow's Update;
+ *  - a direct grant (`POST /api/grants` for as many other users): the same provisioning pipeline
+ *    (grant, outbox, userSync, connector) without a request workflow in front of it.
+ *
  * Development tool: it uses the test fakes, so it needs the dev dependencies.
  */
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
 import { Connection } from '@temporalio/client';
-import { buildApp } from '../gateway/app.js';
+import { createWriteStream } from 'node:fs';
+import { buildApp, loggerOptions } from '../gateway/app.js';
 import { createToken } from '../core/auth/tokens.js';
 import { loadGatewayConfig } from '../core/config.js';
 import { migrate } from '../core/db/migrate.js';
@@ -44,7 +51,7 @@ async function main(): Promise<void> {
     cleanups.unshift(() => server.stop());
     const taskQueue = 'bench-access';
     const config = {
-      ...loadGatewayConfig({ LOG_LEVEL: 'silent', OUTBOX_POLL_MS: '50', USER_SYNC_DEBOUNCE_MS: '0', USER_SYNC_IDLE_MS: '5000', OUTBOX_BATCH_SIZE: '500' }),
+      ...loadGatewayConfig({ LOG_LEVEL: 'info', OUTBOX_POLL_MS: '50', USER_SYNC_DEBOUNCE_MS: '0', USER_SYNC_IDLE_MS: '5000', OUTBOX_BATCH_SIZE: '500' }),
       databaseUrl: dbUrl,
       temporalAddress: server.address,
       taskQueue,
@@ -52,7 +59,12 @@ async function main(): Promise<void> {
     const clientConn = await Connection.connect({ address: server.address });
     await ensureSearchAttributes(clientConn, 'default');
     cleanups.unshift(() => clientConn.close());
-    const app = await buildApp({ config, db: await connectPool(dbUrl, 20), temporal: new TemporalAccess(server.address, 'default'), logger: false });
+    // Logging as in production (info, JSON, redaction), written where it costs what stdout costs
+    // but leaves the report readable.
+    const logSink = createWriteStream('/dev/null');
+    cleanups.unshift(async () => void logSink.end());
+    const logger = { ...(loggerOptions('info') as object), stream: logSink };
+    const app = await buildApp({ config, db: await connectPool(dbUrl, 20), temporal: new TemporalAccess(server.address, 'default'), logger });
     await app.ready();
     cleanups.unshift(() => app.close());
     const connection = await NativeConnection.connect({ address: server.address });
@@ -76,6 +88,23 @@ async function main(): Promise<void> {
       return res.json<Record<string, unknown>>();
     };
     const target = memoryTarget('bench-access');
+    /** Waits until each user is in the target's group; answers how long after its moment each arrived (ms). */
+    const untilPresent = async (since: Map<string, number>): Promise<number[]> => {
+      const waited: number[] = [];
+      const seen = new Set<string>();
+      const deadline = Date.now() + 15 * 60_000;
+      while (seen.size < since.size && Date.now() < deadline) {
+        const members = target.groups.get('prod') ?? new Set<string>();
+        for (const [userId, at] of since) {
+          if (!seen.has(userId) && members.has(`acct-${userId}`)) {
+            seen.add(userId);
+            waited.push(Date.now() - at);
+          }
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return waited;
+    };
     await call('PUT', '/api/connectors/memory', { id: 'memory', type: MEMORY_PLUGIN, config: { namespace: 'bench-access' } });
     await call('POST', '/api/entitlements', { connectorId: 'memory', name: 'prod', target: { group: 'prod' } }, 201);
 
@@ -109,6 +138,42 @@ async function main(): Promise<void> {
     // workflows the moment between the activity's commit and its completion.
     await new Promise((r) => setTimeout(r, 2000));
 
+    // Baseline 1: reading the requests, as the approvers, at the same concurrency.
+    const reads: number[] = [];
+    {
+      const queue = [...requestIds.values()];
+      await Promise.all(
+        approvers.map(async (approver) => {
+          for (let item = queue.shift(); item; item = queue.shift()) {
+            const started = performance.now();
+            await call('GET', `/api/requests/${item.id}`, undefined, 200, approver);
+            reads.push(performance.now() - started);
+          }
+        }),
+      );
+    }
+
+    // Baseline 2: direct grants to as many other users, at the same concurrency, to the target.
+    log(`baseline: ${REQUESTS} direct grants with ${APPROVERS} concurrent callers`);
+    const direct: Array<{ id: string }> = [];
+    await inParallel(Array.from({ length: REQUESTS }, (_, i) => i), 20, async (i) => {
+      const u = await call('POST', '/scim/v2/Users', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: `direct.${i}@example.com` }, 201);
+      direct.push({ id: String(u.id) });
+    });
+    const grantedAt = new Map<string, number>();
+    {
+      const queue = [...direct];
+      await Promise.all(
+        Array.from({ length: APPROVERS }, async () => {
+          for (let item = queue.shift(); item; item = queue.shift()) {
+            await call('POST', '/api/grants', { userId: item.id, entitlement: 'memory/prod', reason: 'bench baseline' }, 201);
+            grantedAt.set(item.id, Date.now());
+          }
+        }),
+      );
+    }
+    const directToAccess = await untilPresent(grantedAt);
+
     log(`deciding with ${APPROVERS} concurrent approvers`);
     const latencies: number[] = [];
     const approvedAt = new Map<string, number>();
@@ -124,26 +189,17 @@ async function main(): Promise<void> {
       }),
     );
 
-    const toAccess: number[] = [];
-    const seen = new Set<string>();
-    const deadline = Date.now() + 15 * 60_000;
-    while (seen.size < REQUESTS && Date.now() < deadline) {
-      const members = target.groups.get('prod') ?? new Set<string>();
-      for (const [userId, at] of approvedAt) {
-        if (!seen.has(userId) && members.has(`acct-${userId}`)) {
-          seen.add(userId);
-          toAccess.push(Date.now() - at);
-        }
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    const toAccess = await untilPresent(approvedAt);
+    const ratio = (a: number, b: number) => `${fmt(a / b, 1)}×`;
 
     process.stdout.write(
       [
-        `bench:access on ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), dev server, PostgreSQL, in-process gateway and worker`,
+        `bench:access on ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), dev server, PostgreSQL, in-process gateway (logs at info) and worker`,
         `requests created: ${fmt(REQUESTS)} in ${fmt(createSeconds, 1)} s (${fmt(REQUESTS / createSeconds, 0)}/s, 50 concurrent)`,
         `decision API (${APPROVERS} concurrent approvers): p50 ${fmt(pct(latencies, 50), 1)} ms, p99 ${fmt(pct(latencies, 99), 1)} ms`,
-        `approval → access in the target: p50 ${fmt(pct(toAccess, 50))} ms, p99 ${fmt(pct(toAccess, 99))} ms (${fmt(seen.size)} of ${fmt(REQUESTS)} present)`,
+        `  baseline, reading the request (same callers): p50 ${fmt(pct(reads, 50), 1)} ms, p99 ${fmt(pct(reads, 99), 1)} ms; decision / read: p50 ${ratio(pct(latencies, 50), pct(reads, 50))}, p99 ${ratio(pct(latencies, 99), pct(reads, 99))}`,
+        `approval → access in the target: p50 ${fmt(pct(toAccess, 50))} ms, p99 ${fmt(pct(toAccess, 99))} ms (${fmt(toAccess.length)} of ${fmt(REQUESTS)} present)`,
+        `  baseline, direct grant → access (${APPROVERS} concurrent callers): p50 ${fmt(pct(directToAccess, 50))} ms, p99 ${fmt(pct(directToAccess, 99))} ms (${fmt(directToAccess.length)} of ${fmt(REQUESTS)}); request / direct: p50 ${ratio(pct(toAccess, 50), pct(directToAccess, 50))}, p99 ${ratio(pct(toAccess, 99), pct(directToAccess, 99))}`,
         '',
       ].join('\n'),
     );
