@@ -62,6 +62,12 @@ export interface CompleteTaskInput {
   note?: string;
 }
 
+export interface RevokeInput {
+  /** Who revokes, for the audit log (an admin token's name). */
+  actor: string;
+  reason: string;
+}
+
 /** The state of the request's manual task, as closing it answers. */
 export interface AccessTaskState {
   taskId: string;
@@ -84,3 +90,9 @@ export const cancelUpdate = defineUpdate<AccessRequestState, [CancelInput]>('can
 /** A fulfilment group member reports a manual task done or failed. */
 export const completeTaskUpdate = defineUpdate<AccessTaskState, [CompleteTaskInput]>('completeTask');
 export const accessRequestStateQuery = defineQuery<AccessRequestState>('accessRequestState');
+/**
+ * An administrator takes manually fulfilled access away: the request records `revoked` and a
+ * revocation task opens for the fulfilment group. Refused (409) when the request holds no running
+ * manual access.
+ */
+export const revokeAccessUpdate = defineUpdate<AccessRequestState, [RevokeInput]>('revokeAccess');
