@@ -228,7 +228,7 @@ t.test('the Temporal UI: activities carry summaries, the workflow says where the
   await eventually(async () => (await details()).includes('waiting for the fulfilment group to give the access'), 30_000, 'the task in the details');
 
   const scheduled = ((await handle.fetchHistory()).events ?? []).filter((e) => e.activityTaskScheduledEventAttributes);
-  const summaries = scheduled.flatMap((e) => (e.userMetadata?.summary ? [defaultPayloadConverter.fromPayload<string>(e.userMetadata.summary as Parameters<typeof defaultPayloadConverter.fromPayload>[0])] : []));
+  const summaries = scheduled.flatMap((e) => (e.userMetadata?.summary ? [defaultPayloadConverter.fromPayload<string>(e.userMetadata.summary)] : []));
   t.equal(summaries.length, scheduled.length, 'every activity scheduled has a summary');
   for (const expected of [
     'load the request and the policy it was made under',
