@@ -424,7 +424,8 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
     const end = await followAccess(true);
     manualAccessRunning = false;
     if (end === 'ended') await recordAccessEnded({ requestId });
-    if (end === 'ended' || (end === 'revoked' && revocation)) await manualTask('revoke');
+    // An administrator's revocation always gets its task, even when it crossed the end or an extension.
+    if (end === 'ended' || revocation) await manualTask('revoke');
     else if (end === 'continued') show('fulfilled: an extension carries the access on');
     else if (end === 'revoked') {
       state.status = 'revoked';
