@@ -66,6 +66,12 @@ export interface CompleteTaskInput {
   note?: string;
 }
 
+export interface RevokeInput {
+  /** Who revokes, for the audit log (an admin token's name). */
+  actor: string;
+  reason: string;
+}
+
 /** The state of the request's manual task, as closing it answers. */
 export interface AccessTaskState {
   taskId: string;
@@ -95,3 +101,9 @@ export const accessRequestStateQuery = defineQuery<AccessRequestState>('accessRe
 export const fulfilmentProgressSignal = defineSignal('fulfilmentProgress');
 /** Workflow id of an access request's workflow (also used by userSync to signal it). */
 export const accessRequestWorkflowIdOf = (requestId: string) => `access-request:${requestId}`;
+/**
+ * An administrator takes manually fulfilled access away: the request records `revoked` and a
+ * revocation task opens for the fulfilment group. Refused (409) when the request holds no running
+ * manual access.
+ */
+export const revokeAccessUpdate = defineUpdate<AccessRequestState, [RevokeInput]>('revokeAccess');

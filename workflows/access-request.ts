@@ -4,7 +4,12 @@
  * stages (each stage's approvers resolved by an activity when the stage opens), waits for
  * decisions arriving as `decideUpdate`s whose validator refuses anyone who may not decide, and on
  * approval fulfils: automatically through a grant that userSync provisions, or by leaving it to the
- * fulfilment group. Stage timeouts and the request's TTL are durable timers.
+ * fulfilment group. Stage timeouts, reminders before them, the request's TTL, the notice before
+ * time-bound access ends and the end of manually given access are durable timers.
+ *
+ * For the Temporal UI, every activity carries a one-line summary of what it does for this request,
+ * and the workflow's current details say where the request stands ("stage 2 of 3: security team,
+ * waiting on group Security (1 of 2 approvals)").
  */
 import * as wf from '@temporalio/workflow';
 import type { Activities } from './activities/index.js';
@@ -24,13 +29,14 @@ import {
   type AccessTaskState,
   type CompleteTaskInput,
   type DecideInput,
+  revokeAccessUpdate,
+  type RevokeInput,
 } from './access-request-messages.js';
 
-const { loadAccessRequest, resolveStageApprovers, recordDecision, recordRequestStatus, grantRequestedAccess, checkFulfilment, openFulfilmentTask, closeFulfilmentTask, escalateStage } =
-  wf.proxyActivities<Activities>({
+const RECORDING: wf.ActivityOptions = {
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
-});
+};
 
 /**
  * A decision is recorded by a local activity: it runs in the worker that handles the Update, inside
@@ -43,10 +49,37 @@ const { recordDecision: recordDecisionLocally } = wf.proxyLocalActivities<Activi
 });
 
 /** Notices: retried while the channel fails, then recorded as failed; they never hold up the request. */
-const { notifyAccess } = wf.proxyActivities<Activities>({
+const NOTICE: wf.ActivityOptions = {
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 },
-});
+};
+
+type Activity<K extends keyof Activities> = (...args: Parameters<Activities[K]>) => ReturnType<Activities[K]>;
+
+/**
+ * Activity `name` whose every call carries a summary (Temporal's user metadata, shown beside the
+ * activity in the Temporal UI) made from its arguments.
+ */
+function summarized<K extends keyof Activities>(name: K, options: wf.ActivityOptions, summary: (...args: Parameters<Activities[K]>) => string): Activity<K> {
+  return (...args) => (wf.proxyActivities<Activities>({ ...options, summary: summary(...args) })[name] as unknown as Activity<K>)(...args);
+}
+
+const stageNo = (stage: number) => `stage ${stage + 1}`;
+const loadAccessRequest = summarized('loadAccessRequest', RECORDING, () => 'load the request and the policy it was made under');
+const resolveStageApprovers = summarized('resolveStageApprovers', RECORDING, ({ stage }) => `${stageNo(stage)}: find who approves`);
+const recordDecision = summarized('recordDecision', RECORDING, ({ stage, decision }) => `${stageNo(stage)}: record a decision (${decision})`);
+const recordRequestStatus = summarized('recordRequestStatus', RECORDING, ({ status, reason }) => `record the request as ${status}: ${reason}`);
+const grantRequestedAccess = summarized('grantRequestedAccess', RECORDING, () => 'grant the access (userSync provisions it)');
+const checkFulfilment = summarized('checkFulfilment', RECORDING, () => 'check whether the access reached the target');
+const openFulfilmentTask = summarized('openFulfilmentTask', RECORDING, ({ kind }) => (kind === 'grant' ? 'open the task to give the access' : 'open the task to take the access away'));
+const closeFulfilmentTask = summarized('closeFulfilmentTask', RECORDING, ({ outcome }) => `record the task as ${outcome}`);
+const escalateStage = summarized('escalateStage', RECORDING, ({ stage }) => `${stageNo(stage)}: escalate to the fallback group after the timeout`);
+const whenAccessEnds = summarized('whenAccessEnds', RECORDING, () => 'look up when the access ends (extended? revoked?)');
+const startManualAccess = summarized('startManualAccess', RECORDING, () => 'record when the access given by hand ends');
+const extendedManualAccess = summarized('extendedManualAccess', RECORDING, () => 'find the running access this extension prolongs');
+const recordManualRevocation = summarized('recordManualRevocation', RECORDING, ({ actor }) => `record the access as revoked by ${actor}`);
+const recordAccessEnded = summarized('recordAccessEnded', RECORDING, () => 'record that the time-bound access ended');
+const notifyAccess = summarized('notifyAccess', NOTICE, ({ type, recipientIds }) => `notify ${type} (${recipientIds.length} recipient${recipientIds.length === 1 ? '' : 's'})`);
 
 const forbidden = (message: string) => wf.ApplicationFailure.create({ type: FORBIDDEN, message, nonRetryable: true });
 
@@ -87,6 +120,21 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
   wf.setHandler(fulfilmentProgressSignal, () => {
     progress++;
   });
+  /** What the Temporal UI shows as where the request stands. */
+  const show = (details: string) => wf.setCurrentDetails(details);
+  const iso = (ms: number) => new Date(ms).toISOString();
+  let escalated = false;
+  const showStage = () => {
+    const s = state.stages[state.stage];
+    const def = request.stages[state.stage];
+    if (!s || !def) return;
+    const approvals = Object.values(s.decisions).filter((d) => d === 'approve').length;
+    const needed = s.rule === 'any' ? 1 : s.rule === 'all' ? s.approvers.length : (s.quorum ?? 1);
+    show(
+      `stage ${state.stage + 1} of ${request.stages.length}: ${def.name}, waiting on ${def.approversLabel}${escalated ? ' and the fallback group' : ''} ` +
+        `(${approvals} of ${needed} approval${needed === 1 ? '' : 's'}, ${s.approvers.length} approver${s.approvers.length === 1 ? '' : 's'})`,
+    );
+  };
   /** True while a stage is being opened (its approvers resolved): decisions wait for it. */
   const opening = () => state.status === 'pending' && (escalating || state.stages[state.stage]?.status !== 'open');
   let escalating = false;
@@ -117,8 +165,9 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       const { approverId, decision, comment } = input;
       const current = state.stages[state.stage]!;
       current.decisions[approverId] = decision;
-      const record = wf.patched('record-decision-locally') ? recordDecisionLocally : recordDecision;
-      await record({ requestId, stage: current.stage, approverId, decision, ...(comment !== undefined ? { comment } : {}) });
+      const decided = { requestId, stage: current.stage, approverId, decision, ...(comment !== undefined ? { comment } : {}) };
+      if (wf.patched('record-decision-locally')) await recordDecisionLocally.executeWithOptions({ summary: `${stageNo(current.stage)}: record a decision (${decision})` }, [decided]);
+      else await recordDecision(decided);
       const ticket = ++accepted;
       // Answer once the main loop has applied this decision, so the caller sees its effect.
       await wf.condition(() => evaluated >= ticket || state.status !== 'pending');
@@ -190,14 +239,75 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
     const opened = await openFulfilmentTask({ requestId, kind });
     task = { ...opened, kind, status: 'open' };
     taskOpening = false;
+    show(`${kind === 'grant' ? 'approved: waiting for the fulfilment group to give the access' : 'waiting for the fulfilment group to take the access away'} (task ${opened.taskId}, ${opened.assignees.length} assignee${opened.assignees.length === 1 ? '' : 's'})`);
     notify('task.assigned', opened.assignees, `task-${kind}`);
     await wf.condition(() => task!.status !== 'open');
     return task;
   };
 
+  // Manually given access: an administrator may take it away while it runs.
+  let manualAccessRunning = false;
+  let revocation: RevokeInput | undefined;
+  wf.setHandler(
+    revokeAccessUpdate,
+    async (input: RevokeInput) => {
+      if (!revocation) {
+        revocation = input;
+        state.status = 'revoked';
+        state.reason = input.reason;
+        wf.upsertSearchAttributes([{ key: accessStatusSearchAttribute, value: 'revoked' }]);
+        await recordManualRevocation({ requestId, actor: input.actor, reason: input.reason });
+      }
+      // Answer once the fulfilment group has its revocation task.
+      await wf.condition(() => task?.kind === 'revoke');
+      return state;
+    },
+    {
+      validator: (_input: RevokeInput) => {
+        if (request.fulfilment !== 'manual') throw conflict('automatic access is revoked by ending its grant');
+        if (!manualAccessRunning && !revocation) throw conflict(`the request is ${state.status} and holds no running access given by hand`);
+      },
+    },
+  );
+
+  /**
+   * Follows fulfilled time-bound access with durable timers only: it wakes when the requester is to
+   * be told the access ends soon (`expiringNoticeSeconds` before) and, with `untilEnd`, when it
+   * ends; each time it looks again whether an extension carried the access on or it was revoked.
+   * Answers how the access ended (`noticed`: the notice went out and `untilEnd` was not asked).
+   */
+  const followAccess = async (untilEnd: boolean): Promise<'ended' | 'revoked' | 'continued' | 'noticed' | 'open-ended'> => {
+    const lead = request.expiringNoticeSeconds !== null ? request.expiringNoticeSeconds * 1000 : undefined;
+    let noticed = false;
+    for (;;) {
+      const access = await whenAccessEnds({ requestId });
+      if (revocation || access.revoked) return 'revoked';
+      if (access.continuedBy) return 'continued';
+      if (access.until === null) {
+        if (!untilEnd) return 'open-ended';
+        show('fulfilled: access without an end, until an administrator revokes it');
+        await wf.condition(() => revocation !== undefined);
+        return 'revoked';
+      }
+      const now = Date.now();
+      if (now >= access.until) return 'ended';
+      const noticeAt = lead !== undefined && !noticed ? access.until - lead : undefined;
+      if (noticeAt !== undefined && now >= noticeAt) {
+        noticed = true;
+        notify('request.expiring', [request.requesterId], 'expiring', { deadline: iso(access.until) });
+        if (!untilEnd) return 'noticed';
+        continue;
+      }
+      if (!untilEnd && noticeAt === undefined) return 'noticed';
+      const wakeAt = noticeAt ?? access.until;
+      show(`fulfilled: access until ${iso(access.until)}${noticeAt !== undefined ? `; the requester is told at ${iso(noticeAt)}` : ''}`);
+      if (await wf.condition(() => revocation !== undefined, Math.max(1, wakeAt - now))) return 'revoked';
+    }
+  };
+
   const notices: Array<Promise<unknown>> = [];
-  const notify = (type: Parameters<typeof notifyAccess>[0]['type'], recipientIds: string[], key: string) => {
-    notices.push(notifyAccess({ requestId, type, recipientIds, key }).catch(() => undefined));
+  const notify = (type: Parameters<typeof notifyAccess>[0]['type'], recipientIds: string[], key: string, extra: { stage?: number; deadline?: string } = {}) => {
+    notices.push(notifyAccess({ requestId, type, recipientIds, key, ...extra }).catch(() => undefined));
   };
   const NOTICE_OF: Partial<Record<AccessRequestStatus, Parameters<typeof notifyAccess>[0]['type']>> = {
     approved: 'request.decided',
@@ -209,6 +319,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
   const finish = async (status: AccessRequestStatus, reason: string, stageStatus?: 'approved' | 'rejected' | 'closed') => {
     state.status = status;
     state.reason = reason;
+    show(`${status}: ${reason}`);
     wf.upsertSearchAttributes([{ key: accessStatusSearchAttribute, value: status }]);
     await recordRequestStatus({ requestId, status, stage: state.stage, reason, ...(stageStatus ? { stageStatus } : {}) });
     const type = NOTICE_OF[status];
@@ -231,6 +342,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       const { callApproverFunction } = wf.proxyActivities<Activities>({
         startToCloseTimeout: def.approverFunction.timeoutSeconds * 1000,
         retry: { initialInterval: '1 second', maximumAttempts: 3 },
+        summary: `${stageNo(index)}: ask the approver function ${def.approverFunction.module.split('/').pop()}`,
       });
       try {
         fromFunction = { ids: await callApproverFunction({ requestId, stage: index }) };
@@ -254,26 +366,42 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       return await done();
     }
     let stageDeadline = def.timeoutSeconds !== null ? Date.now() + def.timeoutSeconds * 1000 : undefined;
+    // Reminders to the undecided approvers before the stage times out, earliest first.
+    let reminders = (stageDeadline !== undefined ? (def.remindBeforeSeconds ?? []) : [])
+      .map((before) => ({ before, at: stageDeadline! - before * 1000 }))
+      .filter((r) => r.at > Date.now())
+      .sort((a, b) => a.at - b.at);
+    escalated = false;
     for (;;) {
       const outcome = verdict(stage);
       if (outcome !== 'open') {
         stage.status = outcome;
         break;
       }
-      const deadline = Math.min(stageDeadline ?? Infinity, expiresAt ?? Infinity);
+      showStage();
+      const deadline = Math.min(stageDeadline ?? Infinity, expiresAt ?? Infinity, reminders[0]?.at ?? Infinity);
       const wake = () => accepted > evaluated || state.status !== 'pending';
       let woke = true;
       if (Number.isFinite(deadline)) woke = await wf.condition(wake, Math.max(1, deadline - Date.now()));
       else await wf.condition(wake);
       if (state.status !== 'pending') return await done();
+      const reminder = reminders[0];
+      if (!woke && reminder && Date.now() >= reminder.at) {
+        reminders = reminders.slice(1);
+        const undecided = stage.approvers.filter((id) => !stage.decisions[id]);
+        notify('request.reminder', undecided, `stage-${index}-reminder-${reminder.before}`, { stage: index, deadline: iso(stageDeadline!) });
+        continue;
+      }
       if (!woke && Date.now() >= deadline && deadline === stageDeadline && expiresAt !== deadline && def.onTimeout === 'escalate') {
         // Escalated once; from then on only the request's TTL limits the stage.
         escalating = true;
         const before = stage.approvers;
         stage.approvers = (await escalateStage({ requestId, stage: index })).approvers;
         escalating = false;
+        escalated = true;
         notify('request.awaiting-you', stage.approvers.filter((id) => !before.includes(id)), `stage-${index}-escalated`);
         stageDeadline = undefined;
+        reminders = [];
         continue;
       }
       if (!woke && Date.now() >= deadline) {
@@ -294,21 +422,38 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
   state.stage = request.stages.length;
 
   if (request.fulfilment === 'manual') {
-    await finish('approved', 'approved; waiting for the fulfilment group');
-    const given = await manualTask('grant');
-    if (given.status === 'failed') {
-      await finish('failed', given.note ?? 'the fulfilment group could not give the access');
-      return await done();
+    const prolongs = request.extendsId !== null ? await extendedManualAccess({ requestId }) : null;
+    if (prolongs) {
+      // An extension of running manual access moves its end on: nothing to give by hand.
+      await finish('approved', 'approved; the access is prolonged');
+      const { until } = await startManualAccess({ requestId });
+      await finish('fulfilled', `the access of request ${prolongs.extendsId} is prolonged${until !== null ? ` until ${iso(until)}` : ''}`);
+    } else {
+      await finish('approved', 'approved; waiting for the fulfilment group');
+      const given = await manualTask('grant');
+      if (given.status === 'failed') {
+        await finish('failed', given.note ?? 'the fulfilment group could not give the access');
+        return await done();
+      }
+      await startManualAccess({ requestId });
+      await finish('fulfilled', given.note ?? 'the fulfilment group gave the access');
     }
-    await finish('fulfilled', given.note ?? 'the fulfilment group gave the access');
-    if (request.durationSeconds !== null) {
-      // Time-bound access given by hand is taken away by hand: a revocation task when it ends.
-      await wf.sleep(request.durationSeconds * 1000);
-      await manualTask('revoke');
+    // Access given by hand is taken away by hand: a revocation task when it ends or is revoked.
+    manualAccessRunning = true;
+    const end = await followAccess(true);
+    manualAccessRunning = false;
+    if (end === 'ended') await recordAccessEnded({ requestId });
+    // An administrator's revocation always gets its task, even when it crossed the end or an extension.
+    if (end === 'ended' || revocation) await manualTask('revoke');
+    else if (end === 'continued') show('fulfilled: an extension carries the access on');
+    else if (end === 'revoked') {
+      state.status = 'revoked';
+      show('revoked: together with the access it prolongs');
     }
     return await done();
   }
   await finish('approved', 'approved; provisioning');
+  show(`approved: granting ${request.entitlement ?? 'the access'}; userSync provisions it`);
   await grantRequestedAccess({ requestId });
   // The user's userSync applies the grant; look until it is there or the connector gave up.
   const giveUpAt = Date.now() + (input.fulfilmentTimeoutMs ?? 15 * 60_000);
@@ -326,8 +471,10 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       break;
     }
     // Looked at again when userSync says a round ran, or after the pause (in case no round does).
-    await wf.condition(() => progress > seen, pause);
+    await wf.condition(() => progress > seen, pause, { summary: 'wait for userSync, or look at the target again after a pause' });
     pause = Math.min(pause * 2, input.fulfilmentPollMaxMs ?? 30_000);
   }
+  // The grant ends by itself (userSync's timer); this workflow only tells the requester before.
+  if (state.status === 'fulfilled' && request.expiringNoticeSeconds !== null && request.durationSeconds !== null) await followAccess(false);
   return await done();
 }

@@ -27,6 +27,8 @@ import {
   type CancelInput,
   type CompleteTaskInput,
   type DecideInput,
+  revokeAccessUpdate,
+  type RevokeInput,
 } from './access-request-messages.js';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
@@ -278,4 +280,12 @@ export async function cancelAccessRequest(client: Client, requestId: string, inp
 /** Reports the request's manual task done or failed; throws like {@link decideAccessRequest}. */
 export async function completeAccessTask(client: Client, requestId: string, input: CompleteTaskInput): Promise<AccessTaskState> {
   return await accessUpdate(client, requestId, (h) => h.executeUpdate(completeTaskUpdate, { args: [input] }));
+}
+
+/**
+ * Revokes manually fulfilled access: recorded as `revoked`, and the fulfilment group gets the
+ * revocation task; answers once the task is open. Throws like {@link decideAccessRequest}.
+ */
+export async function revokeManualAccess(client: Client, requestId: string, input: RevokeInput): Promise<AccessRequestState> {
+  return await accessUpdate(client, requestId, (h) => h.executeUpdate(revokeAccessUpdate, { args: [input] }));
 }

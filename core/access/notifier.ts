@@ -7,7 +7,17 @@
  */
 import { createSignedPost } from '../delivery/notify.js';
 
-export type AccessNoticeType = 'request.awaiting-you' | 'request.decided' | 'request.fulfilled' | 'request.failed' | 'request.expired' | 'task.assigned';
+export type AccessNoticeType =
+  | 'request.awaiting-you'
+  | 'request.decided'
+  | 'request.fulfilled'
+  | 'request.failed'
+  | 'request.expired'
+  | 'task.assigned'
+  /** A stage's timeout is near: to the approvers who have not decided yet. */
+  | 'request.reminder'
+  /** Time-bound access ends soon: to the requester. */
+  | 'request.expiring';
 
 /** What a receiver gets. `id` is the same for every try of one notice, so a receiver can drop repeats. */
 export interface AccessNotice {
@@ -19,6 +29,10 @@ export interface AccessNotice {
   status: string;
   reason: string | null;
   recipients: Array<{ userId: string; userName: string; email: string | null }>;
+  /** `request.reminder`: the stage (index) awaiting a decision. */
+  stage?: number;
+  /** `request.reminder`: when the stage times out; `request.expiring`: when the access ends (ISO 8601). */
+  deadline?: string;
 }
 
 /** Sends one notice; throws TransientError (worth retrying) or PermanentError. */

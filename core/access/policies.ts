@@ -37,6 +37,8 @@ export interface PolicyStage {
   autoApprove?: string | null;
   /** What a stage timeout does: expire the request, or add the fallback group as approvers once. */
   onTimeout?: 'expire' | 'escalate';
+  /** Reminders to the approvers still undecided, this many seconds before the stage times out. */
+  remindBeforeSeconds?: number[];
 }
 
 /** A policy as the API answers it and as a request keeps it. */
@@ -51,7 +53,7 @@ export interface AccessPolicy {
   aliases: string[];
   owners: { userIds: string[]; groupId: string | null };
   eligibility: { filter: string | null; groupId: string | null };
-  durations: { defaultSeconds: number | null; maxSeconds: number | null; permanentAllowed: boolean };
+  durations: { defaultSeconds: number | null; maxSeconds: number | null; permanentAllowed: boolean; expiringNoticeSeconds?: number | null };
   justificationRequired: boolean;
   fulfilment: { mode: 'automatic' | 'manual'; groupId: string | null; instructions: string | null };
   stages: PolicyStage[];
@@ -66,7 +68,7 @@ export interface AccessPolicyBody {
   aliases?: string[];
   owners?: { users?: string[]; group?: string };
   eligibility?: { filter?: string; group?: string };
-  durations?: { defaultSeconds?: number; maxSeconds?: number; permanentAllowed?: boolean };
+  durations?: { defaultSeconds?: number; maxSeconds?: number; permanentAllowed?: boolean; expiringNoticeSeconds?: number };
   justificationRequired?: boolean;
   fulfilment: { mode: 'automatic' | 'manual'; group?: string; instructions?: string };
   stages: Array<{
@@ -79,6 +81,7 @@ export interface AccessPolicyBody {
     timeoutSeconds?: number;
     onTimeout?: 'expire' | 'escalate';
     autoApprove?: string;
+    remindBeforeSeconds?: number[];
   }>;
   requestTtlSeconds?: number;
 }
@@ -109,6 +112,7 @@ export const AccessPolicyBodySchema = {
         defaultSeconds: { type: 'integer', minimum: 1 },
         maxSeconds: { type: 'integer', minimum: 1 },
         permanentAllowed: { type: 'boolean' },
+        expiringNoticeSeconds: { type: 'integer', minimum: 1, description: 'tell the requester this long before time-bound access ends (default: not told)' },
       },
     },
     justificationRequired: { type: 'boolean' },
@@ -151,6 +155,13 @@ export const AccessPolicyBodySchema = {
           timeoutSeconds: { type: 'integer', minimum: 1, description: 'an undecided stage expires the request after this long' },
           onTimeout: { type: 'string', enum: ['expire', 'escalate'], description: 'at the stage timeout: expire the request (default) or escalate to fallbackGroup, once' },
           autoApprove: { type: 'string', minLength: 1, description: 'SCIM filter on the requester; when it matches, the stage is approved without anyone deciding' },
+          remindBeforeSeconds: {
+            type: 'array',
+            maxItems: 10,
+            uniqueItems: true,
+            items: { type: 'integer', minimum: 1 },
+            description: 'remind the approvers still undecided this many seconds before the stage times out (each shorter than timeoutSeconds)',
+          },
         },
       },
     },
@@ -179,10 +190,22 @@ async function groupId(db: Queryable, name: string | undefined, where: string): 
   return rows[0].id;
 }
 
+/** How {@link resolvePolicy} finds what the body names beyond the database. */
+export interface ResolveOptions {
+  /**
+   * Entitlement ids by `connectorId/name` (or id) that are about to exist, such as those a
+   * declarative file creates in the same transaction; looked up before the database.
+   */
+  entitlements?: ReadonlyMap<string, string>;
+}
+
 /** Checks a policy body and resolves its names to ids; throws {@link PolicyError}. */
-export async function resolvePolicy(db: Queryable, name: string, body: AccessPolicyBody): Promise<Omit<AccessPolicy, 'id' | 'entitlement'>> {
+export async function resolvePolicy(db: Queryable, name: string, body: AccessPolicyBody, opts: ResolveOptions = {}): Promise<Omit<AccessPolicy, 'id' | 'entitlement'>> {
   let entitlementId: string | null = null;
-  if (body.entitlement !== undefined) {
+  const planned = body.entitlement !== undefined ? opts.entitlements?.get(body.entitlement) : undefined;
+  if (planned) {
+    entitlementId = planned;
+  } else if (body.entitlement !== undefined) {
     const { rows } = await db.query<{ id: string }>(`SELECT id FROM entitlements WHERE id::text = $1 OR connector_id || '/' || name = $1`, [body.entitlement]);
     if (!rows[0]) throw new PolicyError(`entitlement: no entitlement ${body.entitlement}`);
     entitlementId = rows[0].id;
@@ -210,6 +233,11 @@ export async function resolvePolicy(db: Queryable, name: string, body: AccessPol
     const whenNobody = s.whenNobody ?? 'reject';
     const onTimeout = s.onTimeout ?? 'expire';
     if (onTimeout === 'escalate' && s.timeoutSeconds === undefined) throw new PolicyError(`${where}: onTimeout "escalate" needs timeoutSeconds`);
+    if (s.remindBeforeSeconds?.length) {
+      if (s.timeoutSeconds === undefined) throw new PolicyError(`${where}.remindBeforeSeconds: reminders come before a timeout; give timeoutSeconds`);
+      const late = s.remindBeforeSeconds.filter((x) => x >= s.timeoutSeconds!);
+      if (late.length) throw new PolicyError(`${where}.remindBeforeSeconds: ${late.join(', ')} is not shorter than timeoutSeconds (${s.timeoutSeconds})`);
+    }
     if ((whenNobody === 'escalate' || onTimeout === 'escalate') !== (s.fallbackGroup !== undefined)) {
       throw new PolicyError(`${where}: give fallbackGroup exactly when whenNobody or onTimeout is "escalate"`);
     }
@@ -236,6 +264,7 @@ export async function resolvePolicy(db: Queryable, name: string, body: AccessPol
       timeoutSeconds: s.timeoutSeconds ?? null,
       autoApprove: s.autoApprove ?? null,
       onTimeout,
+      remindBeforeSeconds: [...(s.remindBeforeSeconds ?? [])].sort((a, b) => b - a),
     });
   }
   return {
@@ -246,7 +275,7 @@ export async function resolvePolicy(db: Queryable, name: string, body: AccessPol
     aliases: body.aliases ?? [],
     owners,
     eligibility: { filter: body.eligibility?.filter ?? null, groupId: await groupId(db, body.eligibility?.group, 'eligibility.group') },
-    durations: { defaultSeconds: d.defaultSeconds ?? null, maxSeconds: d.maxSeconds ?? null, permanentAllowed: d.permanentAllowed ?? false },
+    durations: { defaultSeconds: d.defaultSeconds ?? null, maxSeconds: d.maxSeconds ?? null, permanentAllowed: d.permanentAllowed ?? false, expiringNoticeSeconds: d.expiringNoticeSeconds ?? null },
     justificationRequired: body.justificationRequired ?? false,
     fulfilment: { mode: body.fulfilment.mode, groupId: await groupId(db, body.fulfilment.group, 'fulfilment.group'), instructions: body.fulfilment.instructions ?? null },
     stages,
@@ -256,7 +285,7 @@ export async function resolvePolicy(db: Queryable, name: string, body: AccessPol
 
 const POLICY_COLUMNS = `p.id, p.name, p.entitlement_id, e.connector_id || '/' || e.name AS entitlement, p.display_name, p.description, p.aliases,
   p.owner_user_ids, p.owner_group_id, p.eligibility_filter, p.eligibility_group_id, p.default_duration_s, p.max_duration_s,
-  p.permanent_allowed, p.justification_required, p.fulfilment, p.fulfilment_group_id, p.fulfilment_instructions, p.stages, p.request_ttl_s`;
+  p.permanent_allowed, p.justification_required, p.fulfilment, p.fulfilment_group_id, p.fulfilment_instructions, p.stages, p.request_ttl_s, p.expiring_notice_s`;
 
 interface PolicyRow {
   id: string;
@@ -279,6 +308,7 @@ interface PolicyRow {
   fulfilment_instructions: string | null;
   stages: PolicyStage[];
   request_ttl_s: number | null;
+  expiring_notice_s: number | null;
 }
 
 function toPolicy(r: PolicyRow): AccessPolicy {
@@ -292,7 +322,7 @@ function toPolicy(r: PolicyRow): AccessPolicy {
     aliases: r.aliases,
     owners: { userIds: r.owner_user_ids, groupId: r.owner_group_id },
     eligibility: { filter: r.eligibility_filter, groupId: r.eligibility_group_id },
-    durations: { defaultSeconds: r.default_duration_s, maxSeconds: r.max_duration_s, permanentAllowed: r.permanent_allowed },
+    durations: { defaultSeconds: r.default_duration_s, maxSeconds: r.max_duration_s, permanentAllowed: r.permanent_allowed, expiringNoticeSeconds: r.expiring_notice_s },
     justificationRequired: r.justification_required,
     fulfilment: { mode: r.fulfilment, groupId: r.fulfilment_group_id, instructions: r.fulfilment_instructions },
     stages: r.stages,
@@ -323,12 +353,12 @@ export async function savePolicy(tx: Tx, id: string, p: Omit<AccessPolicy, 'id' 
   await tx.query(
     `INSERT INTO access_policies (id, name, entitlement_id, display_name, description, aliases, owner_user_ids, owner_group_id, eligibility_filter,
        eligibility_group_id, default_duration_s, max_duration_s, permanent_allowed, justification_required, fulfilment, fulfilment_group_id,
-       fulfilment_instructions, stages, request_ttl_s)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+       fulfilment_instructions, stages, request_ttl_s, expiring_notice_s)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
      ON CONFLICT (name) DO UPDATE SET entitlement_id = $3, display_name = $4, description = $5, aliases = $6, owner_user_ids = $7,
        owner_group_id = $8, eligibility_filter = $9, eligibility_group_id = $10, default_duration_s = $11, max_duration_s = $12,
        permanent_allowed = $13, justification_required = $14, fulfilment = $15, fulfilment_group_id = $16, fulfilment_instructions = $17,
-       stages = $18, request_ttl_s = $19, updated_at = now()`,
+       stages = $18, request_ttl_s = $19, expiring_notice_s = $20, updated_at = now()`,
     [
       before?.id ?? id,
       p.name,
@@ -349,9 +379,15 @@ export async function savePolicy(tx: Tx, id: string, p: Omit<AccessPolicy, 'id' 
       p.fulfilment.instructions,
       JSON.stringify(p.stages),
       p.requestTtlSeconds,
+      p.durations.expiringNoticeSeconds ?? null,
     ],
   );
   return { saved: (await findPolicyByName(tx, p.name, false))!, before };
+}
+
+/** The policy named exactly `name` (no alias, no id), locked for the transaction when `lock`. */
+export async function getPolicyByName(db: Queryable, name: string, lock = false): Promise<AccessPolicy | undefined> {
+  return await findPolicyByName(db, name, lock);
 }
 
 async function findPolicyByName(db: Queryable, name: string, lock: boolean): Promise<AccessPolicy | undefined> {

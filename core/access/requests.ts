@@ -52,6 +52,10 @@ export interface AccessRequestView extends AccessRequestState {
   grantId: string | null;
   /** For an extension: the request whose access it prolongs. */
   extends: string | null;
+  /** When access given by hand ends (ISO 8601); null for automatic fulfilment (see its grant) or no end. */
+  accessUntil: string | null;
+  /** The manual tasks of the request: giving the access and, when it ends or is revoked, taking it away. */
+  tasks: Array<{ id: string; kind: 'grant' | 'revoke'; status: 'open' | 'claimed' | 'done' | 'failed' }>;
   createdAt: string;
   decidedAt: string | null;
   fulfilledAt: string | null;
@@ -119,10 +123,11 @@ export async function createRequest(db: Db, registry: SchemaRegistry, r: NewRequ
     }
   }
   if (r.extendsId !== undefined) {
-    if (p.fulfilment.mode !== 'automatic') throw new RequestRefused(400, `extends: "${p.name}" is fulfilled by hand; request it again instead`);
+    // Running time-bound access: an active grant that has not ended, or access given by hand whose end is ahead.
     const { rows } = await db.query<{ ok: boolean }>(
-      `SELECT (g.valid_until IS NOT NULL AND g.valid_until > now()) AS ok
-         FROM access_requests r JOIN grants g ON g.id = r.grant_id AND g.status = 'active'
+      `SELECT CASE WHEN r.policy->'fulfilment'->>'mode' = 'manual' THEN r.access_until IS NOT NULL AND r.access_until > now()
+                   ELSE COALESCE((SELECT g.valid_until IS NOT NULL AND g.valid_until > now() FROM grants g WHERE g.id = r.grant_id AND g.status = 'active'), false) END AS ok
+         FROM access_requests r
         WHERE r.id = $1 AND r.requester_id = $2 AND r.policy_id = $3 AND r.status = 'fulfilled'`,
       [r.extendsId, r.requesterId, p.id],
     );
@@ -163,6 +168,7 @@ interface RequestRow {
   created_by: string;
   grant_id: string | null;
   extends_id: string | null;
+  access_until: Date | null;
   created_at: Date;
   decided_at: Date | null;
   fulfilled_at: Date | null;
@@ -199,9 +205,10 @@ export async function recordedState(db: Queryable, row: Pick<RequestRow, 'id' | 
 }
 
 const REQUEST_COLUMNS = `r.id, r.policy, r.requester_id, u.user_name AS requester, r.justification, r.duration_s, r.status, r.stage, r.status_reason,
-  r.created_by, r.grant_id, r.extends_id, r.created_at, r.decided_at, r.fulfilled_at`;
+  r.created_by, r.grant_id, r.extends_id, r.access_until, r.created_at, r.decided_at, r.fulfilled_at`;
 
 async function toView(db: Queryable, r: RequestRow): Promise<AccessRequestView> {
+  const { rows: tasks } = await db.query<AccessRequestView['tasks'][number]>('SELECT id, kind, status FROM access_tasks WHERE request_id = $1 ORDER BY created_at, id', [r.id]);
   return {
     ...(await recordedState(db, r)),
     id: r.id,
@@ -214,6 +221,8 @@ async function toView(db: Queryable, r: RequestRow): Promise<AccessRequestView> 
     createdBy: r.created_by,
     grantId: r.grant_id,
     extends: r.extends_id,
+    accessUntil: r.access_until?.toISOString() ?? null,
+    tasks,
     createdAt: r.created_at.toISOString(),
     decidedAt: r.decided_at?.toISOString() ?? null,
     fulfilledAt: r.fulfilled_at?.toISOString() ?? null,
@@ -335,6 +344,17 @@ export interface ExportedDecision {
   at: string;
 }
 
+/** A refused attempt at one of the request's tasks (claiming it, reporting it done or failed), in an export. */
+export interface ExportedTaskRefusal {
+  task: string;
+  kind: string;
+  actor: string;
+  attempt: string;
+  outcome: string | null;
+  reason: string;
+  at: string;
+}
+
 /** A request with every decision, for auditors. */
 export interface ExportedRequest {
   id: string;
@@ -349,11 +369,13 @@ export interface ExportedRequest {
   decidedAt: string | null;
   fulfilledAt: string | null;
   decisions: ExportedDecision[];
+  /** Refused attempts at the request's manual tasks (audit events `access-task.refused`). */
+  taskRefusals: ExportedTaskRefusal[];
 }
 
 /** Requests made in [from, to) with every decision and refused attempt, oldest first (at most `limit`). */
 export async function exportRequests(db: Queryable, from: string, to: string, limit = 50_000): Promise<ExportedRequest[]> {
-  const { rows } = await db.query<Omit<ExportedRequest, 'decisions'>>(
+  const { rows } = await db.query<Omit<ExportedRequest, 'decisions' | 'taskRefusals'>>(
     `SELECT r.id, r.policy->>'name' AS policy, r.policy->>'entitlement' AS entitlement, u.user_name AS requester, r.justification,
             r.duration_s AS "durationSeconds", r.status, r.status_reason AS reason,
             to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS "createdAt",
@@ -369,5 +391,16 @@ export async function exportRequests(db: Queryable, from: string, to: string, li
        FROM access_request_decisions d JOIN users u ON u.id = d.approver_id WHERE d.request_id = ANY($1::uuid[]) ORDER BY d.id`,
     [rows.map((r) => r.id)],
   );
-  return rows.map((r) => ({ ...r, decisions: decisions.filter((d) => d.request_id === r.id).map(({ request_id: _r, ...d }) => d) }));
+  const { rows: refusals } = await db.query<ExportedTaskRefusal & { request_id: string }>(
+    `SELECT t.request_id, e.resource_id AS task, t.kind, e.actor, e.after->>'attempt' AS attempt, e.after->>'outcome' AS outcome, e.reason,
+            to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at
+       FROM access_tasks t JOIN audit_events e ON e.resource_type = 'AccessTask' AND e.resource_id = t.id::text AND e.action = 'access-task.refused'
+      WHERE t.request_id = ANY($1::uuid[]) ORDER BY e.id`,
+    [rows.map((r) => r.id)],
+  );
+  return rows.map((r) => ({
+    ...r,
+    decisions: decisions.filter((d) => d.request_id === r.id).map(({ request_id: _r, ...d }) => d),
+    taskRefusals: refusals.filter((x) => x.request_id === r.id).map(({ request_id: _r, ...x }) => x),
+  }));
 }

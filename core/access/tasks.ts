@@ -1,6 +1,7 @@
 /**
- * Manual fulfilment tasks in PostgreSQL: the fulfilment group's inbox and claiming a task. Closing a
- * task (done or failed) goes through the request's workflow, which waits for it.
+ * Manual fulfilment tasks in PostgreSQL: the fulfilment group's inbox, claiming a task, and the
+ * audit record of refused attempts. Closing a task (done or failed) goes through the request's
+ * workflow, which waits for it.
  */
 import type { Db, Tx } from '../db/pool.js';
 
@@ -17,13 +18,16 @@ export interface AccessTaskView {
   instructions: string | null;
   status: 'open' | 'claimed' | 'done' | 'failed';
   claimedBy: string | null;
+  /** Who reported the task done or failed (userName). */
+  closedBy: string | null;
   note: string | null;
   createdAt: string;
 }
 
 const COLUMNS = `t.id, t.request_id AS "requestId", t.kind, r.policy->>'name' AS policy, r.policy->>'displayName' AS "displayName",
-  u.user_name AS requester, t.instructions, t.status, c.user_name AS "claimedBy", t.note, t.created_at AS "createdAt", t.assignee_ids`;
-const FROM = `access_tasks t JOIN access_requests r ON r.id = t.request_id JOIN users u ON u.id = r.requester_id LEFT JOIN users c ON c.id = t.claimed_by`;
+  u.user_name AS requester, t.instructions, t.status, c.user_name AS "claimedBy", x.user_name AS "closedBy", t.note, t.created_at AS "createdAt", t.assignee_ids`;
+const FROM = `access_tasks t JOIN access_requests r ON r.id = t.request_id JOIN users u ON u.id = r.requester_id LEFT JOIN users c ON c.id = t.claimed_by
+  LEFT JOIN users x ON x.id = t.closed_by`;
 
 type Row = AccessTaskView & { assignee_ids: string[]; createdAt: Date | string };
 
@@ -56,4 +60,28 @@ export async function claimTask(db: Db, id: string, userId: string, userName: st
     [id, userId, userName],
   );
   return rows.length > 0;
+}
+
+/** An attempt at a task that was refused: who tried what, and why. */
+export interface RefusedTaskAttempt {
+  taskId: string;
+  requestId: string;
+  kind: 'grant' | 'revoke';
+  /** The acting user (userName). */
+  actor: string;
+  attempt: 'claim' | 'complete';
+  /** For `complete`: the outcome reported. */
+  outcome?: 'done' | 'failed';
+  reason: string;
+}
+
+/**
+ * Records a refused claim or report of a task as the audit event `access-task.refused` (actor,
+ * task, reason), so attempts by people who may not act on a task are evidence too.
+ */
+export async function recordRefusedTaskAttempt(db: Db, a: RefusedTaskAttempt): Promise<void> {
+  await db.query(
+    `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'access-task.refused', 'AccessTask', $2, $3, $4)`,
+    [a.actor, a.taskId, a.reason, JSON.stringify({ requestId: a.requestId, kind: a.kind, attempt: a.attempt, ...(a.outcome ? { outcome: a.outcome } : {}) })],
+  );
 }

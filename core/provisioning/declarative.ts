@@ -1,7 +1,7 @@
 /**
- * Declarative provisioning configuration: connectors, entitlements and birthright rules described in
- * a YAML or JSON file kept under version control, applied to the database the way the admin API
- * would apply them one by one.
+ * Declarative provisioning configuration: connectors, entitlements, birthright rules and access
+ * policies described in a YAML or JSON file kept under version control, applied to the database the
+ * way the admin API would apply them one by one.
  *
  * Applying is idempotent and atomic. Everything is validated first, with the admin API's rules, and
  * every problem is reported at once with its location in the file; then, in the same transaction,
@@ -20,6 +20,8 @@ import { enqueue, enqueueUserChanges } from '../outbox/outbox.js';
 import { coveredUsers, plaintextSecrets, targetProblems } from './checks.js';
 import { parseFilter } from '../scim/filter/index.js';
 import { ScimError } from '../scim/errors.js';
+import { Ajv, type ErrorObject } from 'ajv';
+import { AccessPolicyBodySchema, getPolicyByName, PolicyError, resolvePolicy, savePolicy, type AccessPolicy, type AccessPolicyBody } from '../access/policies.js';
 
 export interface ChangeCounts {
   created: number;
@@ -31,6 +33,7 @@ export interface ApplyReport {
   connectors: ChangeCounts;
   entitlements: ChangeCounts;
   rules: ChangeCounts;
+  accessPolicies: ChangeCounts;
 }
 
 export interface ApplyOptions {
@@ -63,6 +66,27 @@ const MODES = ['enforce', 'monitor'] as const;
 const DEPROVISION = ['disable', 'delete'] as const;
 const MEMBERSHIP = ['authoritative', 'additive'] as const;
 const SECRET_ADVICE = 'give secrets as env:NAME or file:/path references, never as values';
+/** Access policy names, as `PUT /api/access-policies/{name}` accepts them. */
+const POLICY_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const SECTIONS = ['connectors', 'entitlements', 'rules', 'accessPolicies'];
+
+/**
+ * The access policy body schema of the admin API, checked strictly: no coercion, every error
+ * reported, unknown fields refused (the API's schema says `additionalProperties: false`).
+ */
+const checkPolicyBody = new Ajv({ allErrors: true, strict: false, coerceTypes: false, removeAdditional: false }).compile<AccessPolicyBody>(AccessPolicyBodySchema as object);
+
+/** An ajv error as "field: what is wrong", in the file's dotted notation. */
+function schemaProblem(at: string, e: ErrorObject): string {
+  const path = e.instancePath
+    .split('/')
+    .slice(1)
+    .map((k) => (/^\d+$/.test(k) ? `[${k}]` : `.${k.replace(/~1/g, '/').replace(/~0/g, '~')}`))
+    .join('');
+  if (e.keyword === 'additionalProperties') return `${at}${path}.${String((e.params as { additionalProperty: string }).additionalProperty)}: unknown field`;
+  if (e.keyword === 'required') return `${at}${path}.${String((e.params as { missingProperty: string }).missingProperty)}: is required`;
+  return `${at}${path}: ${e.message ?? 'is not valid'}${e.keyword === 'enum' ? ` (${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')})` : ''}`;
+}
 
 /** Reads a YAML (.yaml, .yml) or JSON (.json) file and applies it; see {@link applyProvisioningDocument}. */
 export async function applyProvisioningFile(db: Db, file: string, opts: ApplyOptions = {}): Promise<ApplyReport> {
@@ -85,8 +109,9 @@ export async function applyProvisioningFile(db: Db, file: string, opts: ApplyOpt
 }
 
 /**
- * Applies a parsed document `{ connectors, entitlements, rules }` in one transaction: connectors are
- * upserted by id, entitlements by (connector, name), rules by name. Throws a
+ * Applies a parsed document `{ connectors, entitlements, rules, accessPolicies }` in one
+ * transaction: connectors are upserted by id, entitlements by (connector, name), rules and access
+ * policies by name. Throws a
  * {@link ProvisioningFileError} listing every problem, having written nothing, if any is found.
  */
 export async function applyProvisioningDocument(db: Db, doc: unknown, opts: ApplyDocumentOptions = {}): Promise<ApplyReport> {
@@ -153,10 +178,20 @@ interface RuleSpec {
   entitlements: Array<{ at: string; ref: string }>;
 }
 
+interface PolicySpec {
+  /** `accessPolicies.<name>`: problems name the policy. */
+  at: string;
+  /** `accessPolicies[i]`. */
+  index: string;
+  name: string;
+  body: AccessPolicyBody;
+}
+
 interface DocumentSpec {
   connectors: ConnectorSpec[];
   entitlements: EntitlementSpec[];
   rules: RuleSpec[];
+  accessPolicies: PolicySpec[];
 }
 
 type Obj = Record<string, unknown>;
@@ -266,11 +301,11 @@ function noDuplicates<T extends { at: string }>(items: T[], key: (x: T) => strin
 
 function readDocument(doc: unknown, baseDir: string, problems: string[]): DocumentSpec {
   if (!isObject(doc)) {
-    problems.push('the document must be an object with the keys connectors, entitlements, rules');
-    return { connectors: [], entitlements: [], rules: [] };
+    problems.push(`the document must be an object with the keys ${SECTIONS.join(', ')}`);
+    return { connectors: [], entitlements: [], rules: [], accessPolicies: [] };
   }
   for (const key of Object.keys(doc)) {
-    if (!['connectors', 'entitlements', 'rules'].includes(key)) problems.push(`${key}: unknown section (expected connectors, entitlements, rules)`);
+    if (!SECTIONS.includes(key)) problems.push(`${key}: unknown section (expected ${SECTIONS.join(', ')})`);
   }
 
   const connectors: ConnectorSpec[] = [];
@@ -328,7 +363,29 @@ function readDocument(doc: unknown, baseDir: string, problems: string[]): Docume
   }
   noDuplicates(rules, (r) => r.name, 'name', problems);
 
-  return { connectors, entitlements, rules };
+  // An access policy is the body of PUT /api/access-policies/{name} with its name beside it.
+  const accessPolicies: PolicySpec[] = [];
+  for (const { at: index, item } of section(doc, 'accessPolicies', problems)) {
+    const { name, ...body } = item;
+    if (typeof name !== 'string' || !POLICY_NAME.test(name)) {
+      problems.push(`${index}.name: ${name === undefined || name === null ? 'is required' : `${JSON.stringify(name)} must match ${String(POLICY_NAME)}`}`);
+      continue;
+    }
+    const at = `accessPolicies.${name}`;
+    if (!checkPolicyBody(body)) {
+      for (const e of checkPolicyBody.errors ?? []) problems.push(schemaProblem(at, e));
+      continue;
+    }
+    // An approver function given by a relative path is taken from the file's folder, like plugins.
+    for (const stage of body.stages) {
+      const fn = stage.approvers.function;
+      if (fn?.startsWith('.')) stage.approvers.function = resolve(baseDir, fn);
+    }
+    accessPolicies.push({ at, index, name, body });
+  }
+  noDuplicates(accessPolicies.map((p) => ({ at: p.index, name: p.name })), (p) => p.name, 'name', problems);
+
+  return { connectors, entitlements, rules, accessPolicies };
 }
 
 async function loadDefinition(type: string, at: string, problems: string[]): Promise<ConnectorDefinition | undefined> {
@@ -373,6 +430,7 @@ interface Plan {
   connectors: Array<{ spec: ConnectorSpec; before: ConnectorRow | undefined }>;
   entitlements: Array<{ spec: EntitlementSpec; id: string; before: EntitlementRow | undefined }>;
   rules: Array<{ spec: RuleSpec; groupId: string | null; entitlementIds: string[]; before: RuleRow | undefined }>;
+  accessPolicies: Array<{ resolved: Omit<AccessPolicy, 'id' | 'entitlement'>; before: AccessPolicy | undefined }>;
 }
 
 const CONNECTOR_COLUMNS = 'id, type, config, mode, deprovision, enabled, reconcile_every_minutes AS "reconcileEveryMinutes", created_at, updated_at';
@@ -394,7 +452,7 @@ async function planChanges(tx: Tx, spec: DocumentSpec, defs: Map<string, Connect
   );
   const entitlementsInDb = new Map(entitlementRows.map((r) => [`${r.connectorId}/${r.name}`, r]));
 
-  const plan: Plan = { connectors: [], entitlements: [], rules: [] };
+  const plan: Plan = { connectors: [], entitlements: [], rules: [], accessPolicies: [] };
   for (const c of spec.connectors) plan.connectors.push({ spec: c, before: connectorsInDb.get(c.id) });
 
   // Entitlement ids by "connector/name" and by id, for the rules: existing ones and those the file creates.
@@ -440,7 +498,24 @@ async function planChanges(tx: Tx, spec: DocumentSpec, defs: Map<string, Connect
     }
     plan.rules.push({ spec: r, groupId, entitlementIds: [...new Set(ids)], before: rulesInDb.get(r.name) });
   }
+
+  // Access policies: the admin API's checks and name resolution; entitlements this file creates count.
+  for (const p of spec.accessPolicies) {
+    try {
+      const resolved = await resolvePolicy(tx, p.name, p.body, { entitlements: entitlementIds });
+      plan.accessPolicies.push({ resolved, before: await getPolicyByName(tx, p.name, true) });
+    } catch (err) {
+      if (!(err instanceof PolicyError)) throw err;
+      problems.push(`${p.at}.${err.message}`);
+    }
+  }
   return plan;
+}
+
+/** Whether the stored policy already says what the file says. */
+function policyUnchanged(resolved: Omit<AccessPolicy, 'id' | 'entitlement'>, before: AccessPolicy): boolean {
+  const { id: _id, entitlement: _e, ...stored } = before;
+  return isDeepStrictEqual(JSON.parse(JSON.stringify(stored)), JSON.parse(JSON.stringify(resolved)));
 }
 
 function connectorUnchanged(c: ConnectorSpec, row: ConnectorRow): boolean {
@@ -475,6 +550,7 @@ async function writeChanges(tx: Tx, plan: Plan, actor: string): Promise<ApplyRep
     connectors: { created: 0, updated: 0, unchanged: 0 },
     entitlements: { created: 0, updated: 0, unchanged: 0 },
     rules: { created: 0, updated: 0, unchanged: 0 },
+    accessPolicies: { created: 0, updated: 0, unchanged: 0 },
   };
   const count = (counts: ChangeCounts, before: unknown) => (before ? counts.updated++ : counts.created++);
 
@@ -543,5 +619,17 @@ async function writeChanges(tx: Tx, plan: Plan, actor: string): Promise<ApplyRep
   }
   if (everyone) for (const u of await coveredUsers(tx, null)) users.add(u);
   await enqueueUserChanges(tx, [...users]);
+
+  // The file is authoritative for the policies it declares: each is replaced to match it, as by
+  // PUT /api/access-policies/{name}. Pending requests keep the policy they were made under.
+  for (const { resolved, before } of plan.accessPolicies) {
+    if (before && policyUnchanged(resolved, before)) {
+      report.accessPolicies.unchanged++;
+      continue;
+    }
+    const { saved } = await savePolicy(tx, randomUUID(), resolved);
+    await audit(tx, actor, 'access-policy.saved', 'AccessPolicy', saved.id, before, saved);
+    count(report.accessPolicies, before);
+  }
   return report;
 }

@@ -22,13 +22,27 @@ export interface LoadedRequest {
   requesterId: string;
   status: RequestStatus;
   policy: string;
-  stages: Array<Pick<PolicyStage, 'name' | 'rule' | 'quorum' | 'timeoutSeconds' | 'onTimeout'> & { approverFunction: { module: string; timeoutSeconds: number } | null }>;
+  stages: Array<
+    Pick<PolicyStage, 'name' | 'rule' | 'quorum' | 'timeoutSeconds' | 'onTimeout'> & {
+      approverFunction: { module: string; timeoutSeconds: number } | null;
+      /** Seconds before the stage's timeout at which the undecided approvers are reminded. */
+      remindBeforeSeconds: number[];
+      /** Who approves, in words (for the Temporal UI), e.g. "group Security". */
+      approversLabel: string;
+    }
+  >;
   requestTtlSeconds: number | null;
   fulfilment: 'automatic' | 'manual';
   /** How long the access lasts once given (seconds); null: until taken away. */
   durationSeconds: number | null;
   /** When the request was made (epoch ms), so its TTL counts from then even after a restart. */
   createdAt: number;
+  /** How long before time-bound access ends the requester is told (seconds); null: not told. */
+  expiringNoticeSeconds: number | null;
+  /** For an extension: the request whose access it prolongs. */
+  extendsId: string | null;
+  /** `connectorId/name` of the entitlement; null for a manual-only resource. */
+  entitlement: string | null;
 }
 
 /** A stage's approvers, or what to do because there are none. */
@@ -45,8 +59,17 @@ export interface FulfilmentOutcome {
 }
 
 async function loadRow(db: Pick<Db | Tx, 'query'>, requestId: string) {
-  const { rows } = await db.query<{ requester_id: string; status: RequestStatus; policy: AccessPolicy; created_at: Date; duration_s: number | null; grant_id: string | null; justification: string | null }>(
-    'SELECT requester_id, status, policy, created_at, duration_s, grant_id, justification FROM access_requests WHERE id = $1',
+  const { rows } = await db.query<{
+    requester_id: string;
+    status: RequestStatus;
+    policy: AccessPolicy;
+    created_at: Date;
+    duration_s: number | null;
+    grant_id: string | null;
+    justification: string | null;
+    extends_id: string | null;
+  }>(
+    'SELECT requester_id, status, policy, created_at, duration_s, grant_id, justification, extends_id FROM access_requests WHERE id = $1',
     [requestId],
   );
   if (!rows[0]) throw new Error(`access request ${requestId} does not exist`);
@@ -55,16 +78,49 @@ async function loadRow(db: Pick<Db | Tx, 'query'>, requestId: string) {
 
 export async function loadAccessRequest(db: Db, requestId: string): Promise<LoadedRequest> {
   const r = await loadRow(db, requestId);
+  const stages: LoadedRequest['stages'] = [];
+  for (const s of r.policy.stages) {
+    stages.push({
+      name: s.name,
+      rule: s.rule,
+      quorum: s.quorum,
+      timeoutSeconds: s.timeoutSeconds,
+      onTimeout: s.onTimeout ?? 'expire',
+      approverFunction: s.approvers.function ?? null,
+      remindBeforeSeconds: s.remindBeforeSeconds ?? [],
+      approversLabel: await approversLabel(db, s),
+    });
+  }
   return {
     requesterId: r.requester_id,
     status: r.status,
     policy: r.policy.name,
-    stages: r.policy.stages.map((s) => ({ name: s.name, rule: s.rule, quorum: s.quorum, timeoutSeconds: s.timeoutSeconds, onTimeout: s.onTimeout ?? 'expire', approverFunction: s.approvers.function ?? null })),
+    stages,
     requestTtlSeconds: r.policy.requestTtlSeconds,
     fulfilment: r.policy.fulfilment.mode,
     durationSeconds: r.duration_s,
     createdAt: r.created_at.getTime(),
+    expiringNoticeSeconds: r.policy.durations.expiringNoticeSeconds ?? null,
+    extendsId: r.extends_id,
+    entitlement: r.policy.entitlement,
   };
+}
+
+/** A stage's sources of approvers in words, as of now: "group Security, the requester's manager". */
+async function approversLabel(db: Pick<Db | Tx, 'query'>, s: PolicyStage): Promise<string> {
+  const parts: string[] = [];
+  if (s.approvers.userIds.length) {
+    const { rows } = await db.query<{ user_name: string }>('SELECT user_name FROM users WHERE id = ANY($1::uuid[]) ORDER BY user_name', [s.approvers.userIds]);
+    parts.push(rows.length > 3 ? `${rows.length} listed users` : rows.map((x) => x.user_name).join(', '));
+  }
+  if (s.approvers.groupId) {
+    const { rows } = await db.query<{ display_name: string }>('SELECT display_name FROM groups WHERE id = $1', [s.approvers.groupId]);
+    parts.push(`group ${rows[0]?.display_name ?? s.approvers.groupId}`);
+  }
+  if (s.approvers.managerLevels !== null) parts.push(s.approvers.managerLevels === 1 ? "the requester's manager" : `the requester's manager ${s.approvers.managerLevels} levels up`);
+  if (s.approvers.owners) parts.push('the owners');
+  if (s.approvers.function) parts.push(`approver function ${s.approvers.function.module.split('/').pop()}`);
+  return parts.join(', ') || 'nobody';
 }
 
 /** Active users who are members of the group, nested groups included. */
@@ -415,7 +471,7 @@ export const NOTICE_ATTEMPTS = 5;
 export async function notifyAccess(
   db: Db,
   notifier: AccessNotifier | undefined,
-  n: { requestId: string; type: AccessNoticeType; recipientIds: string[]; key: string },
+  n: { requestId: string; type: AccessNoticeType; recipientIds: string[]; key: string; stage?: number; deadline?: string },
   attempt: number,
 ): Promise<void> {
   if (!notifier || n.recipientIds.length === 0) return;
@@ -448,6 +504,8 @@ export async function notifyAccess(
       status: r.status,
       reason: r.reason,
       recipients: people.map((p) => ({ userId: p.id, userName: p.user_name, email: p.email })),
+      ...(n.stage !== undefined ? { stage: n.stage } : {}),
+      ...(n.deadline !== undefined ? { deadline: n.deadline } : {}),
     });
   } catch (err) {
     if (attempt < NOTICE_ATTEMPTS) throw err;
@@ -455,4 +513,102 @@ export async function notifyAccess(
     return;
   }
   await record('sent', null);
+}
+
+/** When the request's access ends, as recorded now. */
+export interface AccessWindow {
+  /** The end (epoch ms): the grant's validity for automatic fulfilment, `access_until` for manual; null: no end. */
+  until: number | null;
+  /** Taken away already: the request is revoked, or its grant ended. */
+  revoked: boolean;
+  /** A fulfilled extension that carries the access on past `until`, if any. */
+  continuedBy: string | null;
+}
+
+/** Where the request's fulfilled access stands: when it ends, whether it was taken away or extended. */
+export async function whenAccessEnds(db: Db, requestId: string): Promise<AccessWindow> {
+  const { rows } = await db.query<{ status: RequestStatus; mode: string; access_until: Date | null; grant_id: string | null; valid_until: Date | null; grant_status: string | null; continued_by: string | null }>(
+    `SELECT r.status, r.policy->'fulfilment'->>'mode' AS mode, r.access_until, r.grant_id, g.valid_until, g.status AS grant_status,
+            (SELECT x.id FROM access_requests x WHERE x.extends_id = r.id AND x.status = 'fulfilled' ORDER BY x.created_at, x.id LIMIT 1) AS continued_by
+       FROM access_requests r LEFT JOIN grants g ON g.id = r.grant_id WHERE r.id = $1`,
+    [requestId],
+  );
+  const r = rows[0];
+  if (!r) throw new Error(`access request ${requestId} does not exist`);
+  const until = r.mode === 'manual' ? r.access_until : r.valid_until;
+  return { until: until?.getTime() ?? null, revoked: r.status === 'revoked' || (r.grant_id !== null && r.grant_status !== 'active'), continuedBy: r.continued_by };
+}
+
+/**
+ * Manual access given (or, for an extension of manual access, prolonged): records when it ends,
+ * the requested duration from now, or for an extension from the end of the access it prolongs,
+ * so the access never lapses between them. Running it again answers the recorded end.
+ */
+export async function startManualAccess(db: Db, requestId: string): Promise<{ until: number | null }> {
+  const { rows } = await db.query<{ access_until: Date | null }>(
+    `UPDATE access_requests r SET access_until = COALESCE(r.access_until,
+        CASE WHEN r.duration_s IS NULL THEN NULL
+             ELSE GREATEST(now(), COALESCE((SELECT o.access_until FROM access_requests o WHERE o.id = r.extends_id AND o.status = 'fulfilled'), now()))
+                  + r.duration_s * interval '1 second' END), updated_at = now()
+      WHERE r.id = $1 RETURNING r.access_until`,
+    [requestId],
+  );
+  return { until: rows[0]?.access_until?.getTime() ?? null };
+}
+
+/** The extension's original still running manual access, if any: what an extension of manual access prolongs. */
+export async function extendedManualAccess(db: Db, requestId: string): Promise<{ extendsId: string; until: number } | null> {
+  const { rows } = await db.query<{ id: string; access_until: Date }>(
+    `SELECT o.id, o.access_until FROM access_requests r JOIN access_requests o ON o.id = r.extends_id
+      WHERE r.id = $1 AND o.status = 'fulfilled' AND o.access_until > now()`,
+    [requestId],
+  );
+  return rows[0] ? { extendsId: rows[0].id, until: rows[0].access_until.getTime() } : null;
+}
+
+/**
+ * Manually fulfilled access is taken away by an administrator: the request records `revoked`
+ * (once) with the reason and its audit event, and so do the fulfilled extensions that prolong it
+ * (the same access); the workflow then opens the one revocation task.
+ */
+export async function recordManualRevocation(db: Db, r: { requestId: string; actor: string; reason: string }): Promise<void> {
+  await withTransaction(db, async (tx) => {
+    const { rows } = await tx.query<{ id: string; root: boolean }>(
+      `WITH RECURSIVE chain(id) AS (
+         SELECT $1::uuid
+         UNION
+         SELECT x.id FROM chain JOIN access_requests x ON x.extends_id = chain.id AND x.status = 'fulfilled'
+       )
+       UPDATE access_requests r SET status = 'revoked', updated_at = now(),
+              status_reason = CASE WHEN r.id = $1 THEN $2 ELSE 'revoked with request ' || $1 || ': ' || $2 END
+         FROM chain WHERE r.id = chain.id AND r.status = 'fulfilled' RETURNING r.id, r.id = $1 AS root`,
+      [r.requestId, r.reason],
+    );
+    if (!rows.some((x) => x.root)) return;
+    for (const x of rows) {
+      await tx.query(`INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'access-request.revoked', 'AccessRequest', $2, $3, $4)`, [
+        r.actor,
+        x.id,
+        r.reason,
+        JSON.stringify({ status: 'revoked', fulfilment: 'manual', ...(x.root ? {} : { with: r.requestId }) }),
+      ]);
+    }
+  });
+}
+
+/** Time-bound manual access ended: the request says so (its revocation task is opened next), with an audit event (once). */
+export async function recordAccessEnded(db: Db, requestId: string): Promise<void> {
+  await withTransaction(db, async (tx) => {
+    const { rows } = await tx.query(
+      `UPDATE access_requests SET status_reason = 'the access ended; the fulfilment group takes it away', updated_at = now()
+        WHERE id = $1 AND status = 'fulfilled' AND status_reason IS DISTINCT FROM 'the access ended; the fulfilment group takes it away' RETURNING id`,
+      [requestId],
+    );
+    if (!rows[0]) return;
+    await tx.query(
+      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
+       SELECT $2, 'access-request.access-ended', 'AccessRequest', $1::text, 'time-bound access ended', jsonb_build_object('accessUntil', access_until) FROM access_requests WHERE id = $1::uuid`,
+      [requestId, `access-request:${requestId}`],
+    );
+  });
 }

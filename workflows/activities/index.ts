@@ -121,6 +121,16 @@ function accessRequestActivities(db: Db, notifier: AccessNotifier | undefined) {
     closeFulfilmentTask: async (input: Parameters<typeof access.closeFulfilmentTask>[1]) => await access.closeFulfilmentTask(db, input),
     /** Whether the granted access has reached the target yet. */
     checkFulfilment: async ({ requestId }: { requestId: string }) => await access.checkFulfilment(db, requestId),
+    /** When the fulfilled access ends, and whether it was revoked or extended since. */
+    whenAccessEnds: async ({ requestId }: { requestId: string }) => await access.whenAccessEnds(db, requestId),
+    /** Records when manually given (or prolonged) access ends. */
+    startManualAccess: async ({ requestId }: { requestId: string }) => await access.startManualAccess(db, requestId),
+    /** For an extension: the still running manual access it prolongs, if any. */
+    extendedManualAccess: async ({ requestId }: { requestId: string }) => await access.extendedManualAccess(db, requestId),
+    /** Records manually given access as revoked by an administrator. */
+    recordManualRevocation: async (input: Parameters<typeof access.recordManualRevocation>[1]) => await access.recordManualRevocation(db, input),
+    /** Records that time-bound manual access ended. */
+    recordAccessEnded: async ({ requestId }: { requestId: string }) => await access.recordAccessEnded(db, requestId),
   };
 }
 

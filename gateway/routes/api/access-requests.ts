@@ -27,8 +27,8 @@ import {
   type AccessRequestView,
   type Decision,
 } from '../../../core/access/requests.js';
-import { AccessRequestNotRunning, AccessRequestRefusal, cancelAccessRequest, completeAccessTask, decideAccessRequest } from '../../../workflows/client.js';
-import { claimTask, getTask, tasksOf } from '../../../core/access/tasks.js';
+import { AccessRequestNotRunning, AccessRequestRefusal, cancelAccessRequest, completeAccessTask, decideAccessRequest, revokeManualAccess } from '../../../workflows/client.js';
+import { claimTask, getTask, recordRefusedTaskAttempt, tasksOf, type AccessTaskView } from '../../../core/access/tasks.js';
 import { sendApiError } from './errors.js';
 import { csvField, parseInstant } from '../../../core/audit/chain.js';
 
@@ -324,6 +324,21 @@ const accessRequests: FastifyPluginAsync = async (app) => {
           return stateOf((await getRequest(app.db, view.id))!);
         }
       }
+      const { rows: mode } = await app.db.query<{ manual: boolean }>(`SELECT policy->'fulfilment'->>'mode' = 'manual' AS manual FROM access_requests WHERE id = $1`, [view.id]);
+      if (view.status === 'fulfilled' && mode[0]?.manual) {
+        // Access given by hand is taken away by hand: the workflow records it and opens the revocation task.
+        const client = await temporalClient(reply);
+        if (!client) return reply;
+        try {
+          await revokeManualAccess(client, view.id, { actor: request.identity!.name, reason });
+          return stateOf((await getRequest(app.db, view.id))!);
+        } catch (err) {
+          if (err instanceof AccessRequestRefusal) return refusal(reply, err);
+          if (!(err instanceof AccessRequestNotRunning)) throw err;
+          const now = (await getRequest(app.db, view.id))!;
+          return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: 'the access given by hand has ended already', state: stateOf(now) });
+        }
+      }
       if (!(await revokeGrantedAccess(app.db, view.id, request.identity!.name, reason))) {
         return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `the request is ${view.status} and holds no automatic access to revoke`, state: stateOf(view) });
       }
@@ -358,13 +373,18 @@ const accessRequests: FastifyPluginAsync = async (app) => {
       const rows = await exportRequests(app.db, from, to);
       reply.header('content-disposition', `attachment; filename="access-requests.${request.query.format}"`);
       if (request.query.format === 'json') return reply.type('application/json; charset=utf-8').send(JSON.stringify(rows));
-      const columns = ['requestId', 'policy', 'entitlement', 'requester', 'justification', 'durationSeconds', 'status', 'reason', 'createdAt', 'decidedAt', 'fulfilledAt', 'stage', 'approver', 'decision', 'comment', 'accepted', 'refusal', 'decisionAt'];
+      const columns = ['requestId', 'policy', 'entitlement', 'requester', 'justification', 'durationSeconds', 'status', 'reason', 'createdAt', 'decidedAt', 'fulfilledAt', 'stage', 'approver', 'decision', 'comment', 'accepted', 'refusal', 'decisionAt', 'task'];
       const lines = [columns.join(',')];
       for (const r of rows) {
         const head = [r.id, r.policy, r.entitlement, r.requester, r.justification, r.durationSeconds, r.status, r.reason, r.createdAt, r.decidedAt, r.fulfilledAt];
         const decisions = r.decisions.length ? r.decisions : [undefined];
         for (const d of decisions) {
-          lines.push([...head, d?.stage ?? null, d?.approver ?? null, d?.decision ?? null, d?.comment ?? null, d ? String(d.accepted) : null, d?.refusal ?? null, d?.at ?? null].map(csvField).join(','));
+          lines.push([...head, d?.stage ?? null, d?.approver ?? null, d?.decision ?? null, d?.comment ?? null, d ? String(d.accepted) : null, d?.refusal ?? null, d?.at ?? null, null].map(csvField).join(','));
+        }
+        // A refused attempt at a task: who tried (approver), what (decision: "claim task", "report task done"), why (refusal).
+        for (const x of r.taskRefusals) {
+          const what = x.attempt === 'claim' ? 'claim task' : `report task ${x.outcome ?? ''}`.trim();
+          lines.push([...head, null, x.actor, what, null, 'false', x.reason, x.at, x.task].map(csvField).join(','));
         }
       }
       return reply.type('text/csv; charset=utf-8').send(`${lines.join('\r\n')}\r\n`);
@@ -386,9 +406,11 @@ const accessRequests: FastifyPluginAsync = async (app) => {
       const me = await actor(request, reply);
       if (!me) return reply;
       const found = await getTask(app.db, request.params.id);
-      if (!found || !found.assignees.includes(me.userId)) return fail(reply, 404, `no task ${request.params.id} of yours`);
+      if (!found) return fail(reply, 404, `no task ${request.params.id}`);
+      if (!found.assignees.includes(me.userId)) return await refusedTask(reply, 403, found.task, me, 'claim', 'not a member of the fulfilment group of this task');
       if (!(await claimTask(app.db, request.params.id, me.userId, me.userName))) {
-        return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `the task is ${found.task.status}`, task: found.task });
+        const now = (await getTask(app.db, request.params.id))!.task;
+        return await refusedTask(reply, 409, now, me, 'claim', `the task is ${now.status}${now.claimedBy ? ` (claimed by ${now.claimedBy})` : ''}`);
       }
       return (await getTask(app.db, request.params.id))!.task;
     },
@@ -415,22 +437,44 @@ const accessRequests: FastifyPluginAsync = async (app) => {
       if (!me) return reply;
       const found = await getTask(app.db, request.params.id);
       if (!found) return fail(reply, 404, `no task ${request.params.id}`);
+      const { outcome, note } = request.body;
+      const { task } = found;
+      if (!found.assignees.includes(me.userId)) return await refusedTask(reply, 403, task, me, 'complete', 'not a member of the fulfilment group of this task', outcome);
+      if (task.status === 'claimed' && task.claimedBy !== me.userName) return await refusedTask(reply, 403, task, me, 'complete', `the task is claimed by ${task.claimedBy}`, outcome);
+      if (task.status === 'done' || task.status === 'failed') {
+        // The same report again by the same person (a double click) answers the task; anything else is refused.
+        if (task.status === outcome && task.closedBy === me.userName) return task;
+        return await refusedTask(reply, 409, task, me, 'complete', `the task is ${task.status} already${task.closedBy ? ` (reported by ${task.closedBy})` : ''}`, outcome);
+      }
       const client = await temporalClient(reply);
       if (!client) return reply;
-      const { outcome, note } = request.body;
       try {
-        return await completeAccessTask(client, found.task.requestId, { taskId: found.task.id, actorId: me.userId, outcome, ...(note !== undefined ? { note } : {}) });
+        return await completeAccessTask(client, task.requestId, { taskId: task.id, actorId: me.userId, outcome, ...(note !== undefined ? { note } : {}) });
       } catch (err) {
-        if (err instanceof AccessRequestRefusal) return refusal(reply, err);
+        if (err instanceof AccessRequestRefusal) return await refusedTask(reply, err.status, task, me, 'complete', err.message, outcome, err.state);
         if (!(err instanceof AccessRequestNotRunning)) throw err;
       }
       // The workflow has ended: answer from what was recorded.
-      const now = (await getTask(app.db, found.task.id))!;
-      if (!now.assignees.includes(me.userId)) return fail(reply, 403, 'not a member of the fulfilment group of this task');
-      if (now.task.status === outcome) return now.task;
-      return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `the task is ${now.task.status}`, task: now.task });
+      const now = (await getTask(app.db, task.id))!.task;
+      if (now.status === outcome && now.closedBy === me.userName) return now;
+      return await refusedTask(reply, 409, now, me, 'complete', `the task is ${now.status}`, outcome);
     },
   );
+
+  /** Answers a refused claim or report of a task, having recorded it in the audit log. */
+  async function refusedTask(
+    reply: FastifyReply,
+    status: 403 | 409,
+    task: AccessTaskView,
+    me: Actor,
+    attempt: 'claim' | 'complete',
+    message: string,
+    outcome?: 'done' | 'failed',
+    state?: unknown,
+  ) {
+    await recordRefusedTaskAttempt(app.db, { taskId: task.id, requestId: task.requestId, kind: task.kind, actor: me.userName, attempt, reason: message, ...(outcome ? { outcome } : {}) });
+    return reply.code(status).send({ statusCode: status, error: status === 403 ? 'Forbidden' : 'Conflict', message, task, ...(state ? { state } : {}) });
+  }
 
   function stateOf(view: AccessRequestView) {
     return { requestId: view.requestId, status: view.status, stage: view.stage, reason: view.reason, stages: view.stages };

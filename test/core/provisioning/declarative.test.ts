@@ -79,6 +79,7 @@ async function snapshot() {
     connectors: await q('SELECT * FROM connectors ORDER BY id'),
     entitlements: await q('SELECT * FROM entitlements ORDER BY id'),
     rules: await q('SELECT * FROM rules ORDER BY id'),
+    accessPolicies: await q('SELECT * FROM access_policies ORDER BY id'),
     audit: await q('SELECT id FROM audit_events ORDER BY id'),
     outbox: await q('SELECT id FROM outbox ORDER BY id'),
   };
@@ -89,7 +90,7 @@ const counts = (created: number, updated: number, unchanged: number) => ({ creat
 t.test('a first apply creates everything, with audit events and outbox messages', async (t) => {
   const path = await file('provisioning.yaml', baseYaml());
   const report = await applyProvisioningFile(db, path, {});
-  t.same(report, { connectors: counts(2, 0, 0), entitlements: counts(2, 0, 0), rules: counts(1, 0, 0) });
+  t.same(report, { connectors: counts(2, 0, 0), entitlements: counts(2, 0, 0), rules: counts(1, 0, 0), accessPolicies: counts(0, 0, 0) });
 
   const { rows: connectors } = await db.query('SELECT id, type, config, mode, deprovision, enabled, reconcile_every_minutes FROM connectors ORDER BY id');
   t.same(connectors, [
@@ -134,7 +135,7 @@ t.test('a first apply creates everything, with audit events and outbox messages'
 t.test('applying the same file again changes nothing', async (t) => {
   const before = await snapshot();
   const report = await applyProvisioningFile(db, join(dir, 'provisioning.yaml'), {});
-  t.same(report, { connectors: counts(0, 0, 2), entitlements: counts(0, 0, 2), rules: counts(0, 0, 1) });
+  t.same(report, { connectors: counts(0, 0, 2), entitlements: counts(0, 0, 2), rules: counts(0, 0, 1), accessPolicies: counts(0, 0, 0) });
   t.same(await snapshot(), before, 'no row written, no updated_at bumped, no audit event, no outbox message');
 });
 
@@ -142,7 +143,7 @@ t.test("changing one entitlement's membership updates only it", async (t) => {
   const before = await snapshot();
   const path = await file('provisioning.yaml', baseYaml('authoritative'));
   const report = await applyProvisioningFile(db, path, { actor: 'gitops' });
-  t.same(report, { connectors: counts(0, 0, 2), entitlements: counts(0, 1, 1), rules: counts(0, 0, 1) });
+  t.same(report, { connectors: counts(0, 0, 2), entitlements: counts(0, 1, 1), rules: counts(0, 0, 1), accessPolicies: counts(0, 0, 0) });
   const after = await snapshot();
   t.same(after.connectors, before.connectors);
   t.same(after.rules, before.rules);
@@ -157,7 +158,7 @@ t.test("changing one entitlement's membership updates only it", async (t) => {
 t.test('what the file does not mention is left alone', async (t) => {
   const before = await snapshot();
   const path = await file('partial.yaml', `connectors:\n  - id: memory\n    type: ${PLUGIN}\n    config: { namespace: decl-main, secret: env:MEMORY_SECRET }\n    reconcileEveryMinutes: 60\n`);
-  t.same(await applyProvisioningFile(db, path, {}), { connectors: counts(0, 0, 1), entitlements: counts(0, 0, 0), rules: counts(0, 0, 0) });
+  t.same(await applyProvisioningFile(db, path, {}), { connectors: counts(0, 0, 1), entitlements: counts(0, 0, 0), rules: counts(0, 0, 0), accessPolicies: counts(0, 0, 0) });
   t.same(await snapshot(), before);
 });
 
@@ -240,21 +241,21 @@ t.test('a JSON file works the same; a new condition rule re-evaluates every user
     rules: [{ name: 'security-dept', condition: `${DEPARTMENT} eq "Security"`, entitlements: ['memory/security-group'] }],
   };
   const path = await file('provisioning.json', JSON.stringify(doc));
-  t.same(await applyProvisioningFile(db, path, {}), { connectors: counts(0, 0, 0), entitlements: counts(1, 0, 0), rules: counts(1, 0, 0) });
+  t.same(await applyProvisioningFile(db, path, {}), { connectors: counts(0, 0, 0), entitlements: counts(1, 0, 0), rules: counts(1, 0, 0), accessPolicies: counts(0, 0, 0) });
   const { rows } = await db.query<{ aggregate_id: string }>("SELECT aggregate_id FROM outbox WHERE topic = 'user.changed' AND id > $1", [before.outbox.at(-1)!.id]);
   t.same(rows.map((r) => r.aggregate_id).sort(), [ids.alice, ids.bob, ids.carol].sort());
   const { rows: rule } = await db.query("SELECT condition FROM rules WHERE name = 'security-dept'");
   t.same(rule, [{ condition: `${DEPARTMENT} eq "Security"` }]);
 
   const again = await snapshot();
-  t.same(await applyProvisioningFile(db, path, {}), { connectors: counts(0, 0, 0), entitlements: counts(0, 0, 1), rules: counts(0, 0, 1) });
+  t.same(await applyProvisioningFile(db, path, {}), { connectors: counts(0, 0, 0), entitlements: counts(0, 0, 1), rules: counts(0, 0, 1), accessPolicies: counts(0, 0, 0) });
   t.same(await snapshot(), again, 'the second apply of the JSON file writes nothing');
 });
 
 t.test("moving a rule to another group re-evaluates the members of both groups", async (t) => {
   const before = await snapshot();
   const path = await file('move.yml', `rules:\n  - name: engineering\n    group: ${ids.platform}\n    entitlements: [backup/eng-group, memory/eng-group]\n`);
-  t.same(await applyProvisioningFile(db, path, {}), { connectors: counts(0, 0, 0), entitlements: counts(0, 0, 0), rules: counts(0, 1, 0) });
+  t.same(await applyProvisioningFile(db, path, {}), { connectors: counts(0, 0, 0), entitlements: counts(0, 0, 0), rules: counts(0, 1, 0), accessPolicies: counts(0, 0, 0) });
   const { rows } = await db.query<{ aggregate_id: string }>("SELECT aggregate_id FROM outbox WHERE topic = 'user.changed' AND id > $1", [before.outbox.at(-1)!.id]);
   t.same(rows.map((r) => r.aggregate_id).sort(), [ids.alice, ids.carol].sort(), 'alice loses the rule, carol keeps it');
   const { rows: audit } = await db.query("SELECT action, before, after FROM audit_events WHERE resource_type = 'Rule' ORDER BY id DESC LIMIT 1");
@@ -266,4 +267,87 @@ t.test('a file with an unknown extension or that cannot be read', async (t) => {
   await t.rejects(applyProvisioningFile(db, await file('provisioning.txt', ''), {}), /must end in \.yaml, \.yml or \.json/);
   await t.rejects(applyProvisioningFile(db, join(dir, 'missing.yaml'), {}), /cannot be read: ENOENT/);
   await t.rejects(applyProvisioningFile(db, await file('empty.yaml', ''), {}), /the document must be an object/);
+});
+
+const policiesYaml = (displayName = 'Engineering tools', extra = '') => `
+entitlements:
+  - connector: memory
+    name: eng-tools          # created by this file, requestable by the policy below
+    target: { group: eng-tools }
+accessPolicies:
+  - name: eng-tools
+    entitlement: memory/eng-tools
+    displayName: ${displayName}
+    aliases: [tools]
+    owners: { users: [alice@example.com], group: Platform }
+    eligibility: { group: Engineering }
+    durations: { defaultSeconds: 3600, maxSeconds: 7200, expiringNoticeSeconds: 600 }
+    fulfilment: { mode: automatic }
+    stages:
+      - name: owners
+        approvers: { owners: true }
+        timeoutSeconds: 86400
+        remindBeforeSeconds: [3600, 43200]
+${extra}  - name: laptop-admin
+    displayName: Laptop admin rights
+    fulfilment: { mode: manual, group: engineering, instructions: Add to local admins via the MDM }
+    stages: [{ approvers: { users: [BOB@example.com] } }]
+`;
+
+t.test('access policies in the file: applied like PUT /api/access-policies/{name}, authoritative for those it declares', async (t) => {
+  const path = await file('policies.yaml', policiesYaml());
+  t.same(await applyProvisioningFile(db, path, {}), { connectors: counts(0, 0, 0), entitlements: counts(1, 0, 0), rules: counts(0, 0, 0), accessPolicies: counts(2, 0, 0) });
+  const { rows } = await db.query('SELECT * FROM access_policies ORDER BY name');
+  const [tools, laptop] = [rows.find((r) => r.name === 'eng-tools')!, rows.find((r) => r.name === 'laptop-admin')!];
+  const { rows: ent } = await db.query<{ id: string }>("SELECT id FROM entitlements WHERE connector_id = 'memory' AND name = 'eng-tools'");
+  t.equal(tools.entitlement_id, ent[0]!.id, 'the entitlement the same file creates is found');
+  t.same(tools.owner_user_ids, [ids.alice], 'users are resolved by userName');
+  t.equal(tools.owner_group_id, ids.platform, 'groups by displayName');
+  t.equal(tools.eligibility_group_id, ids.engineering);
+  t.equal(tools.expiring_notice_s, 600);
+  t.match(tools.stages, [{ name: 'owners', approvers: { owners: true }, timeoutSeconds: 86400, remindBeforeSeconds: [43200, 3600] }], 'stages as the API stores them');
+  t.equal(laptop.fulfilment_group_id, ids.engineering, 'case-insensitively, as the API does');
+  t.same(laptop.stages[0].approvers.userIds, [ids.bob]);
+  const { rows: audit } = await db.query("SELECT actor, reason, before, after FROM audit_events WHERE action = 'access-policy.saved' ORDER BY id");
+  t.same(audit.map((a) => `${a.actor} ${a.reason} ${a.before === null}`), ['provisioning-file declarative configuration true', 'provisioning-file declarative configuration true']);
+
+  const before = await snapshot();
+  t.same(await applyProvisioningFile(db, path, {}), { connectors: counts(0, 0, 0), entitlements: counts(0, 0, 1), rules: counts(0, 0, 0), accessPolicies: counts(0, 0, 2) });
+  t.same(await snapshot(), before, 'an unchanged file writes nothing');
+
+  // Someone edits a declared policy through the API; the file wins at the next apply.
+  await db.query("UPDATE access_policies SET display_name = 'Edited by hand', aliases = '{}' WHERE name = 'eng-tools'");
+  t.same(await applyProvisioningFile(db, path, { actor: 'gitops' }), { connectors: counts(0, 0, 0), entitlements: counts(0, 0, 1), rules: counts(0, 0, 0), accessPolicies: counts(0, 1, 1) });
+  const { rows: restored } = await db.query("SELECT id, display_name, aliases FROM access_policies WHERE name = 'eng-tools'");
+  t.same(restored, [{ id: tools.id, display_name: 'Engineering tools', aliases: ['tools'] }], 'the file is authoritative for the policies it declares; the id is kept');
+  const { rows: updated } = await db.query("SELECT actor, before, after FROM audit_events WHERE action = 'access-policy.saved' ORDER BY id DESC LIMIT 1");
+  t.match(updated[0], { actor: 'gitops', before: { displayName: 'Edited by hand' }, after: { displayName: 'Engineering tools' } }, 'the replacement is audited with the state before');
+
+  // A field left out of the file takes its default, as with PUT.
+  const trimmed = await file('policies-trimmed.yaml', policiesYaml().replace('    aliases: [tools]\n', ''));
+  t.same((await applyProvisioningFile(db, trimmed, {})).accessPolicies, counts(0, 1, 1));
+  t.same((await db.query("SELECT aliases FROM access_policies WHERE name = 'eng-tools'")).rows[0].aliases, []);
+});
+
+t.test('an invalid access policy names the policy and the field, and nothing is written', async (t) => {
+  const cases: Array<[string, string, RegExp]> = [
+    ['a missing group', policiesYaml('x', '  - name: broken\n    displayName: Broken\n    fulfilment: { mode: manual, group: Nobody }\n    stages: []\n'), /accessPolicies\.broken\.fulfilment\.group: no group Nobody/],
+    ['an unknown user', policiesYaml('x', '  - name: broken\n    displayName: Broken\n    fulfilment: { mode: manual, group: Engineering }\n    stages: [{ approvers: { users: [zed@example.com] } }]\n'), /accessPolicies\.broken\.stages\[0\]\.approvers\.users: no user zed@example\.com/],
+    ['a misspelt field', policiesYaml('x', '  - name: broken\n    displayName: Broken\n    fulfilment: { mode: manual, group: Engineering }\n    stages: [{ approver: { users: [bob@example.com] } }]\n'), /accessPolicies\.broken\.stages\[0\]\.approver: unknown field/],
+    ['a wrong rule', policiesYaml('x', '  - name: broken\n    displayName: Broken\n    fulfilment: { mode: manual, group: Engineering }\n    stages: [{ approvers: { group: Engineering }, rule: most }]\n'), /accessPolicies\.broken\.stages\[0\]\.rule: must be equal to one of the allowed values \(any, all, quorum\)/],
+    ['a missing displayName', policiesYaml('x', '  - name: broken\n    fulfilment: { mode: manual, group: Engineering }\n    stages: []\n'), /accessPolicies\.broken\.displayName: is required/],
+    ['a bad name', policiesYaml('x', '  - name: Broken Policy\n    displayName: Broken\n    fulfilment: { mode: manual, group: Engineering }\n    stages: []\n'), /accessPolicies\[1\]\.name: "Broken Policy" must match/],
+    ['a reminder without a timeout', policiesYaml('x', '  - name: broken\n    displayName: Broken\n    fulfilment: { mode: manual, group: Engineering }\n    stages: [{ approvers: { group: Engineering }, remindBeforeSeconds: [60] }]\n'), /accessPolicies\.broken\.stages\[0\]\.remindBeforeSeconds: reminders come before a timeout/],
+    ['a policy declared twice', policiesYaml('x', '  - name: laptop-admin\n    displayName: Again\n    fulfilment: { mode: manual, group: Engineering }\n    stages: []\n'), /accessPolicies\[2\]\.name: "laptop-admin" is already declared at accessPolicies\[1\]/],
+  ];
+  for (const [what, text, message] of cases) {
+    const before = await snapshot();
+    const err = await applyProvisioningFile(db, await file('bad-policy.yaml', text), {}).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    t.type(err, ProvisioningFileError, what);
+    t.match((err as Error).message, message, what);
+    t.same(await snapshot(), before, `${what}: nothing written, not even the valid policy beside it`);
+  }
 });

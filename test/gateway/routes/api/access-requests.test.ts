@@ -322,7 +322,11 @@ t.test('manual fulfilment: a task for the fulfilment group; time-bound access ge
   t.equal(revoke.status, 'open', 'a revocation task appears when the time-bound access ends');
   t.equal((await call('fay', 'POST', `/api/tasks/${revoke.id}/complete`, { outcome: 'done' })).status, 200);
   const { rows } = await database.db.query(`SELECT action FROM audit_events WHERE resource_type = 'AccessTask' AND after->>'requestId' = $1 ORDER BY id`, [id]);
-  t.same(rows.map((r) => r.action), ['access-task.opened', 'access-task.claimed', 'access-task.done', 'access-task.opened', 'access-task.done'], 'every step of the tasks is audited');
+  t.same(
+    rows.map((r) => r.action),
+    ['access-task.opened', 'access-task.refused', 'access-task.claimed', 'access-task.refused', 'access-task.done', 'access-task.refused', 'access-task.opened', 'access-task.done'],
+    'every step of the tasks is audited, refused attempts too',
+  );
 });
 
 t.test('an admin revokes fulfilled access at any time; a pending request is cancelled', async (t) => {
