@@ -227,7 +227,8 @@ t.test('the Temporal UI: activities carry summaries, the workflow says where the
   t.equal((await call('ida', 'POST', `/api/requests/${id}/decisions`, { decision: 'approve' })).status, 200);
   await eventually(async () => (await details()).includes('waiting for the fulfilment group to give the access'), 30_000, 'the task in the details');
 
-  const scheduled = ((await handle.fetchHistory()).events ?? []).filter((e) => e.activityTaskScheduledEventAttributes);
+  // Activities, and local activities (recorded as markers; a decision is recorded by one).
+  const scheduled = ((await handle.fetchHistory()).events ?? []).filter((e) => e.activityTaskScheduledEventAttributes || e.markerRecordedEventAttributes?.markerName === 'core_local_activity');
   const summaries = scheduled.flatMap((e) => (e.userMetadata?.summary ? [defaultPayloadConverter.fromPayload<string>(e.userMetadata.summary)] : []));
   t.equal(summaries.length, scheduled.length, 'every activity scheduled has a summary');
   for (const expected of [
