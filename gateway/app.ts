@@ -41,7 +41,7 @@ export function loggerOptions(level: string): FastifyServerOptions['logger'] {
     level,
     // Credentials never reach the logs, whatever a serializer is later changed to print.
     redact: {
-      paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', '*.password', 'password', '*.deliveryWebhookSecret', 'deliveryWebhookSecret'],
+      paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', '*.password', 'password', '*.deliveryWebhookSecret', 'deliveryWebhookSecret', '*.botToken', '*.appToken', '*.signingSecret', 'req.headers["x-slack-signature"]'],
       censor: '[redacted]',
     },
     serializers: {
