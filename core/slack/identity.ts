@@ -64,7 +64,7 @@ export class SlackIdentities {
     if (!known) {
       let user: SlackUser | undefined;
       try {
-        user = (await this.slack.users.info({ user: slackUserId })).user as SlackUser | undefined;
+        user = (await this.slack.users.info({ user: slackUserId })).user;
       } catch (err) {
         if (slackErrorCode(err) !== 'user_not_found') throw err;
       }
@@ -96,7 +96,7 @@ export class SlackIdentities {
     if (!email) return undefined;
     let user: SlackUser | undefined;
     try {
-      user = (await this.slack.users.lookupByEmail({ email })).user as SlackUser | undefined;
+      user = (await this.slack.users.lookupByEmail({ email })).user;
     } catch (err) {
       if (slackErrorCode(err) === 'users_not_found') return undefined;
       throw err;

@@ -7,6 +7,7 @@
  *
  * Registered inside the Slack routes' own context, so the raw-body parsers apply to them only.
  */
+import fp from 'fastify-plugin';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { checkSlackSignature, SLACK_SIGNATURE_WINDOW_SECONDS } from '../../core/slack/signature.js';
 import { markSeen } from '../../core/slack/store.js';
@@ -70,4 +71,5 @@ const slackSignature: FastifyPluginAsync<SlackSignatureOptions> = async (app, op
   });
 };
 
-export default slackSignature;
+// Not encapsulated itself: it applies to the context that registers it (the Slack routes' own).
+export default fp(slackSignature, { name: 'slack-signature', fastify: '5.x' });

@@ -62,7 +62,7 @@ export class FakeSlack {
   readonly ephemerals: Array<{ channel: string; user: string; text: string; blocks: unknown[] }> = [];
   readonly views: Array<{ id: string; triggerId: string; view: Record<string, unknown>; user: string | undefined }> = [];
   private readonly triggers = new Map<string, { user: string; used: boolean }>();
-  private limited: { method: string | '*'; remaining: number; retryAfter: number } | undefined;
+  private limited: { method: string; remaining: number; retryAfter: number } | undefined;
   private clock = 1_700_000_000;
   private seq = 0;
   url = '';
@@ -84,7 +84,7 @@ export class FakeSlack {
   }
 
   /** Answers 429 (Retry-After: `retryAfter` s) to the next `calls` calls of `method` (or of any method). */
-  rateLimit(calls: number, method: string | '*' = '*', retryAfter = 1): void {
+  rateLimit(calls: number, method: string = '*', retryAfter = 1): void {
     this.limited = { method, remaining: calls, retryAfter };
   }
 
@@ -184,14 +184,14 @@ export class FakeSlack {
         if (!channel) return { ok: false, error: 'channel_not_found' };
         const threadTs = a.thread_ts as string | undefined;
         if (threadTs && !this.messages.some((m) => m.channel === channel && m.ts === threadTs)) return { ok: false, error: 'thread_not_found' };
-        const m: FakeMessage = { channel, ts: this.nextTs(), text: String(a.text ?? ''), blocks, edits: 0, ...(threadTs ? { threadTs } : {}) };
+        const m: FakeMessage = { channel, ts: this.nextTs(), text: text(a.text), blocks, edits: 0, ...(threadTs ? { threadTs } : {}) };
         this.messages.push(m);
         return { ok: true, channel, ts: m.ts, message: { text: m.text, ts: m.ts } };
       }
       case 'chat.update': {
         const m = this.messages.find((x) => x.channel === a.channel && x.ts === a.ts);
         if (!m) return { ok: false, error: this.channelFor(String(a.channel)) ? 'message_not_found' : 'channel_not_found' };
-        if (a.text !== undefined) m.text = String(a.text);
+        if (a.text !== undefined) m.text = text(a.text);
         if (a.blocks !== undefined) m.blocks = blocks;
         m.edits++;
         return { ok: true, channel: m.channel, ts: m.ts };
@@ -200,7 +200,7 @@ export class FakeSlack {
         const channel = this.channelFor(String(a.channel));
         if (!channel) return { ok: false, error: 'channel_not_found' };
         if (!this.users.has(String(a.user))) return { ok: false, error: 'user_not_in_channel' };
-        this.ephemerals.push({ channel, user: String(a.user), text: String(a.text ?? ''), blocks });
+        this.ephemerals.push({ channel, user: String(a.user), text: text(a.text), blocks });
         return { ok: true, message_ts: this.nextTs() };
       }
       case 'views.open': {
@@ -225,6 +225,8 @@ export class FakeSlack {
     }
   }
 }
+
+const text = (v: unknown): string => (typeof v === 'string' ? v : '');
 
 export function dmChannel(userId: string): string {
   return `D${userId}`;
