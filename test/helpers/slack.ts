@@ -62,7 +62,7 @@ export class FakeSlack {
   readonly ephemerals: Array<{ channel: string; user: string; text: string; blocks: unknown[] }> = [];
   readonly views: Array<{ id: string; triggerId: string; view: Record<string, unknown>; user: string | undefined }> = [];
   private readonly triggers = new Map<string, { user: string; used: boolean }>();
-  private limited: { method: string; remaining: number; retryAfter: number } | undefined;
+  private limited: { methods: string[]; remaining: number; retryAfter: number } | undefined;
   private clock = 1_700_000_000;
   private seq = 0;
   url = '';
@@ -83,9 +83,9 @@ export class FakeSlack {
     return id;
   }
 
-  /** Answers 429 (Retry-After: `retryAfter` s) to the next `calls` calls of `method` (or of any method). */
-  rateLimit(calls: number, method: string = '*', retryAfter = 1): void {
-    this.limited = { method, remaining: calls, retryAfter };
+  /** Answers 429 (Retry-After: `retryAfter` s) to the next `calls` calls of the methods (`*`: any method). */
+  rateLimit(calls: number, methods: string[] = ['*'], retryAfter = 1): void {
+    this.limited = { methods, remaining: calls, retryAfter };
   }
 
   /** Messages in a user's DM with the bot. */
@@ -130,7 +130,7 @@ export class FakeSlack {
     if (type.startsWith('application/json')) Object.assign(args, JSON.parse(raw || '{}'));
     else for (const [k, v] of new URLSearchParams(raw)) args[k] = /^[[{]/.test(v) ? JSON.parse(v) : v;
     const record = (outcome: string) => this.calls.push({ method, args, outcome });
-    if (this.limited && this.limited.remaining > 0 && (this.limited.method === '*' || this.limited.method === method)) {
+    if (this.limited && this.limited.remaining > 0 && (this.limited.methods.includes('*') || this.limited.methods.includes(method))) {
       this.limited.remaining--;
       record('429');
       return { status: 429, body: { ok: false, error: 'ratelimited' }, headers: { 'retry-after': String(this.limited.retryAfter) } };
