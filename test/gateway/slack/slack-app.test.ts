@@ -125,7 +125,7 @@ async function submit(userId: string, values: Record<string, string | null>) {
   );
   t.equal(res.statusCode, 200);
   await idle();
-  return res.body ? (res.json() as { response_action?: string; errors?: Record<string, string> }) : undefined;
+  return res.body ? res.json<{ response_action?: string; errors?: Record<string, string> }>() : undefined;
 }
 
 const blocksText = (m: FakeMessage) => JSON.stringify(m.blocks);
