@@ -62,6 +62,7 @@ export class FakeSlack {
   readonly ephemerals: Array<{ channel: string; user: string; text: string; blocks: unknown[] }> = [];
   readonly views: Array<{ id: string; triggerId: string; view: Record<string, unknown>; user: string | undefined }> = [];
   private readonly triggers = new Map<string, { user: string; used: boolean }>();
+  private readonly failures: Array<{ method: string; failure: { error: string } | { status: number } }> = [];
   private limited: { methods: string[]; remaining: number; retryAfter: number } | undefined;
   private clock = 1_700_000_000;
   private seq = 0;
@@ -81,6 +82,11 @@ export class FakeSlack {
     const id = `${++this.seq}.${randomBytes(4).toString('hex')}`;
     this.triggers.set(id, { user, used: false });
     return id;
+  }
+
+  /** The next `count` calls of `method` fail: with a Slack error (`{ ok: false, error }`) or an HTTP status. */
+  failNext(method: string, failure: { error: string } | { status: number }, count = 1): void {
+    for (let i = 0; i < count; i++) this.failures.push({ method, failure });
   }
 
   /** Answers 429 (Retry-After: `retryAfter` s) to the next `calls` calls of the methods (`*`: any method). */
@@ -134,6 +140,16 @@ export class FakeSlack {
       this.limited.remaining--;
       record('429');
       return { status: 429, body: { ok: false, error: 'ratelimited' }, headers: { 'retry-after': String(this.limited.retryAfter) } };
+    }
+    const injected = this.failures.findIndex((f) => f.method === method);
+    if (injected !== -1) {
+      const [{ failure }] = this.failures.splice(injected, 1) as [{ failure: { error: string } | { status: number } }];
+      if ('status' in failure) {
+        record(String(failure.status));
+        return { status: failure.status, body: { ok: false } };
+      }
+      record(failure.error);
+      return { status: 200, body: { ok: false, error: failure.error } };
     }
     const auth = req.headers.authorization;
     const fail = (error: string, extra: Args = {}) => {
