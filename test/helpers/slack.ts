@@ -9,10 +9,12 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { slackSignature } from '../../core/slack/signature.js';
 
 export const TEST_BOT_TOKEN = 'xoxb-test-bot-token';
 export const TEST_SIGNING_SECRET = 'test-signing-secret-0123456789abcdef';
+export const TEST_APP_TOKEN = 'xapp-test-app-token';
 
 export interface FakeSlackUser {
   id: string;
@@ -51,6 +53,7 @@ const REQUIRED: Record<string, string[]> = {
   'views.open': ['trigger_id', 'view'],
   'views.update': ['view', 'view_id|external_id'],
   'conversations.open': ['users'],
+  'apps.connections.open': [],
 };
 
 export class FakeSlack {
@@ -68,6 +71,10 @@ export class FakeSlack {
   private seq = 0;
   url = '';
   private server: Server | undefined;
+  private wss: WebSocketServer | undefined;
+  /** Socket Mode connections the app opened (apps.connections.open, then the WebSocket). */
+  readonly sockets: WebSocket[] = [];
+  private readonly acks = new Map<string, (payload: Record<string, unknown>) => void>();
 
   constructor(readonly token = TEST_BOT_TOKEN) {}
 
@@ -116,12 +123,36 @@ export class FakeSlack {
         },
       );
     });
+    this.wss = new WebSocketServer({ server: this.server, path: '/link' });
+    this.wss.on('connection', (socket) => {
+      this.sockets.push(socket);
+      socket.on('message', (data: Buffer) => {
+        const msg = JSON.parse(data.toString('utf8')) as { envelope_id?: string; payload?: Record<string, unknown> };
+        if (msg.envelope_id) this.acks.get(msg.envelope_id)?.(msg.payload ?? {});
+      });
+      socket.send(JSON.stringify({ type: 'hello', num_connections: 1 }));
+    });
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
     this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/api/`;
     return this;
   }
 
+  /**
+   * Sends a Socket Mode envelope (`events_api`, `interactive`, `slash_commands`) over the app's
+   * connection and answers the payload of its acknowledgement.
+   */
+  async envelope(type: string, payload: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const socket = this.sockets.at(-1);
+    if (!socket) throw new Error('the app has no Socket Mode connection');
+    const id = `env-${++this.seq}`;
+    const acked = new Promise<Record<string, unknown>>((resolve) => this.acks.set(id, resolve));
+    socket.send(JSON.stringify({ envelope_id: id, type, payload, accepts_response_payload: type !== 'events_api' }));
+    return await acked;
+  }
+
   async close(): Promise<void> {
+    for (const s of this.sockets) s.terminate();
+    this.wss?.close();
     this.server?.closeAllConnections();
     await new Promise((r) => this.server?.close(r));
   }
@@ -157,6 +188,12 @@ export class FakeSlack {
       return { status: 200, body: { ok: false, error, ...extra } };
     };
     if (!auth) return fail('not_authed');
+    if (method === 'apps.connections.open') {
+      // Socket Mode is opened with the app-level token, never the bot token.
+      if (auth !== `Bearer ${TEST_APP_TOKEN}`) return fail('invalid_auth');
+      record('ok');
+      return { status: 200, body: { ok: true, url: `${this.url.replace(/^http/, 'ws').replace(/\/api\/$/, '')}/link` } };
+    }
     if (auth !== `Bearer ${this.token}`) return fail('invalid_auth');
     const required = REQUIRED[method];
     if (!required) return fail('unknown_method');

@@ -20,7 +20,7 @@ import { slackErrorCode } from '../../../core/slack/client.js';
 import { findPolicy, listPolicies, type AccessPolicy } from '../../../core/access/policies.js';
 import { approvalsOf, createRequest, isEligible, listRequestsOf, RequestRefused } from '../../../core/access/requests.js';
 import { claimTask, getTask } from '../../../core/access/tasks.js';
-import { understand, parseDuration } from '../../../core/slack/matching.js';
+import { formatDuration, understand, parseDuration } from '../../../core/slack/matching.js';
 import { approvalInfo, requestFacts, stageOutcome } from '../../../core/slack/facts.js';
 import {
   ACTION,
@@ -332,7 +332,10 @@ export class SlackInteractions {
     } catch (err) {
       if (!(err instanceof RequestRefused)) throw err;
       const block = /justification/.test(err.message) ? 'justification' : /duration|permanent|extends/.test(err.message) ? 'duration' : 'policy';
-      return { response_action: 'errors', errors: { [block]: err.message.slice(0, 2000) } };
+      // The API's refusals name its fields; the form says it in its own words.
+      const max = /at most (\d+) s$/.exec(err.message);
+      const message = max ? `${policy.displayName} can be granted for at most ${formatDuration(Number(max[1]))}.` : err.message.replace(/ \(durationSeconds\)$/, '').replace(/^durationSeconds: /, '');
+      return { response_action: 'errors', errors: { [block]: message.slice(0, 2000) } };
     }
     this.deps.kickOutbox();
     return undefined;
