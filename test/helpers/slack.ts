@@ -174,7 +174,7 @@ export class FakeSlack {
     }
     const injected = this.failures.findIndex((f) => f.method === method);
     if (injected !== -1) {
-      const [{ failure }] = this.failures.splice(injected, 1) as [{ failure: { error: string } | { status: number } }];
+      const { failure } = this.failures.splice(injected, 1)[0]!;
       if ('status' in failure) {
         record(String(failure.status));
         return { status: failure.status, body: { ok: false } };

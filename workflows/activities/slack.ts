@@ -15,7 +15,7 @@ import type { Db } from '../../core/db/pool.js';
 import type { SlackConfig } from '../../core/config.js';
 import { classifySlackError, slackClient } from '../../core/slack/client.js';
 import { SlackIdentities } from '../../core/slack/identity.js';
-import { approvalInfo, requestFacts, stageOutcome, type RequestFacts } from '../../core/slack/facts.js';
+import { approvalInfo, personName, requestFacts, stageOutcome, type RequestFacts } from '../../core/slack/facts.js';
 import { approvalClosed, approvalRequest, durationText, requestConfirmation, taskMessage, threadUpdate, when, type SlackMessage } from '../../core/slack/messages.js';
 import { postedMessage, postedMessagesOf, recordPosted, recordShown } from '../../core/slack/store.js';
 import { getTask } from '../../core/access/tasks.js';
@@ -177,14 +177,14 @@ export class SlackNotices {
     switch (n.type) {
       case 'request.decided': {
         if (f.status === 'rejected') {
-          const { rows } = await this.db.query<{ user_name: string; stage: number; comment: string | null }>(
-            `SELECT u.user_name, d.stage, d.comment FROM access_request_decisions d JOIN users u ON u.id = d.approver_id
+          const { rows } = await this.db.query<{ user_name: string; resource: Record<string, unknown>; stage: number; comment: string | null }>(
+            `SELECT u.user_name, u.resource, d.stage, d.comment FROM access_request_decisions d JOIN users u ON u.id = d.approver_id
               WHERE d.request_id = $1 AND d.accepted AND d.decision = 'reject' ORDER BY d.id LIMIT 1`,
             [f.id],
           );
           const by = rows[0];
           const text = by
-            ? `Rejected by ${by.user_name} at ${stageLabel(by.stage)}${by.comment ? `: ${by.comment}` : '.'}`
+            ? `Rejected by ${personName(by.user_name, by.resource)} at ${stageLabel(by.stage)}${by.comment ? `: ${by.comment}` : '.'}`
             : `Your request for ${resource} was rejected: ${f.reason ?? 'no reason given'}.`;
           await this.say(f, 'decided', text);
         } else {

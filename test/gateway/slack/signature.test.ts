@@ -3,6 +3,8 @@
  * are refused with 401 before anything is parsed or done (no Slack call, nothing recorded).
  */
 import t from 'tap';
+import { Writable } from 'node:stream';
+import { loggerOptions } from '../../../gateway/app.js';
 import { createTestDatabase } from '../../helpers/db.js';
 import { startTestGateway } from '../../helpers/gateway.js';
 import { commandBody, interactionBody, signedHeaders, startFakeSlack, TEST_BOT_TOKEN, TEST_SIGNING_SECRET } from '../../helpers/slack.js';
@@ -10,8 +12,16 @@ import { commandBody, interactionBody, signedHeaders, startFakeSlack, TEST_BOT_T
 const fake = await startFakeSlack(t);
 fake.addUser({ id: 'U1', email: 'nobody@example.com' });
 const database = await createTestDatabase(t);
+const logged: string[] = [];
+const stream = new Writable({
+  write(chunk: Buffer, _enc, done) {
+    logged.push(chunk.toString('utf8'));
+    done();
+  },
+});
 const gw = await startTestGateway(t, {
   database,
+  logger: { ...(loggerOptions('debug') as object), stream },
   temporalAddress: '127.0.0.1:1',
   taskQueue: 'unused',
   dispatchOutbox: false,
@@ -86,3 +96,11 @@ t.test('events: the URL check is answered; a body that is not a callback is 400 
   t.equal(unsigned.statusCode, 401, 'an unsigned event');
 });
 
+
+t.test('secrets and signatures never reach the logs', async (t) => {
+  const all = logged.join('');
+  t.match(all, 'Slack callback refused', 'the refusals are logged');
+  t.notMatch(all, TEST_SIGNING_SECRET);
+  t.notMatch(all, TEST_BOT_TOKEN);
+  t.notMatch(all, /v0=[0-9a-f]{64}/, 'no signature');
+});

@@ -15,6 +15,7 @@ import { eventually, workflowBundle } from '../../helpers/temporal.js';
 import { startTestStack } from '../../helpers/stack.js';
 import { startScimmyServer } from '../../connectors/scim/scimmy-server.js';
 import { createWorker } from '../../../workflows/worker.js';
+import { SlackNotices } from '../../../workflows/activities/slack.js';
 import { commandBody, dmChannel, interactionBody, signedHeaders, startFakeSlack, TEST_BOT_TOKEN, TEST_SIGNING_SECRET, type FakeMessage } from '../../helpers/slack.js';
 
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
@@ -244,13 +245,19 @@ t.test('a DM in plain words, a choice button, the form prefilled; rejected with 
   const id = (await requestOf('github-eng'))!.id;
 
   const ask = await eventually(async () => approvalDm('UBOB', id), 60_000, "the manager's DM");
+  await command('UBOB', 'inbox');
+  const inbox = fake.ephemerals.filter((e) => e.user === 'UBOB').at(-1)!;
+  t.match(JSON.stringify(inbox.blocks), /1 request\(s\) wait for your decision.*GitHub engineering team.*access\.approve/, "the manager's inbox lists it with its buttons");
+  await click('UEVE', ask, 'access.reject');
+  t.match(lastEphemeral('UEVE'), /can't decide this request: not an approver/, "a non-approver's Reject opens no form");
+  t.equal(fake.views.at(-1)!.user, 'UALICE', 'no form opened for them');
   await click('UBOB', ask, 'access.reject');
   const modal = fake.views.at(-1)!;
   t.match(modal.view, { callback_id: 'access.reject-reason' }, 'Reject asks for the reason');
   t.match(await submit('UBOB', { reason: '  ' }), { response_action: 'errors', errors: { reason: /why/ } }, 'an empty reason is refused in the modal');
   t.equal(await submit('UBOB', { reason: 'not during the freeze' }), undefined);
   await eventually(async () => (await requestOf('github-eng'))!.status === 'rejected', 30_000, 'the rejection');
-  await eventually(async () => thread(id).some((l) => l === 'Rejected by bob@example.com at stage 1 of 2 (manager): not during the freeze'), 30_000, 'the thread to give the reason');
+  await eventually(async () => thread(id).some((l) => l === 'Rejected by Bob Boss at stage 1 of 2 (manager): not during the freeze'), 30_000, 'the thread to give the reason');
   await eventually(async () => approvalDm('UBOB', id)!.edits > 0, 30_000, 'the message to be updated');
   t.match(blocksText(approvalDm('UBOB', id)!), 'Rejected by *Bob Boss*');
   t.match(blocksText(approvalDm('UBOB', id)!), 'not during the freeze');
@@ -263,6 +270,25 @@ t.test('/access list and inbox', async (t) => {
   t.match(lastEphemeral('UBOB'), 'Nothing is waiting for your decision');
   await command('UALICE', 'github plz');
   t.match(lastEphemeral('UALICE'), 'Which one do you mean?', 'an ambiguous request is a choice');
+});
+
+t.test('access about to end: the thread offers Extend, which opens the form for an extension', async (t) => {
+  const id = (await requestOf('vpn'))!.id;
+  // The notice the workflow sends before time-bound access ends, as the activity receives it.
+  const notices = new SlackNotices({ db: database.db, config: gw.config.slack! });
+  await notices.notify({ requestId: id, type: 'request.expiring', key: 'expiring' });
+  await notices.notify({ requestId: id, type: 'request.expiring', key: 'expiring' });
+  const parent = fake.dmOf('UALICE').find((m) => !m.threadTs && blocksText(m).includes(id))!;
+  const offers = fake.dmOf('UALICE').filter((m) => m.threadTs === parent.ts && m.text.startsWith('Your access to VPN ends'));
+  t.equal(offers.length, 1, 'said once');
+  await click('UBOB', offers[0]!, 'access.extend');
+  t.match(lastEphemeral('UBOB'), 'not your request', 'only the requester may extend');
+  await click('UALICE', offers[0]!, 'access.extend');
+  const form = fake.views.at(-1)!;
+  t.match(form.view, { title: { text: 'Extend access' }, private_metadata: JSON.stringify({ extends: id }) });
+  t.equal(await submit('UALICE', { policy: 'vpn', duration: '1 day', justification: 'release slipped' }), undefined);
+  const { rows } = await database.db.query(`SELECT extends_id, duration_s FROM access_requests WHERE extends_id IS NOT NULL`);
+  t.same(rows, [{ extends_id: id, duration_s: 86_400 }], 'an extension request is made');
 });
 
 t.test('a manual task in the fulfilment group’s channel: Claim, Done', async (t) => {
