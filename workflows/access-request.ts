@@ -190,11 +190,16 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
 
   const notices: Array<Promise<unknown>> = [];
   // Histories from before the Slack notices replay without them.
-  const slackOn = wf.patched('slack-notices');
+  // Without a Slack app configured, the first notice says so and no more are sent.
+  let slackOn = wf.patched('slack-notices');
   let slackQueue: Promise<unknown> = Promise.resolve();
   const slack = (n: { type: string; stage?: number; recipientIds?: string[]; key?: string }) => {
     if (!slackOn) return;
-    slackQueue = slackQueue.then(() => notifySlack({ requestId, ...n })).catch(() => undefined);
+    slackQueue = slackQueue
+      .then(async () => {
+        if (slackOn) slackOn = await notifySlack({ requestId, ...n });
+      })
+      .catch(() => undefined);
     notices.push(slackQueue);
   };
   const notify = (type: Parameters<typeof notifyAccess>[0]['type'], recipientIds: string[], key: string) => {

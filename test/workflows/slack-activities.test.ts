@@ -116,7 +116,22 @@ t.test('permanent failures: the others still get theirs, and the activity is not
   const later = await limited.notifySlack({ requestId: await newRequest(), type: 'request.opened' }).catch((e: unknown) => e);
   t.equal((later as ApplicationFailure).nonRetryable, false, 'a 429 is retried');
   t.equal((later as ApplicationFailure).nextRetryDelay, 3000, 'after its Retry-After');
-  t.equal(await slackActivities(undefined).notifySlack({ requestId: id, type: 'request.opened' }), undefined, 'without Slack configured nothing is sent');
+  t.equal(await slackActivities(undefined).notifySlack({ requestId: id, type: 'request.opened' }), false, 'without Slack configured nothing is sent, and the workflow is told');
+});
+
+t.test('the thread tells how the request ended', async (t) => {
+  const say = async (status: string, reason: string | null, type: string) => {
+    const id = await newRequest();
+    await db.query('UPDATE access_requests SET status = $2, status_reason = $3 WHERE id = $1', [id, status, reason]);
+    await notices.notify({ requestId: id, type });
+    await notices.notify({ requestId: id, type });
+    const parent = fake.dmOf('URITA').find((m) => !m.threadTs && JSON.stringify(m.blocks).includes(id))!;
+    return fake.dmOf('URITA').filter((m) => m.threadTs === parent.ts).map((m) => m.text);
+  };
+  t.same(await say('failed', 'the target refused: group full', 'request.failed'), ['Your access to Ops console could not be given: the target refused: group full.'], 'failed, with the reason, once');
+  t.same(await say('expired', 'ops leads was not decided in time', 'request.expired'), ['Your request for Ops console expired: ops leads was not decided in time.']);
+  t.same(await say('cancelled', 'cancelled by the requester', 'request.cancelled'), ['Your request for Ops console was cancelled.']);
+  t.same(await say('fulfilled', null, 'request.access-ended'), ['Your access to Ops console has ended.']);
 });
 
 t.test('classification of what the client throws', async (t) => {

@@ -218,14 +218,18 @@ export class SlackNotices {
 export function slackActivities(deps: SlackActivityDeps | undefined) {
   const notices = deps ? new SlackNotices(deps) : undefined;
   return {
-    /** Tells Slack about a step of an access request (DMs, message updates, the request's thread, tasks). */
-    async notifySlack(input: SlackNoticeInput): Promise<void> {
-      if (!notices) return;
+    /**
+     * Tells Slack about a step of an access request (DMs, message updates, the request's thread,
+     * tasks). Answers whether the Slack app is configured, so a workflow stops asking when it is not.
+     */
+    async notifySlack(input: SlackNoticeInput): Promise<boolean> {
+      if (!notices) return false;
       try {
         await notices.notify(input);
       } catch (err) {
         throw toFailure(`Slack ${input.type}`, err);
       }
+      return true;
     },
   };
 }
