@@ -138,6 +138,24 @@ export interface CommonConfig {
   deliveryTtlMs: number;
   /** Longest lifetime of a download link, whatever the connector asks for (ms). */
   deliveryMaxTtlMs: number;
+  /** The Slack app (docs/slack.md); absent when SLACK_BOT_TOKEN is unset. */
+  slack: SlackConfig | undefined;
+}
+
+/** The Slack app's settings. The tokens and the signing secret are secrets: never logged or returned. */
+export interface SlackConfig {
+  /** Bot token (xoxb-…) for every Web API call. */
+  botToken: string;
+  /** Verifies the signature of Slack's HTTP callbacks; required by the gateway unless Socket Mode is used. */
+  signingSecret: string | undefined;
+  /** App-level token (xapp-…) with `connections:write`: the gateway takes callbacks over Socket Mode instead of HTTP. */
+  appToken: string | undefined;
+  /** The Web API base URL (tests point it at a local fake). */
+  apiUrl: string;
+  /** How long a Slack user's mapping to a directory user is trusted before users.info is asked again (s). */
+  identityTtlSeconds: number;
+  /** Channel of each fulfilment group's tasks, by group displayName or id; `*`: any other group. */
+  taskChannels: Record<string, string>;
 }
 
 export interface GatewayConfig extends CommonConfig {
@@ -206,6 +224,46 @@ export function loadCommonConfig(env: Env = process.env): CommonConfig {
     accessFulfilmentTimeoutMs: int(env, 'ACCESS_FULFILMENT_TIMEOUT_MS', 15 * 60_000, 1_000, 30 * 86_400_000),
     publicUrl: url(env, 'PUBLIC_URL', ['http:', 'https:']),
     ...deliveryConfig(env),
+    slack: slackConfig(env),
+  };
+}
+
+/** SLACK_TASK_CHANNELS: `Group name=C0123,Other group=C0456,*=C0789`. */
+function taskChannels(env: Env, name: string): Record<string, string> {
+  const raw = str(env, name);
+  if (raw === undefined) return {};
+  const out: Record<string, string> = {};
+  for (const entry of raw.split(',')) {
+    const eq = entry.lastIndexOf('=');
+    const group = entry.slice(0, eq).trim();
+    const channel = entry.slice(eq + 1).trim();
+    if (eq <= 0 || !/^[CGD][A-Z0-9]{2,}$/.test(channel) || group === '') {
+      throw new ConfigError(name, `expected "group=channel id" pairs separated by commas (channel ids like C0123ABC), got "${entry.trim()}"`);
+    }
+    out[group] = channel;
+  }
+  return out;
+}
+
+function slackConfig(env: Env): SlackConfig | undefined {
+  // Token values never appear in a message, not even in part.
+  const botToken = str(env, 'SLACK_BOT_TOKEN');
+  const signingSecret = str(env, 'SLACK_SIGNING_SECRET');
+  const appToken = str(env, 'SLACK_APP_TOKEN');
+  if (!botToken) {
+    if (signingSecret || appToken) throw new ConfigError('SLACK_BOT_TOKEN', 'is required when SLACK_SIGNING_SECRET or SLACK_APP_TOKEN is set');
+    return undefined;
+  }
+  if (!/^xox[bp]-/.test(botToken)) throw new ConfigError('SLACK_BOT_TOKEN', 'must be a bot token (xoxb-…)');
+  if (appToken && !appToken.startsWith('xapp-')) throw new ConfigError('SLACK_APP_TOKEN', 'must be an app-level token (xapp-…)');
+  const apiUrl = url(env, 'SLACK_API_URL', ['http:', 'https:']) ?? 'https://slack.com/api/';
+  return {
+    botToken,
+    signingSecret,
+    appToken,
+    apiUrl: apiUrl.endsWith('/') ? apiUrl : `${apiUrl}/`,
+    identityTtlSeconds: int(env, 'SLACK_IDENTITY_TTL_SECONDS', 3600, 0, 7 * 86_400),
+    taskChannels: taskChannels(env, 'SLACK_TASK_CHANNELS'),
   };
 }
 
@@ -226,6 +284,9 @@ function deliveryConfig(env: Env): Pick<CommonConfig, 'deliveryWebhookUrl' | 'de
 
 export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
   const common = loadCommonConfig(env);
+  if (common.slack && !common.slack.signingSecret && !common.slack.appToken) {
+    throw new ConfigError('SLACK_SIGNING_SECRET', "is required with SLACK_BOT_TOKEN (it verifies Slack's callbacks), unless SLACK_APP_TOKEN selects Socket Mode");
+  }
   return {
     ...common,
     host: str(env, 'HOST', '0.0.0.0')!,

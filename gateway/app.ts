@@ -20,6 +20,7 @@ import audit from './routes/api/audit.js';
 import outbox from './routes/api/outbox.js';
 import accessRequests from './routes/api/access-requests.js';
 import downloads from './routes/downloads.js';
+import slack from './routes/slack/index.js';
 import { pathOnly, redactUrl } from '../core/log-redaction.js';
 import security from './plugins/security.js';
 import metrics from './plugins/metrics.js';
@@ -41,7 +42,7 @@ export function loggerOptions(level: string): FastifyServerOptions['logger'] {
     level,
     // Credentials never reach the logs, whatever a serializer is later changed to print.
     redact: {
-      paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', '*.password', 'password', '*.deliveryWebhookSecret', 'deliveryWebhookSecret'],
+      paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', '*.password', 'password', '*.deliveryWebhookSecret', 'deliveryWebhookSecret', '*.botToken', '*.appToken', '*.signingSecret', 'req.headers["x-slack-signature"]'],
       censor: '[redacted]',
     },
     serializers: {
@@ -104,5 +105,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(outbox);
   await app.register(accessRequests);
   await app.register(downloads);
+  await app.register(slack);
   return app;
 }

@@ -91,6 +91,7 @@ async function main(): Promise<void> {
       db: workerDb,
       deliverFor: deliveryFactory(config, workerDb),
       accessNotifier: accessNotifierFor(config),
+      slack: config.slack,
     });
     const running = worker.run();
     // Stop the worker before the servers it talks to (cleanups run in reverse).

@@ -81,6 +81,16 @@ const recordManualRevocation = summarized('recordManualRevocation', RECORDING, (
 const recordAccessEnded = summarized('recordAccessEnded', RECORDING, () => 'record that the time-bound access ended');
 const notifyAccess = summarized('notifyAccess', NOTICE, ({ type, recipientIds }) => `notify ${type} (${recipientIds.length} recipient${recipientIds.length === 1 ? '' : 's'})`);
 
+/**
+ * Slack (activities/slack.ts): one notice at a time, in order, so a request's thread reads in
+ * order; retried while Slack is unavailable (after the delay it asks for) for up to a day.
+ */
+const { notifySlack } = wf.proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  scheduleToCloseTimeout: '1 day',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes' },
+});
+
 const forbidden = (message: string) => wf.ApplicationFailure.create({ type: FORBIDDEN, message, nonRetryable: true });
 
 /** Where the stage stands under its rule: still open, approved or rejected. */
@@ -306,8 +316,22 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
   };
 
   const notices: Array<Promise<unknown>> = [];
+  // Histories from before the Slack notices replay without them.
+  // Without a Slack app configured, the first notice says so and no more are sent.
+  let slackOn = wf.patched('slack-notices');
+  let slackQueue: Promise<unknown> = Promise.resolve();
+  const slack = (n: { type: string; stage?: number; recipientIds?: string[]; key?: string }) => {
+    if (!slackOn) return;
+    slackQueue = slackQueue
+      .then(async () => {
+        if (slackOn) slackOn = await notifySlack({ requestId, ...n });
+      })
+      .catch(() => undefined);
+    notices.push(slackQueue);
+  };
   const notify = (type: Parameters<typeof notifyAccess>[0]['type'], recipientIds: string[], key: string, extra: { stage?: number; deadline?: string } = {}) => {
     notices.push(notifyAccess({ requestId, type, recipientIds, key, ...extra }).catch(() => undefined));
+    slack({ type, recipientIds, key, stage: extra.stage ?? state.stage });
   };
   const NOTICE_OF: Partial<Record<AccessRequestStatus, Parameters<typeof notifyAccess>[0]['type']>> = {
     approved: 'request.decided',
@@ -326,12 +350,14 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
     if (type) notify(type, [request.requesterId], status);
   };
   const done = async () => {
+    if (state.status === 'cancelled') slack({ type: 'request.cancelled' });
     await Promise.all(notices);
     await wf.condition(wf.allHandlersFinished);
     return state;
   };
 
   if (request.status !== 'pending') return state;
+  slack({ type: 'request.opened' });
   const expiresAt = request.requestTtlSeconds !== null ? request.createdAt + request.requestTtlSeconds * 1000 : undefined;
 
   for (const [index, def] of request.stages.entries()) {
@@ -418,6 +444,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       return await done();
     }
     await recordRequestStatus({ requestId, status: 'pending', stage: index + 1, reason: `${def.name} approved`, stageStatus: 'approved' });
+    slack({ type: 'stage.closed', stage: index });
   }
   state.stage = request.stages.length;
 

@@ -10,7 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { NativeConnection, Runtime, Worker, DefaultLogger, type LogLevel as TemporalLogLevel } from '@temporalio/worker';
 import { Connection } from '@temporalio/client';
 import pino from 'pino';
-import { exitOnConfigError, loadWorkerConfig, requireExternalServices, type LogLevel } from '../core/config.js';
+import { exitOnConfigError, loadWorkerConfig, requireExternalServices, type LogLevel, type SlackConfig } from '../core/config.js';
 import { migrate } from '../core/db/migrate.js';
 import { connectPool, DatabaseUnreachableError, type Db } from '../core/db/pool.js';
 import { createActivities } from './activities/index.js';
@@ -51,6 +51,8 @@ export interface WorkerDeps {
   metrics?: WorkerMetrics | undefined;
   /** Tells people about access requests; absent: no notices. Build it with `accessNotifierFor(config)`. */
   accessNotifier?: AccessNotifier | undefined;
+  /** The Slack app (docs/slack.md); absent: nothing is sent to Slack. */
+  slack?: SlackConfig | undefined;
 }
 
 export async function createWorker(deps: WorkerDeps): Promise<Worker> {
@@ -64,7 +66,7 @@ export async function createWorker(deps: WorkerDeps): Promise<Worker> {
         ? { workflowBundle: { codePath: PREBUILT_BUNDLE } }
         : { workflowsPath: WORKFLOWS_PATH }),
     activities: withMetrics(
-      createActivities({ db: deps.db, connectors: new ConnectorRuntime(deps.db, undefined, deps.deliverFor), accessNotifier: deps.accessNotifier }),
+      createActivities({ db: deps.db, connectors: new ConnectorRuntime(deps.db, undefined, deps.deliverFor), accessNotifier: deps.accessNotifier, slack: deps.slack }),
       deps.metrics,
     ),
     ...(deps.identity ? { identity: deps.identity } : {}),
@@ -141,7 +143,7 @@ async function main(): Promise<void> {
   const metrics = cfg.workerMetricsAddress ? new WorkerMetrics() : undefined;
   const metricsServer = metrics && cfg.workerMetricsAddress ? await serveMetrics(metrics.registry, cfg.workerMetricsAddress) : undefined;
   const accessNotifier = accessNotifierFor(cfg);
-  const worker = await createWorker({ connection, namespace: cfg.temporalNamespace, taskQueue: cfg.taskQueue, db, deliverFor, metrics, accessNotifier });
+  const worker = await createWorker({ connection, namespace: cfg.temporalNamespace, taskQueue: cfg.taskQueue, db, deliverFor, metrics, accessNotifier, slack: cfg.slack });
   logger.info(
     {
       taskQueue: cfg.taskQueue,
@@ -149,6 +151,7 @@ async function main(): Promise<void> {
       deliveries: deliverFor ? 'on' : `off: ${deliveriesOffReason(cfg)}`,
       metrics: cfg.workerMetricsAddress ?? 'off',
       temporalMetrics: cfg.temporalMetricsAddress ?? 'off',
+      slack: cfg.slack ? 'on' : 'off',
     },
     'worker started',
   );

@@ -272,9 +272,10 @@ export async function recordRequestStatus(
 ): Promise<void> {
   await withTransaction(db, async (tx) => {
     if (u.stageStatus) {
+      // A pending request moves on to stage `u.stage`: the stage closing is the one before it.
       await tx.query(`UPDATE access_request_stages SET status = $3, closed_at = now() WHERE request_id = $1 AND stage = $2 AND status = 'open'`, [
         u.requestId,
-        u.stage,
+        u.status === 'pending' ? u.stage - 1 : u.stage,
         u.stageStatus,
       ]);
     }

@@ -10,12 +10,16 @@ import { applyStep, planUserSync, recordFailure, validateConnector, type StepInp
 import * as access from './access-requests.js';
 import type { AccessNotifier } from '../../core/access/notifier.js';
 import { finishReconcile, reconcilePage, startReconcile, type ReconcileStarted, type ReconcileSummary } from './reconcile.js';
+import { slackActivities } from './slack.js';
+import type { SlackConfig } from '../../core/config.js';
 
 export interface ActivityDeps {
   db: Db;
   connectors: ConnectorRuntime;
   /** Tells people about access requests (core/access/notifier.ts); absent: no notices. */
   accessNotifier?: AccessNotifier | undefined;
+  /** The Slack app's settings (workflows/activities/slack.ts); absent: nothing is sent to Slack. */
+  slack?: SlackConfig | undefined;
 }
 
 export interface SyncUserInput {
@@ -28,7 +32,7 @@ export interface SyncUserResult {
   outcome: 'synced' | 'deprovisioned' | 'missing';
 }
 
-export function createActivities({ db, connectors, accessNotifier }: ActivityDeps) {
+export function createActivities({ db, connectors, accessNotifier, slack }: ActivityDeps) {
   const workflowId = () => Context.current().info.workflowExecution?.workflowId;
   const step = (action: Parameters<typeof applyStep>[2]) => async (input: StepInput): Promise<StepResult> =>
     await applyStep(db, connectors, action, { ...input, workflowId: workflowId() });
@@ -92,6 +96,7 @@ export function createActivities({ db, connectors, accessNotifier }: ActivityDep
       return { outcome: user.deleted || !user.active ? 'deprovisioned' : 'synced' };
     },
     ...accessRequestActivities(db, accessNotifier),
+    ...slackActivities(slack ? { db, config: slack } : undefined),
   };
 }
 
