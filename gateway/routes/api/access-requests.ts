@@ -20,17 +20,17 @@ import {
   getRequest,
   isApproverOf,
   listRequestsOf,
-  recordRefusedDecision,
   RequestRefused,
   exportRequests,
   revokeGrantedAccess,
   type AccessRequestView,
   type Decision,
 } from '../../../core/access/requests.js';
-import { AccessRequestNotRunning, AccessRequestRefusal, cancelAccessRequest, completeAccessTask, decideAccessRequest, revokeManualAccess } from '../../../workflows/client.js';
+import { AccessRequestNotRunning, AccessRequestRefusal, cancelAccessRequest, completeAccessTask, revokeManualAccess } from '../../../workflows/client.js';
 import { claimTask, getTask, recordRefusedTaskAttempt, tasksOf, type AccessTaskView } from '../../../core/access/tasks.js';
 import { sendApiError } from './errors.js';
 import { csvField, parseInstant } from '../../../core/audit/chain.js';
+import { decideAs } from '../../access-decisions.js';
 
 const fail = sendApiError;
 const ACT_AS = 'x-act-as';
@@ -262,36 +262,15 @@ const accessRequests: FastifyPluginAsync = async (app) => {
     async (request, reply) => {
       const me = await actor(request, reply);
       if (!me) return reply;
-      const { rows } = await app.db.query<{ id: string; status: string; stage: number }>('SELECT id, status, stage FROM access_requests WHERE id = $1', [request.params.id]);
-      if (!rows[0]) return fail(reply, 404, `no access request ${request.params.id}`);
       const { decision, comment } = request.body;
-      const refused = async (status: 403 | 409, message: string, state: unknown) => {
-        await recordRefusedDecision(app.db, {
-          requestId: request.params.id,
-          stage: rows[0]!.stage,
-          approverId: me.userId,
-          decision,
-          refusal: message,
-          actor: me.userName,
-          ...(comment !== undefined ? { comment } : {}),
-        });
+      // The same rules as every other channel (the Slack app): ../../access-decisions.ts.
+      const outcome = await decideAs(app.db, () => app.temporal.client(), me, request.params.id, decision, comment);
+      if (outcome.ok) return outcome.state;
+      if (outcome.status === 403 || outcome.status === 409) {
+        const { status, message, state } = outcome;
         return reply.code(status).send({ statusCode: status, error: status === 403 ? 'Forbidden' : 'Conflict', message, ...(state ? { state } : {}) });
-      };
-      const client = await temporalClient(reply);
-      if (!client) return reply;
-      try {
-        return await decideAccessRequest(client, request.params.id, { approverId: me.userId, decision, ...(comment !== undefined ? { comment } : {}) });
-      } catch (err) {
-        if (err instanceof AccessRequestRefusal) return await refused(err.status, err.message, err.state);
-        if (!(err instanceof AccessRequestNotRunning)) throw err;
       }
-      // The workflow has ended (or not started yet): answer from what was recorded.
-      const view = (await getRequest(app.db, request.params.id))!;
-      const state = stateOf(view);
-      if (view.requesterId === me.userId) return await refused(403, 'nobody approves their own request', state);
-      if (view.status === 'pending') return fail(reply, 503, 'the request is being started; try again shortly');
-      if (view.stages.some((s) => s.decisions[me.userId] === decision)) return state;
-      return await refused(409, `the request is ${view.status}`, state);
+      return fail(reply, outcome.status, outcome.message);
     },
   );
 
