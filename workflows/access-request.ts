@@ -320,7 +320,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
   // Without a Slack app configured, the first notice says so and no more are sent.
   let slackOn = wf.patched('slack-notices');
   let slackQueue: Promise<unknown> = Promise.resolve();
-  const slack = (n: { type: string; stage?: number; recipientIds?: string[]; key?: string }) => {
+  const slack = (n: { type: string; stage?: number; recipientIds?: string[]; key?: string; deadline?: string }) => {
     if (!slackOn) return;
     slackQueue = slackQueue
       .then(async () => {
@@ -331,7 +331,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
   };
   const notify = (type: Parameters<typeof notifyAccess>[0]['type'], recipientIds: string[], key: string, extra: { stage?: number; deadline?: string } = {}) => {
     notices.push(notifyAccess({ requestId, type, recipientIds, key, ...extra }).catch(() => undefined));
-    slack({ type, recipientIds, key, stage: extra.stage ?? state.stage });
+    slack({ type, recipientIds, key, stage: extra.stage ?? state.stage, ...(extra.deadline ? { deadline: extra.deadline } : {}) });
   };
   const NOTICE_OF: Partial<Record<AccessRequestStatus, Parameters<typeof notifyAccess>[0]['type']>> = {
     approved: 'request.decided',

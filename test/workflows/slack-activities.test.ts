@@ -80,6 +80,23 @@ t.test('each message once, however often the activity runs', async (t) => {
   t.equal(rows.length, 2, 'the approver without a Slack account is skipped');
 });
 
+t.test('a reminder goes under the approval message of each approver still undecided, once', async (t) => {
+  const id = await newRequest();
+  await notices.notify(awaiting(id));
+  const reminder = { requestId: id, type: 'request.reminder', stage: 0, recipientIds: [a1, a3], key: 'stage-0-reminder-600', deadline: '2030-01-01T12:00:00.000Z' };
+  await notices.notify(reminder);
+  await notices.notify(reminder);
+  const { rows } = await db.query<{ channel: string; ts: string; recipient_id: string }>('SELECT channel, ts, recipient_id FROM slack_messages WHERE request_id = $1 AND kind = $2', [id, 'approval']);
+  const annApproval = rows.find((r) => r.recipient_id === a1)!;
+  const replies = fake.messages.filter((m) => m.threadTs === annApproval.ts);
+  t.equal(replies.length, 1, 'one reminder for ann, in the thread of her approval message, however often the activity runs');
+  t.match(replies[0]!.text, 'still needs your decision');
+  const abeApproval = rows.find((r) => r.recipient_id === a2)!;
+  t.equal(fake.messages.filter((m) => m.threadTs === abeApproval.ts).length, 0, 'abe was not among the undecided: no reminder');
+  const { rows: reminders } = await db.query('SELECT recipient_id FROM slack_messages WHERE request_id = $1 AND kind = $2', [id, 'reminder']);
+  t.same(reminders.map((r) => r.recipient_id), [a1], 'the approver not on Slack gets none (the webhook notice reaches them)');
+});
+
 t.test('a failure half-way: the retry posts only what is missing', async (t) => {
   const id = await newRequest();
   const before = fake.callsOf('chat.postMessage').length;

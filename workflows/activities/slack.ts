@@ -30,6 +30,8 @@ export interface SlackNoticeInput {
   recipientIds?: string[];
   /** The workflow's key of the notice (e.g. `task-grant`). */
   key?: string;
+  /** When the stage times out (reminders), ISO 8601. */
+  deadline?: string;
 }
 
 export interface SlackActivityDeps {
@@ -116,6 +118,28 @@ export class SlackNotices {
     if (permanent[0]) throw permanent[0];
   }
 
+  /**
+   * Reminds approvers who have not decided yet, as a reply under the approval message they got (so
+   * the buttons are one scroll away), once per reminder. An approver without such a message gets
+   * none: they were not reached on Slack in the first place.
+   */
+  private async remindApprovers(f: RequestFacts, stage: number, approverIds: string[], reminderKey: string, deadline: string | undefined): Promise<void> {
+    const open = (await stageOutcome(this.db, f, stage)).open;
+    if (!open) return;
+    const until = deadline ? ` before ${when(deadline)}` : '';
+    for (const approverId of approverIds) {
+      const approval = await postedMessage(this.db, `${f.id}:approval:${stage}:${approverId}`);
+      if (!approval) continue;
+      await this.postOnce(
+        `${f.id}:reminder:${stage}:${approverId}:${reminderKey}`,
+        { requestId: f.id, kind: 'reminder', recipientId: approverId, stage },
+        approval.channel,
+        { text: `Reminder: this request still needs your decision${until}.`, blocks: [{ type: 'section', text: { type: 'mrkdwn', text: `:alarm_clock: Reminder: this request still needs your decision${until}.` } }] },
+        approval.ts,
+      );
+    }
+  }
+
   /** Updates (chat.update) every approval message whose stage has closed to show who decided and when. */
   private async closeApprovals(f: RequestFacts): Promise<void> {
     const messages = (await postedMessagesOf(this.db, f.id, 'approval')).filter((m) => m.shown !== 'closed');
@@ -169,6 +193,9 @@ export class SlackNotices {
       }
       case 'task.assigned':
         await this.task(f, n.key === 'task-revoke' ? 'revoke' : 'grant');
+        return;
+      case 'request.reminder':
+        await this.remindApprovers(f, n.stage ?? f.stage, n.recipientIds ?? [], n.key ?? 'reminder', n.deadline);
         return;
     }
     // The request moved on: every approval message shows it, and the thread says so.
