@@ -20,6 +20,8 @@ import audit from './routes/api/audit.js';
 import outbox from './routes/api/outbox.js';
 import accessRequests from './routes/api/access-requests.js';
 import downloads from './routes/downloads.js';
+import sources from './routes/api/sources.js';
+import auth0Routes from './routes/auth0.js';
 import { pathOnly, redactUrl } from '../core/log-redaction.js';
 import security from './plugins/security.js';
 import metrics from './plugins/metrics.js';
@@ -104,5 +106,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(outbox);
   await app.register(accessRequests);
   await app.register(downloads);
+  await app.register(sources);
+  await app.register(auth0Routes);
   return app;
 }

@@ -9,6 +9,7 @@ import type { ConnectorRuntime } from './connector-runtime.js';
 import { applyStep, planUserSync, recordFailure, validateConnector, type StepInput, type StepResult, type UserPlan } from './provisioning.js';
 import * as access from './access-requests.js';
 import type { AccessNotifier } from '../../core/access/notifier.js';
+import { sourceActivities } from './sources.js';
 import { finishReconcile, reconcilePage, startReconcile, type ReconcileStarted, type ReconcileSummary } from './reconcile.js';
 
 export interface ActivityDeps {
@@ -92,6 +93,7 @@ export function createActivities({ db, connectors, accessNotifier }: ActivityDep
       return { outcome: user.deleted || !user.active ? 'deprovisioned' : 'synced' };
     },
     ...accessRequestActivities(db, accessNotifier),
+    ...sourceActivities(db),
   };
 }
 

@@ -1,0 +1,62 @@
+/**
+ * Endpoints Auth0 calls (no bearer token of ours: each checks the source's own shared secret, in
+ * constant time):
+ *
+ * - POST /auth0/:source/log-stream: Auth0 Log Streams (custom webhook; the Authorization header
+ *   carries the source's logStreamSecret), see core/sources/log-stream.ts.
+ */
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
+import { createSecretResolver, type SecretResolver } from '../../connectors/index.js';
+import { getSource } from '../../core/sources/import.js';
+import { auth0Source, parseAuth0SourceConfig, type Auth0Source } from '../../core/sources/auth0.js';
+import { applyLogBatch, logStreamAuthorized, logStreamSecret, parseLogBatch, readLogEvent, type LogEvent } from '../../core/sources/log-stream.js';
+import { sendApiError as fail } from './api/errors.js';
+
+const SourceParams = Type.Object({ source: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }) });
+
+export interface Auth0RoutesOptions {
+  /** Resolves the sources' secret references (default: this process's environment and files). */
+  secret?: SecretResolver;
+}
+
+const auth0Routes: FastifyPluginAsync<Auth0RoutesOptions> = async (app, opts) => {
+  const secret = opts.secret ?? createSecretResolver();
+  // Log Streams send JSON arrays, objects or JSON lines, all as application/json: the body is
+  // parsed here (routes of this plugin only).
+  app.addContentTypeParser(['application/json', 'application/x-ndjson', 'text/plain'], { parseAs: 'string' }, (_req, body, done) => done(null, body));
+
+  /** The source, or undefined after answering 404. */
+  async function source(id: string, reply: FastifyReply): Promise<Auth0Source | undefined> {
+    const row = await getSource(app.db, id);
+    if (!row) {
+      await fail(reply, 404, `no source ${id}`);
+      return undefined;
+    }
+    return auth0Source(parseAuth0SourceConfig(row.config), secret);
+  }
+
+  app.post<{ Params: Static<typeof SourceParams> }>(
+    '/auth0/:source/log-stream',
+    { schema: { tags: ['auth0'], summary: 'Auth0 Log Streams (custom webhook): changes of the source connection\'s users, idempotent by log id', params: SourceParams } },
+    async (request, reply) => {
+      const src = await source(request.params.source, reply);
+      if (!src) return reply;
+      const expected = await logStreamSecret(src, secret);
+      if (expected === undefined) return fail(reply, 401, `source ${request.params.source} has no logStreamSecret: log events are refused`);
+      if (!logStreamAuthorized(request.headers.authorization, expected)) return fail(reply, 401, 'the Authorization header does not carry the log stream secret');
+      let events: LogEvent[];
+      try {
+        events = parseLogBatch(request.body).map(readLogEvent);
+      } catch (err) {
+        return fail(reply, 400, (err as Error).message);
+      }
+      const result = await applyLogBatch(app.db, request.params.source, src, events);
+      if (result.applied > 0) app.outbox.kick();
+      // Events that could not be applied yet stay pending: Auth0 sends the batch again.
+      return reply.code(result.failed > 0 ? 503 : 200).send(result);
+    },
+  );
+};
+
+export default auth0Routes;
