@@ -4,14 +4,29 @@
  *
  * - POST /auth0/:source/log-stream: Auth0 Log Streams (custom webhook; the Authorization header
  *   carries the source's logStreamSecret), see core/sources/log-stream.ts.
+ * - POST /auth0/:source/invitations/redeem: the post-login Action redeems an invitation at the
+ *   invitee's first login (Authorization: Bearer <the source's actionSecret>), see
+ *   core/invitations/invitations.ts. A refusal is 403 with the message the login page shows.
  */
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import { createSecretResolver, type SecretResolver } from '../../connectors/index.js';
 import { getSource } from '../../core/sources/import.js';
 import { auth0Source, parseAuth0SourceConfig, type Auth0Source } from '../../core/sources/auth0.js';
 import { applyLogBatch, logStreamAuthorized, logStreamSecret, parseLogBatch, readLogEvent, type LogEvent } from '../../core/sources/log-stream.js';
 import { sendApiError as fail } from './api/errors.js';
+import { redeemInvitation } from '../../core/invitations/invitations.js';
+
+const RedeemBody = Type.Object(
+  {
+    token: Type.String({ minLength: 1, maxLength: 200 }),
+    email: Type.String({ minLength: 3, maxLength: 320 }),
+    userId: Type.String({ minLength: 1, maxLength: 512, description: 'the Auth0 user_id logging in' }),
+    name: Type.Optional(Type.String({ maxLength: 500 })),
+  },
+  { additionalProperties: false },
+);
 
 const SourceParams = Type.Object({ source: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }) });
 
@@ -35,6 +50,43 @@ const auth0Routes: FastifyPluginAsync<Auth0RoutesOptions> = async (app, opts) =>
     }
     return auth0Source(parseAuth0SourceConfig(row.config), secret);
   }
+
+  /** Whether the request carries the source's actionSecret; answers 401 otherwise. */
+  async function actionAuthorized(src: Auth0Source, authorization: string | undefined, reply: FastifyReply): Promise<boolean> {
+    const ref = src.config.actionSecret;
+    const expected = ref === undefined ? undefined : await secret(ref);
+    if (expected === undefined || !authorization || !/^Bearer\s/i.test(authorization) || !logStreamAuthorized(authorization.replace(/^Bearer\s+/i, ''), expected)) {
+      await fail(reply, 401, 'Authorization: Bearer <the source\'s actionSecret> is required');
+      return false;
+    }
+    return true;
+  }
+
+  /** Bodies of this plugin arrive as text (see the parser above). */
+  function json(body: unknown): unknown {
+    if (typeof body !== 'string') return body;
+    try {
+      return JSON.parse(body) as unknown;
+    } catch {
+      return undefined;
+    }
+  }
+
+  app.post<{ Params: Static<typeof SourceParams> }>(
+    '/auth0/:source/invitations/redeem',
+    { schema: { tags: ['auth0'], summary: 'Redeem an invitation at first login (post-login Action)', params: SourceParams } },
+    async (request, reply) => {
+      const src = await source(request.params.source, reply);
+      if (!src) return reply;
+      if (!(await actionAuthorized(src, request.headers.authorization, reply))) return reply;
+      const body = json(request.body);
+      if (!Value.Check(RedeemBody, body)) return fail(reply, 400, 'expected {token, email, userId, name?}');
+      const result = await redeemInvitation(app.db, { sourceId: request.params.source, token: body.token, email: body.email, auth0UserId: body.userId, name: body.name });
+      if (!result.ok) return reply.code(403).send({ statusCode: 403, error: 'Forbidden', reason: result.reason, message: result.message });
+      app.outbox.kick();
+      return result;
+    },
+  );
 
   app.post<{ Params: Static<typeof SourceParams> }>(
     '/auth0/:source/log-stream',
