@@ -72,7 +72,7 @@ function str(v: unknown): string | undefined {
 /** Reads one raw event: its log id (required) and the user it names. */
 export function readLogEvent(raw: unknown): LogEvent {
   const e = (raw && typeof raw === 'object' ? raw : {}) as { log_id?: unknown; data?: Record<string, unknown> };
-  const data = (e.data && typeof e.data === 'object' ? e.data : {}) as Record<string, unknown>;
+  const data: Record<string, unknown> = e.data && typeof e.data === 'object' ? e.data : {};
   const logId = str(e.log_id) ?? str(data.log_id) ?? str(data._id);
   if (!logId) throw new Error('a log event without log_id');
   const details = (data.details && typeof data.details === 'object' ? data.details : {}) as Record<string, unknown>;

@@ -41,7 +41,9 @@ async function callGateway(event, path, body) {
   /** @type {Record<string, unknown>} */
   let json = {};
   try {
-    json = /** @type {Record<string, unknown>} */ (await res.json());
+    /** @type {unknown} */
+    const parsed = await res.json();
+    if (parsed && typeof parsed === 'object') json = /** @type {Record<string, unknown>} */ (parsed);
   } catch {
     json = {};
   }

@@ -62,7 +62,7 @@ const sources: FastifyPluginAsync = async (app) => {
   );
 
   app.get('/api/sources', { onRequest: admin, schema: { tags, security, summary: 'List sources with their last import' } }, async () => {
-    const { rows } = await app.db.query(
+    const { rows } = await app.db.query<Record<string, unknown>>(
       `SELECT s.id, s.type, s.config, s.import_every_minutes AS "importEveryMinutes",
               (SELECT count(*)::int FROM users u WHERE u.source_id = s.id AND u.deleted_at IS NULL) AS users,
               (SELECT count(*)::int FROM source_conflicts c WHERE c.source_id = s.id AND c.resolved_at IS NULL) AS conflicts,

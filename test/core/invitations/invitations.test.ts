@@ -34,7 +34,8 @@ fake.connections.add(CONNECTION);
 fake.clients.set('source-app', { secret: SECRET, scopes: ALL_SCOPES });
 
 // The delivery channel: a receiver that checks each notice's signature and keeps it.
-const notices: Array<Record<string, any>> = [];
+type Json = Record<string, unknown> & { [key: string]: any }; // eslint-disable-line @typescript-eslint/no-explicit-any -- notices and answers are inspected freely
+const notices: Json[] = [];
 const receiver = createServer((req, res) => {
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
@@ -94,10 +95,10 @@ async function login(userId: string, token: string | undefined, opts: { secrets?
   return out;
 }
 
-async function invite(email: string, entitlements = ['app/editor'], expect = 201): Promise<{ invitation: any; token: string; notice: any }> {
+async function invite(email: string, entitlements = ['app/editor'], expect = 201): Promise<{ invitation: Json; token: string; notice: Json }> {
   const before = notices.length;
   const invitation = await api('POST', '/api/invitations', { source: 'auth0-main', email, entitlements }, expect);
-  const notice = notices.slice(before).find((n) => n.id === invitation.id);
+  const notice = notices.slice(before).find((n) => n.id === invitation.id)!;
   const token = notice ? new URL(notice.url).searchParams.get('scim_invitation')! : '';
   return { invitation, token, notice };
 }
@@ -130,7 +131,7 @@ t.test('inviting a new email creates the Auth0 user, marks it invited, and sends
   const outbox = await db.query(`SELECT count(*)::int AS n FROM outbox WHERE topic = 'user.changed' AND aggregate_id = $1`, [user.rows[0].id]);
   t.ok(outbox.rows[0].n >= 1, 'provisioning hears of it');
   const listed = await api('GET', '/api/invitations?source=auth0-main');
-  t.match(listed.find((i: any) => i.id === invitation.id), { status: 'redeemed', userId: user.rows[0].id });
+  t.match(listed.find((i: Json) => i.id === invitation.id), { status: 'redeemed', userId: user.rows[0].id });
 
   // Reused: refused.
   t.match((await login(invitation.auth0UserId, token)).denied, /already been used/);
