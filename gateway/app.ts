@@ -23,6 +23,7 @@ import downloads from './routes/downloads.js';
 import sources from './routes/api/sources.js';
 import invitations from './routes/api/invitations.js';
 import auth0Routes from './routes/auth0.js';
+import loginStatusRoutes from './routes/login-status.js';
 import { pathOnly, redactUrl } from '../core/log-redaction.js';
 import security from './plugins/security.js';
 import metrics from './plugins/metrics.js';
@@ -110,5 +111,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(sources);
   await app.register(invitations);
   await app.register(auth0Routes);
+  await app.register(loginStatusRoutes);
   return app;
 }

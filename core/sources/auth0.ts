@@ -28,6 +28,12 @@ export const auth0SourceConfigSchema = Type.Object(
     invitationUrl: Type.Optional(
       Type.String({ pattern: '^https?://\\S+$', maxLength: 2048, description: "The application's login URL; invitation links are this URL with ?scim_invitation=<token>, which the application passes on to Auth0's /authorize." }),
     ),
+    onProvisioningFailure: Type.Optional(
+      Type.Union([Type.Literal('deny'), Type.Literal('continue')], {
+        default: 'deny',
+        description: 'At a first login whose provisioning failed in some target: deny the login (default) or let it continue; either way the status page shows what failed.',
+      }),
+    ),
     ticketTtlSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 2_592_000, default: 432_000, description: 'Lifetime of the password-change ticket sent to an invited user who is new to the connection.' })),
     ticketResultUrl: Type.Optional(Type.String({ pattern: '^https://\\S+$', maxLength: 2048, description: 'Where Auth0 sends an invited user after setting a password (Classic Universal Login).' })),
   },

@@ -7,6 +7,9 @@
  * - POST /auth0/:source/invitations/redeem: the post-login Action redeems an invitation at the
  *   invitee's first login (Authorization: Bearer <the source's actionSecret>), see
  *   core/invitations/invitations.ts. A refusal is 403 with the message the login page shows.
+ * - POST /auth0/:source/logins: the post-login Action asks whether the user's accounts are ready
+ *   (core/logins/status.ts). Answers {ready: true}, or {ready: false, path, session}: the status page
+ *   (./login-status.ts) to send the user to, with a signed short-lived session token.
  */
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
@@ -17,6 +20,8 @@ import { auth0Source, parseAuth0SourceConfig, type Auth0Source } from '../../cor
 import { applyLogBatch, logStreamAuthorized, logStreamSecret, parseLogBatch, readLogEvent, type LogEvent } from '../../core/sources/log-stream.js';
 import { sendApiError as fail } from './api/errors.js';
 import { redeemInvitation } from '../../core/invitations/invitations.js';
+import { loginStatus, loginUser } from '../../core/logins/status.js';
+import { SESSION_TTL_SECONDS, sessionKey, signToken } from '../../core/logins/tokens.js';
 
 const RedeemBody = Type.Object(
   {
@@ -24,6 +29,16 @@ const RedeemBody = Type.Object(
     email: Type.String({ minLength: 3, maxLength: 320 }),
     userId: Type.String({ minLength: 1, maxLength: 512, description: 'the Auth0 user_id logging in' }),
     name: Type.Optional(Type.String({ maxLength: 500 })),
+  },
+  { additionalProperties: false },
+);
+
+const LoginBody = Type.Object(
+  {
+    userId: Type.String({ minLength: 1, maxLength: 512, description: 'the Auth0 user_id logging in' }),
+    email: Type.String({ minLength: 3, maxLength: 320 }),
+    name: Type.Optional(Type.String({ maxLength: 500 })),
+    hostname: Type.String({ pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$', maxLength: 253, description: 'the Auth0 host of the login (event.request.hostname), where /continue is' }),
   },
   { additionalProperties: false },
 );
@@ -85,6 +100,36 @@ const auth0Routes: FastifyPluginAsync<Auth0RoutesOptions> = async (app, opts) =>
       if (!result.ok) return reply.code(403).send({ statusCode: 403, error: 'Forbidden', reason: result.reason, message: result.message });
       app.outbox.kick();
       return result;
+    },
+  );
+
+  app.post<{ Params: Static<typeof SourceParams> }>(
+    '/auth0/:source/logins',
+    { schema: { tags: ['auth0'], summary: "Are the user's accounts ready? (post-login Action)", params: SourceParams } },
+    async (request, reply) => {
+      const src = await source(request.params.source, reply);
+      if (!src) return reply;
+      if (!(await actionAuthorized(src, request.headers.authorization, reply))) return reply;
+      const body = json(request.body);
+      if (!Value.Check(LoginBody, body)) return fail(reply, 400, 'expected {userId, email, name?, hostname}');
+      const user = await loginUser(app.db, request.params.source, { auth0UserId: body.userId, email: body.email, name: body.name });
+      if (!user.ok) return reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: user.message });
+      app.outbox.kick();
+      const status = await loginStatus(app.db, user.userId);
+      if (status.state === 'ready') return { ready: true };
+      const actionSecret = await secret(src.config.actionSecret!);
+      const now = Math.floor(Date.now() / 1000);
+      const session = signToken(sessionKey(actionSecret), {
+        typ: 'login-session',
+        src: request.params.source,
+        uid: user.userId,
+        sub: body.userId,
+        host: body.hostname,
+        pol: src.config.onProvisioningFailure ?? 'deny',
+        iat: now,
+        exp: now + SESSION_TTL_SECONDS,
+      });
+      return { ready: false, path: '/login-status', session };
     },
   );
 

@@ -12,6 +12,8 @@ export interface PostLoginEvent {
   };
   request?: {
     query?: Record<string, unknown>;
+    /** The Auth0 host the login runs on (its /continue is there). */
+    hostname?: string;
   };
   secrets: Record<string, string | undefined>;
 }
@@ -20,6 +22,10 @@ export interface PostLoginApi {
   access: {
     /** Ends the login with an error; `reason` is shown to the user by the application. */
     deny(reason: string): PostLoginApi;
+  };
+  redirect: {
+    /** Sends the user to `url` (with `query` added); Auth0 adds `state`, and the user comes back at /continue. */
+    sendUserTo(url: string, options?: { query?: Record<string, string> }): PostLoginApi;
   };
   user: {
     /** Sets (or, with null, removes) one app_metadata key at the end of the flow. */
