@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Db } from '../db/pool.js';
-import type { SecretResolver } from '../../connectors/index.js';
+import { PermanentError, type SecretResolver } from '../../connectors/index.js';
 import { auth0Source, auth0UserToScim, parseAuth0SourceConfig, type Auth0Source } from './auth0.js';
 import { deleteUnseen, normalizeSourceUser, unchangedSourceUsers, upsertSourceUser } from './store.js';
 
@@ -78,6 +78,20 @@ export async function importPage(db: Db, source: Auth0Source, input: { runId: st
 export async function finishImport(db: Db, input: { runId: string; sourceId: string }): Promise<ImportSummary> {
   const { rows: open } = await db.query<{ finished: boolean }>('SELECT finished_at IS NOT NULL AS finished FROM source_import_runs WHERE id = $1', [input.runId]);
   if (open[0] && !open[0].finished) {
+    // A listing of nobody while the directory holds the source's users is far more often a wrong
+    // connection name or a permission than a tenant emptied: nothing is deleted on its word.
+    const { rows: counts } = await db.query<{ seen: number; live: number }>(
+      `SELECT r.seen, (SELECT count(*)::int FROM users u WHERE u.source_id = r.source_id AND u.deleted_at IS NULL) AS live
+         FROM source_import_runs r WHERE r.id = $1`,
+      [input.runId],
+    );
+    if (counts[0] && counts[0].seen === 0 && counts[0].live > 0) {
+      await db.query('UPDATE source_import_runs SET finished_at = now() WHERE id = $1', [input.runId]);
+      throw new PermanentError(
+        `the import of source ${input.sourceId} read no users, but the directory holds ${counts[0].live} of them; check the source's connection and credentials. Nothing was deleted (delete the users through the source once it is really empty)`,
+        'emptyListing',
+      );
+    }
     const deleted = await deleteUnseen(db, input.sourceId, input.runId, IMPORT_REASON);
     await db.query('UPDATE source_import_runs SET deleted = deleted + $2, finished_at = now() WHERE id = $1 AND finished_at IS NULL', [input.runId, deleted]);
     await db.query('DELETE FROM source_import_seen WHERE run_id = $1', [input.runId]);

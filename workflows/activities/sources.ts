@@ -25,7 +25,12 @@ export function sourceActivities(db: Db) {
     },
     /** Deletes the users the source no longer has and closes the run. */
     async finishSourceImport(input: { runId: string; sourceId: string }): Promise<ImportSummary> {
-      return await finishImport(db, input);
+      try {
+        return await finishImport(db, input);
+      } catch (err) {
+        if (err instanceof PermanentError) throw ApplicationFailure.create({ message: err.message, type: `PermanentError:${String(err.kind)}`, nonRetryable: true });
+        throw err;
+      }
     },
   };
 }

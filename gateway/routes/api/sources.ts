@@ -100,8 +100,10 @@ const sources: FastifyPluginAsync = async (app) => {
       try {
         return await handle.result();
       } catch (err) {
-        const cause = (err as { cause?: { message?: string } }).cause?.message;
-        return fail(reply, 502, `the import failed: ${cause ?? (err as Error).message}`);
+        // The workflow's failure wraps the activity's, which wraps the reason.
+        let reason = err as { message?: string; cause?: unknown } | undefined;
+        while (reason?.cause) reason = reason.cause as typeof reason;
+        return fail(reply, 502, `the import failed: ${reason?.message ?? String(err)}`);
       }
     },
   );

@@ -188,3 +188,13 @@ t.test('Log Streams: refused without the secret, applied once per log id', async
   t.match(redelivered.json(), { applied: 1, duplicates: 0 });
   t.equal((await directory(fresh.user_id))!.display_name, 'After the outage');
 });
+
+t.test('an import that reads nobody while the directory holds the source\'s users deletes nothing', async (t) => {
+  const before = await liveSourceUsers();
+  await api('PUT', '/api/sources/auth0-main', { type: 'auth0', config: { ...config, connection: 'Other-Database-Typo' }, importEveryMinutes: 60 });
+  const res = await gw.scim({ method: 'POST', url: '/api/sources/auth0-main/import', payload: { wait: true }, headers: { 'content-type': 'application/json' } });
+  t.equal(res.statusCode, 502);
+  t.match(res.json().message, /read no users.*Nothing was deleted/);
+  t.equal(await liveSourceUsers(), before, 'every user is still there');
+  await api('PUT', '/api/sources/auth0-main', { type: 'auth0', config, importEveryMinutes: 60 });
+});
