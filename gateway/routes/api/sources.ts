@@ -102,7 +102,7 @@ const sources: FastifyPluginAsync = async (app) => {
       } catch (err) {
         // The workflow's failure wraps the activity's, which wraps the reason.
         let reason = err as { message?: string; cause?: unknown } | undefined;
-        while (reason?.cause) reason = reason.cause as typeof reason;
+        while (reason?.cause) reason = reason.cause;
         return fail(reply, 502, `the import failed: ${reason?.message ?? String(err)}`);
       }
     },
