@@ -167,6 +167,24 @@ t.test('a failing target shows its reason, and the policy denies the login', asy
   await page.close();
 });
 
+t.test('a user pushed over SCIM by another identity provider is the one provisioned at their Auth0 login', async (t) => {
+  const pushed = await api('POST', '/scim/v2/Users', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: 'Carol@example.com', active: true }, 201);
+  const carol = { user_id: 'auth0|carol', email: 'carol@example.com', name: 'Carol' };
+  const first = await executeLogin(carol);
+  t.equal(first.denied, undefined);
+  // Provisioning started with the SCIM push: it may be done before the login, or be waited for.
+  if (first.redirect) {
+    const { page, events, continuedNow } = await openStatusPage(first.redirect, 'state-carol-1');
+    await continuedNow;
+    t.equal(events.find((e) => e.type === 'done')!.data.state, 'ready');
+    await page.close();
+  }
+  t.ok(crm.accounts.has(`acct-${pushed.id}`), "the SCIM user's account was created");
+  t.ok(wiki.accounts.has(`acct-${pushed.id}`));
+  const { rows } = await database.db.query(`SELECT count(*)::int AS n FROM users WHERE lower(user_name) = 'carol@example.com'`);
+  t.equal(rows[0].n, 1, 'no second directory user');
+});
+
 t.test('bad sessions and requests are refused clearly', async (t) => {
   const page = await viewer.app.inject({ method: 'GET', url: '/login-status?session=not-a-token' });
   t.equal(page.statusCode, 401);
