@@ -46,6 +46,9 @@ export interface ImportSummary {
 
 export async function startImport(db: Db, sourceId: string, workflowId?: string): Promise<{ runId: string }> {
   const runId = randomUUID();
+  // One import of a source runs at a time (one workflow id per source): what earlier runs that
+  // failed part way had noted is of no use any more.
+  await db.query('DELETE FROM source_import_seen WHERE run_id IN (SELECT id FROM source_import_runs WHERE source_id = $1)', [sourceId]);
   await db.query('INSERT INTO source_import_runs (id, source_id, workflow_id) VALUES ($1, $2, $3)', [runId, sourceId, workflowId ?? null]);
   return { runId };
 }
