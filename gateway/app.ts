@@ -21,6 +21,10 @@ import outbox from './routes/api/outbox.js';
 import accessRequests from './routes/api/access-requests.js';
 import downloads from './routes/downloads.js';
 import slack from './routes/slack/index.js';
+import sources from './routes/api/sources.js';
+import invitations from './routes/api/invitations.js';
+import auth0Routes from './routes/auth0.js';
+import loginStatusRoutes from './routes/login-status.js';
 import { pathOnly, redactUrl } from '../core/log-redaction.js';
 import security from './plugins/security.js';
 import metrics from './plugins/metrics.js';
@@ -106,5 +110,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(accessRequests);
   await app.register(downloads);
   await app.register(slack);
+  await app.register(sources);
+  await app.register(invitations);
+  await app.register(auth0Routes);
+  await app.register(loginStatusRoutes);
   return app;
 }

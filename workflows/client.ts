@@ -12,6 +12,7 @@ import { testConnection, type TestConnectionResult } from './test-connection.js'
 import type { ReconcileSummary } from './activities/reconcile.js';
 import { boundedVisibilityValue } from './bounded.js';
 import { accessRequest } from './access-request.js';
+import { sourceImport } from './source-import.js';
 import {
   accessRequestWorkflowIdOf,
   accessRequesterSearchAttribute,
@@ -288,4 +289,51 @@ export async function completeAccessTask(client: Client, requestId: string, inpu
  */
 export async function revokeManualAccess(client: Client, requestId: string, input: RevokeInput): Promise<AccessRequestState> {
   return await accessUpdate(client, requestId, (h) => h.executeUpdate(revokeAccessUpdate, { args: [input] }));
+}
+
+// ------------------------------------------------------------------ sources
+
+export function sourceImportWorkflowId(sourceId: string): string {
+  return `source-import:${sourceId}`;
+}
+
+/** Starts an import of one source now; undefined when one is already running. */
+export async function startSourceImportRun(client: Client, taskQueue: string, sourceId: string): Promise<WorkflowHandleWithFirstExecutionRunId<typeof sourceImport> | undefined> {
+  try {
+    return await client.workflow.start(sourceImport, {
+      workflowId: sourceImportWorkflowId(sourceId),
+      taskQueue,
+      args: [{ sourceId }],
+      memo: { source: sourceId },
+      staticSummary: `import users of source ${sourceId}`,
+    });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return undefined;
+    throw err;
+  }
+}
+
+/** Makes the source's import Schedule match its configuration (every `everyMinutes`, or none). Idempotent. */
+export async function ensureSourceImportSchedule(client: Client, taskQueue: string, sourceId: string, everyMinutes: number | null): Promise<void> {
+  const scheduleId = sourceImportWorkflowId(sourceId);
+  const handle = client.schedule.getHandle(scheduleId);
+  if (everyMinutes === null) {
+    await handle.delete().catch((err: unknown) => {
+      if (!(err instanceof ScheduleNotFoundError)) throw err;
+    });
+    return;
+  }
+  const spec: ScheduleSpec = { intervals: [{ every: `${everyMinutes}m` }] };
+  try {
+    await handle.update((prev) => ({ ...prev, spec }));
+  } catch (err) {
+    if (!(err instanceof ScheduleNotFoundError)) throw err;
+    await client.schedule.create({
+      scheduleId,
+      spec,
+      action: { type: 'startWorkflow', workflowType: sourceImport, workflowId: scheduleId, taskQueue, args: [{ sourceId }], memo: { source: sourceId }, staticSummary: `import users of source ${sourceId}` },
+      policies: { overlap: ScheduleOverlapPolicy.SKIP },
+      memo: { source: sourceId },
+    });
+  }
 }

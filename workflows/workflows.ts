@@ -3,3 +3,4 @@ export { userSync } from './user-sync.js';
 export { reconcile } from './reconcile.js';
 export { testConnection } from './test-connection.js';
 export { accessRequest } from './access-request.js';
+export { sourceImport } from './source-import.js';

@@ -38,6 +38,9 @@ export interface Auth0User {
   app_metadata?: Record<string, unknown> | undefined;
   identities?: Array<{ connection?: string | undefined }> | undefined;
   created_at?: string | undefined;
+  updated_at?: string | undefined;
+  username?: string | undefined;
+  email_verified?: boolean | undefined;
 }
 
 const what = (op: string) => `auth0: ${op}`;
@@ -241,6 +244,12 @@ export class UserOperations {
    * {@link ListCursor} for how users created in the same millisecond are handled.
    */
   async list(cursor?: string): Promise<Page<RemoteAccount>> {
+    const page = await this.listUsers(cursor);
+    return { items: page.users.map(toAccount), ...(page.next !== undefined && { next: page.next }) };
+  }
+
+  /** Like {@link list}, with the Auth0 users as Auth0 answered them (what a source import reads). */
+  async listUsers(cursor?: string): Promise<{ users: Array<Auth0User & { user_id: string }>; next?: string }> {
     const op = 'listAccounts';
     const from = cursor === undefined ? undefined : decodeListCursor(cursor);
     const perPage = this.opts.pageSize;
@@ -249,8 +258,8 @@ export class UserOperations {
     const floor = from === undefined ? -Infinity : Date.parse(from.t);
     checkOrder(op, users, floor, from?.after === true, clause);
     const seen = new Set(from?.seen ?? []);
-    const fresh = (list: TimedUser[]) => list.filter((u) => !seen.has(u.user_id)).map(toAccount);
-    if (users.length < perPage) return { items: fresh(users) };
+    const fresh = (list: TimedUser[]) => list.filter((u) => !seen.has(u.user_id));
+    if (users.length < perPage) return { users: fresh(users) };
 
     const first = users[0]!.at;
     const last = users[users.length - 1]!.at;
@@ -267,12 +276,12 @@ export class UserOperations {
           'searchLimit',
         );
       }
-      return { items: fresh(group.users), next: encodeListCursor({ v: 1, t: instant, after: true }) };
+      return { users: fresh(group.users), next: encodeListCursor({ v: 1, t: instant, after: true }) };
     }
     // The page ends inside `last`'s millisecond, possibly part way through its users: the next
     // page starts at that millisecond again and skips the ones already answered.
     const atLast = users.filter((u) => u.at === last).map((u) => u.user_id);
-    return { items: fresh(users), next: encodeListCursor({ v: 1, t: new Date(last).toISOString(), seen: atLast }) };
+    return { users: fresh(users), next: encodeListCursor({ v: 1, t: new Date(last).toISOString(), seen: atLast }) };
   }
 
   /** One search of the connection's users in creation order, page 0; `clause` narrows it by AND. */
@@ -321,7 +330,7 @@ export interface ListCursor {
 
 type TimedUser = Auth0User & { user_id: string; at: number };
 
-function toAccount(u: TimedUser): RemoteAccount {
+function toAccount(u: Auth0User & { user_id: string }): RemoteAccount {
   return {
     remoteId: u.user_id,
     ...(u.email !== undefined && { userName: u.email, email: u.email }),

@@ -410,6 +410,7 @@ export class Directory {
   async delete(type: ResourceType, actor: Actor, id: string, ifMatch?: string): Promise<void> {
     await this.write(type, async (tx) => {
       const current = await this.lockForUpdate(tx, type, id, ifMatch);
+      if (type === 'User') await this.refuseSourceOwned(tx, id);
       const affected = new Set<string>(type === 'User' ? [id] : await this.usersUnder(tx, id));
       // A deleted resource is no longer a member of anything, and a deleted group has no members.
       // The row lock taken above keeps memberships from being added meanwhile (the group_members
@@ -486,7 +487,7 @@ export class Directory {
           `WITH u AS (
              UPDATE users SET user_name = $3, external_id = $4, display_name = $5, active = $6, resource = $7,
                     version = version + 1, updated_at = now()
-              WHERE id = $1 AND version = $2 AND deleted_at IS NULL
+              WHERE id = $1 AND version = $2 AND deleted_at IS NULL AND source_id IS NULL
               RETURNING id, user_name, resource, version, created_at, updated_at),
            a AS (
              INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, before, after)
@@ -504,9 +505,20 @@ export class Directory {
         const [out] = await this.hydrate(this.db, 'User', rows, {});
         return { resource: out!, changed: true };
       }
-      // Changed or deleted since it was read: go round again (a deletion becomes a 404).
+      // Owned by a source, or changed or deleted since it was read: go round again (a deletion becomes a 404).
+      await this.refuseSourceOwned(this.db, id);
     }
     throw new ScimError(409, `User ${id} is being changed by others too often to apply this change; retry`);
+  }
+
+  /**
+   * A user imported from a source (core/sources/) is changed only by that source: SCIM writes to it
+   * answer 409, naming the source, so the source's next import cannot silently undo them.
+   */
+  private async refuseSourceOwned(db: Db | Tx, id: string): Promise<void> {
+    const { rows } = await db.query<{ source_id: string | null }>('SELECT source_id FROM users WHERE id = $1 AND deleted_at IS NULL', [id]);
+    const source = rows[0]?.source_id;
+    if (source) throw new ScimError(409, `User ${id} is owned by the source "${source}" and changes only there; change it in that source`);
   }
 
   /** A unique-index violation as the SCIM 409 it means; other errors unchanged. */

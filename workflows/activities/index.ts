@@ -9,6 +9,7 @@ import type { ConnectorRuntime } from './connector-runtime.js';
 import { applyStep, planUserSync, recordFailure, validateConnector, type StepInput, type StepResult, type UserPlan } from './provisioning.js';
 import * as access from './access-requests.js';
 import type { AccessNotifier } from '../../core/access/notifier.js';
+import { sourceActivities } from './sources.js';
 import { finishReconcile, reconcilePage, startReconcile, type ReconcileStarted, type ReconcileSummary } from './reconcile.js';
 import { slackActivities } from './slack.js';
 import type { SlackConfig } from '../../core/config.js';
@@ -97,6 +98,7 @@ export function createActivities({ db, connectors, accessNotifier, slack }: Acti
     },
     ...accessRequestActivities(db, accessNotifier),
     ...slackActivities(slack ? { db, config: slack } : undefined),
+    ...sourceActivities(db),
   };
 }
 
