@@ -19,7 +19,23 @@ async function newUser(): Promise<string> {
   return id;
 }
 
-t.test('a change to a user\'s provisioning state wakes that user\'s subscribers', { skip: TEST_DATABASE_KIND === 'embedded' ? 'the embedded database has no LISTEN' : false }, async (t) => {
+if (TEST_DATABASE_KIND === 'embedded') {
+  // The embedded database serves one process through one connection: the page polls it.
+  t.test('on the embedded database a change reaches subscribers by polling', async (t) => {
+    const watcher = new ProvisioningWatcher(db, { listen: false, pollMs: 20 });
+    t.teardown(() => watcher.close());
+    const ada = await newUser();
+    let wake: () => void = () => {};
+    const woken = new Promise<void>((resolve) => (wake = resolve));
+    let after = false;
+    await watcher.subscribe(ada, () => after && wake());
+    await db.query(`INSERT INTO connectors (id, type) VALUES ('w', 'webhook') ON CONFLICT DO NOTHING`);
+    await db.query(`INSERT INTO accounts (user_id, connector_id, state) VALUES ($1, 'w', 'active')`, [ada]);
+    after = true;
+    await woken;
+    t.equal(watcher.live, false, 'polling, not listening');
+  });
+} else t.test('a change to a user\'s provisioning state wakes that user\'s subscribers', async (t) => {
   const listening = database.newPool(3);
   const watcher = new ProvisioningWatcher(listening, { listen: true, pollMs: 3_600_000, safetyPollMs: 3_600_000 });
   t.teardown(() => watcher.close());
