@@ -34,8 +34,8 @@ export function StringEnum<const T extends readonly string[]>(values: T, options
   return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
 }
 
-/** A date-time as an ISO 8601 string. */
-export const DateTime = (description?: string) => Type.String({ format: 'date-time', ...(description ? { description } : {}) });
+/** A date-time as an ISO 8601 string (a Date from the database is written as one). */
+export const DateTime = (description?: string) => Type.Unsafe<string | Date>({ type: 'string', format: 'date-time', ...(description ? { description } : {}) });
 
 /** An answer without a body (204, 304). */
 export const NoContent = (description: string) => Type.Unsafe<void>({ type: 'null', description });
