@@ -30,18 +30,19 @@ t.test('every route declares its answers: a schema for each 2xx with a body, and
       if (success.length === 0) problems.push(`${name}: no 2xx answer declared`);
       for (const code of success) {
         const r = responses[code]!;
-        // @fastify/swagger writes this when a route has no response schema.
-        if (r.description === 'Default Response') problems.push(`${name} ${code}: no response schema`);
         if (code === '204') {
           if (r.content) problems.push(`${name} 204: declares a body`);
           continue;
         }
+        // Without a response schema @fastify/swagger writes a bare { description: 'Default Response' }.
         const schemas = Object.values(r.content ?? {}).map((c) => c.schema);
         if (schemas.length === 0 || schemas.some((s) => !s || Object.keys(s).length === 0)) problems.push(`${name} ${code}: no response schema`);
       }
       const errors = codes.filter((c) => /^[45]/.test(c));
       if (!errors.includes('500')) problems.push(`${name}: 500 not declared`);
       for (const code of errors) {
+        // Readiness answers 503 with the same report as its 200.
+        if (path === '/readyz' && code === '503') continue;
         const properties = responses[code]!.content?.['application/json']?.schema?.properties as Record<string, { type?: string }> | undefined;
         const shape = path.startsWith('/scim/v2/')
           ? properties?.schemas?.type === 'array' && properties.status?.type === 'string' && properties.detail?.type === 'string'
