@@ -121,6 +121,10 @@ export function scimAuthErrors(codes: readonly number[]) {
   return scimErrors([...codes, 401, 403, 429]);
 }
 
+/** Media types of SCIM answers (always application/scim+json) and bodies (either), for the OpenAPI document. */
+export const SCIM_ANSWERS = { produces: ['application/scim+json'] };
+export const SCIM_BODIES = { ...SCIM_ANSWERS, consumes: ['application/scim+json', 'application/json'] };
+
 /** `meta` of a SCIM resource (RFC 7643 §3.1). */
 export const ScimMeta = Open({
   resourceType: Type.Optional(Type.String()),

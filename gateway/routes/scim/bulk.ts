@@ -13,7 +13,7 @@ import { parsePatchRequest, type PatchOperation } from '../../../core/scim/patch
 import { relaxPatch, relaxResource, warnIgnored } from '../../../core/scim/lenient.js';
 import { baseUrl } from './discovery.js';
 import { renderResource } from './resources.js';
-import { Open, scimAuthErrors, StringEnum } from '../schemas.js';
+import { Open, SCIM_BODIES, scimAuthErrors, StringEnum } from '../schemas.js';
 
 const BulkResponse = Open(
   {
@@ -48,6 +48,7 @@ const bulk: FastifyPluginAsyncTypebox = async (app) => {
       bodyLimit: app.config.scimBulkMaxPayloadBytes,
       schema: {
         tags: ['scim'],
+        ...SCIM_BODIES,
         security: [{ bearer: [] }],
         summary: 'Apply many operations in one request (RFC 7644 §3.7)',
         body: Type.Object({}, { additionalProperties: true, description: 'a BulkRequest' }),

@@ -12,7 +12,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ScimError } from '../../../core/scim/errors.js';
 import { MAX_RESULTS } from '../../../core/scim/list.js';
-import { Open, ScimListResponse, scimErrors } from '../schemas.js';
+import { Open, SCIM_ANSWERS, ScimListResponse, scimErrors } from '../schemas.js';
 import type { ListResponseBody } from './resources.js';
 import { LIST_RESPONSE_SCHEMA, SchemaRegistry, type AttributeDef, type ResourceTypeDef, type SchemaDef } from '../../../core/scim/schemas.js';
 
@@ -169,6 +169,7 @@ const discovery: FastifyPluginAsyncTypebox = async (app) => {
       onRequest: refuseFilter,
       schema: {
         tags,
+        ...SCIM_ANSWERS,
         summary: 'SCIM service provider configuration (RFC 7643 §5)',
         description: 'Features this server supports. No token needed. A `filter` gets 403 (RFC 7644 §4).',
         response: { 200: Resource('the ServiceProviderConfig'), ...scimErrors([403]) },
@@ -183,6 +184,7 @@ const discovery: FastifyPluginAsyncTypebox = async (app) => {
       onRequest: refuseFilter,
       schema: {
         tags,
+        ...SCIM_ANSWERS,
         summary: 'SCIM resource types (RFC 7643 §6)',
         description: 'All resource types in one ListResponse; paging and sorting are ignored, a `filter` gets 403 (RFC 7644 §4).',
         response: { 200: ScimListResponse('every ResourceType'), ...scimErrors([403]) },
@@ -200,6 +202,7 @@ const discovery: FastifyPluginAsyncTypebox = async (app) => {
       onRequest: refuseFilter,
       schema: {
         tags,
+        ...SCIM_ANSWERS,
         summary: 'One SCIM resource type (RFC 7643 §6), e.g. User',
         params: IdParams,
         response: { 200: Resource('the ResourceType'), ...scimErrors([403, 404]) },
@@ -221,6 +224,7 @@ const discovery: FastifyPluginAsyncTypebox = async (app) => {
       onRequest: refuseFilter,
       schema: {
         tags,
+        ...SCIM_ANSWERS,
         summary: 'SCIM schemas (RFC 7643 §7)',
         description:
           'User, Enterprise User, Group and any configured extension, each attribute with all its characteristics, in one ListResponse; a `filter` gets 403 (RFC 7644 §4).',
@@ -239,6 +243,7 @@ const discovery: FastifyPluginAsyncTypebox = async (app) => {
       onRequest: refuseFilter,
       schema: {
         tags,
+        ...SCIM_ANSWERS,
         summary: 'One SCIM schema by URN (RFC 7643 §7), e.g. urn:ietf:params:scim:schemas:core:2.0:User',
         params: IdParams,
         response: { 200: Resource('the Schema'), ...scimErrors([403, 404]) },

@@ -16,7 +16,7 @@ import { relaxPatch, relaxResource, warnIgnored } from '../../../core/scim/lenie
 import { parseAttributeList, project } from '../../../core/scim/projection.js';
 import { LIST_RESPONSE_SCHEMA, type SchemaRegistry } from '../../../core/scim/schemas.js';
 import { baseUrl } from './discovery.js';
-import { NoContent, ScimListResponse, ScimResourceOf, scimAuthErrors } from '../schemas.js';
+import { NoContent, SCIM_ANSWERS, SCIM_BODIES, ScimListResponse, ScimResourceOf, scimAuthErrors } from '../schemas.js';
 
 const ENDPOINT: Record<ResourceType, string> = { User: 'Users', Group: 'Groups' };
 
@@ -149,6 +149,7 @@ export async function resourceRoutes(instance: FastifyInstance, opts: ResourceRo
       onRequest: read,
       schema: {
         tags,
+        ...SCIM_ANSWERS,
         security,
         summary: `List or filter ${ENDPOINT[type]} (RFC 7644 §3.4.2)`,
         querystring: ListQuery,
@@ -164,6 +165,7 @@ export async function resourceRoutes(instance: FastifyInstance, opts: ResourceRo
       onRequest: read,
       schema: {
         tags,
+        ...SCIM_BODIES,
         security,
         summary: `Search ${ENDPOINT[type]} with a SearchRequest (RFC 7644 §3.4.3)`,
         body: MessageBody,
@@ -179,6 +181,7 @@ export async function resourceRoutes(instance: FastifyInstance, opts: ResourceRo
       onRequest: read,
       schema: {
         tags,
+        ...SCIM_ANSWERS,
         security,
         summary: `Get one ${type} (RFC 7644 §3.4.1)`,
         params: IdParams,
@@ -200,6 +203,7 @@ export async function resourceRoutes(instance: FastifyInstance, opts: ResourceRo
       onRequest: write,
       schema: {
         tags,
+        ...SCIM_BODIES,
         security,
         summary: `Create a ${type} (RFC 7644 §3.3)`,
         body: ResourceBody,
@@ -219,6 +223,7 @@ export async function resourceRoutes(instance: FastifyInstance, opts: ResourceRo
       onRequest: write,
       schema: {
         tags,
+        ...SCIM_BODIES,
         security,
         summary: `Replace a ${type} (RFC 7644 §3.5.1)`,
         params: IdParams,
@@ -239,6 +244,7 @@ export async function resourceRoutes(instance: FastifyInstance, opts: ResourceRo
       onRequest: write,
       schema: {
         tags,
+        ...SCIM_BODIES,
         security,
         summary: `Modify a ${type} (RFC 7644 §3.5.2)`,
         params: IdParams,
@@ -259,7 +265,7 @@ export async function resourceRoutes(instance: FastifyInstance, opts: ResourceRo
     `${path}/:id`,
     {
       onRequest: write,
-      schema: { tags, security, summary: `Delete a ${type} (RFC 7644 §3.6)`, params: IdParams, response: { 204: NoContent('deleted'), ...scimAuthErrors([404, 412]) } },
+      schema: { tags, ...SCIM_ANSWERS, security, summary: `Delete a ${type} (RFC 7644 §3.6)`, params: IdParams, response: { 204: NoContent('deleted'), ...scimAuthErrors([404, 412]) } },
     },
     async (request, reply) => {
       await app.directory.delete(type, actor(request), request.params.id, request.headers['if-match']);
@@ -275,7 +281,7 @@ export async function resourceRoutes(instance: FastifyInstance, opts: ResourceRo
         method,
         url: path,
         onRequest: write,
-        schema: { hide: true, response: scimAuthErrors([405]) },
+        schema: { hide: true, ...SCIM_ANSWERS, response: scimAuthErrors([405]) },
         handler: async () => {
           throw new ScimError(405, `${method} needs a resource id: ${path}/{id}`);
         },

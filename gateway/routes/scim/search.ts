@@ -13,7 +13,7 @@ import { parseListParams, searchRequestParams } from '../../../core/scim/list.js
 import { parseAttributeList, project } from '../../../core/scim/projection.js';
 import { baseUrl } from './discovery.js';
 import { listResponse, mayReturn, renderResource } from './resources.js';
-import { ScimListResponse, scimAuthErrors } from '../schemas.js';
+import { SCIM_BODIES, ScimListResponse, scimAuthErrors } from '../schemas.js';
 
 /**
  * The part of a filter one resource type can answer: a comparison on an attribute the type does not
@@ -46,6 +46,7 @@ const search: FastifyPluginAsyncTypebox = async (app) => {
       onRequest: app.requireScope('scim:read'),
       schema: {
         tags: ['scim'],
+        ...SCIM_BODIES,
         security: [{ bearer: [] }],
         summary: 'Search every resource type (RFC 7644 §3.4.3)',
         body: Type.Object({}, { additionalProperties: true, description: 'a SearchRequest' }),

@@ -119,7 +119,7 @@ t.test('a user with enterprise and custom extension attributes keeps every attri
   whole(patched.json(), afterPatch, 'PATCH');
   whole((await gw.scim({ method: 'GET', url: `/scim/v2/Users/${id}` })).json(), afterPatch, 'GET after PATCH');
 
-  const replacement = { ...userWithEverything('grace@example.com', 'B-1'), title: 'Commodore' };
+  const replacement: Record<string, unknown> = { ...userWithEverything('grace@example.com', 'B-1'), title: 'Commodore' };
   const put = await gw.scim({ method: 'PUT', url: `/scim/v2/Users/${id}`, payload: replacement });
   t.equal(put.statusCode, 200, put.body);
   whole(put.json(), replacement, 'PUT');
