@@ -17,7 +17,9 @@ interface Operation {
 }
 
 t.test('every route declares its answers: a schema for each 2xx with a body, and errors in its protocol\'s format', async (t) => {
-  const doc = JSON.parse(await renderOpenApi()) as { paths: Record<string, Record<string, Operation>> };
+  const doc = JSON.parse(await renderOpenApi()) as { paths: Record<string, Record<string, Operation>>; components: { schemas: Record<string, Record<string, unknown>> } };
+  const resolve = (schema: Record<string, unknown> | undefined) =>
+    typeof schema?.$ref === 'string' ? doc.components.schemas[schema.$ref.replace('#/components/schemas/', '')] : schema;
   const problems: string[] = [];
   let operations = 0;
   for (const [path, methods] of Object.entries(doc.paths)) {
@@ -43,7 +45,7 @@ t.test('every route declares its answers: a schema for each 2xx with a body, and
       for (const code of errors) {
         // Readiness answers 503 with the same report as its 200.
         if (path === '/readyz' && code === '503') continue;
-        const properties = Object.values(responses[code]!.content ?? {})[0]?.schema?.properties as Record<string, { type?: string }> | undefined;
+        const properties = resolve(Object.values(responses[code]!.content ?? {})[0]?.schema)?.properties as Record<string, { type?: string }> | undefined;
         const shape = path.startsWith('/scim/v2/')
           ? properties?.schemas?.type === 'array' && properties.status?.type === 'string' && properties.detail?.type === 'string'
           : properties?.statusCode?.type === 'integer' && properties.error?.type === 'string' && properties.message?.type === 'string';

@@ -14,7 +14,7 @@
  * handler gave, so a schema that loses or changes data fails the route tests.
  */
 import { STATUS_CODES } from 'node:http';
-import { Type, type TObject, type TNull, type TSchema, type TUnion } from '@sinclair/typebox';
+import { Type, type Static, type TObject, type TNull, type TSchema, type TUnion } from '@sinclair/typebox';
 
 /** `T` or null. */
 export function Nullable<T extends TSchema>(schema: T, description?: string): TUnion<[T, TNull]> {
@@ -68,6 +68,18 @@ export function ApiError(description?: string) {
   );
 }
 
+/**
+ * The two error shapes as shared schemas (registered with `app.addSchema` in gateway/app.ts), so the
+ * OpenAPI document describes each once, under components.schemas, and every error answer refers to it.
+ */
+export const API_ERROR_ID = 'ApiError';
+export const SCIM_ERROR_ID = 'ScimError';
+
+/** A shared schema by its $id, with its own description, typed as that schema. */
+function errorRef<T extends TSchema>(id: string, description: string) {
+  return Type.Unsafe<Static<T>>({ $ref: `${id}#`, description });
+}
+
 /** Errors every route behind a bearer token can answer: 401, 403, 429 and 500. */
 export const AUTH_ERRORS = [401, 403, 429, 500] as const;
 
@@ -75,10 +87,12 @@ export const AUTH_ERRORS = [401, 403, 429, 500] as const;
  * Response schemas of API errors, one per status; `descriptions` overrides the generic text. The
  * authentication errors ({@link AUTH_ERRORS}) are added unless `authenticated` is false.
  */
-export function apiErrors(codes: readonly number[], descriptions: Record<number, string> = {}, authenticated = true): Record<number, ReturnType<typeof ApiError>> {
+export function apiErrors(codes: readonly number[], descriptions: Record<number, string> = {}, authenticated = true) {
   const all = new Set<number>([...codes, ...(authenticated ? AUTH_ERRORS : [500])]);
   return Object.fromEntries(
-    [...all].sort((a, b) => a - b).map((code) => [code, ApiError(descriptions[code] ?? API_ERROR_DESCRIPTIONS[code] ?? STATUS_CODES[code] ?? 'error')]),
+    [...all]
+      .sort((a, b) => a - b)
+      .map((code) => [code, errorRef<ReturnType<typeof ApiError>>(API_ERROR_ID, descriptions[code] ?? API_ERROR_DESCRIPTIONS[code] ?? STATUS_CODES[code] ?? 'error')]),
   );
 }
 
@@ -111,10 +125,18 @@ export function ScimErrorResponse(description?: string) {
 }
 
 /** Response schemas of SCIM errors, one per status (500 always included). */
-export function scimErrors(codes: readonly number[]): Record<number, ReturnType<typeof ScimErrorResponse>> {
+export function scimErrors(codes: readonly number[]) {
   const all = [...new Set([...codes, 500])].sort((a, b) => a - b);
-  return Object.fromEntries(all.map((code) => [code, ScimErrorResponse(SCIM_ERROR_DESCRIPTIONS[code] ?? STATUS_CODES[code] ?? 'error')]));
+  return Object.fromEntries(
+    all.map((code) => [code, errorRef<ReturnType<typeof ScimErrorResponse>>(SCIM_ERROR_ID, SCIM_ERROR_DESCRIPTIONS[code] ?? STATUS_CODES[code] ?? 'error')]),
+  );
 }
+
+/** The shared schemas routes refer to; gateway/app.ts adds them to the app before any route. */
+export const SHARED_SCHEMAS = [
+  { ...ApiError("the admin API's error (Fastify's error shape)"), $id: API_ERROR_ID },
+  { ...ScimErrorResponse('a SCIM error (RFC 7644 §3.12)'), $id: SCIM_ERROR_ID },
+];
 
 /** SCIM errors of a route behind a bearer token. */
 export function scimAuthErrors(codes: readonly number[]) {
