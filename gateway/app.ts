@@ -27,6 +27,7 @@ import auth0Routes from './routes/auth0.js';
 import loginStatusRoutes from './routes/login-status.js';
 import { pathOnly, redactUrl } from '../core/log-redaction.js';
 import security from './plugins/security.js';
+import { SHARED_SCHEMAS } from './routes/schemas.js';
 import metrics from './plugins/metrics.js';
 
 export interface AppOptions {
@@ -86,6 +87,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   });
 
+  // The error shapes every route's response schemas refer to (gateway/routes/schemas.ts).
+  for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
   await app.register(services, {
     config: opts.config,
     db: opts.db,

@@ -36,6 +36,12 @@ export interface BulkOperationResult {
   response?: unknown;
 }
 
+/** A BulkResponse (RFC 7644 §3.7.3). */
+export interface BulkResponse {
+  schemas: string[];
+  Operations: BulkOperationResult[];
+}
+
 /** What running one operation produced; `id` is what a bulkId resolves to. */
 export interface ExecutedOperation {
   status: number;
@@ -156,7 +162,7 @@ function errorResult(op: BulkOperation, err: ScimErrorBody): BulkOperationResult
 }
 
 /** Runs a parsed bulk request; returns the BulkResponse body. */
-export async function runBulk(req: BulkRequest, execute: BulkExecutor, onUnexpected: (err: unknown) => void): Promise<Record<string, unknown>> {
+export async function runBulk(req: BulkRequest, execute: BulkExecutor, onUnexpected: (err: unknown) => void): Promise<BulkResponse> {
   const results: Array<BulkOperationResult | undefined> = req.operations.map(() => undefined);
   const ids = new Map<string, string>();
   const failedIds = new Set<string>();

@@ -35,6 +35,8 @@ const docs: FastifyPluginAsync = async (app) => {
         securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'API token' } },
       },
     },
+    // Shared schemas (the error shapes) keep their $id as their name under components.schemas.
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
   // Swagger UI loads its scripts, styles and the document from this origin only (no inline script),
   // so its policy allows 'self' and nothing from elsewhere; it replaces the API's deny-all policy

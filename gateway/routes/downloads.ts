@@ -8,34 +8,27 @@
  * superseded, withdrawn or expired link answers 410 and an unknown or malformed one 404, with a
  * fixed message and nothing else. HEAD is not offered: a link checker must not spend the link.
  */
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import { DeliverySweeper, listDeliveries, redeemDelivery } from '../../core/delivery/index.js';
 import { redactUrl } from '../../core/log-redaction.js';
 import { sendApiError } from './api/errors.js';
+import { apiErrors, DateTime, Nullable, StringEnum } from './schemas.js';
 
-const ApiError = {
-  type: 'object',
-  properties: { statusCode: { type: 'integer' }, error: { type: 'string' }, message: { type: 'string' } },
-} as const;
-
-const DeliverySummary = {
-  type: 'object',
-  properties: {
-    id: { type: 'string', format: 'uuid' },
-    connectorId: { type: 'string' },
-    filename: { type: 'string' },
-    contentType: { type: 'string' },
-    size: { type: 'integer', description: 'bytes' },
-    createdAt: { type: 'string', format: 'date-time' },
-    expiresAt: { type: 'string', format: 'date-time' },
-    downloadedAt: { type: ['string', 'null'], format: 'date-time' },
-    state: {
-      type: 'string',
-      enum: ['pending', 'downloaded', 'expired', 'superseded', 'undelivered'],
-      description: 'pending: the link works; superseded: a newer link for the same file replaced it; undelivered: withdrawn because the user could not be notified',
-    },
-  },
-} as const;
+const DeliverySummary = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  connectorId: Type.String(),
+  filename: Type.String(),
+  contentType: Type.String(),
+  size: Type.Integer({ description: 'bytes' }),
+  createdAt: DateTime(),
+  expiresAt: DateTime(),
+  downloadedAt: Nullable(DateTime()),
+  state: StringEnum(['pending', 'downloaded', 'expired', 'superseded', 'undelivered'], {
+    description: 'pending: the link works; superseded: a newer link for the same file replaced it; undelivered: withdrawn because the user could not be notified',
+  }),
+});
 
 /** The request as logged for this route: Fastify's usual fields, with the token replaced. */
 function serializeRequest(req: FastifyRequest): Record<string, unknown> {
@@ -51,12 +44,12 @@ function privateAnswer(reply: FastifyReply): FastifyReply {
     .header('content-security-policy', "default-src 'none'; sandbox");
 }
 
-const downloads: FastifyPluginAsync = async (app) => {
+const downloads: FastifyPluginAsyncTypebox = async (app) => {
   const sweeper = new DeliverySweeper(app.db, app.config.deliverySweepMs, app.log.child({ component: 'deliveries' }));
   app.addHook('onReady', async () => sweeper.start());
   app.addHook('onClose', async () => await sweeper.stop());
 
-  app.get<{ Params: { token: string } }>(
+  app.get(
     '/downloads/:token',
     {
       exposeHeadRoute: false,
@@ -67,11 +60,10 @@ const downloads: FastifyPluginAsync = async (app) => {
         summary: 'Download a file delivered to you, once',
         description:
           'The link itself is the credential: it works once, until it expires. The answer is the file as an attachment; afterwards the gateway no longer holds it.',
-        params: { type: 'object', properties: { token: { type: 'string', description: 'the secret part of the link' } } },
+        params: Type.Object({ token: Type.String({ description: 'the secret part of the link' }) }),
         response: {
-          200: { description: 'the file, as an attachment', type: 'string', format: 'binary' },
-          404: { description: 'no such link', ...ApiError },
-          410: { description: 'the link was used, replaced or has expired', ...ApiError },
+          200: Type.Unsafe<Buffer>({ type: 'string', format: 'binary', description: 'the file, as an attachment' }),
+          ...apiErrors([404, 410], { 404: 'no such link', 410: 'the link was used, replaced or has expired' }, false),
         },
       },
     },
@@ -94,11 +86,11 @@ const downloads: FastifyPluginAsync = async (app) => {
   // default not-found handler, whose log line would carry the path.
   app.get(
     '/downloads/*',
-    { exposeHeadRoute: false, logSerializers: { req: serializeRequest }, schema: { hide: true } },
+    { exposeHeadRoute: false, logSerializers: { req: serializeRequest }, schema: { hide: true, response: apiErrors([404], { 404: 'no such link' }, false) } },
     async (_request, reply) => sendApiError(privateAnswer(reply), 404, 'no such download link'),
   );
 
-  app.get<{ Params: { id: string } }>(
+  app.get(
     '/api/users/:id/deliveries',
     {
       onRequest: app.requireScope('admin'),
@@ -106,8 +98,8 @@ const downloads: FastifyPluginAsync = async (app) => {
         tags: ['admin'],
         security: [{ bearer: [] }],
         summary: "A user's deliveries (newest 100): state and times, never the link",
-        params: { type: 'object', properties: { id: { type: 'string', format: 'uuid' } } },
-        response: { 200: { type: 'array', items: DeliverySummary }, 404: ApiError },
+        params: Type.Object({ id: Type.String({ format: 'uuid' }) }),
+        response: { 200: Type.Array(DeliverySummary), ...apiErrors([400, 404], { 400: 'the id is not a UUID', 404: 'no such user' }) },
       },
     },
     async (request, reply) => {

@@ -7,30 +7,33 @@
  * balancer would not deliver them (a re-drive through the admin API does), yet the state must not
  * look healthy.
  */
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import { outboxStats, type OutboxStats } from '../../core/outbox/dead-letters.js';
+import { apiErrors, StringEnum } from './schemas.js';
 
-const CheckSchema = {
-  type: 'object',
-  properties: {
-    status: { type: 'string', enum: ['ok', 'degraded', 'unavailable'] },
-    checks: {
-      type: 'object',
-      properties: { postgres: { type: 'string' }, temporal: { type: 'string' }, outbox: { type: 'string', description: 'ok, or "dead letters" while any row is parked' } },
-    },
-    outbox: {
-      type: 'object',
-      description: 'absent when PostgreSQL is unreachable',
-      properties: { pending: { type: 'integer' }, oldestPendingAgeSeconds: { type: 'number' }, deadLetters: { type: 'integer' } },
-    },
-  },
-} as const;
+const CheckSchema = Type.Object({
+  status: StringEnum(['ok', 'degraded', 'unavailable']),
+  checks: Type.Optional(
+    Type.Object({
+      postgres: Type.Optional(Type.String()),
+      temporal: Type.Optional(Type.String()),
+      outbox: Type.Optional(Type.String({ description: 'ok, or "dead letters" while any row is parked' })),
+    }),
+  ),
+  outbox: Type.Optional(
+    Type.Object(
+      { pending: Type.Integer(), oldestPendingAgeSeconds: Type.Number(), deadLetters: Type.Integer() },
+      { description: 'absent when PostgreSQL is unreachable' },
+    ),
+  ),
+});
 
-const health: FastifyPluginAsync = async (app) => {
+const health: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/healthz',
-    { schema: { tags: ['operations'], summary: 'Liveness', response: { 200: CheckSchema } } },
-    async () => ({ status: 'ok' }),
+    { schema: { tags: ['operations'], summary: 'Liveness', response: { 200: CheckSchema, ...apiErrors([], {}, false) } } },
+    async () => ({ status: 'ok' as const }),
   );
 
   app.get(
@@ -39,7 +42,7 @@ const health: FastifyPluginAsync = async (app) => {
       schema: {
         tags: ['operations'],
         summary: 'Readiness: PostgreSQL and Temporal reachable; outbox backlog and dead letters',
-        response: { 200: CheckSchema, 503: CheckSchema },
+        response: { 200: CheckSchema, 503: { ...CheckSchema, description: 'PostgreSQL or Temporal is unreachable' }, ...apiErrors([], {}, false) },
       },
     },
     async (_request, reply) => {

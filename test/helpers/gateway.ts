@@ -2,6 +2,7 @@
  * A gateway app for tests, built by the same `buildApp` as production, over a test database and a
  * real Temporal address, with a freshly issued token.
  */
+import { isDeepStrictEqual } from 'node:util';
 import type { FastifyInstance, FastifyServerOptions, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../../gateway/app.js';
 import { createToken, type TokenScope } from '../../core/auth/tokens.js';
@@ -53,6 +54,7 @@ export async function startTestGateway(
   const db = opts.database.newPool(10);
   const temporal = new TemporalAccess(opts.temporalAddress, config.temporalNamespace, 1000);
   const app = await buildApp({ config, db, temporal, dispatchOutbox: opts.dispatchOutbox ?? true, logger: opts.logger ?? false });
+  checkSerialization(app);
   await app.ready();
   t.teardown(() => app.close());
   const { token } = await createToken(db, `test-${Math.random().toString(36).slice(2, 8)}`, opts.scopes ?? ['scim:read', 'scim:write']);
@@ -79,6 +81,29 @@ export async function startTestGateway(
     },
   };
   return gw;
+}
+
+/**
+ * Makes every answer whose body a route schema serialized prove it lost nothing: the JSON sent must
+ * equal the handler's value as JSON.stringify writes it (fast-json-stringify drops properties a
+ * schema does not name and coerces values to the declared type). A difference turns the answer into
+ * a 500 whose body shows both sides, so any route test exercising the route fails.
+ */
+export function checkSerialization(app: FastifyInstance): void {
+  const given = new WeakMap<object, unknown>();
+  app.addHook('preSerialization', async (_request, reply, payload) => {
+    given.set(reply, JSON.parse(JSON.stringify(payload)) as unknown);
+    return payload;
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (!given.has(reply) || typeof payload !== 'string') return payload;
+    const expected = given.get(reply);
+    given.delete(reply);
+    const sent: unknown = JSON.parse(payload);
+    if (isDeepStrictEqual(sent, expected)) return payload;
+    reply.code(500);
+    return JSON.stringify({ serializationLoss: { route: reply.request.routeOptions.url, given: expected, sent } });
+  });
 }
 
 export const CORE_USER = 'urn:ietf:params:scim:schemas:core:2.0:User';

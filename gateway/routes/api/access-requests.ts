@@ -11,6 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from '@sinclair/typebox';
 import { withTransaction } from '../../../core/db/pool.js';
 import { AccessPolicyBodySchema, findPolicy, listPolicies, PolicyError, resolvePolicy, savePolicy, type AccessPolicyBody } from '../../../core/access/policies.js';
 import {
@@ -31,6 +32,7 @@ import { claimTask, getTask, recordRefusedTaskAttempt, tasksOf, type AccessTaskV
 import { sendApiError } from './errors.js';
 import { csvField, parseInstant } from '../../../core/audit/chain.js';
 import { decideAs } from '../../access-decisions.js';
+import { apiErrors, ApiError, DateTime, Nullable, Open, StringEnum } from '../schemas.js';
 
 const fail = sendApiError;
 const ACT_AS = 'x-act-as';
@@ -40,11 +42,114 @@ interface Actor {
   userName: string;
 }
 
-const IdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', format: 'uuid' } } } as const;
-const actAsHeader = {
-  type: 'object',
-  properties: { 'x-act-as': { type: 'string', description: 'userName or id of the user to act as (admin or requests:act-as tokens only)' } },
-} as const;
+const IdParams = Type.Object({ id: Type.String({ format: 'uuid' }) });
+const actAsHeader = Type.Object({
+  'x-act-as': Type.Optional(Type.String({ description: 'userName or id of the user to act as (admin or requests:act-as tokens only)' })),
+});
+
+// Answers. Objects are open (additionalProperties) so a field added to a view is never dropped.
+
+const AccessPolicy = Open({
+  id: Type.String({ format: 'uuid' }),
+  name: Type.String(),
+  entitlementId: Nullable(Type.String()),
+  entitlement: Nullable(Type.String(), '"connectorId/name"; null for a manual-only resource'),
+  displayName: Type.String(),
+  description: Nullable(Type.String()),
+  aliases: Type.Array(Type.String()),
+  owners: Open({}),
+  eligibility: Open({}),
+  durations: Open({}),
+  justificationRequired: Type.Boolean(),
+  fulfilment: Open({ mode: Type.String() }),
+  stages: Type.Array(Open({ name: Type.String() }), { description: 'serial approval stages, with users and groups as ids' }),
+  requestTtlSeconds: Nullable(Type.Integer()),
+});
+
+const StageState = Open({
+  stage: Type.Integer(),
+  name: Type.String(),
+  rule: StringEnum(['any', 'all', 'quorum']),
+  quorum: Nullable(Type.Integer()),
+  approvers: Type.Array(Type.String(), { description: 'user ids' }),
+  decisions: Type.Object({}, { additionalProperties: true, description: 'approver id → approve or reject' }),
+  status: Type.String({ description: 'open, approved, rejected, skipped or closed' }),
+});
+
+const requestState = {
+  requestId: Type.String(),
+  status: Type.String({ description: 'pending, approved, rejected, cancelled, expired, fulfilled, failed or revoked' }),
+  stage: Type.Integer({ description: 'the current stage (index); the number of stages once every stage is through' }),
+  reason: Nullable(Type.String()),
+  stages: Type.Array(StageState),
+};
+
+const AccessRequestState = Open(requestState, { description: "the request's progress" });
+
+const AccessRequest = Open({
+  ...requestState,
+  id: Type.String({ format: 'uuid' }),
+  policy: Type.String(),
+  displayName: Type.String(),
+  requesterId: Type.String(),
+  requester: Type.String(),
+  justification: Nullable(Type.String()),
+  durationSeconds: Nullable(Type.Integer()),
+  createdBy: Type.String(),
+  grantId: Nullable(Type.String()),
+  extends: Nullable(Type.String(), 'for an extension: the request whose access it prolongs'),
+  createdAt: DateTime(),
+  decidedAt: Nullable(DateTime()),
+  fulfilledAt: Nullable(DateTime()),
+});
+
+const AccessTask = Open({
+  id: Type.String({ format: 'uuid' }),
+  requestId: Type.String(),
+  kind: StringEnum(['grant', 'revoke']),
+  policy: Type.String(),
+  displayName: Type.String(),
+  requester: Type.String(),
+  instructions: Nullable(Type.String()),
+  status: StringEnum(['open', 'claimed', 'done', 'failed']),
+  claimedBy: Nullable(Type.String()),
+  note: Nullable(Type.String()),
+  createdAt: DateTime(),
+});
+
+/** What completing a task answers: the workflow's account of it, or the task as recorded once the workflow ended. */
+const TaskOutcome = Open(
+  {
+    taskId: Type.Optional(Type.String()),
+    id: Type.Optional(Type.String()),
+    kind: Type.Optional(Type.String()),
+    status: Type.Optional(Type.String()),
+    request: Type.Optional(AccessRequestState),
+  },
+  { description: 'the task and, from the workflow, the request it belongs to' },
+);
+
+/** A refusal (403, 409) that says where the request (`state`) or the task (`task`) stands. */
+const Refusal = (description: string) =>
+  Type.Composite([ApiError(), Type.Object({ state: Type.Optional(AccessRequestState), task: Type.Optional(AccessTask) })], { additionalProperties: true, description });
+
+const ExportedRequest = Open({
+  id: Type.String(),
+  policy: Type.String(),
+  entitlement: Nullable(Type.String()),
+  requester: Type.String(),
+  justification: Nullable(Type.String()),
+  durationSeconds: Nullable(Type.Integer()),
+  status: Type.String(),
+  reason: Nullable(Type.String()),
+  createdAt: Type.String(),
+  decidedAt: Nullable(Type.String()),
+  fulfilledAt: Nullable(Type.String()),
+  decisions: Type.Array(Open({})),
+});
+
+const NOT_A_PERSON = { 400: "invalid request, or the token is no person's and names nobody in X-Act-As" };
+const TEMPORAL_DOWN = { 503: 'Temporal is unreachable (or the request is being started); try again later' };
 
 const accessRequests: FastifyPluginAsync = async (app) => {
   const admin = app.requireScope('admin');
@@ -96,11 +201,22 @@ const accessRequests: FastifyPluginAsync = async (app) => {
 
   const catalogue = { tags: ['access requests'], security };
 
-  app.get('/api/access-policies', { onRequest: admin, schema: { ...catalogue, summary: 'List access policies (the catalogue of requestable access)' } }, async () => await listPolicies(app.db));
+  app.get('/api/access-policies', {
+      onRequest: admin,
+      schema: { ...catalogue, summary: 'List access policies (the catalogue of requestable access)', response: { 200: Type.Array(AccessPolicy), ...apiErrors([]) } },
+    }, async () => await listPolicies(app.db));
 
   app.get<{ Params: { name: string } }>(
     '/api/access-policies/:name',
-    { onRequest: admin, schema: { ...catalogue, summary: 'An access policy by name, alias or id' } },
+    {
+      onRequest: admin,
+      schema: {
+        ...catalogue,
+        summary: 'An access policy by name, alias or id',
+        params: Type.Object({ name: Type.String() }),
+        response: { 200: AccessPolicy, ...apiErrors([404], { 404: 'no such access policy' }) },
+      },
+    },
     async (request, reply) => (await findPolicy(app.db, request.params.name)) ?? fail(reply, 404, `no access policy "${request.params.name}"`),
   );
 
@@ -111,8 +227,13 @@ const accessRequests: FastifyPluginAsync = async (app) => {
       schema: {
         ...catalogue,
         summary: 'Create or replace an access policy: what can be requested, by whom, for how long, who approves in which stages, how it is fulfilled',
-        params: { type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' } } },
+        params: Type.Object({ name: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }) }),
         body: AccessPolicyBodySchema,
+        response: {
+          200: { ...AccessPolicy, description: 'replaced' },
+          201: { ...AccessPolicy, description: 'created' },
+          ...apiErrors([400], { 400: 'invalid policy, or a user, group or entitlement it names does not exist' }),
+        },
       },
     },
     async (request, reply) => {
@@ -146,17 +267,21 @@ const accessRequests: FastifyPluginAsync = async (app) => {
       schema: {
         ...people,
         summary: 'Request access under a policy, as the acting user',
-        body: {
-          type: 'object',
-          required: ['policy'],
-          additionalProperties: false,
-          properties: {
-            policy: { type: 'string', minLength: 1, description: 'policy name, alias or id' },
-            justification: { type: 'string', maxLength: 4000 },
-            durationSeconds: { type: 'integer', minimum: 1, description: "how long the access is needed; default: the policy's default" },
-            permanent: { type: 'boolean', description: 'ask for access without an end (where the policy allows it)' },
-            extends: { type: 'string', format: 'uuid', description: 'ask to prolong your fulfilled, time-bound access of this request (decided like a new request)' },
+        body: Type.Object(
+          {
+            policy: Type.String({ minLength: 1, description: 'policy name, alias or id' }),
+            justification: Type.Optional(Type.String({ maxLength: 4000 })),
+            durationSeconds: Type.Optional(Type.Integer({ minimum: 1, description: "how long the access is needed; default: the policy's default" })),
+            permanent: Type.Optional(Type.Boolean({ description: 'ask for access without an end (where the policy allows it)' })),
+            extends: Type.Optional(
+              Type.String({ format: 'uuid', description: 'ask to prolong your fulfilled, time-bound access of this request (decided like a new request)' }),
+            ),
           },
+          { additionalProperties: false },
+        ),
+        response: {
+          201: AccessRequest,
+          ...apiErrors([400, 404, 409], { ...NOT_A_PERSON, 403: 'the token may not act as that user, or the user may not request under the policy', 404: 'no such access policy', 409: 'the request conflicts with access already requested or held' }),
         },
       },
     },
@@ -185,13 +310,19 @@ const accessRequests: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.get('/api/requests', { onRequest: requests, schema: { ...people, summary: "The acting user's own requests, newest first" } }, async (request, reply) => {
+  app.get('/api/requests', {
+      onRequest: requests,
+      schema: { ...people, summary: "The acting user's own requests, newest first", response: { 200: Type.Array(AccessRequest), ...apiErrors([400], NOT_A_PERSON) } },
+    }, async (request, reply) => {
     const me = await actor(request, reply);
     if (!me) return reply;
     return await listRequestsOf(app.db, me.userId);
   });
 
-  app.get('/api/approvals', { onRequest: requests, schema: { ...people, summary: "Requests waiting on the acting user's decision" } }, async (request, reply) => {
+  app.get('/api/approvals', {
+      onRequest: requests,
+      schema: { ...people, summary: "Requests waiting on the acting user's decision", response: { 200: Type.Array(AccessRequest), ...apiErrors([400], NOT_A_PERSON) } },
+    }, async (request, reply) => {
     const me = await actor(request, reply);
     if (!me) return reply;
     return await approvalsOf(app.db, me.userId);
@@ -212,13 +343,34 @@ const accessRequests: FastifyPluginAsync = async (app) => {
 
   app.get<{ Params: { id: string } }>(
     '/api/requests/:id',
-    { onRequest: requests, schema: { ...people, summary: 'One request with its stages and decisions', params: IdParams } },
+    {
+      onRequest: requests,
+      schema: {
+        ...people,
+        summary: 'One request with its stages and decisions',
+        params: IdParams,
+        response: { 200: AccessRequest, ...apiErrors([400, 404], { ...NOT_A_PERSON, 404: 'no such request you may see' }) },
+      },
+    },
     async (request, reply) => (await visible(request, reply))?.view ?? reply,
   );
 
   app.post<{ Params: { id: string } }>(
     '/api/requests/:id/cancel',
-    { onRequest: requests, schema: { ...people, summary: 'Cancel a pending request (its requester; an admin token without X-Act-As cancels any)', params: IdParams } },
+    {
+      onRequest: requests,
+      schema: {
+        ...people,
+        summary: 'Cancel a pending request (its requester; an admin token without X-Act-As cancels any)',
+        params: IdParams,
+        response: {
+          200: AccessRequestState,
+          ...apiErrors([400, 404, 503], { ...NOT_A_PERSON, 404: 'no such request you may see', ...TEMPORAL_DOWN }),
+          403: Refusal('only the requester (or an admin token) cancels'),
+          409: Refusal('the request is no longer pending'),
+        },
+      },
+    },
     async (request, reply) => {
       const found = await visible(request, reply);
       if (!found) return reply;
@@ -251,11 +403,15 @@ const accessRequests: FastifyPluginAsync = async (app) => {
         ...people,
         summary: "Approve or reject the request's current stage as the acting user; 403 for anyone who may not decide, 409 once the stage or request is closed",
         params: IdParams,
-        body: {
-          type: 'object',
-          required: ['decision'],
-          additionalProperties: false,
-          properties: { decision: { type: 'string', enum: ['approve', 'reject'] }, comment: { type: 'string', maxLength: 4000 } },
+        body: Type.Object(
+          { decision: StringEnum(['approve', 'reject']), comment: Type.Optional(Type.String({ maxLength: 4000 })) },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: AccessRequestState,
+          ...apiErrors([400, 404, 503], { ...NOT_A_PERSON, 404: 'no such request', ...TEMPORAL_DOWN }),
+          403: Refusal('the acting user may not decide this stage'),
+          409: Refusal('the stage or the request is closed'),
         },
       },
     },
@@ -284,7 +440,12 @@ const accessRequests: FastifyPluginAsync = async (app) => {
         ...catalogue,
         summary: 'Revoke a request at any time: a pending one is cancelled, fulfilled automatic access is taken away (its grant ends)',
         params: IdParams,
-        body: { type: ['object', 'null'], additionalProperties: false, properties: { reason: { type: 'string', maxLength: 4000 } } },
+        body: Type.Unsafe<{ reason?: string } | null>({ type: ['object', 'null'], additionalProperties: false, properties: { reason: { type: 'string', maxLength: 4000 } } }),
+        response: {
+          200: AccessRequestState,
+          ...apiErrors([400, 404, 503], { 404: 'no such request', ...TEMPORAL_DOWN }),
+          409: Refusal('the request holds no automatic access to revoke'),
+        },
       },
     },
     async (request, reply) => {
@@ -333,15 +494,23 @@ const accessRequests: FastifyPluginAsync = async (app) => {
       schema: {
         ...catalogue,
         summary: 'For auditors: the requests made in a period with every decision and refused attempt, as CSV (one row per decision) or JSON',
-        querystring: {
-          type: 'object',
-          required: ['from', 'format'],
-          additionalProperties: false,
-          properties: {
-            from: { type: 'string', description: 'ISO 8601 date or date-time with a zone; inclusive' },
-            to: { type: 'string', description: 'ISO 8601 date or date-time with a zone; exclusive; default now' },
-            format: { type: 'string', enum: ['csv', 'json'] },
+        querystring: Type.Object(
+          {
+            from: Type.String({ description: 'ISO 8601 date or date-time with a zone; inclusive' }),
+            to: Type.Optional(Type.String({ description: 'ISO 8601 date or date-time with a zone; exclusive; default now' })),
+            format: StringEnum(['csv', 'json']),
           },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: {
+            description: 'the requests, oldest first, as an attachment',
+            content: {
+              'text/csv': { schema: Type.String({ description: 'header row, then one row per decision (a request without decisions: one row); CRLF line ends' }) },
+              'application/json': { schema: Type.Array(ExportedRequest) },
+            },
+          },
+          ...apiErrors([400]),
         },
       },
     },
@@ -372,7 +541,14 @@ const accessRequests: FastifyPluginAsync = async (app) => {
 
   // ------------------------------------------------------------------ manual fulfilment tasks
 
-  app.get('/api/tasks', { onRequest: requests, schema: { ...people, summary: "Manual fulfilment and revocation tasks of the acting user's fulfilment groups" } }, async (request, reply) => {
+  app.get('/api/tasks', {
+      onRequest: requests,
+      schema: {
+        ...people,
+        summary: "Manual fulfilment and revocation tasks of the acting user's fulfilment groups",
+        response: { 200: Type.Array(AccessTask), ...apiErrors([400], NOT_A_PERSON) },
+      },
+    }, async (request, reply) => {
     const me = await actor(request, reply);
     if (!me) return reply;
     return await tasksOf(app.db, me.userId);
@@ -380,7 +556,15 @@ const accessRequests: FastifyPluginAsync = async (app) => {
 
   app.post<{ Params: { id: string } }>(
     '/api/tasks/:id/claim',
-    { onRequest: requests, schema: { ...people, summary: 'Claim an open task (an assignee)', params: IdParams } },
+    {
+      onRequest: requests,
+      schema: {
+        ...people,
+        summary: 'Claim an open task (an assignee)',
+        params: IdParams,
+        response: { 200: AccessTask, ...apiErrors([400, 404], { ...NOT_A_PERSON, 404: 'no such task of yours' }), 409: Refusal('the task is not open') },
+      },
+    },
     async (request, reply) => {
       const me = await actor(request, reply);
       if (!me) return reply;
@@ -403,11 +587,15 @@ const accessRequests: FastifyPluginAsync = async (app) => {
         ...people,
         summary: 'Report a task done (the access was given or taken away) or failed, with a note the requester can read',
         params: IdParams,
-        body: {
-          type: 'object',
-          required: ['outcome'],
-          additionalProperties: false,
-          properties: { outcome: { type: 'string', enum: ['done', 'failed'] }, note: { type: 'string', maxLength: 4000 } },
+        body: Type.Object(
+          { outcome: StringEnum(['done', 'failed']), note: Type.Optional(Type.String({ maxLength: 4000 })) },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: TaskOutcome,
+          ...apiErrors([400, 404, 503], { ...NOT_A_PERSON, 404: 'no such task', ...TEMPORAL_DOWN }),
+          403: Refusal('not a member of the fulfilment group of the task'),
+          409: Refusal('the task is closed'),
         },
       },
     },

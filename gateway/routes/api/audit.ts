@@ -3,8 +3,11 @@
  * them as CSV or JSON, and verify the hash chain (see core/audit/chain.ts).
  */
 import { Readable } from 'node:stream';
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { FastifyReply } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { sendApiError } from './errors.js';
+import { apiErrors, DateTime, Nullable, StringEnum } from '../schemas.js';
 import {
   CSV_COLUMNS,
   EXPORT_CONTENT_TYPES,
@@ -20,72 +23,65 @@ const MAX_LIMIT = 1000;
 const DEFAULT_LIMIT = 100;
 
 const FilterProperties = {
-  actor: { type: 'string', description: 'who made the change: a token name, a workflow id for provisioning, rule:<name> for rule grants, reconcile:<runId> for reconciliation' },
-  action: { type: 'string', description: 'e.g. user.created, group.patched, token.revoked, account.create' },
-  resourceType: { type: 'string', description: 'e.g. User, Group, ApiToken, Connector, Account' },
-  resourceId: { type: 'string' },
-  userId: { type: 'string', description: "everything concerning a user: the user's events, their accounts', their grants', and group events adding or removing them" },
-  since: { type: 'string', description: 'events at or after this instant: ISO 8601 date (UTC) or date-time with a zone' },
-  until: { type: 'string', description: 'events before this instant: ISO 8601 date (UTC) or date-time with a zone' },
-  afterId: { type: 'string', pattern: '^[0-9]{1,15}$', description: 'only events with a greater id: the nextAfterId of the previous page' },
-} as const;
+  actor: Type.Optional(
+    Type.String({ description: 'who made the change: a token name, a workflow id for provisioning, rule:<name> for rule grants, reconcile:<runId> for reconciliation' }),
+  ),
+  action: Type.Optional(Type.String({ description: 'e.g. user.created, group.patched, token.revoked, account.create' })),
+  resourceType: Type.Optional(Type.String({ description: 'e.g. User, Group, ApiToken, Connector, Account' })),
+  resourceId: Type.Optional(Type.String()),
+  userId: Type.Optional(
+    Type.String({ description: "everything concerning a user: the user's events, their accounts', their grants', and group events adding or removing them" }),
+  ),
+  since: Type.Optional(Type.String({ description: 'events at or after this instant: ISO 8601 date (UTC) or date-time with a zone' })),
+  until: Type.Optional(Type.String({ description: 'events before this instant: ISO 8601 date (UTC) or date-time with a zone' })),
+  afterId: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'only events with a greater id: the nextAfterId of the previous page' })),
+};
 
-const ListQuery = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
+const ListQuery = Type.Object(
+  {
     ...FilterProperties,
-    limit: { type: 'string', pattern: '^[0-9]{1,4}$', description: `events per page, 1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` },
+    limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$', description: `events per page, 1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` })),
   },
-} as const;
+  { additionalProperties: false },
+);
 
-const ExportQuery = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
+const ExportQuery = Type.Object(
+  {
     ...FilterProperties,
-    format: { type: 'string', enum: ['csv', 'json'], description: 'default: csv when the Accept header asks for text/csv, json otherwise' },
+    format: Type.Optional(StringEnum(['csv', 'json'], { description: 'default: csv when the Accept header asks for text/csv, json otherwise' })),
   },
-} as const;
+  { additionalProperties: false },
+);
 
-const AuditEvent = {
-  type: 'object',
-  properties: {
-    id: { type: 'integer' },
-    at: { type: 'string', format: 'date-time', description: 'UTC, with microseconds' },
-    actor: { type: 'string' },
-    action: { type: 'string' },
-    resourceType: { type: 'string' },
-    resourceId: { type: ['string', 'null'] },
-    reason: { type: ['string', 'null'] },
-    before: { description: 'the resource before the change (JSON), or null' },
-    after: { description: 'the resource after the change (JSON), or null' },
-    prevHash: { type: ['string', 'null'], description: 'hex SHA-256 of the previous event in the chain' },
-    hash: { type: 'string', description: 'hex SHA-256 of prevHash and this event' },
-  },
-} as const;
+const AuditEvent = Type.Object({
+  id: Type.Integer(),
+  at: DateTime('UTC, with microseconds'),
+  actor: Type.String(),
+  action: Type.String(),
+  resourceType: Type.String(),
+  resourceId: Nullable(Type.String()),
+  reason: Nullable(Type.String()),
+  before: Type.Unknown({ description: 'the resource before the change (JSON), or null' }),
+  after: Type.Unknown({ description: 'the resource after the change (JSON), or null' }),
+  prevHash: Nullable(Type.String(), 'hex SHA-256 of the previous event in the chain'),
+  hash: Type.String({ description: 'hex SHA-256 of prevHash and this event' }),
+});
 
-const AuditPage = {
-  type: 'object',
-  properties: {
-    events: { type: 'array', items: AuditEvent },
-    nextAfterId: { type: ['integer', 'null'], description: 'pass as afterId for the next page; null on the last one' },
-  },
-} as const;
+const AuditPage = Type.Object({
+  events: Type.Array(AuditEvent),
+  nextAfterId: Nullable(Type.Integer(), 'pass as afterId for the next page; null on the last one'),
+});
 
-const VerifyResult = {
-  type: 'object',
-  properties: {
-    ok: { type: 'boolean' },
-    checked: { type: 'integer', description: 'events found intact (when not ok: before the first bad one)' },
-    firstBadId: { type: 'integer' },
-    reason: { type: 'string' },
-    lastId: { type: 'integer' },
-    lastHash: { type: 'string', description: 'record it outside the database: a later chain that lacks it was rewritten' },
-  },
-} as const;
+const VerifyResult = Type.Object({
+  ok: Type.Boolean(),
+  checked: Type.Integer({ description: 'events found intact (when not ok: before the first bad one)' }),
+  firstBadId: Type.Optional(Type.Integer()),
+  reason: Type.Optional(Type.String()),
+  lastId: Type.Optional(Type.Integer()),
+  lastHash: Type.Optional(Type.String({ description: 'record it outside the database: a later chain that lacks it was rewritten' })),
+});
 
-type FilterQuery = Partial<Record<keyof typeof FilterProperties, string>>;
+type FilterQuery = Static<typeof ListQuery>;
 
 function badRequest(reply: FastifyReply, message: string) {
   return sendApiError(reply, 400, message);
@@ -132,14 +128,14 @@ function negotiateFormat(accept: string | undefined): ExportFormat {
   return quality(accept, 'text/csv') > quality(accept, 'application/json') ? 'csv' : 'json';
 }
 
-const audit: FastifyPluginAsync = async (app) => {
+const audit: FastifyPluginAsyncTypebox = async (app) => {
   const admin = app.requireScope('admin');
   const tags = ['admin'];
   const security = [{ bearer: [] }];
 
-  app.get<{ Querystring: FilterQuery & { limit?: string } }>(
+  app.get(
     '/api/audit',
-    { onRequest: admin, schema: { tags, security, summary: 'Audit events in id order, filtered, a page at a time', querystring: ListQuery, response: { 200: AuditPage } } },
+    { onRequest: admin, schema: { tags, security, summary: 'Audit events in id order, filtered, a page at a time', querystring: ListQuery, response: { 200: AuditPage, ...apiErrors([400]) } } },
     async (request, reply) => {
       const filter = toFilter(request.query);
       if (typeof filter === 'string') return badRequest(reply, filter);
@@ -149,7 +145,7 @@ const audit: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.get<{ Querystring: FilterQuery & { format?: ExportFormat } }>(
+  app.get(
     '/api/audit/export',
     {
       onRequest: admin,
@@ -163,9 +159,10 @@ const audit: FastifyPluginAsync = async (app) => {
             description: 'the events in id order, as they were when the export started',
             content: {
               'text/csv': { schema: { type: 'string', description: `header row: ${CSV_COLUMNS.join(',')}; CRLF line ends; before and after as JSON text` } },
-              'application/json': { schema: { type: 'array', items: AuditEvent } },
+              'application/json': { schema: Type.Array(AuditEvent) },
             },
           },
+          ...apiErrors([400]),
         },
       },
     },
@@ -196,7 +193,7 @@ const audit: FastifyPluginAsync = async (app) => {
         tags,
         security,
         summary: 'Verify the hash chain of the whole audit log (reads every event: slow on a large log)',
-        response: { 200: VerifyResult },
+        response: { 200: VerifyResult, ...apiErrors([]) },
       },
     },
     async () => await verifyAuditChain(app.db),

@@ -3,32 +3,28 @@
  * out, and re-driving them (one, or all at once, e.g. after a long Temporal outage). A re-drive
  * gives the row a fresh set of tries, is audited, and wakes this gateway's dispatcher at once.
  */
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import { listDeadLetters, outboxStats, redriveDeadLetters } from '../../../core/outbox/dead-letters.js';
 import { sendApiError } from './errors.js';
+import { apiErrors, DateTime } from '../schemas.js';
 
 const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1000;
 
-const DeadLetter = {
-  type: 'object',
-  properties: {
-    id: { type: 'integer', description: 'outbox sequence number' },
-    topic: { type: 'string', description: 'user.changed or connector.changed' },
-    aggregateId: { type: 'string', description: 'the user id or connector id the message is about' },
-    attempts: { type: 'integer', description: 'delivery tries made before it was parked' },
-    reason: { type: 'string', description: 'the error of the last try' },
-    createdAt: { type: 'string', format: 'date-time' },
-    deadLetteredAt: { type: 'string', format: 'date-time' },
-  },
-} as const;
+const DeadLetter = Type.Object({
+  id: Type.Integer({ description: 'outbox sequence number' }),
+  topic: Type.String({ description: 'user.changed or connector.changed' }),
+  aggregateId: Type.String({ description: 'the user id or connector id the message is about' }),
+  attempts: Type.Integer({ description: 'delivery tries made before it was parked' }),
+  reason: Type.String({ description: 'the error of the last try' }),
+  createdAt: DateTime(),
+  deadLetteredAt: DateTime(),
+});
 
-const Redriven = {
-  type: 'object',
-  properties: { redriven: { type: 'array', items: { type: 'integer' }, description: 'ids put back in the queue' } },
-} as const;
+const Redriven = Type.Object({ redriven: Type.Array(Type.Integer(), { description: 'ids put back in the queue' }) });
 
-const outbox: FastifyPluginAsync = async (app) => {
+const outbox: FastifyPluginAsyncTypebox = async (app) => {
   const admin = app.requireScope('admin');
   const tags = ['admin'];
   const security = [{ bearer: [] }];
@@ -42,17 +38,15 @@ const outbox: FastifyPluginAsync = async (app) => {
         security,
         summary: 'Outbox state: pending rows, age of the oldest, dead letters',
         response: {
-          200: {
-            type: 'object',
-            properties: { pending: { type: 'integer' }, oldestPendingAgeSeconds: { type: 'number' }, deadLetters: { type: 'integer' } },
-          },
+          200: Type.Object({ pending: Type.Integer(), oldestPendingAgeSeconds: Type.Number(), deadLetters: Type.Integer() }),
+          ...apiErrors([]),
         },
       },
     },
     async () => await outboxStats(app.db),
   );
 
-  app.get<{ Querystring: { limit?: string; afterId?: string } }>(
+  app.get(
     '/api/outbox/dead-letters',
     {
       onRequest: admin,
@@ -60,15 +54,14 @@ const outbox: FastifyPluginAsync = async (app) => {
         tags,
         security,
         summary: 'Dead-lettered outbox rows in id order, a page at a time',
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            limit: { type: 'string', pattern: '^[0-9]{1,4}$', description: `1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` },
-            afterId: { type: 'string', pattern: '^[0-9]{1,18}$', description: 'the last id of the previous page' },
+        querystring: Type.Object(
+          {
+            limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$', description: `1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` })),
+            afterId: Type.Optional(Type.String({ pattern: '^[0-9]{1,18}$', description: 'the last id of the previous page' })),
           },
-        },
-        response: { 200: { type: 'array', items: DeadLetter } },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Array(DeadLetter), ...apiErrors([400]) },
       },
     },
     async (request, reply) => {
@@ -78,7 +71,7 @@ const outbox: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.post<{ Params: { id: string } }>(
+  app.post(
     '/api/outbox/dead-letters/:id/redrive',
     {
       onRequest: admin,
@@ -86,8 +79,8 @@ const outbox: FastifyPluginAsync = async (app) => {
         tags,
         security,
         summary: 'Re-drive one dead letter: back in the queue with a fresh set of tries',
-        params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,18}$' } } },
-        response: { 200: Redriven },
+        params: Type.Object({ id: Type.String({ pattern: '^[0-9]{1,18}$' }) }),
+        response: { 200: Redriven, ...apiErrors([400, 404], { 404: 'no dead letter with that id' }) },
       },
     },
     async (request, reply) => {
@@ -100,7 +93,7 @@ const outbox: FastifyPluginAsync = async (app) => {
 
   app.post(
     '/api/outbox/dead-letters/redrive',
-    { onRequest: admin, schema: { tags, security, summary: 'Re-drive every dead letter', response: { 200: Redriven } } },
+    { onRequest: admin, schema: { tags, security, summary: 'Re-drive every dead letter', response: { 200: Redriven, ...apiErrors([]) } } },
     async (request) => {
       const redriven = await redriveDeadLetters(app.db, request.identity!.name);
       if (redriven.length > 0) app.outbox.kick();

@@ -8,7 +8,8 @@
  * refused, so the database never holds one and the API can return configuration as it is.
  */
 import { randomUUID } from 'node:crypto';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { loadConnector, validateConfig, PermanentError } from '../../../connectors/index.js';
 import { coveredUsers, plaintextSecrets, targetProblems } from '../../../core/provisioning/checks.js';
 import { withTransaction, type Tx } from '../../../core/db/pool.js';
@@ -21,6 +22,7 @@ import { pendingSteps, type PendingStep } from '../../../core/provisioning/pendi
 import { parseFilter } from '../../../core/scim/filter/index.js';
 import { ScimError } from '../../../core/scim/errors.js';
 import { sendApiError } from './errors.js';
+import { apiErrors, DateTime, NoContent, Nullable, Open, StringEnum } from '../schemas.js';
 
 const fail = sendApiError;
 
@@ -44,49 +46,196 @@ async function resolveEntitlement(db: Pick<Tx, 'query'>, idOrName: string): Prom
   return rows[0]?.id;
 }
 
-const UserRef = { type: 'string', minLength: 1, description: 'user id or userName' } as const;
-const EntitlementRef = { type: 'string', minLength: 1, description: 'entitlement id or "connectorId/name" (URL-encode the slash in a path)' } as const;
+const UserRef = Type.String({ minLength: 1, description: 'user id or userName' });
+const EntitlementRef = Type.String({ minLength: 1, description: 'entitlement id or "connectorId/name" (URL-encode the slash in a path)' });
+const AnyObject = (description: string) => Type.Object({}, { additionalProperties: true, description });
 
-const ConnectorBody = {
-  type: 'object',
-  required: ['id', 'type'],
-  additionalProperties: false,
-  properties: {
-    id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$', description: 'stable slug, e.g. "github-main"' },
-    type: { type: 'string', minLength: 1, description: 'built-in type ("webhook", "scim"), npm package name, or path' },
-    config: { type: 'object', additionalProperties: true, description: 'validated against the connector type; secrets only as env:NAME or file:/path' },
-    mode: { type: 'string', enum: ['enforce', 'monitor'] },
-    deprovision: { type: 'string', enum: ['disable', 'delete'] },
-    enabled: { type: 'boolean' },
-    reconcileEveryMinutes: { type: ['integer', 'null'], minimum: 1, description: 'run reconciliation on a Temporal Schedule this often; null: on demand only' },
+const ConnectorBody = Type.Object(
+  {
+    id: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$', description: 'stable slug, e.g. "github-main"' }),
+    type: Type.String({ minLength: 1, description: 'built-in type ("webhook", "scim"), npm package name, or path' }),
+    config: Type.Optional(AnyObject('validated against the connector type; secrets only as env:NAME or file:/path')),
+    mode: Type.Optional(StringEnum(['enforce', 'monitor'])),
+    deprovision: Type.Optional(StringEnum(['disable', 'delete'])),
+    enabled: Type.Optional(Type.Boolean()),
+    reconcileEveryMinutes: Type.Optional(
+      Type.Unsafe<number | null>({ type: ['integer', 'null'], minimum: 1, description: 'run reconciliation on a Temporal Schedule this often; null: on demand only' }),
+    ),
   },
-} as const;
+  { additionalProperties: false },
+);
 
-const EntitlementBody = {
-  type: 'object',
-  required: ['connectorId', 'name', 'target'],
-  additionalProperties: false,
-  properties: {
-    connectorId: { type: 'string' },
-    name: { type: 'string', minLength: 1, maxLength: 200 },
-    target: { type: 'object', additionalProperties: true, description: "what to grant, in the connector type's terms" },
-    membership: { type: 'string', enum: ['authoritative', 'additive'] },
+const EntitlementBody = Type.Object(
+  {
+    connectorId: Type.String(),
+    name: Type.String({ minLength: 1, maxLength: 200 }),
+    target: AnyObject("what to grant, in the connector type's terms"),
+    membership: Type.Optional(StringEnum(['authoritative', 'additive'])),
   },
-} as const;
+  { additionalProperties: false },
+);
 
-const RuleBody = {
-  type: 'object',
-  required: ['name', 'entitlements'],
-  additionalProperties: false,
-  properties: {
-    name: { type: 'string', minLength: 1, maxLength: 200 },
-    group: { type: 'string', description: 'SCIM group id or displayName whose members (nested included) qualify' },
-    condition: { type: 'string', description: 'SCIM filter on users, e.g. urn:…:enterprise:2.0:User:department eq "Security"' },
-    entitlements: { type: 'array', minItems: 1, items: { type: 'string' }, description: 'entitlement ids or "connectorId/name"' },
+const RuleBody = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 200 }),
+    group: Type.Optional(Type.String({ description: 'SCIM group id or displayName whose members (nested included) qualify' })),
+    condition: Type.Optional(Type.String({ description: 'SCIM filter on users, e.g. urn:…:enterprise:2.0:User:department eq "Security"' })),
+    entitlements: Type.Array(Type.String(), { minItems: 1, description: 'entitlement ids or "connectorId/name"' }),
   },
-} as const;
+  { additionalProperties: false },
+);
 
-const provisioning: FastifyPluginAsync = async (app) => {
+const Connector = Open({
+  id: Type.String(),
+  type: Type.String(),
+  config: AnyObject('as saved: secrets appear only as references'),
+  mode: Type.String(),
+  deprovision: Type.String(),
+  enabled: Type.Boolean(),
+  reconcileEveryMinutes: Nullable(Type.Integer()),
+  created_at: DateTime(),
+  updated_at: DateTime(),
+});
+
+const Entitlement = Open({
+  id: Type.String({ format: 'uuid' }),
+  connectorId: Type.String(),
+  name: Type.String(),
+  target: AnyObject("what is granted, in the connector type's terms"),
+  membership: Type.String(),
+});
+
+const Rule = Open({
+  id: Type.String({ format: 'uuid' }),
+  name: Type.String(),
+  groupId: Nullable(Type.String()),
+  groupName: Type.Optional(Nullable(Type.String())),
+  condition: Nullable(Type.String()),
+  entitlementIds: Type.Array(Type.String()),
+});
+
+const DriftItem = Open({
+  kind: Type.String(),
+  action: Type.String(),
+  userId: Nullable(Type.String()),
+  userName: Nullable(Type.String()),
+  remoteId: Nullable(Type.String()),
+  remoteUserName: Nullable(Type.String()),
+  entitlementId: Nullable(Type.String()),
+  entitlement: Nullable(Type.String()),
+  found: Type.String({ description: 'what was found, in words' }),
+  done: Type.String({ description: 'what was done about it, in words' }),
+});
+
+const ReconcileSummary = Open(
+  {
+    runId: Type.String(),
+    connectorId: Type.String(),
+    dryRun: Type.Boolean(),
+    mode: Type.String(),
+    accountsSeen: Type.Integer(),
+    grantsSeen: Type.Integer(),
+    apiCalls: Type.Integer(),
+    drift: Type.Array(Open({ kind: Type.String(), action: Type.String(), count: Type.Integer() })),
+    sample: Type.Array(DriftItem, { description: 'the first differences found (all of them: GET /api/connectors/{id}/drift)' }),
+  },
+  { description: 'the reconciliation ran: what it saw and the drift it found' },
+);
+
+const ReconcileRun = Open({
+  id: Type.String(),
+  dryRun: Type.Boolean(),
+  mode: Type.String(),
+  startedAt: DateTime(),
+  finishedAt: Nullable(DateTime()),
+  accountsSeen: Nullable(Type.Integer()),
+  grantsSeen: Nullable(Type.Integer()),
+  apiCalls: Nullable(Type.Integer()),
+  driftFound: Nullable(Type.Integer()),
+  workflowId: Nullable(Type.String()),
+});
+
+const RequestEvidence = Open(
+  {
+    id: Type.String(),
+    policy: Nullable(Type.String()),
+    requestedBy: Nullable(Type.String()),
+    requestedAt: Nullable(Type.String()),
+    justification: Nullable(Type.String()),
+    decidedAt: Nullable(Type.String()),
+    fulfilledAt: Nullable(Type.String()),
+    decisions: Type.Array(Open({ stage: Type.Integer(), approver: Type.String(), decision: Type.String(), comment: Nullable(Type.String()), at: Type.String() })),
+  },
+  { description: 'for requested access: the request, its justification and the accepted decisions' },
+);
+
+const GrantRow = Open({
+  id: Type.String({ format: 'uuid' }),
+  userId: Type.String(),
+  userName: Type.String(),
+  entitlementId: Type.String(),
+  connectorId: Type.String(),
+  entitlement: Type.String(),
+  reason: Type.String({ description: 'manual, rule:<name> or request:<id>' }),
+  validFrom: Nullable(DateTime()),
+  validUntil: Nullable(DateTime()),
+  applied: Type.Boolean({ description: 'whether the connector has applied it' }),
+  request: Nullable(RequestEvidence),
+});
+
+const CreatedGrant = Open({
+  id: Type.String({ format: 'uuid' }),
+  userId: Type.String(),
+  entitlementId: Type.String(),
+  reason: Type.String(),
+  validFrom: Nullable(DateTime()),
+  validUntil: Nullable(DateTime()),
+});
+
+const AccountStatus = Open({
+  connectorId: Type.String(),
+  remoteId: Nullable(Type.String()),
+  state: Type.String(),
+  lastSyncAt: Nullable(DateTime()),
+  lastError: Nullable(Type.String()),
+  lastErrorAt: Nullable(DateTime()),
+  workflowId: Nullable(Type.String()),
+  retrying: Type.Unknown({ description: 'the step being retried (attempt, last error, next attempt), {unknown} when Temporal did not answer, or null' }),
+  workflowUrl: Nullable(Type.String(), 'the workflow in the Temporal UI, when TEMPORAL_UI_URL is set'),
+});
+
+const AccessAsOf = Open({
+  userId: Type.String(),
+  at: Type.String({ description: 'the instant asked about (UTC)' }),
+  user: Nullable(Open({ userName: Nullable(Type.String()), active: Type.Boolean(), deleted: Type.Boolean() }), 'the user as recorded then; null before the user existed'),
+  groups: Type.Array(Open({ id: Type.String(), displayName: Nullable(Type.String()) })),
+  grants: Type.Array(
+    Open({
+      id: Type.String(),
+      entitlementId: Type.String(),
+      connectorId: Nullable(Type.String()),
+      entitlement: Nullable(Type.String()),
+      reason: Type.String(),
+      validFrom: Nullable(Type.String()),
+      validUntil: Nullable(Type.String()),
+    }),
+  ),
+  accounts: Type.Array(
+    Open({
+      connectorId: Type.String(),
+      state: Type.String(),
+      remoteId: Nullable(Type.String()),
+      entitlements: Type.Array(Open({ entitlementId: Type.String(), entitlement: Nullable(Type.String()) })),
+    }),
+  ),
+  lastEventId: Nullable(Type.Integer(), 'the last audit event taken into account'),
+});
+
+type ConnectorRow = Static<typeof Connector>;
+
+const TEMPORAL_DOWN = { 503: 'Temporal is unreachable; try again later' };
+
+const provisioning: FastifyPluginAsyncTypebox = async (app) => {
   const admin = app.requireScope('admin');
   const tags = ['admin'];
   const security = [{ bearer: [] }];
@@ -102,19 +251,26 @@ const provisioning: FastifyPluginAsync = async (app) => {
 
   // ------------------------------------------------------------------ connectors
 
-  app.get('/api/connectors', { onRequest: admin, schema: { tags, security, summary: 'List connectors' } }, async () => {
-    const { rows } = await app.db.query<Record<string, unknown>>(
+  app.get('/api/connectors', { onRequest: admin, schema: { tags, security, summary: 'List connectors', response: { 200: Type.Array(Connector), ...apiErrors([]) } } }, async () => {
+    const { rows } = await app.db.query<ConnectorRow>(
       'SELECT id, type, config, mode, deprovision, enabled, reconcile_every_minutes AS "reconcileEveryMinutes", created_at, updated_at FROM connectors ORDER BY id',
     );
     return rows;
   });
 
-  app.put<{
-    Params: { id: string };
-    Body: { id: string; type: string; config?: Record<string, unknown>; mode?: string; deprovision?: string; enabled?: boolean; reconcileEveryMinutes?: number | null };
-  }>(
+  app.put(
     '/api/connectors/:id',
-    { onRequest: admin, schema: { tags, security, summary: 'Create or replace a connector', body: ConnectorBody } },
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Create or replace a connector',
+        params: Type.Object({ id: Type.String() }),
+        body: ConnectorBody,
+        response: { 200: Connector, ...apiErrors([400]) },
+      },
+    },
     async (request, reply) => {
       const body = request.body;
       if (body.id !== request.params.id) return fail(reply, 400, 'the id in the path and in the body differ');
@@ -130,12 +286,12 @@ const provisioning: FastifyPluginAsync = async (app) => {
       const row = await withTransaction(app.db, async (tx) => {
         const every = body.reconcileEveryMinutes ?? null;
         // What is replaced goes into the audit event (configuration holds secret references only).
-        const { rows: was } = await tx.query<Record<string, unknown>>(
+        const { rows: was } = await tx.query<ConnectorRow>(
           `SELECT id, type, config, mode, deprovision, enabled, reconcile_every_minutes AS "reconcileEveryMinutes", created_at, updated_at
              FROM connectors WHERE id = $1 FOR UPDATE`,
           [body.id],
         );
-        const { rows } = await tx.query<Record<string, unknown>>(
+        const { rows } = await tx.query<ConnectorRow>(
           `INSERT INTO connectors (id, type, config, mode, deprovision, enabled, reconcile_every_minutes) VALUES ($1, $2, $3, $4, $5, $6, $7)
            ON CONFLICT (id) DO UPDATE SET type = $2, config = $3, mode = $4, deprovision = $5, enabled = $6, reconcile_every_minutes = $7, updated_at = now()
            RETURNING id, type, config, mode, deprovision, enabled, reconcile_every_minutes AS "reconcileEveryMinutes", created_at, updated_at`,
@@ -151,7 +307,7 @@ const provisioning: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.post<{ Params: { id: string }; Body: { dryRun?: boolean; wait?: boolean } | undefined }>(
+  app.post(
     '/api/connectors/:id/reconcile',
     {
       onRequest: admin,
@@ -159,7 +315,17 @@ const provisioning: FastifyPluginAsync = async (app) => {
         tags,
         security,
         summary: 'Reconcile a connector now; a dry run (or wait: true) answers with the drift found',
-        body: { type: ['object', 'null'], additionalProperties: false, properties: { dryRun: { type: 'boolean' }, wait: { type: 'boolean' } } },
+        params: Type.Object({ id: Type.String() }),
+        body: Type.Unsafe<{ dryRun?: boolean; wait?: boolean } | null | undefined>({
+          type: ['object', 'null'],
+          additionalProperties: false,
+          properties: { dryRun: { type: 'boolean' }, wait: { type: 'boolean' } },
+        }),
+        response: {
+          200: ReconcileSummary,
+          202: Type.Object({ workflowId: Type.String(), runId: Type.String() }, { description: 'started; follow it in Temporal or GET /api/connectors/{id}/drift later' }),
+          ...apiErrors([400, 404, 409, 503], { 404: 'no such connector', 409: 'a reconciliation of the connector is running', ...TEMPORAL_DOWN }),
+        },
       },
     },
     async (request, reply) => {
@@ -179,9 +345,25 @@ const provisioning: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.post<{ Params: { id: string } }>(
+  app.post(
     '/api/connectors/:id/test',
-    { onRequest: admin, schema: { tags, security, summary: "Test a connector's configuration and credentials against its target (runs in a worker)" } },
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: "Test a connector's configuration and credentials against its target (runs in a worker)",
+        params: Type.Object({ id: Type.String() }),
+        response: {
+          200: Type.Object({
+            ok: Type.Boolean(),
+            error: Type.Optional(Type.String({ description: 'why it failed, as the connector put it' })),
+            kind: Type.Optional(StringEnum(['transient', 'permanent'], { description: 'transient: try again later; permanent: fix the configuration or permissions' })),
+          }),
+          ...apiErrors([404, 503], { 404: 'no such connector', ...TEMPORAL_DOWN }),
+        },
+      },
+    },
     async (request, reply) => {
       const { rows } = await app.db.query('SELECT 1 FROM connectors WHERE id = $1', [request.params.id]);
       if (!rows[0]) return fail(reply, 404, `no connector "${request.params.id}"`);
@@ -195,11 +377,23 @@ const provisioning: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.get<{ Params: { id: string } }>(
+  app.get(
     '/api/connectors/:id/drift',
-    { onRequest: admin, schema: { tags, security, summary: "The latest reconciliation's run and the drift it found" } },
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: "The latest reconciliation's run and the drift it found",
+        params: Type.Object({ id: Type.String() }),
+        response: {
+          200: Type.Object({ run: ReconcileRun, drift: Type.Array(Type.Intersect([DriftItem, Type.Object({ detectedAt: DateTime() })]), { description: 'the first 1000' }) }),
+          ...apiErrors([404], { 404: 'no such connector, or it has not been reconciled yet' }),
+        },
+      },
+    },
     async (request, reply) => {
-      const { rows: runs } = await app.db.query<Record<string, unknown> & { id: string }>(
+      const { rows: runs } = await app.db.query<Static<typeof ReconcileRun>>(
         `SELECT id, dry_run AS "dryRun", mode, started_at AS "startedAt", finished_at AS "finishedAt", accounts_seen AS "accountsSeen",
                 grants_seen AS "grantsSeen", api_calls AS "apiCalls", drift_found AS "driftFound", workflow_id AS "workflowId"
            FROM reconcile_runs WHERE connector_id = $1 ORDER BY started_at DESC LIMIT 1`,
@@ -221,14 +415,23 @@ const provisioning: FastifyPluginAsync = async (app) => {
 
   // ------------------------------------------------------------------ entitlements
 
-  app.get('/api/entitlements', { onRequest: admin, schema: { tags, security, summary: 'List entitlements' } }, async () => {
-    const { rows } = await app.db.query<Record<string, unknown>>('SELECT id, connector_id AS "connectorId", name, target, membership FROM entitlements ORDER BY connector_id, name');
+  app.get('/api/entitlements', { onRequest: admin, schema: { tags, security, summary: 'List entitlements', response: { 200: Type.Array(Entitlement), ...apiErrors([]) } } }, async () => {
+    const { rows } = await app.db.query<Static<typeof Entitlement>>('SELECT id, connector_id AS "connectorId", name, target, membership FROM entitlements ORDER BY connector_id, name');
     return rows;
   });
 
-  app.post<{ Body: { connectorId: string; name: string; target: Record<string, unknown>; membership?: string } }>(
+  app.post(
     '/api/entitlements',
-    { onRequest: admin, schema: { tags, security, summary: 'Create an entitlement', body: EntitlementBody } },
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Create an entitlement',
+        body: EntitlementBody,
+        response: { 201: Entitlement, ...apiErrors([400, 409], { 409: 'the connector has an entitlement of that name' }) },
+      },
+    },
     async (request, reply) => {
       const { connectorId, name, target, membership } = request.body;
       const { rows: c } = await app.db.query<{ type: string }>('SELECT type FROM connectors WHERE id = $1', [connectorId]);
@@ -238,7 +441,7 @@ const provisioning: FastifyPluginAsync = async (app) => {
       if (problems.length) return fail(reply, 400, `target is not valid for a ${def.type} entitlement: ${problems.join('; ')}`);
       try {
         const row = await withTransaction(app.db, async (tx) => {
-          const { rows } = await tx.query<{ id: string } & Record<string, unknown>>(
+          const { rows } = await tx.query<Static<typeof Entitlement>>(
             `INSERT INTO entitlements (id, connector_id, name, target, membership) VALUES ($1, $2, $3, $4, $5)
              RETURNING id, connector_id AS "connectorId", name, target, membership`,
             [randomUUID(), connectorId, name, target, membership ?? 'additive'],
@@ -256,17 +459,26 @@ const provisioning: FastifyPluginAsync = async (app) => {
 
   // ------------------------------------------------------------------ rules
 
-  app.get('/api/rules', { onRequest: admin, schema: { tags, security, summary: 'List birthright rules' } }, async () => {
-    const { rows } = await app.db.query<Record<string, unknown>>(
+  app.get('/api/rules', { onRequest: admin, schema: { tags, security, summary: 'List birthright rules', response: { 200: Type.Array(Rule), ...apiErrors([]) } } }, async () => {
+    const { rows } = await app.db.query<Static<typeof Rule>>(
       `SELECT r.id, r.name, r.group_id AS "groupId", g.display_name AS "groupName", r.condition, r.entitlement_ids AS "entitlementIds"
          FROM rules r LEFT JOIN groups g ON g.id = r.group_id ORDER BY r.name`,
     );
     return rows;
   });
 
-  app.post<{ Body: { name: string; group?: string; condition?: string; entitlements: string[] } }>(
+  app.post(
     '/api/rules',
-    { onRequest: admin, schema: { tags, security, summary: 'Create a birthright rule (group or SCIM filter → entitlements)', body: RuleBody } },
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Create a birthright rule (group or SCIM filter → entitlements)',
+        body: RuleBody,
+        response: { 201: Rule, ...apiErrors([400, 409], { 409: 'a rule has that name' }) },
+      },
+    },
     async (request, reply) => {
       const { name, group, condition, entitlements } = request.body;
       if ((group === undefined) === (condition === undefined)) return fail(reply, 400, 'give exactly one of "group" and "condition"');
@@ -295,7 +507,7 @@ const provisioning: FastifyPluginAsync = async (app) => {
       try {
         const row = await withTransaction(app.db, async (tx) => {
           const id = randomUUID();
-          const { rows } = await tx.query<Record<string, unknown>>(
+          const { rows } = await tx.query<Static<typeof Rule>>(
             `INSERT INTO rules (id, name, group_id, condition, entitlement_ids) VALUES ($1, $2, $3, $4, $5)
              RETURNING id, name, group_id AS "groupId", condition, entitlement_ids AS "entitlementIds"`,
             [id, name, groupId, condition ?? null, ents.map((e) => e.id)],
@@ -303,7 +515,7 @@ const provisioning: FastifyPluginAsync = async (app) => {
           await audit(tx, request.identity!.name, 'rule.created', 'Rule', id, rows[0]);
           // Whoever the rule may cover is re-evaluated by their userSync workflow.
           await enqueueUserChanges(tx, await coveredUsers(tx, groupId));
-          return rows[0];
+          return rows[0]!;
         });
         app.outbox.kick();
         return reply.code(201).send(row);
@@ -316,9 +528,18 @@ const provisioning: FastifyPluginAsync = async (app) => {
 
   // ------------------------------------------------------------------ removal
 
-  app.delete<{ Params: { id: string } }>(
+  app.delete(
     '/api/connectors/:id',
-    { onRequest: admin, schema: { tags, security, summary: 'Remove a connector that has no entitlements and no live accounts left' } },
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Remove a connector that has no entitlements and no live accounts left',
+        params: Type.Object({ id: Type.String() }),
+        response: { 204: NoContent('removed'), ...apiErrors([404, 409], { 404: 'no such connector', 409: 'the connector still has entitlements or live accounts' }) },
+      },
+    },
     async (request, reply) => {
       const id = request.params.id;
       const outcome = await withTransaction(app.db, async (tx) => {
@@ -345,9 +566,18 @@ const provisioning: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.delete<{ Params: { id: string } }>(
+  app.delete(
     '/api/entitlements/:id',
-    { onRequest: admin, schema: { tags, security, summary: 'Remove an entitlement no rule, grant or account uses', params: { type: 'object', properties: { id: EntitlementRef } } } },
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Remove an entitlement no rule, grant or account uses',
+        params: Type.Object({ id: EntitlementRef }),
+        response: { 204: NoContent('removed'), ...apiErrors([400, 404, 409], { 404: 'no such entitlement', 409: 'a rule, grant or account uses the entitlement' }) },
+      },
+    },
     async (request, reply) => {
       const id = await resolveEntitlement(app.db, request.params.id);
       if (!id) return fail(reply, 404, `no entitlement ${request.params.id}`);
@@ -374,9 +604,18 @@ const provisioning: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.delete<{ Params: { name: string } }>(
+  app.delete(
     '/api/rules/:name',
-    { onRequest: admin, schema: { tags, security, summary: "Remove a rule; the grants it gave end at each covered user's next sync, which this triggers" } },
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: "Remove a rule; the grants it gave end at each covered user's next sync, which this triggers",
+        params: Type.Object({ name: Type.String() }),
+        response: { 204: NoContent('removed'), ...apiErrors([404], { 404: 'no such rule' }) },
+      },
+    },
     async (request, reply) => {
       const deleted = await withTransaction(app.db, async (tx) => {
         const { rows } = await tx.query<{ id: string; group_id: string | null }>('DELETE FROM rules WHERE name = $1 RETURNING id, group_id', [request.params.name]);
@@ -393,7 +632,7 @@ const provisioning: FastifyPluginAsync = async (app) => {
 
   // ------------------------------------------------------------------ who has what, and why
 
-  app.get<{ Querystring: { userId?: string; entitlementId?: string } }>(
+  app.get(
     '/api/grants',
     {
       onRequest: admin,
@@ -401,7 +640,8 @@ const provisioning: FastifyPluginAsync = async (app) => {
         tags,
         security,
         summary: 'Who should have what, and why (active grants)',
-        querystring: { type: 'object', properties: { userId: UserRef, entitlementId: EntitlementRef } },
+        querystring: Type.Object({ userId: Type.Optional(UserRef), entitlementId: Type.Optional(EntitlementRef) }),
+        response: { 200: Type.Array(GrantRow), ...apiErrors([400, 404], { 404: 'no such user or entitlement' }) },
       },
     },
     async (request, reply) => {
@@ -410,7 +650,7 @@ const provisioning: FastifyPluginAsync = async (app) => {
       if (user === undefined) return fail(reply, 404, `no user ${userId}`);
       const entitlement = entitlementId === undefined ? null : await resolveEntitlement(app.db, entitlementId);
       if (entitlement === undefined) return fail(reply, 404, `no entitlement ${entitlementId}`);
-      const { rows } = await app.db.query<Record<string, unknown>>(
+      const { rows } = await app.db.query<Static<typeof GrantRow>>(
         `SELECT g.id, g.user_id AS "userId", u.user_name AS "userName", g.entitlement_id AS "entitlementId",
                 e.connector_id AS "connectorId", e.name AS "entitlement", g.reason, g.valid_from AS "validFrom",
                 g.valid_until AS "validUntil", (ag.user_id IS NOT NULL) AS applied,
@@ -435,7 +675,7 @@ const provisioning: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.post<{ Body: { userId: string; entitlement: string; reason?: string; validFrom?: string; validUntil?: string } }>(
+  app.post(
     '/api/grants',
     {
       onRequest: admin,
@@ -443,18 +683,17 @@ const provisioning: FastifyPluginAsync = async (app) => {
         tags,
         security,
         summary: 'Grant an entitlement to a user directly, optionally for a time window (it ends by itself)',
-        body: {
-          type: 'object',
-          required: ['userId', 'entitlement'],
-          additionalProperties: false,
-          properties: {
+        body: Type.Object(
+          {
             userId: UserRef,
-            entitlement: { type: 'string', description: 'entitlement id or "connectorId/name"' },
-            reason: { type: 'string', pattern: '^(manual|request:.+)$', description: 'manual (default) or request:<id>' },
-            validFrom: { type: 'string', format: 'date-time' },
-            validUntil: { type: 'string', format: 'date-time' },
+            entitlement: Type.String({ description: 'entitlement id or "connectorId/name"' }),
+            reason: Type.Optional(Type.String({ pattern: '^(manual|request:.+)$', description: 'manual (default) or request:<id>' })),
+            validFrom: Type.Optional(Type.String({ format: 'date-time' })),
+            validUntil: Type.Optional(Type.String({ format: 'date-time' })),
           },
-        },
+          { additionalProperties: false },
+        ),
+        response: { 201: CreatedGrant, ...apiErrors([400], { 400: 'invalid body, or no such user or entitlement' }) },
       },
     },
     async (request, reply) => {
@@ -467,7 +706,7 @@ const provisioning: FastifyPluginAsync = async (app) => {
       if (!entitlementId) return fail(reply, 400, `no entitlement ${entitlement}`);
       const e = [{ id: entitlementId }];
       const grant = await withTransaction(app.db, async (tx) => {
-        const { rows } = await tx.query<Record<string, unknown> & { id: string }>(
+        const { rows } = await tx.query<Static<typeof CreatedGrant>>(
           `INSERT INTO grants (id, user_id, entitlement_id, reason, valid_from, valid_until) VALUES ($1, $2, $3, $4, COALESCE($5::timestamptz, now()), $6)
            ON CONFLICT (user_id, entitlement_id, reason) DO UPDATE
              SET status = 'active', ended_at = NULL, valid_from = EXCLUDED.valid_from, valid_until = EXCLUDED.valid_until
@@ -483,9 +722,18 @@ const provisioning: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.delete<{ Params: { id: string } }>(
+  app.delete(
     '/api/grants/:id',
-    { onRequest: admin, schema: { tags, security, summary: 'End a grant (rule grants end when the rule stops applying)', params: { type: 'object', properties: { id: { type: 'string', format: 'uuid' } } } } },
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'End a grant (rule grants end when the rule stops applying)',
+        params: Type.Object({ id: Type.String({ format: 'uuid' }) }),
+        response: { 204: NoContent('ended'), ...apiErrors([400, 404], { 404: 'no active manual or request grant with that id' }) },
+      },
+    },
     async (request, reply) => {
       const ended = await withTransaction(app.db, async (tx) => {
         const { rows } = await tx.query<{ user_id: string; reason: string } & Record<string, unknown>>(
@@ -507,7 +755,7 @@ const provisioning: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.get<{ Params: { id: string } }>(
+  app.get(
     '/api/users/:id/provisioning',
     {
       onRequest: admin,
@@ -515,13 +763,14 @@ const provisioning: FastifyPluginAsync = async (app) => {
         tags,
         security,
         summary: "A user's accounts per connector: state, last sync, last error, workflow, and any step being retried (attempt, last error, next attempt)",
-        params: { type: 'object', properties: { id: UserRef } },
+        params: Type.Object({ id: UserRef }),
+        response: { 200: Type.Array(AccountStatus), ...apiErrors([400, 404], { 404: 'no such user' }) },
       },
     },
     async (request, reply) => {
       const userId = await resolveUser(app.db, request.params.id);
       if (!userId) return fail(reply, 404, `no user ${request.params.id}`);
-      const { rows } = await app.db.query<{ connectorId: string; workflowId: string | null } & Record<string, unknown>>(
+      const { rows } = await app.db.query<Omit<Static<typeof AccountStatus>, 'retrying' | 'workflowUrl'>>(
         `SELECT a.connector_id AS "connectorId", a.remote_id AS "remoteId", a.state, a.last_sync_at AS "lastSyncAt",
                 a.last_error AS "lastError", a.last_error_at AS "lastErrorAt", a.workflow_id AS "workflowId"
            FROM accounts a WHERE a.user_id = $1 ORDER BY a.connector_id`,
@@ -555,7 +804,7 @@ const provisioning: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.get<{ Params: { id: string }; Querystring: { at?: string } }>(
+  app.get(
     '/api/users/:id/access',
     {
       onRequest: admin,
@@ -563,12 +812,12 @@ const provisioning: FastifyPluginAsync = async (app) => {
         tags,
         security,
         summary: "Who had what: a user's groups, grants and accounts at an instant (default now), rebuilt from the audit log; works for deactivated and deleted users",
-        params: { type: 'object', properties: { id: { type: 'string', format: 'uuid' } } },
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: { at: { type: 'string', description: 'ISO 8601 date (UTC) or date-time with a zone; default now' } },
-        },
+        params: Type.Object({ id: Type.String({ format: 'uuid' }) }),
+        querystring: Type.Object(
+          { at: Type.Optional(Type.String({ description: 'ISO 8601 date (UTC) or date-time with a zone; default now' })) },
+          { additionalProperties: false },
+        ),
+        response: { 200: AccessAsOf, ...apiErrors([400, 404], { 404: 'no such user' }) },
       },
     },
     async (request, reply) => {

@@ -2,28 +2,26 @@
  * Admin API for bearer tokens (`admin` scope): list, create, rotate, revoke. A token's secret is in
  * the response that creates or rotates it and nowhere else, ever.
  */
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import { createToken, revokeToken, TOKEN_SCOPES, type TokenScope } from '../../../core/auth/tokens.js';
 import { sendApiError } from './errors.js';
+import { apiErrors, DateTime, NoContent, Nullable, StringEnum } from '../schemas.js';
 
-const TokenInfo = {
-  type: 'object',
-  properties: {
-    id: { type: 'string' },
-    name: { type: 'string' },
-    scopes: { type: 'array', items: { type: 'string' } },
-    userId: { type: 'string', description: 'the directory user a personal token acts as' },
-    createdAt: { type: 'string', format: 'date-time' },
-    lastUsedAt: { type: ['string', 'null'], format: 'date-time' },
-  },
-} as const;
-const IssuedToken = {
-  type: 'object',
-  properties: { ...TokenInfo.properties, token: { type: 'string', description: 'shown once; store it now' } },
-} as const;
-const NameParams = { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] } as const;
+const Scope = StringEnum(TOKEN_SCOPES);
+const tokenInfo = {
+  id: Type.String(),
+  name: Type.String(),
+  scopes: Type.Array(Type.String()),
+  userId: Type.Optional(Type.String({ description: 'the directory user a personal token acts as' })),
+  createdAt: DateTime(),
+  lastUsedAt: Nullable(DateTime()),
+};
+const TokenInfo = Type.Object(tokenInfo);
+const IssuedToken = Type.Object({ ...tokenInfo, token: Type.String({ description: 'shown once; store it now' }) });
+const NameParams = Type.Object({ name: Type.String() });
 
-const tokens: FastifyPluginAsync = async (app) => {
+const tokens: FastifyPluginAsyncTypebox = async (app) => {
   const admin = app.requireScope('admin');
   const tags = ['admin'];
   const security = [{ bearer: [] }];
@@ -34,14 +32,14 @@ const tokens: FastifyPluginAsync = async (app) => {
       [actor, action, name, scopes ? JSON.stringify({ scopes }) : null],
     );
 
-  app.get('/api/tokens', { onRequest: admin, schema: { tags, security, summary: 'List active tokens (never their secrets)', response: { 200: { type: 'array', items: TokenInfo } } } }, async () => {
+  app.get('/api/tokens', { onRequest: admin, schema: { tags, security, summary: 'List active tokens (never their secrets)', response: { 200: Type.Array(TokenInfo), ...apiErrors([]) } } }, async () => {
     const { rows } = await app.db.query<{ id: string; name: string; scopes: string[]; user_id: string | null; created_at: Date; last_used_at: Date | null }>(
       'SELECT id, name, scopes, user_id, created_at, last_used_at FROM api_tokens WHERE revoked_at IS NULL ORDER BY name',
     );
     return rows.map((r) => ({ id: r.id, name: r.name, scopes: r.scopes, ...(r.user_id ? { userId: r.user_id } : {}), createdAt: r.created_at.toISOString(), lastUsedAt: r.last_used_at?.toISOString() ?? null }));
   });
 
-  app.post<{ Body: { name: string; scopes: TokenScope[]; user?: string } }>(
+  app.post(
     '/api/tokens',
     {
       onRequest: admin,
@@ -49,17 +47,15 @@ const tokens: FastifyPluginAsync = async (app) => {
         tags,
         security,
         summary: 'Issue a token',
-        body: {
-          type: 'object',
-          required: ['name', 'scopes'],
-          additionalProperties: false,
-          properties: {
-            name: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9._:-]+$' },
-            scopes: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', enum: [...TOKEN_SCOPES] } },
-            user: { type: 'string', minLength: 1, description: 'userName or id of the directory user a personal token acts as (and only them)' },
+        body: Type.Object(
+          {
+            name: Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9._:-]+$' }),
+            scopes: Type.Array(Scope, { minItems: 1, uniqueItems: true }),
+            user: Type.Optional(Type.String({ minLength: 1, description: 'userName or id of the directory user a personal token acts as (and only them)' })),
           },
-        },
-        response: { 201: IssuedToken },
+          { additionalProperties: false },
+        ),
+        response: { 201: IssuedToken, ...apiErrors([400, 409], { 400: 'invalid body, or no such user', 409: 'an active token has that name' }) },
       },
     },
     async (request, reply) => {
@@ -84,9 +80,18 @@ const tokens: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.post<{ Params: { name: string } }>(
+  app.post(
     '/api/tokens/:name/rotate',
-    { onRequest: admin, schema: { tags, security, summary: 'Revoke a token and issue a new one with the same name and scopes', params: NameParams, response: { 200: IssuedToken } } },
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Revoke a token and issue a new one with the same name and scopes',
+        params: NameParams,
+        response: { 200: IssuedToken, ...apiErrors([404], { 404: 'no active token has that name' }) },
+      },
+    },
     async (request, reply) => {
       const { rows } = await app.db.query<{ scopes: TokenScope[] }>('SELECT scopes FROM api_tokens WHERE name = $1 AND revoked_at IS NULL', [request.params.name]);
       if (!rows[0]) return sendApiError(reply, 404, `no active token named "${request.params.name}"`);
@@ -97,9 +102,12 @@ const tokens: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.delete<{ Params: { name: string } }>(
+  app.delete(
     '/api/tokens/:name',
-    { onRequest: admin, schema: { tags, security, summary: 'Revoke a token', params: NameParams } },
+    {
+      onRequest: admin,
+      schema: { tags, security, summary: 'Revoke a token', params: NameParams, response: { 204: NoContent('revoked'), ...apiErrors([404], { 404: 'no active token has that name' }) } },
+    },
     async (request, reply) => {
       if (!(await revokeToken(app.db, request.params.name))) {
         return sendApiError(reply, 404, `no active token named "${request.params.name}"`);

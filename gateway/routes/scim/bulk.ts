@@ -3,7 +3,8 @@
  * beyond it), and at most SCIM_BULK_MAX_OPERATIONS operations are accepted; both are advertised in
  * /ServiceProviderConfig.
  */
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import { etagOf, type ResourceType } from '../../../core/directory/store.js';
 import { parseBulkRequest, runBulk, type BulkOperation, type ExecutedOperation } from '../../../core/scim/bulk.js';
 import { ScimError } from '../../../core/scim/errors.js';
@@ -12,6 +13,25 @@ import { parsePatchRequest, type PatchOperation } from '../../../core/scim/patch
 import { relaxPatch, relaxResource, warnIgnored } from '../../../core/scim/lenient.js';
 import { baseUrl } from './discovery.js';
 import { renderResource } from './resources.js';
+import { Open, SCIM_BODIES, scimAuthErrors, StringEnum } from '../schemas.js';
+
+const BulkResponse = Open(
+  {
+    schemas: Type.Array(Type.String(), { description: 'urn:ietf:params:scim:api:messages:2.0:BulkResponse' }),
+    Operations: Type.Array(
+      Open({
+        method: StringEnum(['POST', 'PUT', 'PATCH', 'DELETE']),
+        bulkId: Type.Optional(Type.String()),
+        version: Type.Optional(Type.String()),
+        location: Type.Optional(Type.String()),
+        status: Type.String({ description: 'the HTTP status of the operation, as a string' }),
+        response: Type.Optional(Type.Unknown({ description: 'for a failed operation: its SCIM error' })),
+      }),
+    ),
+  },
+  { description: 'the result of each operation run, in request order; after failOnErrors errors the rest are not run' },
+);
+
 
 const TYPES: Record<string, ResourceType> = { users: 'User', groups: 'Group' };
 
@@ -20,7 +40,7 @@ function patchEnvelope(data: unknown): unknown {
   return Array.isArray(data) ? { schemas: [PATCH_OP_SCHEMA], Operations: data } : data;
 }
 
-const bulk: FastifyPluginAsync = async (app) => {
+const bulk: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/Bulk',
     {
@@ -28,9 +48,11 @@ const bulk: FastifyPluginAsync = async (app) => {
       bodyLimit: app.config.scimBulkMaxPayloadBytes,
       schema: {
         tags: ['scim'],
+        ...SCIM_BODIES,
         security: [{ bearer: [] }],
         summary: 'Apply many operations in one request (RFC 7644 §3.7)',
-        body: { type: 'object', additionalProperties: true },
+        body: Type.Object({}, { additionalProperties: true, description: 'a BulkRequest' }),
+        response: { 200: BulkResponse, ...scimAuthErrors([400, 413, 415]) },
       },
     },
     async (request) => {

@@ -7,9 +7,13 @@
  * RFC 7644 §4: list query parameters (sorting, paging, attribute selection) are ignored here, and a
  * `filter` is answered with 403 so a client never takes an unfiltered answer for a filtered one.
  */
-import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import { ScimError } from '../../../core/scim/errors.js';
 import { MAX_RESULTS } from '../../../core/scim/list.js';
+import { Open, SCIM_ANSWERS, ScimListResponse, scimErrors } from '../schemas.js';
+import type { ListResponseBody } from './resources.js';
 import { LIST_RESPONSE_SCHEMA, SchemaRegistry, type AttributeDef, type ResourceTypeDef, type SchemaDef } from '../../../core/scim/schemas.js';
 
 export const SERVICE_PROVIDER_CONFIG_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig';
@@ -30,6 +34,14 @@ export function baseUrl(request: FastifyRequest, publicUrl: string | undefined):
   return `${publicRoot(request, publicUrl)}/scim/v2`;
 }
 
+/** A discovery document: a ServiceProviderConfig, ResourceType or Schema. */
+export interface DiscoveryDocument {
+  schemas: string[];
+  id?: string;
+  meta: { resourceType: string; location: string };
+  [attribute: string]: unknown;
+}
+
 /** An attribute definition as RFC 7643 §7 publishes it: every characteristic, sub-attributes recursively. */
 export function renderAttribute(def: AttributeDef): Record<string, unknown> {
   return {
@@ -48,7 +60,7 @@ export function renderAttribute(def: AttributeDef): Record<string, unknown> {
   };
 }
 
-export function renderSchema(schema: SchemaDef, base: string): Record<string, unknown> {
+export function renderSchema(schema: SchemaDef, base: string): DiscoveryDocument {
   return {
     schemas: [SCHEMA_SCHEMA],
     id: schema.id,
@@ -59,7 +71,7 @@ export function renderSchema(schema: SchemaDef, base: string): Record<string, un
   };
 }
 
-export function renderResourceType(rt: ResourceTypeDef, base: string): Record<string, unknown> {
+export function renderResourceType(rt: ResourceTypeDef, base: string): DiscoveryDocument {
   return {
     schemas: [RESOURCE_TYPE_SCHEMA],
     id: rt.id,
@@ -74,7 +86,7 @@ export function renderResourceType(rt: ResourceTypeDef, base: string): Record<st
 }
 
 /** A whole collection in one ListResponse: RFC 7644 §4 says paging is ignored on these endpoints. */
-function listResponse(resources: Array<Record<string, unknown>>): Record<string, unknown> {
+function listResponse(resources: DiscoveryDocument[]): ListResponseBody {
   return { schemas: [LIST_RESPONSE_SCHEMA], totalResults: resources.length, itemsPerPage: resources.length, startIndex: 1, Resources: resources };
 }
 
@@ -84,7 +96,7 @@ function configNumber(config: object, key: string, fallback: number): number {
   return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : fallback;
 }
 
-export function serviceProviderConfig(config: { publicUrl: string | undefined }, request: FastifyRequest): Record<string, unknown> {
+export function serviceProviderConfig(config: { publicUrl: string | undefined }, request: FastifyRequest): DiscoveryDocument {
   const root = publicRoot(request, config.publicUrl);
   return {
     schemas: [SERVICE_PROVIDER_CONFIG_SCHEMA],
@@ -136,11 +148,19 @@ function registryOf(app: FastifyInstance): SchemaRegistry {
   return defaultRegistry;
 }
 
-const Resource = { type: 'object', additionalProperties: true } as const;
-const IdParams = { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] } as const;
+const Resource = (description: string) =>
+  Open(
+    {
+      schemas: Type.Array(Type.String()),
+      id: Type.Optional(Type.String()),
+      meta: Type.Optional(Open({ resourceType: Type.String(), location: Type.String({ format: 'uri' }) })),
+    },
+    { description },
+  );
+const IdParams = Type.Object({ id: Type.String() });
 const tags = ['scim'];
 
-const discovery: FastifyPluginAsync = async (app) => {
+const discovery: FastifyPluginAsyncTypebox = async (app) => {
   const base = (request: FastifyRequest) => baseUrl(request, app.config.publicUrl);
 
   app.get(
@@ -149,9 +169,10 @@ const discovery: FastifyPluginAsync = async (app) => {
       onRequest: refuseFilter,
       schema: {
         tags,
+        ...SCIM_ANSWERS,
         summary: 'SCIM service provider configuration (RFC 7643 §5)',
         description: 'Features this server supports. No token needed. A `filter` gets 403 (RFC 7644 §4).',
-        response: { 200: Resource },
+        response: { 200: Resource('the ServiceProviderConfig'), ...scimErrors([403]) },
       },
     },
     async (request) => serviceProviderConfig(app.config, request),
@@ -163,9 +184,10 @@ const discovery: FastifyPluginAsync = async (app) => {
       onRequest: refuseFilter,
       schema: {
         tags,
+        ...SCIM_ANSWERS,
         summary: 'SCIM resource types (RFC 7643 §6)',
         description: 'All resource types in one ListResponse; paging and sorting are ignored, a `filter` gets 403 (RFC 7644 §4).',
-        response: { 200: Resource },
+        response: { 200: ScimListResponse('every ResourceType'), ...scimErrors([403]) },
       },
     },
     async (request) => {
@@ -174,11 +196,17 @@ const discovery: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.get<{ Params: { id: string } }>(
+  app.get(
     '/ResourceTypes/:id',
     {
       onRequest: refuseFilter,
-      schema: { tags, summary: 'One SCIM resource type (RFC 7643 §6), e.g. User', params: IdParams, response: { 200: Resource } },
+      schema: {
+        tags,
+        ...SCIM_ANSWERS,
+        summary: 'One SCIM resource type (RFC 7643 §6), e.g. User',
+        params: IdParams,
+        response: { 200: Resource('the ResourceType'), ...scimErrors([403, 404]) },
+      },
     },
     async (request) => {
       const wanted = request.params.id.toLowerCase();
@@ -196,10 +224,11 @@ const discovery: FastifyPluginAsync = async (app) => {
       onRequest: refuseFilter,
       schema: {
         tags,
+        ...SCIM_ANSWERS,
         summary: 'SCIM schemas (RFC 7643 §7)',
         description:
           'User, Enterprise User, Group and any configured extension, each attribute with all its characteristics, in one ListResponse; a `filter` gets 403 (RFC 7644 §4).',
-        response: { 200: Resource },
+        response: { 200: ScimListResponse('every Schema'), ...scimErrors([403]) },
       },
     },
     async (request) => {
@@ -208,15 +237,16 @@ const discovery: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.get<{ Params: { id: string } }>(
+  app.get(
     '/Schemas/:id',
     {
       onRequest: refuseFilter,
       schema: {
         tags,
+        ...SCIM_ANSWERS,
         summary: 'One SCIM schema by URN (RFC 7643 §7), e.g. urn:ietf:params:scim:schemas:core:2.0:User',
         params: IdParams,
-        response: { 200: Resource },
+        response: { 200: Resource('the Schema'), ...scimErrors([403, 404]) },
       },
     },
     async (request) => {

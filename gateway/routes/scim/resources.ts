@@ -6,6 +6,8 @@
  * If-None-Match on GET answers 304 when it is current.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import { etagMatches, etagOf, type ResourceType, type StoredResource } from '../../../core/directory/store.js';
 import { ScimError } from '../../../core/scim/errors.js';
 import { parseListParams, searchRequestParams, type ListParams, type RawListParams } from '../../../core/scim/list.js';
@@ -14,6 +16,7 @@ import { relaxPatch, relaxResource, warnIgnored } from '../../../core/scim/lenie
 import { parseAttributeList, project } from '../../../core/scim/projection.js';
 import { LIST_RESPONSE_SCHEMA, type SchemaRegistry } from '../../../core/scim/schemas.js';
 import { baseUrl } from './discovery.js';
+import { NoContent, SCIM_ANSWERS, SCIM_BODIES, ScimListResponse, ScimResourceOf, scimAuthErrors } from '../schemas.js';
 
 const ENDPOINT: Record<ResourceType, string> = { User: 'Users', Group: 'Groups' };
 
@@ -53,35 +56,43 @@ export function mayReturn(attr: string, p: Pick<ListParams, 'attributes' | 'excl
   return !(p.excludedAttributes ?? []).some((a) => a.toLowerCase() === lower);
 }
 
-const ResourceSchema = { type: 'object', additionalProperties: true } as const;
-const IdParams = { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] } as const;
-const ListQuery = {
-  type: 'object',
-  properties: {
-    filter: { type: 'string', description: 'RFC 7644 §3.4.2.2 filter, e.g. userName eq "bjensen"' },
-    startIndex: { type: 'string', description: '1-based index of the first result' },
-    count: { type: 'string', description: 'page size (capped at the advertised maximum)' },
-    sortBy: { type: 'string' },
-    sortOrder: { type: 'string', description: 'ascending or descending' },
-    attributes: { type: 'string', description: 'comma-separated attributes to return' },
-    excludedAttributes: { type: 'string', description: 'comma-separated attributes to leave out' },
-  },
-} as const;
-const ProjectionQuery = {
-  type: 'object',
-  properties: { attributes: ListQuery.properties.attributes, excludedAttributes: ListQuery.properties.excludedAttributes },
-} as const;
+/** A resource in a request body: any JSON object, checked against the schemas by core/scim. */
+const ResourceBody = Type.Object({}, { additionalProperties: true, description: 'a SCIM resource (RFC 7643), extensions included' });
+/** A PatchOp or SearchRequest body: any JSON object, parsed by core/scim. */
+const MessageBody = Type.Object({}, { additionalProperties: true });
+const IdParams = Type.Object({ id: Type.String() });
+const listQueryProperties = {
+  filter: Type.Optional(Type.String({ description: 'RFC 7644 §3.4.2.2 filter, e.g. userName eq "bjensen"' })),
+  startIndex: Type.Optional(Type.String({ description: '1-based index of the first result' })),
+  count: Type.Optional(Type.String({ description: 'page size (capped at the advertised maximum)' })),
+  sortBy: Type.Optional(Type.String()),
+  sortOrder: Type.Optional(Type.String({ description: 'ascending or descending' })),
+  attributes: Type.Optional(Type.String({ description: 'comma-separated attributes to return' })),
+  excludedAttributes: Type.Optional(Type.String({ description: 'comma-separated attributes to leave out' })),
+};
+const ListQuery = Type.Object(listQueryProperties);
+const ProjectionQuery = Type.Object({ attributes: listQueryProperties.attributes, excludedAttributes: listQueryProperties.excludedAttributes });
 
 export interface ResourceRoutesOptions {
   type: ResourceType;
 }
 
+/** A SCIM ListResponse (RFC 7644 §3.4.2). */
+export interface ListResponseBody {
+  schemas: string[];
+  totalResults: number;
+  itemsPerPage: number;
+  startIndex: number;
+  Resources: Array<Record<string, unknown>>;
+}
+
 /** A list response over resources already rendered and projected. */
-export function listResponse(totalResults: number, startIndex: number, resources: Array<Record<string, unknown>>): Record<string, unknown> {
+export function listResponse(totalResults: number, startIndex: number, resources: Array<Record<string, unknown>>): ListResponseBody {
   return { schemas: [LIST_RESPONSE_SCHEMA], totalResults, itemsPerPage: resources.length, startIndex, Resources: resources };
 }
 
-export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesOptions): Promise<void> {
+export async function resourceRoutes(instance: FastifyInstance, opts: ResourceRoutesOptions): Promise<void> {
+  const app = instance.withTypeProvider<TypeBoxTypeProvider>();
   const { type } = opts;
   const path = `/${ENDPOINT[type]}`;
   const registry: SchemaRegistry = app.scimRegistry;
@@ -129,19 +140,55 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
     return listResponse(result.totalResults, params.startIndex, resources);
   };
 
-  app.get(path, { onRequest: read, schema: { tags, security, summary: `List or filter ${ENDPOINT[type]} (RFC 7644 §3.4.2)`, querystring: ListQuery } }, async (request) =>
-    list(request, parseListParams(request.query as RawListParams, registry, type)),
+  const one = ScimResourceOf(`the ${type}`);
+  const many = ScimListResponse(`a page of ${ENDPOINT[type]}`);
+
+  app.get(
+    path,
+    {
+      onRequest: read,
+      schema: {
+        tags,
+        ...SCIM_ANSWERS,
+        security,
+        summary: `List or filter ${ENDPOINT[type]} (RFC 7644 §3.4.2)`,
+        querystring: ListQuery,
+        response: { 200: many, ...scimAuthErrors([400]) },
+      },
+    },
+    async (request) => list(request, parseListParams(request.query satisfies RawListParams, registry, type)),
   );
 
   app.post(
     `${path}/.search`,
-    { onRequest: read, schema: { tags, security, summary: `Search ${ENDPOINT[type]} with a SearchRequest (RFC 7644 §3.4.3)`, body: ResourceSchema } },
+    {
+      onRequest: read,
+      schema: {
+        tags,
+        ...SCIM_BODIES,
+        security,
+        summary: `Search ${ENDPOINT[type]} with a SearchRequest (RFC 7644 §3.4.3)`,
+        body: MessageBody,
+        response: { 200: many, ...scimAuthErrors([400, 413, 415]) },
+      },
+    },
     async (request) => list(request, parseListParams(searchRequestParams(request.body), registry, type)),
   );
 
-  app.get<{ Params: { id: string } }>(
+  app.get(
     `${path}/:id`,
-    { onRequest: read, schema: { tags, security, summary: `Get one ${type} (RFC 7644 §3.4.1)`, params: IdParams, querystring: ProjectionQuery } },
+    {
+      onRequest: read,
+      schema: {
+        tags,
+        ...SCIM_ANSWERS,
+        security,
+        summary: `Get one ${type} (RFC 7644 §3.4.1)`,
+        params: IdParams,
+        querystring: ProjectionQuery,
+        response: { 200: one, 304: NoContent('If-None-Match names the current version'), ...scimAuthErrors([400, 404]) },
+      },
+    },
     async (request, reply) => {
       const p = projection(request);
       const r = await app.directory.get(type, request.params.id, { withGroups: mayReturn('groups', p), withMembers: mayReturn('members', p) });
@@ -150,15 +197,40 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
     },
   );
 
-  app.post(path, { onRequest: write, schema: { tags, security, summary: `Create a ${type} (RFC 7644 §3.3)`, body: ResourceSchema } }, async (request, reply) => {
-    const created = await app.directory.create(type, actor(request), relaxed(request));
-    app.outbox.kick();
-    return sendOne(request, reply, created, 201);
-  });
+  app.post(
+    path,
+    {
+      onRequest: write,
+      schema: {
+        tags,
+        ...SCIM_BODIES,
+        security,
+        summary: `Create a ${type} (RFC 7644 §3.3)`,
+        body: ResourceBody,
+        response: { 201: ScimResourceOf(`the ${type} created`), ...scimAuthErrors([400, 409, 413, 415]) },
+      },
+    },
+    async (request, reply) => {
+      const created = await app.directory.create(type, actor(request), relaxed(request));
+      app.outbox.kick();
+      return sendOne(request, reply, created, 201);
+    },
+  );
 
-  app.put<{ Params: { id: string } }>(
+  app.put(
     `${path}/:id`,
-    { onRequest: write, schema: { tags, security, summary: `Replace a ${type} (RFC 7644 §3.5.1)`, params: IdParams, body: ResourceSchema } },
+    {
+      onRequest: write,
+      schema: {
+        tags,
+        ...SCIM_BODIES,
+        security,
+        summary: `Replace a ${type} (RFC 7644 §3.5.1)`,
+        params: IdParams,
+        body: ResourceBody,
+        response: { 200: one, ...scimAuthErrors([400, 404, 409, 412, 413, 415]) },
+      },
+    },
     async (request, reply) => {
       const replaced = await app.directory.replace(type, actor(request), request.params.id, relaxed(request), request.headers['if-match']);
       app.outbox.kick();
@@ -166,9 +238,20 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
     },
   );
 
-  app.patch<{ Params: { id: string } }>(
+  app.patch(
     `${path}/:id`,
-    { onRequest: write, schema: { tags, security, summary: `Modify a ${type} (RFC 7644 §3.5.2)`, params: IdParams, body: ResourceSchema } },
+    {
+      onRequest: write,
+      schema: {
+        tags,
+        ...SCIM_BODIES,
+        security,
+        summary: `Modify a ${type} (RFC 7644 §3.5.2)`,
+        params: IdParams,
+        body: MessageBody,
+        response: { 200: one, ...scimAuthErrors([400, 404, 409, 412, 413, 415]) },
+      },
+    },
     async (request, reply) => {
       const { value: ops, ignored } = relaxPatch(parsePatchRequest(request.body), registry, type, app.config.scimStrict);
       warnIgnored(request.log, type, ignored);
@@ -178,9 +261,12 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
     },
   );
 
-  app.delete<{ Params: { id: string } }>(
+  app.delete(
     `${path}/:id`,
-    { onRequest: write, schema: { tags, security, summary: `Delete a ${type} (RFC 7644 §3.6)`, params: IdParams } },
+    {
+      onRequest: write,
+      schema: { tags, ...SCIM_ANSWERS, security, summary: `Delete a ${type} (RFC 7644 §3.6)`, params: IdParams, response: { 204: NoContent('deleted'), ...scimAuthErrors([404, 412]) } },
+    },
     async (request, reply) => {
       await app.directory.delete(type, actor(request), request.params.id, request.headers['if-match']);
       app.outbox.kick();
@@ -195,7 +281,7 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
         method,
         url: path,
         onRequest: write,
-        schema: { hide: true },
+        schema: { hide: true, ...SCIM_ANSWERS, response: scimAuthErrors([405]) },
         handler: async () => {
           throw new ScimError(405, `${method} needs a resource id: ${path}/{id}`);
         },

@@ -3,7 +3,8 @@
  * Results are Users first, then Groups, each in creation order; a filter naming an attribute that
  * only one resource type has simply matches nothing of the other type.
  */
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import type { Filter } from 'scim2-parse-filter';
 import type { ResourceType } from '../../../core/directory/store.js';
 import type { SchemaRegistry } from '../../../core/scim/schemas.js';
@@ -12,6 +13,7 @@ import { parseListParams, searchRequestParams } from '../../../core/scim/list.js
 import { parseAttributeList, project } from '../../../core/scim/projection.js';
 import { baseUrl } from './discovery.js';
 import { listResponse, mayReturn, renderResource } from './resources.js';
+import { SCIM_BODIES, ScimListResponse, scimAuthErrors } from '../schemas.js';
 
 /**
  * The part of a filter one resource type can answer: a comparison on an attribute the type does not
@@ -37,12 +39,19 @@ export function scopeFilter(filter: Filter, registry: SchemaRegistry, type: Reso
   }
 }
 
-const search: FastifyPluginAsync = async (app) => {
+const search: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/.search',
     {
       onRequest: app.requireScope('scim:read'),
-      schema: { tags: ['scim'], security: [{ bearer: [] }], summary: 'Search every resource type (RFC 7644 §3.4.3)', body: { type: 'object', additionalProperties: true } },
+      schema: {
+        tags: ['scim'],
+        ...SCIM_BODIES,
+        security: [{ bearer: [] }],
+        summary: 'Search every resource type (RFC 7644 §3.4.3)',
+        body: Type.Object({}, { additionalProperties: true, description: 'a SearchRequest' }),
+        response: { 200: ScimListResponse('a page of Users, then Groups'), ...scimAuthErrors([400, 413, 415]) },
+      },
     },
     async (request) => {
       const raw = searchRequestParams(request.body);
