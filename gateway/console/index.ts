@@ -206,7 +206,7 @@ ${me
     clearCookie(request, reply, LOGIN_COOKIE);
     let login: { s: string; n: string; v: string; r: string; e: number } | undefined;
     try {
-      login = raw ? JSON.parse(Buffer.from(raw, 'base64url').toString()) : undefined;
+      login = raw ? (JSON.parse(Buffer.from(raw, 'base64url').toString()) as typeof login) : undefined;
     } catch {
       login = undefined;
     }
@@ -240,7 +240,7 @@ ${me
 
   app.post<{ Body: Form }>('/login/local', async (request, reply) => {
     if (!localSignIn) return page(reply.code(403), undefined, 'Sign in', errorCard('Local sign-in is off: sign in with your identity provider.'));
-    const form = (request.body ?? {}) as Form;
+    const form = (request.body ?? {});
     if (!sameSecret(form._csrf, readCookies(request)[PRE_CSRF_COOKIE])) return page(reply.code(403), undefined, 'Sign in', errorCard('This form has expired. Reload the page and try again.'));
     const { rows } = await app.db.query<{ id: string }>('SELECT id FROM users WHERE deleted_at IS NULL AND active AND id::text = $1', [form.userId ?? '']);
     if (!rows[0]) return page(reply.code(400), undefined, 'Sign in', errorCard('No such active directory user.'));

@@ -56,7 +56,7 @@ export class OidcSignIn {
     const tokens = await client.authorizationCodeGrant(config, callbackUrl, { pkceCodeVerifier: expected.verifier, expectedState: expected.state, expectedNonce: expected.nonce, idTokenExpected: true });
     const claims = tokens.claims();
     if (!claims) throw new Error('the identity provider sent no ID token');
-    if (claims[this.wanted] !== undefined) return claims as Record<string, unknown>;
+    if (claims[this.wanted] !== undefined) return claims;
     // Providers may keep scope claims (email) out of the ID token: ask the UserInfo endpoint for the same subject.
     const info = await client.fetchUserInfo(config, tokens.access_token, claims.sub);
     return { ...info, ...claims, [this.wanted]: info[this.wanted], ...(this.wanted === 'email' && 'email_verified' in info ? { email_verified: info.email_verified } : {}) };

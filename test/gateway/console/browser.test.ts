@@ -22,8 +22,8 @@ const CLIENT_SECRET = 'console-client-secret-for-the-browser-test';
 
 // The provider's server listens first (its address is the issuer); the provider itself is made once
 // the gateway's address (the redirect URI) is known.
-let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => res.writeHead(503).end();
-const idpServer = createServer((req, res) => handler(req, res));
+let handler: (req: IncomingMessage, res: ServerResponse) => unknown = (_req, res) => res.writeHead(503).end();
+const idpServer = createServer((req, res) => void handler(req, res));
 await new Promise<void>((done) => idpServer.listen(0, '127.0.0.1', done));
 t.teardown(() => new Promise<void>((done) => idpServer.close(() => done())));
 const issuer = `http://localhost:${(idpServer.address() as AddressInfo).port}`;
