@@ -101,6 +101,8 @@ const webConsole: FastifyPluginAsync<ConsoleOptions> = async (app, opts) => {
 
   app.addHook('onRoute', (route: RouteOptions) => {
     route.config = { ...(route.config as object), helmet: CONSOLE_HELMET } as RouteOptions['config'];
+    // HTML pages for people, not part of the API's OpenAPI document.
+    route.schema = { ...route.schema, hide: true };
   });
   // Plain HTML forms; the first value of each field.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {

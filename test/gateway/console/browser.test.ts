@@ -151,6 +151,11 @@ t.test('request, two approvals in the inboxes, granted; refusals; sign-out', asy
   const { rows: none } = await database.db.query('SELECT 1 FROM access_request_decisions WHERE request_id = $1 AND accepted', [id]);
   t.equal(none.length, 0, 'neither was recorded as a decision');
 
+  // CONSOLE_SCREENSHOT_DIR=docs/images refreshes the screenshot the documentation shows.
+  if (process.env.CONSOLE_SCREENSHOT_DIR) {
+    await bob.page.setViewportSize({ width: 1000, height: 760 });
+    await bob.page.screenshot({ path: `${process.env.CONSOLE_SCREENSHOT_DIR}/console-approvals.png` });
+  }
   await card.getByLabel('Comment (optional)').fill('fine for the on-call week');
   await card.getByRole('button', { name: 'Approve' }).click();
   await bob.page.waitForURL(`${base}/console/inbox?decided=*`);
