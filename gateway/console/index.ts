@@ -97,7 +97,7 @@ const webConsole: FastifyPluginAsync<ConsoleOptions> = async (app, opts) => {
   const localSignIn = opts.localSignIn && !oidc;
   // Without a configured secret (local sign-in only) the cookies are signed with a key of this process.
   const cookies = new Cookies(settings.sessionSecret ?? randomToken(32));
-  const sessions = new SessionStore(app.db, cookies, settings.sessionTtlSeconds);
+  const sessions = new SessionStore(app.db, cookies, settings.sessionTtlSeconds, localSignIn);
 
   app.addHook('onRoute', (route: RouteOptions) => {
     route.config = { ...(route.config as object), helmet: CONSOLE_HELMET } as RouteOptions['config'];

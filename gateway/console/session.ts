@@ -97,6 +97,8 @@ export class SessionStore {
     private readonly db: Db,
     private readonly cookies: Cookies,
     private readonly ttlSeconds: number,
+    /** Whether sessions of the local sign-in still count (not once an identity provider is configured). */
+    private readonly acceptLocal: boolean,
   ) {}
 
   /** Starts a new session for the user (a fresh id, whatever cookie came in) and sets its cookie. */
@@ -119,8 +121,8 @@ export class SessionStore {
     if (!id) return undefined;
     const { rows } = await this.db.query<{ user_id: string; user_name: string; display_name: string | null; csrf: string; via: 'oidc' | 'local' }>(
       `SELECT s.user_id, u.user_name, u.display_name, s.csrf, s.via FROM console_sessions s JOIN users u ON u.id = s.user_id
-        WHERE s.id_hash = $1 AND s.expires_at > now() AND u.deleted_at IS NULL AND u.active`,
-      [hashId(id)],
+        WHERE s.id_hash = $1 AND s.expires_at > now() AND u.deleted_at IS NULL AND u.active AND (s.via <> 'local' OR $2)`,
+      [hashId(id), this.acceptLocal],
     );
     const row = rows[0];
     return row ? { userId: row.user_id, userName: row.user_name, displayName: row.display_name, csrf: row.csrf, via: row.via } : undefined;

@@ -118,7 +118,22 @@ t.test('local sign-in under npm start, without an identity provider', async (t) 
 });
 
 t.test('local sign-in is refused once an identity provider is set', async (t) => {
+  // A local session made before the provider was configured (same session secret) ends with it.
+  const before = await consoleApp({ CONSOLE_SESSION_SECRET: SECRET }, true);
+  const form = await before.inject({ url: '/console' });
+  const token = /name="_csrf" value="([^"]+)"/.exec(form.body)![1]!;
+  const local = await before.inject({
+    method: 'POST',
+    url: '/console/login/local',
+    payload: `userId=${ann}&_csrf=${token}`,
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    cookies: { console_csrf: cookiesOf(form).console_csrf! },
+  });
+  const session = cookiesOf(local).console_session!;
+  t.equal((await before.inject({ url: '/console/requests', cookies: { console_session: session } })).statusCode, 200, 'a local session');
+
   const app = await consoleApp(IDP, true);
+  t.equal((await app.inject({ url: '/console/requests', cookies: { console_session: session } })).statusCode, 303, 'is no session once an IdP is set');
   const first = await app.inject({ url: '/console' });
   t.notMatch(first.body, 'Local sign-in', 'not offered');
   t.match(first.body, 'Sign in with your company account');
