@@ -41,7 +41,7 @@ await gw.app.listen({ host: '127.0.0.1', port: 0 });
 const base = `http://127.0.0.1:${(gw.app.server.address() as AddressInfo).port}`;
 
 // The company's accounts: login name → email, the claim the console maps to directory users.
-const accounts: Record<string, string> = { alice: 'alice@example.com', bob: 'bob@example.com', carol: 'carol@example.com', eve: 'eve@example.com' };
+const accounts: Record<string, string> = { alice: 'alice@example.com', bob: 'bob@example.com', carol: 'carol@example.com', eve: 'eve@example.com', mallory: 'mallory@example.com' };
 const provider = new Provider(issuer, {
   clients: [{ client_id: 'console', client_secret: CLIENT_SECRET, redirect_uris: [`${base}/console/callback`], token_endpoint_auth_method: 'client_secret_post', grant_types: ['authorization_code'], response_types: ['code'] }],
   pkce: { required: () => true },
@@ -193,4 +193,12 @@ t.test('request, two approvals in the inboxes, granted; refusals; sign-out', asy
   t.equal(replayed.status(), 303, 'a copy of the old session cookie no longer signs anyone in');
   await replay.close();
   for (const s of [alice, eve, bob, carolSession]) await s.context.close();
+});
+
+t.test('a person the IdP knows but the directory does not is refused', async (t) => {
+  const mallory = await signIn('mallory');
+  t.match(mallory.page.url(), `${base}/console/callback?`);
+  t.match(await mallory.page.locator('[role=alert]').textContent(), 'No single active directory user matches mallory@example.com');
+  t.notOk((await mallory.context.cookies()).some((c) => c.name === 'console_session' && c.value !== ''), 'and gets no session');
+  await mallory.context.close();
 });
