@@ -197,6 +197,23 @@ export interface GatewayConfig extends CommonConfig {
   authFailureLimit: number;
   /** The window of {@link authFailureLimit} (ms). */
   authFailureWindowMs: number;
+  /** The web console at /console (docs/console.md). */
+  console: ConsoleConfig;
+}
+
+/**
+ * The web console's sign-in. The client secret and the session secret are secrets: never logged or
+ * returned. Without an issuer there is no OpenID Connect sign-in (only `npm start`'s local sign-in).
+ */
+export interface ConsoleConfig {
+  /** OpenID Connect sign-in; absent when CONSOLE_OIDC_ISSUER is unset. */
+  oidc: { issuer: string; clientId: string; clientSecret: string | undefined } | undefined;
+  /** HMAC key of the session and sign-in cookies; required with an issuer. */
+  sessionSecret: string | undefined;
+  /** Which ID token claim names the directory user: `email` (userName or an emails value) or `sub` (externalId). */
+  userClaim: 'email' | 'sub';
+  /** How long a console session lasts (s). */
+  sessionTtlSeconds: number;
 }
 
 export interface WorkerConfig extends CommonConfig {
@@ -309,6 +326,28 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     trustProxy: trustProxy(env, 'TRUST_PROXY'),
     authFailureLimit: int(env, 'AUTH_FAILURE_LIMIT', 20, 1, 1_000_000),
     authFailureWindowMs: int(env, 'AUTH_FAILURE_WINDOW_MS', 60_000, 1000, DAY_MS),
+    console: consoleConfig(env),
+  };
+}
+
+function consoleConfig(env: Env): ConsoleConfig {
+  // Secret values never appear in a message, not even in part.
+  const issuer = url(env, 'CONSOLE_OIDC_ISSUER', ['https:', 'http:']);
+  const clientId = str(env, 'CONSOLE_OIDC_CLIENT_ID');
+  const clientSecret = str(env, 'CONSOLE_OIDC_CLIENT_SECRET');
+  const sessionSecret = str(env, 'CONSOLE_SESSION_SECRET');
+  if (issuer && !clientId) throw new ConfigError('CONSOLE_OIDC_CLIENT_ID', 'is required when CONSOLE_OIDC_ISSUER is set');
+  if (!issuer && (clientId || clientSecret)) throw new ConfigError('CONSOLE_OIDC_ISSUER', 'is required when CONSOLE_OIDC_CLIENT_ID or CONSOLE_OIDC_CLIENT_SECRET is set');
+  if (issuer && !sessionSecret) throw new ConfigError('CONSOLE_SESSION_SECRET', 'is required when CONSOLE_OIDC_ISSUER is set (it signs the console cookies)');
+  if (sessionSecret && sessionSecret.length < 32) throw new ConfigError('CONSOLE_SESSION_SECRET', 'must be at least 32 characters (32 random bytes recommended)');
+  if (issuer && new URL(issuer).protocol === 'http:' && !['localhost', '127.0.0.1', '[::1]'].includes(new URL(issuer).hostname)) {
+    throw new ConfigError('CONSOLE_OIDC_ISSUER', 'must use https: (http: only on localhost)');
+  }
+  return {
+    oidc: issuer && clientId ? { issuer, clientId, clientSecret } : undefined,
+    sessionSecret,
+    userClaim: oneOf(env, 'CONSOLE_USER_CLAIM', ['email', 'sub'] as const, 'email'),
+    sessionTtlSeconds: int(env, 'CONSOLE_SESSION_TTL_SECONDS', 8 * 3600, 60, 30 * 86_400),
   };
 }
 

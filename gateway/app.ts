@@ -29,6 +29,7 @@ import { pathOnly, redactUrl } from '../core/log-redaction.js';
 import security from './plugins/security.js';
 import { SHARED_SCHEMAS } from './routes/schemas.js';
 import metrics from './plugins/metrics.js';
+import webConsole from './console/index.js';
 
 export interface AppOptions {
   config: GatewayConfig;
@@ -40,6 +41,8 @@ export interface AppOptions {
   registry?: SchemaRegistry;
   /** Fastify logger options; defaults to JSON logs at config.logLevel. */
   logger?: FastifyServerOptions['logger'];
+  /** Offer the web console's local sign-in as any directory user (only `npm start` on its embedded database; never with an IdP). */
+  consoleLocalSignIn?: boolean;
 }
 
 export function loggerOptions(level: string): FastifyServerOptions['logger'] {
@@ -47,7 +50,7 @@ export function loggerOptions(level: string): FastifyServerOptions['logger'] {
     level,
     // Credentials never reach the logs, whatever a serializer is later changed to print.
     redact: {
-      paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', '*.password', 'password', '*.deliveryWebhookSecret', 'deliveryWebhookSecret', '*.botToken', '*.appToken', '*.signingSecret', 'req.headers["x-slack-signature"]'],
+      paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', '*.password', 'password', '*.deliveryWebhookSecret', 'deliveryWebhookSecret', '*.botToken', '*.appToken', '*.signingSecret', '*.clientSecret', '*.sessionSecret', 'config.console', 'req.headers["x-slack-signature"]'],
       censor: '[redacted]',
     },
     serializers: {
@@ -117,5 +120,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(invitations);
   await app.register(auth0Routes);
   await app.register(loginStatusRoutes);
+  await app.register(webConsole, { prefix: '/console', localSignIn: opts.consoleLocalSignIn === true });
   return app;
 }

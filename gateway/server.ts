@@ -27,7 +27,7 @@ export const ADMIN_BOOTSTRAP_TOKEN_NAME = 'admin-bootstrap';
  */
 export async function startGateway(
   config: GatewayConfig & { databaseUrl: string; temporalAddress: string },
-  opts: { db?: Db; logStream?: DestinationStream } = {},
+  opts: { db?: Db; logStream?: DestinationStream; consoleLocalSignIn?: boolean } = {},
 ): Promise<FastifyInstance> {
   await migrate(config.databaseUrl);
   const db = opts.db ?? (await connectPool(config.databaseUrl, config.databasePoolSize));
@@ -36,7 +36,7 @@ export async function startGateway(
   const temporal = new TemporalAccess(config.temporalAddress, config.temporalNamespace);
   // JSON lines unless a person reads them on a terminal (see log-output.ts).
   const stream = opts.logStream ?? logDestination();
-  const app = await buildApp({ config, db, temporal, ...(stream ? { logger: { ...(loggerOptions(config.logLevel) as object), stream } } : {}) });
+  const app = await buildApp({ config, db, temporal, consoleLocalSignIn: opts.consoleLocalSignIn === true, ...(stream ? { logger: { ...(loggerOptions(config.logLevel) as object), stream } } : {}) });
   if (config.provisioningFile) {
     // Applied before serving, so a bad file stops this gateway instead of running half-configured.
     const report = await applyProvisioningFile(db, config.provisioningFile).catch(async (err: unknown) => {

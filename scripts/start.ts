@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     }
 
     const full = { ...config, databaseUrl, temporalAddress, temporalUiUrl: temporalUi };
-    const app = await startGateway(full, { ...(sharedDb ? { db: sharedDb } : {}), ...(destination ? { logStream: destination } : {}) });
+    const app = await startGateway(full, { ...(sharedDb ? { db: sharedDb, consoleLocalSignIn: true } : {}), ...(destination ? { logStream: destination } : {}) });
     cleanups.push(() => app.close());
 
     const connection = await NativeConnection.connect({ address: temporalAddress });
@@ -109,6 +109,7 @@ async function main(): Promise<void> {
       `  Gateway       ${gatewayUrl}`,
       `  SCIM base URL ${gatewayUrl}/scim/v2`,
       `  Swagger UI    ${gatewayUrl}/docs`,
+      `  Console       ${gatewayUrl}/console${config.console.oidc ? '' : sharedDb ? ' (local sign-in: no CONSOLE_OIDC_ISSUER set)' : ' (set CONSOLE_OIDC_ISSUER to sign in)'}`,
       `  Temporal UI   ${temporalUi ?? '(set TEMPORAL_UI_URL to show it here)'}`,
       config.scimToken
         ? '  Auth          Authorization: Bearer $SCIM_TOKEN (the token you set)'

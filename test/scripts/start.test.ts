@@ -74,6 +74,14 @@ t.test('npm start: embedded PostgreSQL + Temporal dev server + worker + gateway,
   t.equal(created.status, 201);
   const user = (await created.json()) as { id: string };
 
+  // With no IdP configured, npm start's console offers the marked local sign-in (and the banner says so).
+  t.match(out, `Console       http://127.0.0.1:${port}/console (local sign-in: no CONSOLE_OIDC_ISSUER set)`);
+  const signIn = await fetch(`http://127.0.0.1:${port}/console`);
+  t.equal(signIn.status, 200);
+  const signInPage = await signIn.text();
+  t.match(signInPage, 'Local sign-in (no identity provider configured)');
+  t.match(signInPage, 'first.user@example.com', 'any directory user can be chosen');
+
   const connection = await Connection.connect({ address: `127.0.0.1:${temporalPort}` });
   const client = new Client({ connection });
   const desc = await eventually(() => client.workflow.getHandle(`user-sync:${user.id}`).describe(), 30_000, 'the workflow');
