@@ -196,7 +196,7 @@ t.test('Log Streams: refused without the secret, applied once per log id', async
   const retry = { log_id: '90020260101000000000000000000000000000000000000005', data: { type: 'sapi', user_id: fresh.user_id } };
   const failed = await post([retry], LOG_SECRET);
   t.equal(failed.statusCode, 503);
-  t.match(failed.json(), { failed: 1 });
+  t.match(failed.json(), { statusCode: 503, error: 'Service Unavailable', message: /1 of 1 events could not be applied yet/, received: 1, failed: 1 }, 'an API error with the counts');
   const redelivered = await post([retry], LOG_SECRET);
   t.match(redelivered.json(), { applied: 1, duplicates: 0 });
   t.equal((await directory(fresh.user_id))!.display_name, 'After the outage');
