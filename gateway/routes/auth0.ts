@@ -11,17 +11,19 @@
  *   (core/logins/status.ts). Answers {ready: true}, or {ready: false, path, session}: the status page
  *   (./login-status.ts) to send the user to, with a signed short-lived session token.
  */
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
-import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyReply } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { createSecretResolver, type SecretResolver } from '../../connectors/index.js';
 import { getSource } from '../../core/sources/import.js';
 import { auth0Source, parseAuth0SourceConfig, type Auth0Source } from '../../core/sources/auth0.js';
 import { applyLogBatch, logStreamAuthorized, logStreamSecret, parseLogBatch, readLogEvent, type LogEvent } from '../../core/sources/log-stream.js';
 import { sendApiError as fail } from './api/errors.js';
-import { redeemInvitation } from '../../core/invitations/invitations.js';
+import { redeemInvitation, REFUSAL_MESSAGES, type RedeemRefusal } from '../../core/invitations/invitations.js';
 import { loginStatus, loginUser } from '../../core/logins/status.js';
 import { SESSION_TTL_SECONDS, sessionKey, signToken } from '../../core/logins/tokens.js';
+import { ApiError, apiErrors, Open, StringEnum } from './schemas.js';
 
 const RedeemBody = Type.Object(
   {
@@ -45,12 +47,42 @@ const LoginBody = Type.Object(
 
 const SourceParams = Type.Object({ source: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }) });
 
+const Redeemed = Open({
+  ok: Type.Boolean({ description: 'true' }),
+  invitationId: Type.String(),
+  userId: Type.String({ description: 'the directory user the invitation was redeemed for' }),
+  entitlements: Type.Array(Type.String(), { description: 'the entitlements granted' }),
+});
+const RedeemRefused = Open(
+  { ...ApiError().properties, reason: StringEnum(Object.keys(REFUSAL_MESSAGES) as RedeemRefusal[], { description: 'why' }) },
+  { description: 'refused (the API error, with the reason); `message` is for the login page' },
+);
+const LoginAnswer = Open({
+  ready: Type.Boolean({ description: "whether the user's accounts are ready; if not, send the user to `path` with `session`" }),
+  path: Type.Optional(Type.String({ description: 'the status page (/login-status), when not ready' })),
+  session: Type.Optional(Type.String({ description: 'signed, short-lived session token for the status page, when not ready' })),
+});
+const batchCounts = {
+  received: Type.Integer(),
+  applied: Type.Integer(),
+  duplicates: Type.Integer({ description: 'applied by an earlier delivery' }),
+  ignored: Type.Integer({ description: 'about no user of the source connection' }),
+  failed: Type.Integer({ description: 'not applied yet (the Management API failed): they stay pending' }),
+};
+const LogBatchResult = Open(batchCounts, { description: 'what the batch did' });
+const LogBatchFailure = Open(
+  { ...ApiError().properties, ...batchCounts },
+  { description: 'some events could not be applied yet and stay pending: Auth0 sends the batch again (the API error, with the counts)' },
+);
+/** Errors of the endpoints the post-login Action calls. */
+const ACTION_ERRORS = { 400: 'the body is not the expected JSON', 401: "no Authorization: Bearer <the source's actionSecret>", 404: 'no such source' };
+
 export interface Auth0RoutesOptions {
   /** Resolves the sources' secret references (default: this process's environment and files). */
   secret?: SecretResolver;
 }
 
-const auth0Routes: FastifyPluginAsync<Auth0RoutesOptions> = async (app, opts) => {
+const auth0Routes: FastifyPluginAsyncTypebox<Auth0RoutesOptions> = async (app, opts) => {
   const secret = opts.secret ?? createSecretResolver();
   // Log Streams send JSON arrays, objects or JSON lines, all as application/json: the body is
   // parsed here (routes of this plugin only).
@@ -87,9 +119,20 @@ const auth0Routes: FastifyPluginAsync<Auth0RoutesOptions> = async (app, opts) =>
     }
   }
 
-  app.post<{ Params: Static<typeof SourceParams> }>(
+  app.post(
     '/auth0/:source/invitations/redeem',
-    { schema: { tags: ['auth0'], summary: 'Redeem an invitation at first login (post-login Action)', params: SourceParams } },
+    {
+      schema: {
+        tags: ['auth0'],
+        summary: 'Redeem an invitation at first login (post-login Action)',
+        params: SourceParams,
+        response: {
+          200: Redeemed,
+          ...apiErrors([400, 401, 404], ACTION_ERRORS, false),
+          403: RedeemRefused,
+        },
+      },
+    },
     async (request, reply) => {
       const src = await source(request.params.source, reply);
       if (!src) return reply;
@@ -103,9 +146,16 @@ const auth0Routes: FastifyPluginAsync<Auth0RoutesOptions> = async (app, opts) =>
     },
   );
 
-  app.post<{ Params: Static<typeof SourceParams> }>(
+  app.post(
     '/auth0/:source/logins',
-    { schema: { tags: ['auth0'], summary: "Are the user's accounts ready? (post-login Action)", params: SourceParams } },
+    {
+      schema: {
+        tags: ['auth0'],
+        summary: "Are the user's accounts ready? (post-login Action)",
+        params: SourceParams,
+        response: { 200: LoginAnswer, ...apiErrors([400, 401, 403, 404], { ...ACTION_ERRORS, 403: 'the user may not sign in (the message is for the login page)' }, false) },
+      },
+    },
     async (request, reply) => {
       const src = await source(request.params.source, reply);
       if (!src) return reply;
@@ -113,7 +163,7 @@ const auth0Routes: FastifyPluginAsync<Auth0RoutesOptions> = async (app, opts) =>
       const body = json(request.body);
       if (!Value.Check(LoginBody, body)) return fail(reply, 400, 'expected {userId, email, name?, hostname}');
       const user = await loginUser(app.db, request.params.source, { auth0UserId: body.userId, email: body.email, name: body.name });
-      if (!user.ok) return reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: user.message });
+      if (!user.ok) return fail(reply, 403, user.message);
       app.outbox.kick();
       const status = await loginStatus(app.db, user.userId);
       if (status.state === 'ready') return { ready: true };
@@ -133,9 +183,20 @@ const auth0Routes: FastifyPluginAsync<Auth0RoutesOptions> = async (app, opts) =>
     },
   );
 
-  app.post<{ Params: Static<typeof SourceParams> }>(
+  app.post(
     '/auth0/:source/log-stream',
-    { schema: { tags: ['auth0'], summary: 'Auth0 Log Streams (custom webhook): changes of the source connection\'s users, idempotent by log id', params: SourceParams } },
+    {
+      schema: {
+        tags: ['auth0'],
+        summary: 'Auth0 Log Streams (custom webhook): changes of the source connection\'s users, idempotent by log id',
+        params: SourceParams,
+        response: {
+          200: LogBatchResult,
+          ...apiErrors([400, 401, 404], { 400: 'the body is not a batch of log events', 401: 'the source has no logStreamSecret, or the Authorization header does not carry it', 404: 'no such source' }, false),
+          503: LogBatchFailure,
+        },
+      },
+    },
     async (request, reply) => {
       const src = await source(request.params.source, reply);
       if (!src) return reply;
@@ -151,7 +212,10 @@ const auth0Routes: FastifyPluginAsync<Auth0RoutesOptions> = async (app, opts) =>
       const result = await applyLogBatch(app.db, request.params.source, src, events);
       if (result.applied > 0) app.outbox.kick();
       // Events that could not be applied yet stay pending: Auth0 sends the batch again.
-      return reply.code(result.failed > 0 ? 503 : 200).send(result);
+      if (result.failed === 0) return result;
+      return reply
+        .code(503)
+        .send({ statusCode: 503, error: 'Service Unavailable', message: `${result.failed} of ${result.received} events could not be applied yet; send the batch again`, ...result });
     },
   );
 };

@@ -12,8 +12,9 @@
  * The session token is short-lived and signed (core/logins/tokens.ts); it names the user, the Auth0
  * host to continue at and the failure policy, so nothing on the page can redirect elsewhere.
  */
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
-import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyReply } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import { createSecretResolver, type SecretResolver } from '../../connectors/index.js';
 import { getSource } from '../../core/sources/import.js';
 import { parseAuth0SourceConfig } from '../../core/sources/auth0.js';
@@ -21,6 +22,7 @@ import { loginStatus, type LoginStatus } from '../../core/logins/status.js';
 import { CONTINUE_TTL_SECONDS, peekClaims, sessionKey, signToken, verifyToken } from '../../core/logins/tokens.js';
 import { ProvisioningWatcher } from '../../core/logins/watcher.js';
 import { sendApiError as fail } from './api/errors.js';
+import { apiErrors } from './schemas.js';
 
 export interface LoginSession {
   src: string;
@@ -32,6 +34,9 @@ export interface LoginSession {
 }
 
 const PageQuery = Type.Object({ session: Type.String({ minLength: 1, maxLength: 4096 }), state: Type.Optional(Type.String({ maxLength: 4096 })) });
+
+/** Errors of both routes, as JSON in the API's error shape. */
+const SESSION_ERRORS = { 400: 'session missing or malformed (the events also need state)', 401: 'the session token has expired or is not valid' };
 
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
@@ -93,7 +98,7 @@ export interface LoginStatusOptions {
   secret?: SecretResolver;
 }
 
-const loginStatusRoutes: FastifyPluginAsync<LoginStatusOptions> = async (app, opts) => {
+const loginStatusRoutes: FastifyPluginAsyncTypebox<LoginStatusOptions> = async (app, opts) => {
   const secret = opts.secret ?? createSecretResolver();
   const max = (app.db as { options?: { max?: number } }).options?.max ?? 1;
   const watcher = new ProvisioningWatcher(app.db, { listen: max > 1, onError: (err) => app.log.warn({ err: err.message }, 'login status: LISTEN unavailable, polling') });
@@ -136,9 +141,22 @@ const loginStatusRoutes: FastifyPluginAsync<LoginStatusOptions> = async (app, op
   );
   app.get('/login-status/style.css', { schema: { hide: true } }, async (_request, reply) => reply.header('content-type', 'text/css; charset=utf-8').send(STYLE));
 
-  app.get<{ Querystring: Static<typeof PageQuery> }>(
+  app.get(
     '/login-status',
-    { schema: { tags: ['auth0'], summary: 'First-login status page (opened by the post-login Action)', querystring: PageQuery } },
+    {
+      schema: {
+        tags: ['auth0'],
+        summary: 'First-login status page (opened by the post-login Action)',
+        querystring: PageQuery,
+        response: {
+          200: {
+            description: "the page: each target's state, kept live by its script over /login-status/events",
+            content: { 'text/html': { schema: Type.String({ description: 'an HTML document' }) } },
+          },
+          ...apiErrors([400, 401], SESSION_ERRORS, false),
+        },
+      },
+    },
     async (request, reply) => {
       const s = await session(request.query.session, reply);
       if (!s) return reply;
@@ -151,9 +169,29 @@ const loginStatusRoutes: FastifyPluginAsync<LoginStatusOptions> = async (app, op
     },
   );
 
-  app.get<{ Querystring: Static<typeof PageQuery> }>(
+  app.get(
     '/login-status/events',
-    { schema: { tags: ['auth0'], summary: 'First-login status as Server-Sent Events: status…, then done (or expired)', querystring: PageQuery } },
+    {
+      schema: {
+        tags: ['auth0'],
+        summary: 'First-login status as Server-Sent Events: status…, then done (or expired)',
+        querystring: PageQuery,
+        response: {
+          200: {
+            description: 'an open event stream until the provisioning settles or the session expires',
+            content: {
+              'text/event-stream': {
+                schema: Type.String({
+                  description:
+                    '`status` events (data: {state, targets: [{target, state, reason?}]}) on each change, then one `done` event (the status with continueUrl and allowed) or `expired` ({}); comment lines keep the connection alive',
+                }),
+              },
+            },
+          },
+          ...apiErrors([400, 401], SESSION_ERRORS, false),
+        },
+      },
+    },
     async (request, reply) => {
       const s = await session(request.query.session, reply);
       if (!s) return reply;

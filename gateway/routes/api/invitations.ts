@@ -4,13 +4,14 @@
  * The invitation token is in no answer: it reaches the invitee only, through the delivery
  * notification channel (DELIVERY_WEBHOOK_URL).
  */
-import { Type, type Static } from '@sinclair/typebox';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import { PermanentError, TransientError } from '../../../connectors/index.js';
 import { createSignedPost } from '../../../core/delivery/notify.js';
 import { createInvitation, listInvitations, revokeInvitation } from '../../../core/invitations/invitations.js';
 import { openAuth0Source } from '../../../core/sources/import.js';
 import { sendApiError as fail } from './errors.js';
+import { apiErrors, DateTime, Nullable, Open, StringEnum } from '../schemas.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DAY_MS = 86_400_000;
@@ -28,14 +29,48 @@ const InvitationBody = Type.Object(
 const ListQuery = Type.Object({ source: Type.Optional(Type.String()), email: Type.Optional(Type.String()) }, { additionalProperties: false });
 const IdParams = Type.Object({ id: Type.String() });
 
-const invitations: FastifyPluginAsync = async (app) => {
+const Invitation = Open({
+  id: Type.String({ format: 'uuid' }),
+  source: Type.String(),
+  email: Type.String(),
+  entitlements: Type.Array(Type.String(), { description: '"connectorId/name" of each entitlement granted at redemption' }),
+  expiresAt: DateTime(),
+  status: StringEnum(['pending', 'redeemed', 'revoked', 'expired']),
+  createdBy: Type.String(),
+  createdAt: DateTime(),
+  auth0UserId: Nullable(Type.String(), 'the Auth0 user that redeemed it'),
+  newUser: Nullable(Type.Boolean(), 'whether the invitation created the Auth0 user (false: the email had one)'),
+  deliveredAt: Nullable(DateTime(), 'when the delivery channel accepted the link'),
+  deliveryError: Nullable(Type.String(), 'why the link could not be sent'),
+  redeemedAt: Nullable(DateTime()),
+  userId: Nullable(Type.String(), 'the directory user it was redeemed for'),
+  revokedAt: Nullable(DateTime()),
+});
+
+const invitations: FastifyPluginAsyncTypebox = async (app) => {
   const admin = app.requireScope('admin');
   const tags = ['admin'];
   const security = [{ bearer: [] }];
 
-  app.post<{ Body: Static<typeof InvitationBody> }>(
+  app.post(
     '/api/invitations',
-    { onRequest: admin, schema: { tags, security, summary: 'Invite an email into an Auth0 connection with entitlements; the link goes to the delivery channel', body: InvitationBody } },
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Invite an email into an Auth0 connection with entitlements; the link goes to the delivery channel',
+        body: InvitationBody,
+        response: {
+          201: { ...Invitation, description: 'invited; the link went to the delivery channel' },
+          ...apiErrors([400, 409, 502], {
+            400: 'invalid body or expiry, or no such source or entitlement',
+            409: 'no delivery channel is configured, or the source has no invitationUrl',
+            502: 'the invitation was recorded but not sent (Auth0 or the delivery channel failed): revoke it and invite again',
+          }),
+        },
+      },
+    },
     async (request, reply) => {
       const body = request.body;
       const expiresAt = body.expiresAt ? new Date(body.expiresAt) : new Date(Date.now() + 7 * DAY_MS);
@@ -76,15 +111,36 @@ const invitations: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.get<{ Querystring: Static<typeof ListQuery> }>(
+  app.get(
     '/api/invitations',
-    { onRequest: admin, schema: { tags, security, summary: 'Invitations, newest first (status pending, redeemed, revoked or expired)', querystring: ListQuery } },
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Invitations, newest first (status pending, redeemed, revoked or expired)',
+        querystring: ListQuery,
+        response: { 200: Type.Array(Invitation, { description: 'at most 500' }), ...apiErrors([400]) },
+      },
+    },
     async (request) => await listInvitations(app.db, request.query),
   );
 
-  app.delete<{ Params: Static<typeof IdParams> }>(
+  app.delete(
     '/api/invitations/:id',
-    { onRequest: admin, schema: { tags, security, summary: 'Revoke a pending invitation: its link stops working', params: IdParams } },
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Revoke a pending invitation: its link stops working',
+        params: IdParams,
+        response: {
+          200: { ...Invitation, description: 'the invitation, revoked' },
+          ...apiErrors([404, 409], { 404: 'no such invitation', 409: 'the invitation is no longer pending' }),
+        },
+      },
+    },
     async (request, reply) => {
       if (!UUID.test(request.params.id)) return fail(reply, 404, `no invitation ${request.params.id}`);
       const out = await revokeInvitation(app.db, request.params.id, request.identity!.name);

@@ -3,13 +3,14 @@
  * gateway imports on a Temporal Schedule (core/sources/), runs on demand, and the userName clashes
  * between a source and SCIM (listed, and resolvable by handing the SCIM user to the source).
  */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type Static } from '@sinclair/typebox';
-import type { FastifyPluginAsync } from 'fastify';
 import { withTransaction } from '../../../core/db/pool.js';
 import { parseAuth0SourceConfig } from '../../../core/sources/auth0.js';
 import { adoptConflict, listConflicts } from '../../../core/sources/store.js';
 import { ensureSourceImportSchedule, startSourceImportRun } from '../../../workflows/client.js';
 import { sendApiError as fail } from './errors.js';
+import { apiErrors, DateTime, Nullable, Open } from '../schemas.js';
 
 const SourceId = Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$', description: 'stable slug, e.g. "auth0-main"' });
 const SourceBody = Type.Object(
@@ -22,14 +23,62 @@ const SourceBody = Type.Object(
 );
 const IdParams = Type.Object({ id: SourceId });
 
-const sources: FastifyPluginAsync = async (app) => {
+const sourceView = {
+  id: Type.String(),
+  type: Type.String({ description: 'auth0' }),
+  config: Type.Object({}, { additionalProperties: true, description: 'as saved: secrets appear only as references' }),
+  importEveryMinutes: Nullable(Type.Integer(), 'null: imported on demand only'),
+};
+const Source = Open(sourceView);
+const ImportCounts = {
+  seen: Type.Integer({ description: 'users read from the source' }),
+  created: Type.Integer(),
+  updated: Type.Integer(),
+  deleted: Type.Integer(),
+  conflicts: Type.Integer({ description: "users not imported because another owner's user holds their userName" }),
+};
+const SourceListItem = Open({
+  ...sourceView,
+  users: Type.Integer({ description: "the source's live users in the directory" }),
+  conflicts: Type.Integer({ description: 'open userName conflicts' }),
+  lastImport: Nullable(
+    Open({ id: Type.String(), startedAt: DateTime(), finishedAt: Nullable(DateTime(), 'null while running, or when the run failed'), ...ImportCounts }),
+    'the latest import run; null before the first',
+  ),
+});
+const ImportStarted = Open({ workflowId: Type.String(), runId: Type.String({ description: "the Temporal workflow's first run id" }) });
+const ImportSummary = Open({ runId: Type.String(), sourceId: Type.String(), ...ImportCounts }, { description: 'what the import did' });
+const Conflict = Open({
+  externalId: Type.String({ description: "the user's id in the source" }),
+  userName: Type.String(),
+  holderId: Nullable(Type.String(), 'the directory user holding the userName'),
+  holderSource: Nullable(Type.String(), "that user's source; null: a SCIM user"),
+  firstSeenAt: DateTime(),
+  lastSeenAt: DateTime(),
+});
+
+const sources: FastifyPluginAsyncTypebox = async (app) => {
   const admin = app.requireScope('admin');
   const tags = ['admin'];
   const security = [{ bearer: [] }];
 
-  app.put<{ Params: Static<typeof IdParams>; Body: Static<typeof SourceBody> }>(
+  app.put(
     '/api/sources/:id',
-    { onRequest: admin, schema: { tags, security, summary: 'Create or replace a source of users (Auth0) and its import schedule', params: IdParams, body: SourceBody } },
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Create or replace a source of users (Auth0) and its import schedule',
+        params: IdParams,
+        body: SourceBody,
+        response: {
+          200: { ...Source, description: 'replaced' },
+          201: { ...Source, description: 'created' },
+          ...apiErrors([400, 503], { 400: 'invalid id or configuration', 503: 'saved, but Temporal is unreachable so the import schedule is not set: PUT it again' }),
+        },
+      },
+    },
     async (request, reply) => {
       let config;
       try {
@@ -61,8 +110,8 @@ const sources: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.get('/api/sources', { onRequest: admin, schema: { tags, security, summary: 'List sources with their last import' } }, async () => {
-    const { rows } = await app.db.query<Record<string, unknown>>(
+  app.get('/api/sources', { onRequest: admin, schema: { tags, security, summary: 'List sources with their last import', response: { 200: Type.Array(SourceListItem), ...apiErrors([]) } } }, async () => {
+    const { rows } = await app.db.query<Static<typeof SourceListItem>>(
       `SELECT s.id, s.type, s.config, s.import_every_minutes AS "importEveryMinutes",
               (SELECT count(*)::int FROM users u WHERE u.source_id = s.id AND u.deleted_at IS NULL) AS users,
               (SELECT count(*)::int FROM source_conflicts c WHERE c.source_id = s.id AND c.resolved_at IS NULL) AS conflicts,
@@ -73,7 +122,7 @@ const sources: FastifyPluginAsync = async (app) => {
     return rows;
   });
 
-  app.post<{ Params: Static<typeof IdParams>; Body: { wait?: boolean } | null }>(
+  app.post(
     '/api/sources/:id/import',
     {
       onRequest: admin,
@@ -83,6 +132,16 @@ const sources: FastifyPluginAsync = async (app) => {
         summary: 'Import the source now; with wait: true, answer the summary when done',
         params: IdParams,
         body: Type.Union([Type.Object({ wait: Type.Optional(Type.Boolean()) }, { additionalProperties: false }), Type.Null()]),
+        response: {
+          200: ImportSummary,
+          202: { ...ImportStarted, description: 'started (without wait: true)' },
+          ...apiErrors([400, 404, 409, 502, 503], {
+            404: 'no such source',
+            409: 'an import of the source is running already',
+            502: 'the import failed (the message says why)',
+            503: 'Temporal is unreachable; try again later',
+          }),
+        },
       },
     },
     async (request, reply) => {
@@ -108,9 +167,18 @@ const sources: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.get<{ Params: Static<typeof IdParams> }>(
+  app.get(
     '/api/sources/:id/conflicts',
-    { onRequest: admin, schema: { tags, security, summary: "Source users not imported because another owner's user holds their userName", params: IdParams } },
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: "Source users not imported because another owner's user holds their userName",
+        params: IdParams,
+        response: { 200: Type.Array(Conflict), ...apiErrors([400, 404], { 400: 'invalid source id', 404: 'no such source' }) },
+      },
+    },
     async (request, reply) => {
       const { rows } = await app.db.query('SELECT 1 FROM sources WHERE id = $1', [request.params.id]);
       if (!rows[0]) return fail(reply, 404, `no source ${request.params.id}`);
@@ -119,9 +187,21 @@ const sources: FastifyPluginAsync = async (app) => {
   );
 
   const ConflictParams = Type.Object({ id: SourceId, externalId: Type.String({ minLength: 1 }) });
-  app.post<{ Params: Static<typeof ConflictParams> }>(
+  app.post(
     '/api/sources/:id/conflicts/:externalId/adopt',
-    { onRequest: admin, schema: { tags, security, summary: 'Hand the SCIM user holding the userName to the source (it keeps its id, accounts and grants)', params: ConflictParams } },
+    {
+      onRequest: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Hand the SCIM user holding the userName to the source (it keeps its id, accounts and grants)',
+        params: ConflictParams,
+        response: {
+          200: Open({ userId: Type.String({ description: 'the adopted directory user, now owned by the source' }) }),
+          ...apiErrors([400, 404], { 400: 'invalid source id or externalId', 404: 'no open conflict of that user held by a SCIM user' }),
+        },
+      },
+    },
     async (request, reply) => {
       const userId = await adoptConflict(app.db, request.params.id, request.params.externalId, request.identity!.name);
       if (!userId) return fail(reply, 404, `no open conflict of ${request.params.externalId} in source ${request.params.id} held by a SCIM user`);

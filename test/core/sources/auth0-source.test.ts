@@ -106,6 +106,19 @@ t.test('changes, blocks and deletes in Auth0 are followed', async (t) => {
   t.ok(await directory(late.user_id), 'a new Auth0 user is imported');
   const { rows } = await db.query(`SELECT count(*)::int AS n FROM audit_events WHERE actor = 'source:auth0-main' AND action = 'user.deleted'`);
   t.equal(rows[0].n, 7, 'each deletion is audited with the source as actor');
+
+  const list = await api('GET', '/api/sources');
+  t.match(list, [
+    {
+      id: 'auth0-main',
+      type: 'auth0',
+      config: { clientSecret: 'env:AUTH0_SOURCE_TEST_SECRET', connection: CONNECTION },
+      importEveryMinutes: 60,
+      users: await liveSourceUsers(),
+      conflicts: 0,
+      lastImport: { id: summary.runId, startedAt: String, finishedAt: String, seen: USERS - 7 + 1, created: 1, updated: 15, deleted: 7, conflicts: 0 },
+    },
+  ], 'the list shows each source with its last import, whole');
 });
 
 t.test('SCIM cannot change a source user; a SCIM user keeps its userName against the source, visibly', async (t) => {
@@ -183,7 +196,7 @@ t.test('Log Streams: refused without the secret, applied once per log id', async
   const retry = { log_id: '90020260101000000000000000000000000000000000000005', data: { type: 'sapi', user_id: fresh.user_id } };
   const failed = await post([retry], LOG_SECRET);
   t.equal(failed.statusCode, 503);
-  t.match(failed.json(), { failed: 1 });
+  t.match(failed.json(), { statusCode: 503, error: 'Service Unavailable', message: /1 of 1 events could not be applied yet/, received: 1, failed: 1 }, 'an API error with the counts');
   const redelivered = await post([retry], LOG_SECRET);
   t.match(redelivered.json(), { applied: 1, duplicates: 0 });
   t.equal((await directory(fresh.user_id))!.display_name, 'After the outage');
