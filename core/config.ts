@@ -214,6 +214,8 @@ export interface ConsoleConfig {
   userClaim: 'email' | 'sub';
   /** How long a console session lasts (s). */
   sessionTtlSeconds: number;
+  /** The directory group (displayName or id) whose direct members may use the administrators' pages; none when unset. */
+  adminGroup: string | undefined;
 }
 
 export interface WorkerConfig extends CommonConfig {
@@ -348,6 +350,7 @@ function consoleConfig(env: Env): ConsoleConfig {
     sessionSecret,
     userClaim: oneOf(env, 'CONSOLE_USER_CLAIM', ['email', 'sub'] as const, 'email'),
     sessionTtlSeconds: int(env, 'CONSOLE_SESSION_TTL_SECONDS', 8 * 3600, 60, 30 * 86_400),
+    adminGroup: str(env, 'CONSOLE_ADMIN_GROUP'),
   };
 }
 

@@ -85,11 +85,15 @@ const notifyAccess = summarized('notifyAccess', NOTICE, ({ type, recipientIds })
  * Slack (activities/slack.ts): one notice at a time, in order, so a request's thread reads in
  * order; retried while Slack is unavailable (after the delay it asks for) for up to a day.
  */
-const { notifySlack } = wf.proxyActivities<Activities>({
-  startToCloseTimeout: '1 minute',
-  scheduleToCloseTimeout: '1 day',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes' },
-});
+const notifySlack = summarized(
+  'notifySlack',
+  {
+    startToCloseTimeout: '1 minute',
+    scheduleToCloseTimeout: '1 day',
+    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes' },
+  },
+  ({ type }) => `tell Slack: ${type}`,
+);
 
 const forbidden = (message: string) => wf.ApplicationFailure.create({ type: FORBIDDEN, message, nonRetryable: true });
 

@@ -5,165 +5,19 @@
  * authorised here on the server, decisions through the same {@link decideAs} as every other channel.
  * See docs/console.md.
  */
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import { findPolicy, listPolicies, type AccessPolicy } from '../../core/access/policies.js';
 import { approvalsOf, createRequest, isEligible, listRequestsOf, RequestRefused, type AccessRequestView } from '../../core/access/requests.js';
 import { decideAs } from '../access-decisions.js';
-import { html, SafeHtml } from './html.js';
-import { OidcSignIn } from './oidc.js';
-import {
-  clearCookie,
-  Cookies,
-  LOGIN_COOKIE,
-  PRE_CSRF_COOKIE,
-  randomToken,
-  readCookies,
-  safeReturnPath,
-  sameSecret,
-  SessionStore,
-  setCookie,
-  type ConsoleSession,
-} from './session.js';
+import { html, type SafeHtml } from './html.js';
+import { consoleKit, hours, STATUS_TEXT, UUID, type ConsoleOptions, type Form } from './kit.js';
+import { clearCookie, LOGIN_COOKIE, PRE_CSRF_COOKIE, randomToken, readCookies, safeReturnPath, sameSecret, setCookie, type ConsoleSession } from './session.js';
 
-export interface ConsoleOptions {
-  /** Offer sign-in as any directory user (`npm start` on its embedded database only); ignored when an IdP is configured. */
-  localSignIn: boolean;
-}
-
-type Form = Record<string, string>;
-
-/** Every console page: scripts from nowhere, styles only with this answer's nonce, forms only to the gateway itself. */
-const CONSOLE_HELMET = {
-  enableCSPNonces: true,
-  contentSecurityPolicy: {
-    useDefaults: false,
-    directives: {
-      defaultSrc: ["'none'"],
-      scriptSrc: ["'none'"],
-      styleSrc: [] as string[],
-      imgSrc: ["'self'"],
-      formAction: ["'self'"],
-      baseUri: ["'none'"],
-      frameAncestors: ["'none'"],
-    },
-  },
-};
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-const STYLE = `
-:root { color-scheme: light; font-family: system-ui, sans-serif; color: #1a1a1a; background: #fafafa; }
-body { margin: 0; }
-header { background: #1f3a5f; color: #fff; padding: .6rem 1.2rem; display: flex; gap: 1.5rem; align-items: center; flex-wrap: wrap; }
-header a { color: #fff; }
-header nav ul { list-style: none; display: flex; gap: 1rem; margin: 0; padding: 0; }
-header form { margin-left: auto; }
-main { padding: 1.2rem; max-width: 60rem; }
-.card { background: #fff; border: 1px solid #c8c8c8; border-radius: 6px; padding: .8rem 1rem; margin-bottom: 1rem; }
-.local { background: #fff3cd; border-color: #8a6d00; }
-.error { background: #fdecea; border-color: #a4262c; }
-.ok { background: #e6f4ea; border-color: #1e6b34; }
-label { display: block; margin-top: .5rem; font-weight: 600; }
-input, textarea, select, button { font: inherit; }
-textarea { width: 100%; max-width: 40rem; }
-button { margin-top: .6rem; padding: .3rem .9rem; border: 1px solid #1f3a5f; background: #1f3a5f; color: #fff; border-radius: 4px; cursor: pointer; }
-button.secondary { background: #fff; color: #1f3a5f; }
-button:focus-visible, a:focus-visible, input:focus-visible, textarea:focus-visible, select:focus-visible { outline: 3px solid #f0a500; outline-offset: 2px; }
-.status { font-weight: 700; }
-dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
-dt { font-weight: 600; }
-dd { margin: 0; }
-`;
-
-const STATUS_TEXT: Record<string, string> = {
-  pending: 'waiting for approval',
-  approved: 'approved, being granted',
-  rejected: 'rejected',
-  cancelled: 'cancelled',
-  expired: 'expired',
-  fulfilled: 'granted',
-  failed: 'failed',
-  revoked: 'revoked',
-};
-
-function hours(seconds: number | null): string {
-  if (seconds === null) return 'no end';
-  return seconds % 3600 === 0 ? `${seconds / 3600} h` : `${Math.round(seconds / 60)} min`;
-}
+export type { ConsoleOptions } from './kit.js';
 
 const webConsole: FastifyPluginAsync<ConsoleOptions> = async (app, opts) => {
   const settings = app.config.console;
-  const oidc = settings.oidc ? new OidcSignIn(settings.oidc, settings.userClaim) : undefined;
-  const localSignIn = opts.localSignIn && !oidc;
-  // Without a configured secret (local sign-in only) the cookies are signed with a key of this process.
-  const cookies = new Cookies(settings.sessionSecret ?? randomToken(32));
-  const sessions = new SessionStore(app.db, cookies, settings.sessionTtlSeconds, localSignIn);
-
-  app.addHook('onRoute', (route: RouteOptions) => {
-    route.config = { ...(route.config as object), helmet: CONSOLE_HELMET } as RouteOptions['config'];
-    // HTML pages for people, not part of the API's OpenAPI document.
-    route.schema = { ...route.schema, hide: true };
-  });
-  // Plain HTML forms; the first value of each field.
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
-    const form: Form = {};
-    for (const [k, v] of new URLSearchParams(body as string)) if (!(k in form)) form[k] = v;
-    done(null, form);
-  });
-  app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
-    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-    if (status === 500) request.log.error({ err }, 'console page failed');
-    return page(reply.code(status), undefined, 'Something went wrong', errorCard(status === 500 ? 'The page could not be shown. Try again; if it keeps failing, tell your administrator.' : err.message));
-  });
-
-  function page(reply: FastifyReply, me: ConsoleSession | undefined, title: string, body: SafeHtml): FastifyReply {
-    const nonce = (reply as FastifyReply & { cspNonce?: { style: string } }).cspNonce?.style ?? '';
-    const doc = html`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${title} · SCIM gateway console</title><style nonce="${nonce}">${new SafeHtml(STYLE)}</style></head>
-<body><header><strong>SCIM gateway console</strong>
-${me
-  ? html`<nav aria-label="Main"><ul><li><a href="/console/catalogue">Request access</a></li><li><a href="/console/requests">My requests</a></li><li><a href="/console/inbox">Approvals</a></li></ul></nav>
-<form method="post" action="/console/logout"><input type="hidden" name="_csrf" value="${me.csrf}"><span>${me.displayName ?? me.userName}${me.via === 'local' ? ' (local sign-in)' : ''}</span> <button type="submit" class="secondary">Sign out</button></form>`
-  : ''}
-</header><main id="main"><h1>${title}</h1>${body}</main></body></html>`;
-    return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(doc.value);
-  }
-
-  function errorCard(message: string, next?: SafeHtml): SafeHtml {
-    return html`<div class="card error" role="alert"><p>${message}</p>${next ?? html`<p><a href="/console">Back to the console</a></p>`}</div>`;
-  }
-
-  /** The signed-in person; otherwise a redirect to sign-in (GET) or 403 (anything else) has been answered. */
-  async function signedIn(request: FastifyRequest, reply: FastifyReply): Promise<ConsoleSession | undefined> {
-    const me = await sessions.get(request);
-    if (me) return me;
-    if (request.method === 'GET') reply.redirect(`/console?returnTo=${encodeURIComponent(safeReturnPath(request.url))}`, 303);
-    else page(reply.code(403), undefined, 'Signed out', errorCard('You are not signed in (or your session ended). Sign in and try again.'));
-    return undefined;
-  }
-
-  /** A state-changing form by the signed-in person with the session's CSRF token; 403 otherwise. */
-  async function acting(request: FastifyRequest, reply: FastifyReply): Promise<{ me: ConsoleSession; form: Form } | undefined> {
-    const me = await signedIn(request, reply);
-    if (!me) return undefined;
-    const form = (request.body && typeof request.body === 'object' ? request.body : {}) as Form;
-    if (!sameSecret(form._csrf, me.csrf)) {
-      page(reply.code(403), me, 'Refused', errorCard('This form is missing its security token or it has expired. Reload the page and try again.'));
-      return undefined;
-    }
-    return { me, form };
-  }
-
-  async function userNames(ids: string[]): Promise<Map<string, string>> {
-    if (ids.length === 0) return new Map();
-    const { rows } = await app.db.query<{ id: string; user_name: string }>('SELECT id, user_name FROM users WHERE id = ANY ($1::uuid[])', [ids]);
-    return new Map(rows.map((r) => [r.id, r.user_name]));
-  }
-
-  function redirectBase(request: FastifyRequest): string {
-    return (app.config.publicUrl ?? `${request.protocol}://${request.host}`).replace(/\/$/, '');
-  }
+  const { oidc, localSignIn, cookies, sessions, page, errorCard, signedIn, acting, userNames, redirectBase } = consoleKit(app, opts);
 
   // ------------------------------------------------------------------ sign-in
 

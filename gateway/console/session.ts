@@ -23,6 +23,8 @@ export interface ConsoleSession {
   displayName: string | null;
   csrf: string;
   via: 'oidc' | 'local';
+  /** May use the administrators' pages: a member of CONSOLE_ADMIN_GROUP, or anyone under the local sign-in. */
+  admin: boolean;
 }
 
 function b64(buf: Buffer): string {
@@ -99,6 +101,8 @@ export class SessionStore {
     private readonly ttlSeconds: number,
     /** Whether sessions of the local sign-in still count (not once an identity provider is configured). */
     private readonly acceptLocal: boolean,
+    /** The directory group (displayName or id) whose direct members are console administrators. */
+    private readonly adminGroup: string | undefined,
   ) {}
 
   /** Starts a new session for the user (a fresh id, whatever cookie came in) and sets its cookie. */
@@ -119,13 +123,17 @@ export class SessionStore {
   async get(request: FastifyRequest): Promise<ConsoleSession | undefined> {
     const id = this.cookies.unsign(readCookies(request)[SESSION_COOKIE]);
     if (!id) return undefined;
-    const { rows } = await this.db.query<{ user_id: string; user_name: string; display_name: string | null; csrf: string; via: 'oidc' | 'local' }>(
-      `SELECT s.user_id, u.user_name, u.display_name, s.csrf, s.via FROM console_sessions s JOIN users u ON u.id = s.user_id
+    const { rows } = await this.db.query<{ user_id: string; user_name: string; display_name: string | null; csrf: string; via: 'oidc' | 'local'; admin: boolean }>(
+      `SELECT s.user_id, u.user_name, u.display_name, s.csrf, s.via,
+              (s.via = 'local' OR EXISTS (SELECT 1 FROM group_members m JOIN groups g ON g.id = m.group_id
+                                           WHERE m.member_id = u.id AND g.deleted_at IS NULL
+                                             AND (g.id::text = $3 OR lower(g.display_name) = lower($3)))) AS admin
+         FROM console_sessions s JOIN users u ON u.id = s.user_id
         WHERE s.id_hash = $1 AND s.expires_at > now() AND u.deleted_at IS NULL AND u.active AND (s.via <> 'local' OR $2)`,
-      [hashId(id), this.acceptLocal],
+      [hashId(id), this.acceptLocal, this.adminGroup ?? null],
     );
     const row = rows[0];
-    return row ? { userId: row.user_id, userName: row.user_name, displayName: row.display_name, csrf: row.csrf, via: row.via } : undefined;
+    return row ? { userId: row.user_id, userName: row.user_name, displayName: row.display_name, csrf: row.csrf, via: row.via, admin: row.admin === true } : undefined;
   }
 
   /** Ends the request's session (the row is deleted, so a copy of the cookie is worthless) and clears the cookie. */

@@ -18,7 +18,7 @@ const IDP = { CONSOLE_OIDC_ISSUER: 'https://idp.example.com', CONSOLE_OIDC_CLIEN
 
 t.test('configuration', async (t) => {
   const none = loadGatewayConfig({});
-  t.same(none.console, { oidc: undefined, sessionSecret: undefined, userClaim: 'email', sessionTtlSeconds: 28_800 }, 'off by default');
+  t.same(none.console, { oidc: undefined, sessionSecret: undefined, userClaim: 'email', sessionTtlSeconds: 28_800, adminGroup: undefined }, 'off by default');
   t.same(loadGatewayConfig(IDP).console.oidc, { issuer: 'https://idp.example.com', clientId: 'console', clientSecret: 'client-secret-value' });
   t.throws(() => loadGatewayConfig({ CONSOLE_OIDC_ISSUER: 'https://idp.example.com', CONSOLE_SESSION_SECRET: SECRET }), new ConfigError('CONSOLE_OIDC_CLIENT_ID', 'is required when CONSOLE_OIDC_ISSUER is set'));
   t.throws(() => loadGatewayConfig({ ...IDP, CONSOLE_SESSION_SECRET: '' }), new ConfigError('CONSOLE_SESSION_SECRET', 'is required when CONSOLE_OIDC_ISSUER is set (it signs the console cookies)'), 'the session secret is required with an issuer');

@@ -245,5 +245,6 @@ t.test('the Temporal UI: activities carry summaries, the workflow says where the
   ]) {
     t.ok(summaries.includes(expected), `the history reads "${expected}"`);
   }
+  t.ok(summaries.some((x) => x.startsWith('tell Slack: request.')), 'the Slack notice says which notice it is');
   t.equal(summaries[0], 'load the request and the policy it was made under', 'in the order they ran');
 });
