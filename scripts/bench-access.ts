@@ -10,14 +10,17 @@
  *  - reading a request (`GET /api/requests/{id}` as the approver): HTTP, authentication and one
  *    PostgreSQL read, everything a decision does except the workflow's Update;
  *  - a direct grant (`POST /api/grants` for as many other users): the same provisioning pipeline
- *    (grant, outbox, userSync, connector) without a request workflow in front of it.
+ *    (grant, outbox, userSync, connector) without a request workflow in front of it;
+ *  - the Temporal floor: as many Updates to the smallest workflow a decision could be (a handler
+ *    that records the value with a local activity, scripts/bench-access-workflow.ts), one workflow
+ *    per caller, through the same client, dev server and worker process.
  *
  * Development tool: it uses the test fakes, so it needs the dev dependencies.
  */
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
-import { Connection } from '@temporalio/client';
+import { NativeConnection, Runtime, DefaultLogger, Worker } from '@temporalio/worker';
+import { Client, Connection } from '@temporalio/client';
 import { createWriteStream } from 'node:fs';
 import { buildApp, loggerOptions } from '../gateway/app.js';
 import { createToken } from '../core/auth/tokens.js';
@@ -153,6 +156,38 @@ async function main(): Promise<void> {
       );
     }
 
+    // Baseline 3: the Temporal floor of a decision, the same callers each updating its own workflow.
+    log(`baseline: ${REQUESTS} Updates to the smallest workflow with ${APPROVERS} concurrent callers`);
+    const floor: number[] = [];
+    {
+      const floorQueue = 'bench-access-floor';
+      const floorWorker = await Worker.create({
+        connection,
+        namespace: 'default',
+        taskQueue: floorQueue,
+        workflowsPath: fileURLToPath(new URL('./bench-access-workflow.ts', import.meta.url)),
+        activities: { benchRecord: async (n: number) => n },
+      });
+      const floorRun = floorWorker.run();
+      const floorClient = new Client({ connection: clientConn, namespace: 'default' });
+      const handles = await Promise.all(
+        approvers.map((_, i) => floorClient.workflow.start('benchUpdateFloor', { taskQueue: floorQueue, workflowId: `bench-floor-${i}-${Date.now()}` })),
+      );
+      let left = REQUESTS;
+      await Promise.all(
+        handles.map(async (h) => {
+          while (left-- > 0) {
+            const started = performance.now();
+            await h.executeUpdate('benchTouch', { args: [1] });
+            floor.push(performance.now() - started);
+          }
+          await h.executeUpdate('benchTouch', { args: [-1] });
+        }),
+      );
+      floorWorker.shutdown();
+      await floorRun;
+    }
+
     // Baseline 2: direct grants to as many other users, at the same concurrency, to the target.
     log(`baseline: ${REQUESTS} direct grants with ${APPROVERS} concurrent callers`);
     const direct: Array<{ id: string }> = [];
@@ -166,7 +201,7 @@ async function main(): Promise<void> {
       await Promise.all(
         Array.from({ length: APPROVERS }, async () => {
           for (let item = queue.shift(); item; item = queue.shift()) {
-            await call('POST', '/api/grants', { userId: item.id, entitlement: 'memory/prod', reason: 'bench baseline' }, 201);
+            await call('POST', '/api/grants', { userId: item.id, entitlement: 'memory/prod', reason: 'manual' }, 201);
             grantedAt.set(item.id, Date.now());
           }
         }),
@@ -198,6 +233,7 @@ async function main(): Promise<void> {
         `requests created: ${fmt(REQUESTS)} in ${fmt(createSeconds, 1)} s (${fmt(REQUESTS / createSeconds, 0)}/s, 50 concurrent)`,
         `decision API (${APPROVERS} concurrent approvers): p50 ${fmt(pct(latencies, 50), 1)} ms, p99 ${fmt(pct(latencies, 99), 1)} ms`,
         `  baseline, reading the request (same callers): p50 ${fmt(pct(reads, 50), 1)} ms, p99 ${fmt(pct(reads, 99), 1)} ms; decision / read: p50 ${ratio(pct(latencies, 50), pct(reads, 50))}, p99 ${ratio(pct(latencies, 99), pct(reads, 99))}`,
+        `  baseline, an Update to the smallest workflow (same callers, one workflow each): p50 ${fmt(pct(floor, 50), 1)} ms, p99 ${fmt(pct(floor, 99), 1)} ms; decision / Update: p50 ${ratio(pct(latencies, 50), pct(floor, 50))}, p99 ${ratio(pct(latencies, 99), pct(floor, 99))}`,
         `approval → access in the target: p50 ${fmt(pct(toAccess, 50))} ms, p99 ${fmt(pct(toAccess, 99))} ms (${fmt(toAccess.length)} of ${fmt(REQUESTS)} present)`,
         `  baseline, direct grant → access (${APPROVERS} concurrent callers): p50 ${fmt(pct(directToAccess, 50))} ms, p99 ${fmt(pct(directToAccess, 99))} ms (${fmt(directToAccess.length)} of ${fmt(REQUESTS)}); request / direct: p50 ${ratio(pct(toAccess, 50), pct(directToAccess, 50))}, p99 ${ratio(pct(toAccess, 99), pct(directToAccess, 99))}`,
         '',
