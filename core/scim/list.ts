@@ -7,7 +7,7 @@ import type { Filter } from 'scim2-parse-filter';
 import { ScimError } from './errors.js';
 import { parseFilter } from './filter/index.js';
 import { parseAttributeList } from './projection.js';
-import { SEARCH_REQUEST_SCHEMA, type SchemaRegistry } from './schemas.js';
+import { LIST_RESPONSE_SCHEMA, SEARCH_REQUEST_SCHEMA, type SchemaRegistry } from './schemas.js';
 
 /** Most resources one list or search response returns (advertised as `filter.maxResults`). */
 export const MAX_RESULTS = 1000;
@@ -100,4 +100,18 @@ export function searchRequestParams(body: unknown): RawListParams {
     throw ScimError.badRequest('invalidSyntax', `"schemas" must include ${SEARCH_REQUEST_SCHEMA}`);
   }
   return b;
+}
+
+/** A SCIM ListResponse (RFC 7644 §3.4.2). */
+export interface ListResponseBody {
+  schemas: string[];
+  totalResults: number;
+  itemsPerPage: number;
+  startIndex: number;
+  Resources: Array<Record<string, unknown>>;
+}
+
+/** A list response over resources already rendered and projected. */
+export function listResponse(totalResults: number, startIndex: number, resources: Array<Record<string, unknown>>): ListResponseBody {
+  return { schemas: [LIST_RESPONSE_SCHEMA], totalResults, itemsPerPage: resources.length, startIndex, Resources: resources };
 }

@@ -11,10 +11,9 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ScimError } from '../../../core/scim/errors.js';
-import { MAX_RESULTS } from '../../../core/scim/list.js';
+import { listResponse as listOf, MAX_RESULTS, type ListResponseBody } from '../../../core/scim/list.js';
 import { Open, SCIM_ANSWERS, ScimListResponse, scimErrors } from '../schemas.js';
-import type { ListResponseBody } from './resources.js';
-import { LIST_RESPONSE_SCHEMA, SchemaRegistry, type AttributeDef, type ResourceTypeDef, type SchemaDef } from '../../../core/scim/schemas.js';
+import { SchemaRegistry, type AttributeDef, type ResourceTypeDef, type SchemaDef } from '../../../core/scim/schemas.js';
 
 export const SERVICE_PROVIDER_CONFIG_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig';
 export const RESOURCE_TYPE_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:ResourceType';
@@ -87,7 +86,7 @@ export function renderResourceType(rt: ResourceTypeDef, base: string): Discovery
 
 /** A whole collection in one ListResponse: RFC 7644 §4 says paging is ignored on these endpoints. */
 function listResponse(resources: DiscoveryDocument[]): ListResponseBody {
-  return { schemas: [LIST_RESPONSE_SCHEMA], totalResults: resources.length, itemsPerPage: resources.length, startIndex: 1, Resources: resources };
+  return listOf(resources.length, 1, resources);
 }
 
 /** A positive number from the configuration if it has that field, else the default. */

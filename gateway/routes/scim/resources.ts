@@ -10,11 +10,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { etagMatches, etagOf, type ResourceType, type StoredResource } from '../../../core/directory/store.js';
 import { ScimError } from '../../../core/scim/errors.js';
-import { parseListParams, searchRequestParams, type ListParams, type RawListParams } from '../../../core/scim/list.js';
+import { listResponse, parseListParams, searchRequestParams, type ListParams, type RawListParams } from '../../../core/scim/list.js';
 import { parsePatchRequest } from '../../../core/scim/patch/index.js';
 import { relaxPatch, relaxResource, warnIgnored } from '../../../core/scim/lenient.js';
 import { parseAttributeList, project } from '../../../core/scim/projection.js';
-import { LIST_RESPONSE_SCHEMA, type SchemaRegistry } from '../../../core/scim/schemas.js';
+import type { SchemaRegistry } from '../../../core/scim/schemas.js';
 import { baseUrl } from './discovery.js';
 import { NoContent, SCIM_ANSWERS, SCIM_BODIES, ScimListResponse, ScimResourceOf, scimAuthErrors } from '../schemas.js';
 
@@ -75,20 +75,6 @@ const ProjectionQuery = Type.Object({ attributes: listQueryProperties.attributes
 
 export interface ResourceRoutesOptions {
   type: ResourceType;
-}
-
-/** A SCIM ListResponse (RFC 7644 §3.4.2). */
-export interface ListResponseBody {
-  schemas: string[];
-  totalResults: number;
-  itemsPerPage: number;
-  startIndex: number;
-  Resources: Array<Record<string, unknown>>;
-}
-
-/** A list response over resources already rendered and projected. */
-export function listResponse(totalResults: number, startIndex: number, resources: Array<Record<string, unknown>>): ListResponseBody {
-  return { schemas: [LIST_RESPONSE_SCHEMA], totalResults, itemsPerPage: resources.length, startIndex, Resources: resources };
 }
 
 export async function resourceRoutes(instance: FastifyInstance, opts: ResourceRoutesOptions): Promise<void> {

@@ -9,10 +9,10 @@ import type { Filter } from 'scim2-parse-filter';
 import type { ResourceType } from '../../../core/directory/store.js';
 import type { SchemaRegistry } from '../../../core/scim/schemas.js';
 import { ScimError } from '../../../core/scim/errors.js';
-import { parseListParams, searchRequestParams } from '../../../core/scim/list.js';
+import { listResponse, parseListParams, searchRequestParams } from '../../../core/scim/list.js';
 import { parseAttributeList, project } from '../../../core/scim/projection.js';
 import { baseUrl } from './discovery.js';
-import { listResponse, mayReturn, renderResource } from './resources.js';
+import { mayReturn, renderResource } from './resources.js';
 import { SCIM_BODIES, ScimListResponse, scimAuthErrors } from '../schemas.js';
 
 /**
