@@ -33,7 +33,7 @@ import {
 } from './access-request-messages.js';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
-import { ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowExecutionAlreadyStartedError, type ScheduleSpec, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowExecutionAlreadyStartedError, type ScheduleOptionsAction, type ScheduleSpec, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 
 /** Custom search attributes this project sets; registered by {@link ensureSearchAttributes}. */
 export const userNameSearchAttribute = defineSearchAttributeKey('userName', SearchAttributeType.KEYWORD);
@@ -156,6 +156,23 @@ export async function testConnectorConnection(client: Client, taskQueue: string,
  */
 export async function ensureReconcileSchedule(client: Client, taskQueue: string, connectorId: string, everyMinutes: number | null): Promise<void> {
   const scheduleId = reconcileWorkflowId(connectorId);
+  await ensureIntervalSchedule(client, scheduleId, everyMinutes, { connector: connectorId }, {
+    type: 'startWorkflow',
+    workflowType: reconcile,
+    workflowId: scheduleId,
+    taskQueue,
+    args: [{ connectorId }],
+    memo: { connector: connectorId },
+    staticSummary: reconcileSummaryLine(connectorId, false),
+    typedSearchAttributes: new TypedSearchAttributes([{ key: connectorSearchAttribute, value: boundedVisibilityValue(connectorId) }]),
+  });
+}
+
+/**
+ * Makes Schedule `scheduleId` start `action` every `everyMinutes` (overlapping runs skipped), or
+ * deletes it when null; an existing Schedule keeps its action and gets the new interval. Idempotent.
+ */
+async function ensureIntervalSchedule(client: Client, scheduleId: string, everyMinutes: number | null, memo: Record<string, string>, action: ScheduleOptionsAction): Promise<void> {
   const handle = client.schedule.getHandle(scheduleId);
   if (everyMinutes === null) {
     await handle.delete().catch((err: unknown) => {
@@ -168,22 +185,7 @@ export async function ensureReconcileSchedule(client: Client, taskQueue: string,
     await handle.update((prev) => ({ ...prev, spec }));
   } catch (err) {
     if (!(err instanceof ScheduleNotFoundError)) throw err;
-    await client.schedule.create({
-      scheduleId,
-      spec,
-      action: {
-        type: 'startWorkflow',
-        workflowType: reconcile,
-        workflowId: scheduleId,
-        taskQueue,
-        args: [{ connectorId }],
-        memo: { connector: connectorId },
-        staticSummary: reconcileSummaryLine(connectorId, false),
-        typedSearchAttributes: new TypedSearchAttributes([{ key: connectorSearchAttribute, value: boundedVisibilityValue(connectorId) }]),
-      },
-      policies: { overlap: ScheduleOverlapPolicy.SKIP },
-      memo: { connector: connectorId },
-    });
+    await client.schedule.create({ scheduleId, spec, action, policies: { overlap: ScheduleOverlapPolicy.SKIP }, memo });
   }
 }
 
@@ -316,24 +318,13 @@ export async function startSourceImportRun(client: Client, taskQueue: string, so
 /** Makes the source's import Schedule match its configuration (every `everyMinutes`, or none). Idempotent. */
 export async function ensureSourceImportSchedule(client: Client, taskQueue: string, sourceId: string, everyMinutes: number | null): Promise<void> {
   const scheduleId = sourceImportWorkflowId(sourceId);
-  const handle = client.schedule.getHandle(scheduleId);
-  if (everyMinutes === null) {
-    await handle.delete().catch((err: unknown) => {
-      if (!(err instanceof ScheduleNotFoundError)) throw err;
-    });
-    return;
-  }
-  const spec: ScheduleSpec = { intervals: [{ every: `${everyMinutes}m` }] };
-  try {
-    await handle.update((prev) => ({ ...prev, spec }));
-  } catch (err) {
-    if (!(err instanceof ScheduleNotFoundError)) throw err;
-    await client.schedule.create({
-      scheduleId,
-      spec,
-      action: { type: 'startWorkflow', workflowType: sourceImport, workflowId: scheduleId, taskQueue, args: [{ sourceId }], memo: { source: sourceId }, staticSummary: `import users of source ${sourceId}` },
-      policies: { overlap: ScheduleOverlapPolicy.SKIP },
-      memo: { source: sourceId },
-    });
-  }
+  await ensureIntervalSchedule(client, scheduleId, everyMinutes, { source: sourceId }, {
+    type: 'startWorkflow',
+    workflowType: sourceImport,
+    workflowId: scheduleId,
+    taskQueue,
+    args: [{ sourceId }],
+    memo: { source: sourceId },
+    staticSummary: `import users of source ${sourceId}`,
+  });
 }

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
 import { startTemporalDevServer, type DevServer } from '../../scripts/dev-server.js';
-import { createWorker } from '../../workflows/worker.js';
+import { createWorker, type WorkerDeps } from '../../workflows/worker.js';
 import { ensureSearchAttributes } from '../../workflows/client.js';
 import type { Db } from '../../core/db/pool.js';
 
@@ -28,8 +28,8 @@ export interface TestTemporal {
   client: Client;
   /** A task queue unique to this test file, so workers of other files never take its tasks. */
   taskQueue: string;
-  /** Starts an in-process worker on this file's task queue; stopped at teardown. */
-  startWorker(db: Db, opts?: { taskQueue?: string }): Promise<Worker>;
+  /** Starts an in-process worker on this file's task queue (with `deps` added to the worker's); stopped at teardown. */
+  startWorker(db: Db, opts?: { taskQueue?: string; deps?: Partial<WorkerDeps> }): Promise<Worker>;
 }
 
 export function uniqueTaskQueue(): string {
@@ -79,6 +79,7 @@ export async function testTemporal(t: Teardown, opts: { address?: string; taskQu
         namespace,
         taskQueue: opts.taskQueue ?? taskQueue,
         db,
+        ...opts.deps,
         ...(bundle ? { workflowBundle: bundle } : {}),
       });
       const running = worker.run();

@@ -6,12 +6,10 @@
  */
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { NativeConnection } from '@temporalio/worker';
 import { userBody } from '../helpers/gateway.js';
-import { eventually, workflowBundle } from '../helpers/temporal.js';
+import { eventually } from '../helpers/temporal.js';
 import { startTestStack } from '../helpers/stack.js';
 import { createToken } from '../../core/auth/tokens.js';
-import { createWorker } from '../../workflows/worker.js';
 import { createWebhookAccessNotifier, type AccessNotice } from '../../core/access/notifier.js';
 import { startNoticeReceiver } from '../core/delivery/notice-receiver.js';
 
@@ -21,22 +19,7 @@ const MEMORY_PLUGIN = fileURLToPath(new URL('../fixtures/memory-connector.ts', i
 t.test('reminders before a stage times out reach the undecided approvers; the requester is told before time-bound access ends', async (t) => {
   const stack = await startTestStack(t, { idleMs: 1000, worker: false });
   const receiver = await startNoticeReceiver(t, 'reminder-secret');
-  const conn = await NativeConnection.connect({ address: stack.temporal.address });
-  const bundle = workflowBundle();
-  const worker = await createWorker({
-    connection: conn,
-    namespace: stack.temporal.namespace,
-    taskQueue: stack.temporal.taskQueue,
-    db: stack.database.newPool(),
-    accessNotifier: createWebhookAccessNotifier({ url: receiver.url, secret: 'reminder-secret' }),
-    ...(bundle ? { workflowBundle: bundle } : {}),
-  });
-  const running = worker.run();
-  t.teardown(async () => {
-    worker.shutdown();
-    await running;
-    await conn.close();
-  });
+  await stack.temporal.startWorker(stack.database.newPool(), { deps: { accessNotifier: createWebhookAccessNotifier({ url: receiver.url, secret: 'reminder-secret' }) } });
   const call = stack.gw.call;
   const ns = `reminders-${stack.temporal.taskQueue}`;
   await call('PUT', '/api/connectors/memory', { id: 'memory', type: MEMORY_PLUGIN, config: { namespace: ns } }, 200);

@@ -11,9 +11,6 @@ import { eventually } from '../helpers/temporal.js';
 import { startTestStack } from '../helpers/stack.js';
 import { startScimmyServer } from '../connectors/scim/scimmy-server.js';
 import { createToken } from '../../core/auth/tokens.js';
-import { NativeConnection } from '@temporalio/worker';
-import { createWorker } from '../../workflows/worker.js';
-import { workflowBundle } from '../helpers/temporal.js';
 import { createWebhookAccessNotifier, type AccessNotice } from '../../core/access/notifier.js';
 import { startNoticeReceiver } from '../core/delivery/notice-receiver.js';
 
@@ -220,22 +217,7 @@ t.test('workers killed while a request waits for approval and while it is fulfil
 t.test('notices: approvers, requester; a failing channel is retried, recorded, and never holds up the request', async (t) => {
   const stack = await startTestStack(t, { idleMs: 1000, worker: false });
   const receiver = await startNoticeReceiver(t, 'notice-secret');
-  const conn = await NativeConnection.connect({ address: stack.temporal.address });
-  const bundle = workflowBundle();
-  const worker = await createWorker({
-    connection: conn,
-    namespace: stack.temporal.namespace,
-    taskQueue: stack.temporal.taskQueue,
-    db: stack.database.newPool(),
-    accessNotifier: createWebhookAccessNotifier({ url: receiver.url, secret: 'notice-secret' }),
-    ...(bundle ? { workflowBundle: bundle } : {}),
-  });
-  const running = worker.run();
-  t.teardown(async () => {
-    worker.shutdown();
-    await running;
-    await conn.close();
-  });
+  await stack.temporal.startWorker(stack.database.newPool(), { deps: { accessNotifier: createWebhookAccessNotifier({ url: receiver.url, secret: 'notice-secret' }) } });
   const call = stack.gw.call;
   const requester = (await call('POST', '/scim/v2/Users', userBody('nina@example.com', { emails: [{ value: 'nina@example.com', primary: true }] }), 201)).id as string;
   const approver = (await call('POST', '/scim/v2/Users', userBody('omar@example.com'), 201)).id as string;
