@@ -423,6 +423,8 @@ export interface ExportedRequest {
   policy: string;
   entitlement: string | null;
   requester: string;
+  /** An invitation request: the email invited (the requester is its sponsor); null otherwise. */
+  invitee: string | null;
   justification: string | null;
   durationSeconds: number | null;
   status: RequestStatus;
@@ -438,7 +440,7 @@ export interface ExportedRequest {
 /** Requests made in [from, to) with every decision and refused attempt, oldest first (at most `limit`). */
 export async function exportRequests(db: Queryable, from: string, to: string, limit = 50_000): Promise<ExportedRequest[]> {
   const { rows } = await db.query<Omit<ExportedRequest, 'decisions' | 'taskRefusals'>>(
-    `SELECT r.id, r.policy->>'name' AS policy, r.policy->>'entitlement' AS entitlement, u.user_name AS requester, r.justification,
+    `SELECT r.id, r.policy->>'name' AS policy, r.policy->>'entitlement' AS entitlement, u.user_name AS requester, r.invitee_email AS invitee, r.justification,
             r.duration_s AS "durationSeconds", r.status, r.status_reason AS reason,
             to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS "createdAt",
             to_char(r.decided_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS "decidedAt",

@@ -157,6 +157,7 @@ const ExportedRequest = Open({
   policy: Type.String(),
   entitlement: Nullable(Type.String()),
   requester: Type.String(),
+  invitee: Type.Optional(Nullable(Type.String(), 'an invitation request: the email invited (the requester is its sponsor)')),
   justification: Nullable(Type.String()),
   durationSeconds: Nullable(Type.Integer()),
   status: Type.String(),
