@@ -19,6 +19,7 @@ import { ProvisioningFileError } from '../core/provisioning/declarative.js';
 import { deliveryFactory } from '../core/delivery/index.js';
 import { createWorker, installTemporalRuntimeLogger } from '../workflows/worker.js';
 import { accessNotifierFor } from '../core/access/notifier.js';
+import { invitationNotifierFor } from '../core/invitations/invitations.js';
 import { serveMetrics, WorkerMetrics } from '../workflows/activities/metrics.js';
 import { logDestination } from '../core/log-output.js';
 import { startTemporalDevServer, type DevServer } from './dev-server.js';
@@ -92,6 +93,7 @@ async function main(): Promise<void> {
       deliverFor: deliveryFactory(config, workerDb),
       accessNotifier: accessNotifierFor(config),
       slack: config.slack,
+      invitationNotify: invitationNotifierFor(config),
     });
     const running = worker.run();
     // Stop the worker before the servers it talks to (cleanups run in reverse).

@@ -11,7 +11,7 @@ export const accessResourceSearchAttribute = defineSearchAttributeKey('accessRes
 export const accessStatusSearchAttribute = defineSearchAttributeKey('accessStatus', SearchAttributeType.KEYWORD);
 
 export type AccessDecision = 'approve' | 'reject';
-export type AccessRequestStatus = 'pending' | 'approved' | 'rejected' | 'cancelled' | 'expired' | 'fulfilled' | 'failed' | 'revoked';
+export type AccessRequestStatus = 'pending' | 'approved' | 'invited' | 'rejected' | 'cancelled' | 'expired' | 'fulfilled' | 'failed' | 'revoked';
 
 export interface AccessRequestInput {
   requestId: string;
@@ -99,6 +99,11 @@ export const accessRequestStateQuery = defineQuery<AccessRequestState>('accessRe
  * request looks at once whether its access is in place, instead of waiting for its next check.
  */
 export const fulfilmentProgressSignal = defineSignal('fulfilmentProgress');
+/**
+ * Sent by the gateway when an invitation request's invitation was redeemed or revoked: the request
+ * looks at once where its invitation stands, instead of at its next check (or its expiry).
+ */
+export const invitationSettledSignal = defineSignal('invitationSettled');
 /** Workflow id of an access request's workflow (also used by userSync to signal it). */
 export const accessRequestWorkflowIdOf = (requestId: string) => `access-request:${requestId}`;
 /**

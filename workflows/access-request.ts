@@ -4,7 +4,8 @@
  * stages (each stage's approvers resolved by an activity when the stage opens), waits for
  * decisions arriving as `decideUpdate`s whose validator refuses anyone who may not decide, and on
  * approval fulfils: automatically through a grant that userSync provisions, or by leaving it to the
- * fulfilment group. Stage timeouts, reminders before them, the request's TTL, the notice before
+ * fulfilment group; an invitation request (for an email not in the directory) instead invites the
+ * email and stays `invited` until the invitation is redeemed (fulfilled), revoked or expires. Stage timeouts, reminders before them, the request's TTL, the notice before
  * time-bound access ends and the end of manually given access are durable timers.
  *
  * For the Temporal UI, every activity carries a one-line summary of what it does for this request,
@@ -22,6 +23,7 @@ import {
   decideUpdate,
   FORBIDDEN,
   fulfilmentProgressSignal,
+  invitationSettledSignal,
   type AccessRequestInput,
   type AccessRequestState,
   type AccessRequestStatus,
@@ -79,6 +81,7 @@ const startManualAccess = summarized('startManualAccess', RECORDING, () => 'reco
 const extendedManualAccess = summarized('extendedManualAccess', RECORDING, () => 'find the running access this extension prolongs');
 const recordManualRevocation = summarized('recordManualRevocation', RECORDING, ({ actor }) => `record the access as revoked by ${actor}`);
 const recordAccessEnded = summarized('recordAccessEnded', RECORDING, () => 'record that the time-bound access ended');
+const invitationProgress = summarized('invitationProgress', RECORDING, () => 'look where the invitation stands (redeemed? revoked? expired?)');
 const notifyAccess = summarized('notifyAccess', NOTICE, ({ type, recipientIds }) => `notify ${type} (${recipientIds.length} recipient${recipientIds.length === 1 ? '' : 's'})`);
 
 /**
@@ -94,6 +97,18 @@ const notifySlack = summarized(
   },
   ({ type }) => `tell Slack: ${type}`,
 );
+
+/**
+ * Sending an invitation (activities/access-requests.ts inviteForRequest): retried while Auth0 or the
+ * delivery channel fails; its last try (INVITE_ATTEMPTS) answers `failed` instead of throwing.
+ */
+const inviteRequested = summarized(
+  'inviteRequested',
+  { startToCloseTimeout: '2 minutes', retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 6 } },
+  () => 'invite the email into the Auth0 connection and send the link',
+);
+/** How often an invited request looks at its invitation when no signal came (the gateway signals redemption and revocation). */
+const INVITATION_CHECK_MS = 6 * 3600_000;
 
 const forbidden = (message: string) => wf.ApplicationFailure.create({ type: FORBIDDEN, message, nonRetryable: true });
 
@@ -133,6 +148,11 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
   let progress = 0;
   wf.setHandler(fulfilmentProgressSignal, () => {
     progress++;
+  });
+  // Told by the gateway when the request's invitation was redeemed or revoked.
+  let settled = 0;
+  wf.setHandler(invitationSettledSignal, () => {
+    settled++;
   });
   /** What the Temporal UI shows as where the request stands. */
   const show = (details: string) => wf.setCurrentDetails(details);
@@ -341,6 +361,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
     approved: 'request.decided',
     rejected: 'request.decided',
     expired: 'request.expired',
+    invited: 'request.invited',
     fulfilled: 'request.fulfilled',
     failed: 'request.failed',
   };
@@ -451,6 +472,47 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
     slack({ type: 'stage.closed', stage: index });
   }
   state.stage = request.stages.length;
+
+  if (request.invitee && wf.patched('access-invitations')) {
+    // An invitation request: approved, the invitee is invited; the request is fulfilled when the
+    // invitation is redeemed at the first login (the redemption records it and makes the grant).
+    const email = request.invitee;
+    await finish('approved', `approved; inviting ${email}`);
+    const sent = await inviteRequested({ requestId });
+    if (sent.state === 'failed') {
+      await finish('failed', `the invitation could not be sent: ${sent.reason ?? 'unknown error'}`);
+      return await done();
+    }
+    await finish('invited', `invitation sent to ${email}; it is redeemed at the first login, until ${iso(sent.expiresAt!)}`);
+    for (;;) {
+      // Counted before looking, so a signal that comes while we look is not missed.
+      const seen = settled;
+      const now = await invitationProgress({ requestId });
+      if (now.status === 'redeemed') {
+        await finish('fulfilled', now.requestReason ?? `the invitation was redeemed by ${email}`);
+        break;
+      }
+      if (now.status === 'revoked' || now.requestStatus === 'revoked') {
+        // Recorded with the revocation (and its audit event) by whoever revoked the invitation.
+        state.status = 'revoked';
+        state.reason = now.requestReason ?? 'the invitation was revoked';
+        show(`revoked: ${state.reason}`);
+        wf.upsertSearchAttributes([{ key: accessStatusSearchAttribute, value: 'revoked' }]);
+        break;
+      }
+      if (now.status === 'expired' || now.status === 'none') {
+        await finish('expired', `the invitation to ${email} expired before it was redeemed`);
+        break;
+      }
+      const until = now.expiresAt ?? Date.now();
+      show(`invited ${email}: waiting for the first login (the invitation expires at ${iso(until)})`);
+      await wf.condition(() => settled > seen, Math.max(1000, Math.min(until - Date.now() + 1000, INVITATION_CHECK_MS)), {
+        summary: 'wait for the invitation to be redeemed or revoked, or look again at its expiry',
+      });
+    }
+    if (state.status === 'fulfilled' && request.expiringNoticeSeconds !== null && request.durationSeconds !== null) await followAccess(false);
+    return await done();
+  }
 
   if (request.fulfilment === 'manual') {
     const prolongs = request.extendsId !== null ? await extendedManualAccess({ requestId }) : null;

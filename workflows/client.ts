@@ -23,6 +23,7 @@ import {
   CONFLICT,
   decideUpdate,
   FORBIDDEN,
+  invitationSettledSignal,
   type AccessRequestState,
   type AccessTaskState,
   type CancelInput,
@@ -291,6 +292,20 @@ export async function completeAccessTask(client: Client, requestId: string, inpu
  */
 export async function revokeManualAccess(client: Client, requestId: string, input: RevokeInput): Promise<AccessRequestState> {
   return await accessUpdate(client, requestId, (h) => h.executeUpdate(revokeAccessUpdate, { args: [input] }));
+}
+
+/**
+ * Tells an invitation request's workflow that its invitation was redeemed or revoked, so it looks
+ * at once. Best effort: a workflow that is not running (finished, or not started) is left alone,
+ * and the workflow looks again by itself at the invitation's expiry anyway.
+ */
+export async function signalInvitationSettled(client: Client, requestId: string): Promise<void> {
+  try {
+    await client.workflow.getHandle(accessRequestWorkflowId(requestId)).signal(invitationSettledSignal);
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return;
+    throw err;
+  }
 }
 
 // ------------------------------------------------------------------ sources

@@ -20,6 +20,7 @@ import { deliveriesOffReason, deliveryFactory, type DeliverFactory } from '../co
 import { instrumentActivities, serveMetrics, WorkerMetrics } from './activities/metrics.js';
 import { logDestination, temporalLogFields } from '../core/log-output.js';
 import { accessNotifierFor, type AccessNotifier } from '../core/access/notifier.js';
+import { invitationNotifierFor, type InvitationNotify } from '../core/invitations/invitations.js';
 
 const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 /** The module that lists every workflow; the worker bundles it for the sandbox. */
@@ -53,6 +54,8 @@ export interface WorkerDeps {
   accessNotifier?: AccessNotifier | undefined;
   /** The Slack app (docs/slack.md); absent: nothing is sent to Slack. */
   slack?: SlackConfig | undefined;
+  /** Sends the links of invitations that access requests make; absent: such requests fail. Build it with `invitationNotifierFor(config)`. */
+  invitationNotify?: InvitationNotify | undefined;
 }
 
 export async function createWorker(deps: WorkerDeps): Promise<Worker> {
@@ -66,7 +69,13 @@ export async function createWorker(deps: WorkerDeps): Promise<Worker> {
         ? { workflowBundle: { codePath: PREBUILT_BUNDLE } }
         : { workflowsPath: WORKFLOWS_PATH }),
     activities: withMetrics(
-      createActivities({ db: deps.db, connectors: new ConnectorRuntime(deps.db, undefined, deps.deliverFor), accessNotifier: deps.accessNotifier, slack: deps.slack }),
+      createActivities({
+        db: deps.db,
+        connectors: new ConnectorRuntime(deps.db, undefined, deps.deliverFor),
+        accessNotifier: deps.accessNotifier,
+        slack: deps.slack,
+        invitationNotify: deps.invitationNotify,
+      }),
       deps.metrics,
     ),
     ...(deps.identity ? { identity: deps.identity } : {}),
@@ -143,7 +152,8 @@ async function main(): Promise<void> {
   const metrics = cfg.workerMetricsAddress ? new WorkerMetrics() : undefined;
   const metricsServer = metrics && cfg.workerMetricsAddress ? await serveMetrics(metrics.registry, cfg.workerMetricsAddress) : undefined;
   const accessNotifier = accessNotifierFor(cfg);
-  const worker = await createWorker({ connection, namespace: cfg.temporalNamespace, taskQueue: cfg.taskQueue, db, deliverFor, metrics, accessNotifier, slack: cfg.slack });
+  const invitationNotify = invitationNotifierFor(cfg);
+  const worker = await createWorker({ connection, namespace: cfg.temporalNamespace, taskQueue: cfg.taskQueue, db, deliverFor, metrics, accessNotifier, slack: cfg.slack, invitationNotify });
   logger.info(
     {
       taskQueue: cfg.taskQueue,

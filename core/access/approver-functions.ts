@@ -16,6 +16,8 @@ export interface ApproverFunctionInput {
   entitlement: string | null;
   stage: { index: number; name: string };
   justification: string | null;
+  /** An invitation request: the person invited, who is not in the directory (the requester sponsors them); null otherwise. */
+  invitee?: { email: string; displayName: string | null } | null;
 }
 
 /** Answers the approvers of a stage as user ids or userNames; unknown or inactive ones are ignored. */

@@ -17,7 +17,9 @@ export type AccessNoticeType =
   /** A stage's timeout is near: to the approvers who have not decided yet. */
   | 'request.reminder'
   /** Time-bound access ends soon: to the requester. */
-  | 'request.expiring';
+  | 'request.expiring'
+  /** An invitation request's invitation was sent to the invitee: to the requester (the sponsor). */
+  | 'request.invited';
 
 /** What a receiver gets. `id` is the same for every try of one notice, so a receiver can drop repeats. */
 export interface AccessNotice {

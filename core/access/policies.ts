@@ -58,7 +58,23 @@ export interface AccessPolicy {
   fulfilment: { mode: 'automatic' | 'manual'; groupId: string | null; instructions: string | null };
   stages: PolicyStage[];
   requestTtlSeconds: number | null;
+  /** Invitations of people not in the directory yet; null (or absent, in requests made before invitations existed): the policy does not invite. */
+  invitation?: PolicyInvitation | null;
 }
+
+/** How a policy invites people who are not in the directory yet (resolved). */
+export interface PolicyInvitation {
+  /** The Auth0 source (tenant and database connection) the invitee is invited into. */
+  sourceId: string;
+  /** Who may sponsor an invitation: users matching the SCIM filter and/or members of the group (both when both are given). */
+  sponsors: { filter: string | null; groupId: string | null };
+  /** How long the invitation link stays valid once sent (seconds). */
+  expiresInSeconds: number;
+}
+
+/** Default and longest validity of an invitation link (as for the admin API). */
+export const INVITATION_DEFAULT_SECONDS = 7 * 86_400;
+export const INVITATION_MAX_SECONDS = 30 * 86_400;
 
 /** The create-or-replace body of `PUT /api/access-policies/{name}`. */
 export interface AccessPolicyBody {
@@ -84,6 +100,7 @@ export interface AccessPolicyBody {
     remindBeforeSeconds?: number[];
   }>;
   requestTtlSeconds?: number;
+  invitation?: { source: string; sponsors: { filter?: string; group?: string }; expiresInSeconds?: number };
 }
 
 const userList = { type: 'array', maxItems: 200, uniqueItems: true, items: { type: 'string', minLength: 1 }, description: 'userNames or ids' } as const;
@@ -166,6 +183,22 @@ export const AccessPolicyBodySchema = {
       },
     },
     requestTtlSeconds: { type: 'integer', minimum: 1, description: 'a request still pending after this long expires' },
+    invitation: {
+      type: 'object',
+      required: ['source', 'sponsors'],
+      additionalProperties: false,
+      description: 'requests may name an invitee who is not in the directory yet (an email): once approved, the invitee is invited into the Auth0 source and gets the entitlement at the first login',
+      properties: {
+        source: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$', description: 'the Auth0 source (tenant and connection) to invite into; it needs an invitationUrl' },
+        sponsors: {
+          type: 'object',
+          additionalProperties: false,
+          description: 'who may ask for an invitation: users matching the SCIM filter and/or members of the group (nested included); at least one',
+          properties: { filter: { type: 'string', minLength: 1 }, group: { type: 'string', minLength: 1 } },
+        },
+        expiresInSeconds: { type: 'integer', minimum: 3600, maximum: 2_592_000, description: 'how long the invitation link stays valid once sent (default 7 days, at most 30)' },
+      },
+    },
   },
 } as const;
 
@@ -219,6 +252,7 @@ export async function resolvePolicy(db: Queryable, name: string, body: AccessPol
       throw new PolicyError(`eligibility.filter: ${err instanceof ScimError ? err.detail : String(err)}`);
     }
   }
+  const invitation = body.invitation ? await resolveInvitation(db, body.invitation, entitlementId, body.fulfilment.mode) : null;
   const d = body.durations ?? {};
   if (d.defaultSeconds !== undefined && d.maxSeconds !== undefined && d.defaultSeconds > d.maxSeconds) throw new PolicyError('durations: defaultSeconds is longer than maxSeconds');
   const owners = { userIds: await userIds(db, body.owners?.users ?? [], 'owners.users'), groupId: await groupId(db, body.owners?.group, 'owners.group') };
@@ -280,12 +314,44 @@ export async function resolvePolicy(db: Queryable, name: string, body: AccessPol
     fulfilment: { mode: body.fulfilment.mode, groupId: await groupId(db, body.fulfilment.group, 'fulfilment.group'), instructions: body.fulfilment.instructions ?? null },
     stages,
     requestTtlSeconds: body.requestTtlSeconds ?? null,
+    invitation,
+  };
+}
+
+/**
+ * Checks a policy's invitation settings: automatic fulfilment of an entitlement (the grant made
+ * when the invitation is redeemed; any connector), an Auth0 source with an invitationUrl, and who
+ * may sponsor.
+ */
+async function resolveInvitation(
+  db: Queryable,
+  inv: NonNullable<AccessPolicyBody['invitation']>,
+  entitlementId: string | null,
+  mode: 'automatic' | 'manual',
+): Promise<PolicyInvitation> {
+  if (mode !== 'automatic' || !entitlementId) throw new PolicyError('invitation: invitations grant an entitlement at the first login; give an entitlement and automatic fulfilment');
+  const { rows } = await db.query<{ type: string; config: { invitationUrl?: unknown } }>('SELECT type, config FROM sources WHERE id = $1', [inv.source]);
+  if (!rows[0]) throw new PolicyError(`invitation.source: no source ${inv.source}`);
+  if (rows[0].type !== 'auth0') throw new PolicyError(`invitation.source: ${inv.source} is not an Auth0 source`);
+  if (typeof rows[0].config.invitationUrl !== 'string') throw new PolicyError(`invitation.source: ${inv.source} has no invitationUrl (the application's login URL is needed for invitation links)`);
+  if (inv.sponsors.filter === undefined && inv.sponsors.group === undefined) throw new PolicyError('invitation.sponsors: name who may sponsor an invitation (filter and/or group)');
+  if (inv.sponsors.filter !== undefined) {
+    try {
+      parseFilter(inv.sponsors.filter);
+    } catch (err) {
+      throw new PolicyError(`invitation.sponsors.filter: ${err instanceof ScimError ? err.detail : String(err)}`);
+    }
+  }
+  return {
+    sourceId: inv.source,
+    sponsors: { filter: inv.sponsors.filter ?? null, groupId: await groupId(db, inv.sponsors.group, 'invitation.sponsors.group') },
+    expiresInSeconds: inv.expiresInSeconds ?? INVITATION_DEFAULT_SECONDS,
   };
 }
 
 const POLICY_COLUMNS = `p.id, p.name, p.entitlement_id, e.connector_id || '/' || e.name AS entitlement, p.display_name, p.description, p.aliases,
   p.owner_user_ids, p.owner_group_id, p.eligibility_filter, p.eligibility_group_id, p.default_duration_s, p.max_duration_s,
-  p.permanent_allowed, p.justification_required, p.fulfilment, p.fulfilment_group_id, p.fulfilment_instructions, p.stages, p.request_ttl_s, p.expiring_notice_s`;
+  p.permanent_allowed, p.justification_required, p.fulfilment, p.fulfilment_group_id, p.fulfilment_instructions, p.stages, p.request_ttl_s, p.expiring_notice_s, p.invitation`;
 
 interface PolicyRow {
   id: string;
@@ -309,6 +375,7 @@ interface PolicyRow {
   stages: PolicyStage[];
   request_ttl_s: number | null;
   expiring_notice_s: number | null;
+  invitation: PolicyInvitation | null;
 }
 
 function toPolicy(r: PolicyRow): AccessPolicy {
@@ -327,6 +394,7 @@ function toPolicy(r: PolicyRow): AccessPolicy {
     fulfilment: { mode: r.fulfilment, groupId: r.fulfilment_group_id, instructions: r.fulfilment_instructions },
     stages: r.stages,
     requestTtlSeconds: r.request_ttl_s,
+    invitation: r.invitation,
   };
 }
 
@@ -353,12 +421,12 @@ export async function savePolicy(tx: Tx, id: string, p: Omit<AccessPolicy, 'id' 
   await tx.query(
     `INSERT INTO access_policies (id, name, entitlement_id, display_name, description, aliases, owner_user_ids, owner_group_id, eligibility_filter,
        eligibility_group_id, default_duration_s, max_duration_s, permanent_allowed, justification_required, fulfilment, fulfilment_group_id,
-       fulfilment_instructions, stages, request_ttl_s, expiring_notice_s)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+       fulfilment_instructions, stages, request_ttl_s, expiring_notice_s, invitation)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
      ON CONFLICT (name) DO UPDATE SET entitlement_id = $3, display_name = $4, description = $5, aliases = $6, owner_user_ids = $7,
        owner_group_id = $8, eligibility_filter = $9, eligibility_group_id = $10, default_duration_s = $11, max_duration_s = $12,
        permanent_allowed = $13, justification_required = $14, fulfilment = $15, fulfilment_group_id = $16, fulfilment_instructions = $17,
-       stages = $18, request_ttl_s = $19, expiring_notice_s = $20, updated_at = now()`,
+       stages = $18, request_ttl_s = $19, expiring_notice_s = $20, invitation = $21, updated_at = now()`,
     [
       before?.id ?? id,
       p.name,
@@ -380,6 +448,7 @@ export async function savePolicy(tx: Tx, id: string, p: Omit<AccessPolicy, 'id' 
       JSON.stringify(p.stages),
       p.requestTtlSeconds,
       p.durations.expiringNoticeSeconds ?? null,
+      p.invitation ? JSON.stringify(p.invitation) : null,
     ],
   );
   return { saved: (await findPolicyByName(tx, p.name, false))!, before };

@@ -15,7 +15,7 @@ import type { AccessPolicy } from './policies.js';
 
 type Queryable = Pick<Db | Tx, 'query'>;
 
-export type RequestStatus = 'pending' | 'approved' | 'rejected' | 'cancelled' | 'expired' | 'fulfilled' | 'failed' | 'revoked';
+export type RequestStatus = 'pending' | 'approved' | 'invited' | 'rejected' | 'cancelled' | 'expired' | 'fulfilled' | 'failed' | 'revoked';
 export type Decision = 'approve' | 'reject';
 
 /** One stage of a request as the workflow and the API present it. */
@@ -56,6 +56,10 @@ export interface AccessRequestView extends AccessRequestState {
   accessUntil: string | null;
   /** The manual tasks of the request: giving the access and, when it ends or is revoked, taking it away. */
   tasks: Array<{ id: string; kind: 'grant' | 'revoke'; status: 'open' | 'claimed' | 'done' | 'failed' }>;
+  /** An invitation request: the person invited (not in the directory when asked for); null otherwise. */
+  invitee: { email: string; displayName: string | null } | null;
+  /** The invitation sent once the request was approved (its link never appears here). */
+  invitation: { id: string; status: 'pending' | 'redeemed' | 'revoked' | 'expired'; expiresAt: string; deliveredAt: string | null; redeemedAt: string | null; userId: string | null } | null;
   createdAt: string;
   decidedAt: string | null;
   fulfilledAt: string | null;
@@ -73,11 +77,23 @@ export class RequestRefused extends Error {
 
 /** Whether `userId` may request under `policy` (its SCIM filter and group, when set). */
 export async function isEligible(db: Queryable, registry: SchemaRegistry, policy: AccessPolicy, userId: string): Promise<boolean> {
+  return await matchesAudience(db, registry, policy.eligibility, userId);
+}
+
+/** Whether `userId` may sponsor an invitation under `policy` (false when the policy does not invite). */
+export async function maySponsor(db: Queryable, registry: SchemaRegistry, policy: AccessPolicy, userId: string): Promise<boolean> {
+  const sponsors = policy.invitation?.sponsors;
+  if (!sponsors || (!sponsors.filter && !sponsors.groupId)) return false;
+  return await matchesAudience(db, registry, sponsors, userId);
+}
+
+/** Whether `userId` is an active user matching the SCIM filter and in the group (nested), each when set. */
+async function matchesAudience(db: Queryable, registry: SchemaRegistry, audience: { filter: string | null; groupId: string | null }, userId: string): Promise<boolean> {
   const params: unknown[] = [userId];
   const conditions = ['u.id = $1', 'u.deleted_at IS NULL', 'u.active'];
-  if (policy.eligibility.filter) conditions.push(`(${filterToSql(parseFilter(policy.eligibility.filter), USER_TARGET, registry, params)})`);
-  if (policy.eligibility.groupId) {
-    params.push(policy.eligibility.groupId);
+  if (audience.filter) conditions.push(`(${filterToSql(parseFilter(audience.filter), USER_TARGET, registry, params)})`);
+  if (audience.groupId) {
+    params.push(audience.groupId);
     conditions.push(`EXISTS (
       WITH RECURSIVE reach(group_id) AS (
         SELECT m.group_id FROM group_members m WHERE m.member_type = 'User' AND m.member_id = u.id
@@ -97,8 +113,24 @@ export interface NewRequest {
   permanent?: boolean;
   /** The requester's fulfilled, time-bound request whose access this one prolongs. */
   extendsId?: string;
+  /**
+   * Ask for access for someone not in the directory yet: the requester sponsors an invitation of
+   * this email (under a policy with `invitation`).
+   */
+  invitee?: { email: string; displayName?: string };
   /** The token that made the request (for the audit log). */
   createdBy: string;
+}
+
+/** Whether someone in the directory (not deleted) has this email as userName or as one of their emails. */
+async function inDirectory(db: Queryable, email: string): Promise<boolean> {
+  const { rows } = await db.query(
+    `SELECT 1 FROM users u WHERE u.deleted_at IS NULL AND (lower(u.user_name) = $1 OR EXISTS (
+       SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(u.resource->'emails') = 'array' THEN u.resource->'emails' ELSE '[]'::jsonb END) e
+        WHERE lower(e->>'value') = $1)) LIMIT 1`,
+    [email],
+  );
+  return rows.length > 0;
 }
 
 /**
@@ -107,7 +139,17 @@ export interface NewRequest {
  */
 export async function createRequest(db: Db, registry: SchemaRegistry, r: NewRequest): Promise<string> {
   const p = r.policy;
-  if (!(await isEligible(db, registry, p, r.requesterId))) throw new RequestRefused(403, `you are not eligible to request "${p.name}"`);
+  const invitee = r.invitee ? { email: r.invitee.email.trim().toLowerCase(), displayName: r.invitee.displayName?.trim() || null } : undefined;
+  if (invitee) {
+    // The sponsor answers for the invitee: the policy names who may sponsor (its eligibility is about
+    // people in the directory, and the invitee is not).
+    if (!p.invitation) throw new RequestRefused(400, `"${p.name}" does not invite people who are not in the directory (the policy has no invitation settings)`);
+    if (!(await maySponsor(db, registry, p, r.requesterId))) throw new RequestRefused(403, `you may not sponsor invitations under "${p.name}": the policy's invitation.sponsors do not include you`);
+    if (r.extendsId !== undefined) throw new RequestRefused(400, 'extends: an invitation request cannot extend access');
+    if (await inDirectory(db, invitee.email)) throw new RequestRefused(409, `${invitee.email} is in the directory already: request the access for them as a directory user, not as an invitation`);
+  } else if (!(await isEligible(db, registry, p, r.requesterId))) {
+    throw new RequestRefused(403, `you are not eligible to request "${p.name}"`);
+  }
   const justification = r.justification?.trim() ?? '';
   if (p.justificationRequired && justification === '') throw new RequestRefused(400, `"${p.name}" needs a justification`);
   let duration: number | null;
@@ -138,18 +180,27 @@ export async function createRequest(db: Db, registry: SchemaRegistry, r: NewRequ
   try {
     await withTransaction(db, async (tx) => {
       await tx.query(
-        `INSERT INTO access_requests (id, policy_id, policy, requester_id, justification, duration_s, created_by, extends_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-        [id, p.id, JSON.stringify(p), r.requesterId, justification || null, duration, r.createdBy, r.extendsId ?? null],
+        `INSERT INTO access_requests (id, policy_id, policy, requester_id, justification, duration_s, created_by, extends_id, invitee_email, invitee_name)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+        [id, p.id, JSON.stringify(p), r.requesterId, justification || null, duration, r.createdBy, r.extendsId ?? null, invitee?.email ?? null, invitee?.displayName ?? null],
       );
       await tx.query(
         `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'access-request.created', 'AccessRequest', $2, $3, $4)`,
-        [r.createdBy, id, justification || 'access request', JSON.stringify({ policy: p.name, requesterId: r.requesterId, durationSeconds: duration, extends: r.extendsId ?? null })],
+        [
+          r.createdBy,
+          id,
+          justification || (invitee ? 'invitation request' : 'access request'),
+          JSON.stringify({ policy: p.name, requesterId: r.requesterId, durationSeconds: duration, extends: r.extendsId ?? null, ...(invitee ? { invitee } : {}) }),
+        ],
       );
       const { rows } = await tx.query<{ user_name: string }>('SELECT user_name FROM users WHERE id = $1', [r.requesterId]);
       await enqueue(tx, { topic: 'access-request.created', aggregateId: id, payload: { requester: rows[0]?.user_name ?? r.requesterId, resource: p.name } });
     });
   } catch (err) {
-    if ((err as { code?: string }).code === '23505') throw new RequestRefused(409, `you already have a pending request for "${p.name}"`);
+    if ((err as { code?: string; constraint?: string }).code === '23505') {
+      if (invitee) throw new RequestRefused(409, `an invitation request for ${invitee.email} under "${p.name}" is open already`);
+      throw new RequestRefused(409, `you already have a pending request for "${p.name}"`);
+    }
     throw err;
   }
   return id;
@@ -172,6 +223,9 @@ interface RequestRow {
   created_at: Date;
   decided_at: Date | null;
   fulfilled_at: Date | null;
+  invitee_email: string | null;
+  invitee_name: string | null;
+  invitation: { id: string; status: 'pending' | 'redeemed' | 'revoked' | 'expired'; expiresAt: string; deliveredAt: string | null; redeemedAt: string | null; userId: string | null } | null;
 }
 
 /** The stages and decisions recorded for a request, in the shape the workflow answers. */
@@ -205,7 +259,13 @@ export async function recordedState(db: Queryable, row: Pick<RequestRow, 'id' | 
 }
 
 const REQUEST_COLUMNS = `r.id, r.policy, r.requester_id, u.user_name AS requester, r.justification, r.duration_s, r.status, r.stage, r.status_reason,
-  r.created_by, r.grant_id, r.extends_id, r.access_until, r.created_at, r.decided_at, r.fulfilled_at`;
+  r.created_by, r.grant_id, r.extends_id, r.access_until, r.created_at, r.decided_at, r.fulfilled_at, r.invitee_email, r.invitee_name,
+  (SELECT jsonb_build_object('id', i.id, 'status', CASE WHEN i.status = 'pending' AND i.expires_at <= now() THEN 'expired' ELSE i.status END,
+                             'expiresAt', i.expires_at, 'deliveredAt', i.delivered_at, 'redeemedAt', i.redeemed_at, 'userId', i.user_id)
+     FROM invitations i WHERE i.id = r.invitation_id) AS invitation`;
+
+/** A timestamp from jsonb (PostgreSQL's text form) as ISO 8601. */
+const iso = (v: string | null) => (v === null ? null : new Date(v).toISOString());
 
 async function toView(db: Queryable, r: RequestRow): Promise<AccessRequestView> {
   const { rows: tasks } = await db.query<AccessRequestView['tasks'][number]>('SELECT id, kind, status FROM access_tasks WHERE request_id = $1 ORDER BY created_at, id', [r.id]);
@@ -223,6 +283,8 @@ async function toView(db: Queryable, r: RequestRow): Promise<AccessRequestView> 
     extends: r.extends_id,
     accessUntil: r.access_until?.toISOString() ?? null,
     tasks,
+    invitee: r.invitee_email ? { email: r.invitee_email, displayName: r.invitee_name } : null,
+    invitation: r.invitation ? { ...r.invitation, expiresAt: iso(r.invitation.expiresAt)!, deliveredAt: iso(r.invitation.deliveredAt), redeemedAt: iso(r.invitation.redeemedAt) } : null,
     createdAt: r.created_at.toISOString(),
     decidedAt: r.decided_at?.toISOString() ?? null,
     fulfilledAt: r.fulfilled_at?.toISOString() ?? null,
@@ -361,6 +423,8 @@ export interface ExportedRequest {
   policy: string;
   entitlement: string | null;
   requester: string;
+  /** An invitation request: the email invited (the requester is its sponsor); null otherwise. */
+  invitee: string | null;
   justification: string | null;
   durationSeconds: number | null;
   status: RequestStatus;
@@ -376,7 +440,7 @@ export interface ExportedRequest {
 /** Requests made in [from, to) with every decision and refused attempt, oldest first (at most `limit`). */
 export async function exportRequests(db: Queryable, from: string, to: string, limit = 50_000): Promise<ExportedRequest[]> {
   const { rows } = await db.query<Omit<ExportedRequest, 'decisions' | 'taskRefusals'>>(
-    `SELECT r.id, r.policy->>'name' AS policy, r.policy->>'entitlement' AS entitlement, u.user_name AS requester, r.justification,
+    `SELECT r.id, r.policy->>'name' AS policy, r.policy->>'entitlement' AS entitlement, u.user_name AS requester, r.invitee_email AS invitee, r.justification,
             r.duration_s AS "durationSeconds", r.status, r.status_reason AS reason,
             to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS "createdAt",
             to_char(r.decided_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS "decidedAt",

@@ -178,7 +178,7 @@ ${eligible
     const current = r.status === 'pending' && total > 0 ? html` · stage ${Math.min(r.stage + 1, total)} of ${total}` : '';
     return html`<article class="card" aria-labelledby="r-${r.id}"><h2 id="r-${r.id}">${r.displayName}</h2>
 <p>Status: <span class="status" data-status="${r.status}">${STATUS_TEXT[r.status] ?? r.status}</span>${current}${r.reason ? html` (${r.reason})` : ''}</p>
-<dl>${extra ?? ''}<dt>Requested</dt><dd>${new Date(r.createdAt).toUTCString()}</dd><dt>Duration</dt><dd>${hours(r.durationSeconds)}</dd><dt>Justification</dt><dd>${r.justification ?? '—'}</dd></dl>
+<dl>${extra ?? ''}${r.invitee ? html`<dt>Invitee</dt><dd>${r.invitee.displayName ? `${r.invitee.displayName} <${r.invitee.email}>` : r.invitee.email} (not in the directory yet: invited once approved)</dd>` : ''}<dt>Requested</dt><dd>${new Date(r.createdAt).toUTCString()}</dd><dt>Duration</dt><dd>${hours(r.durationSeconds)}</dd><dt>Justification</dt><dd>${r.justification ?? '—'}</dd></dl>
 <ol>${r.stages.map(
       (s) => html`<li>${s.name}: ${s.status}${Object.keys(s.decisions).length
         ? html` — ${Object.entries(s.decisions).map(([who, d], i) => html`${i ? ', ' : ''}${names.get(who) ?? who} ${d === 'approve' ? 'approved' : 'rejected'}`)}`

@@ -62,6 +62,7 @@ dd { margin: 0; }
 export const STATUS_TEXT: Record<string, string> = {
   pending: 'waiting for approval',
   approved: 'approved, being granted',
+  invited: 'invited, waiting for the first sign-in',
   rejected: 'rejected',
   cancelled: 'cancelled',
   expired: 'expired',

@@ -24,6 +24,7 @@ import { redeemInvitation, REFUSAL_MESSAGES, type RedeemRefusal } from '../../co
 import { loginStatus, loginUser } from '../../core/logins/status.js';
 import { SESSION_TTL_SECONDS, sessionKey, signToken } from '../../core/logins/tokens.js';
 import { ApiError, apiErrors, Open, StringEnum } from './schemas.js';
+import { tellInvitationRequest } from '../invitation-requests.js';
 
 const RedeemBody = Type.Object(
   {
@@ -142,7 +143,10 @@ const auth0Routes: FastifyPluginAsyncTypebox<Auth0RoutesOptions> = async (app, o
       const result = await redeemInvitation(app.db, { sourceId: request.params.source, token: body.token, email: body.email, auth0UserId: body.userId, name: body.name });
       if (!result.ok) return reply.code(403).send({ statusCode: 403, error: 'Forbidden', reason: result.reason, message: result.message });
       app.outbox.kick();
-      return result;
+      // An access request that invited is fulfilled now: its workflow hears of it (without holding up the login).
+      const { requestId, ...answer } = result;
+      tellInvitationRequest(app.temporal, request.log, requestId);
+      return answer;
     },
   );
 

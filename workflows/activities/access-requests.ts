@@ -1,19 +1,23 @@
 /**
  * The activity side of the `accessRequest` workflow: loading the request, resolving a stage's
- * approvers when it opens, recording decisions and outcomes (each with its audit event), and
- * automatic fulfilment through a grant that the user's userSync workflow provisions. Every one is
+ * approvers when it opens, recording decisions and outcomes (each with its audit event),
+ * automatic fulfilment through a grant that the user's userSync workflow provisions, and for an
+ * invitation request the invitation (core/invitations, keyed by the request). Every one is
  * idempotent, since Temporal may run an activity more than once.
  */
 import { randomUUID } from 'node:crypto';
 import type { Db, Tx } from '../../core/db/pool.js';
 import { withTransaction } from '../../core/db/pool.js';
 import { enqueueUserChanges } from '../../core/outbox/outbox.js';
-import type { AccessPolicy, PolicyStage } from '../../core/access/policies.js';
+import { INVITATION_DEFAULT_SECONDS, type AccessPolicy, type PolicyStage } from '../../core/access/policies.js';
 import type { Decision, RequestStatus } from '../../core/access/requests.js';
 import { matchesFilter, parseFilter } from '../../core/scim/filter/index.js';
 import { SchemaRegistry } from '../../core/scim/schemas.js';
 import { loadApproverFunction } from '../../core/access/approver-functions.js';
 import type { AccessNotifier, AccessNoticeType } from '../../core/access/notifier.js';
+import { createInvitation, withdrawUndeliveredInvitation, type InvitationNotify } from '../../core/invitations/invitations.js';
+import { openAuth0Source } from '../../core/sources/import.js';
+import { PermanentError } from '../../connectors/index.js';
 
 const registry = new SchemaRegistry();
 
@@ -43,6 +47,11 @@ export interface LoadedRequest {
   extendsId: string | null;
   /** `connectorId/name` of the entitlement; null for a manual-only resource. */
   entitlement: string | null;
+  /**
+   * An invitation request: the email invited once the request is approved (absent in requests
+   * loaded before invitation requests existed).
+   */
+  invitee?: string | null;
 }
 
 /** A stage's approvers, or what to do because there are none. */
@@ -68,8 +77,10 @@ async function loadRow(db: Pick<Db | Tx, 'query'>, requestId: string) {
     grant_id: string | null;
     justification: string | null;
     extends_id: string | null;
+    invitee_email: string | null;
+    invitee_name: string | null;
   }>(
-    'SELECT requester_id, status, policy, created_at, duration_s, grant_id, justification, extends_id FROM access_requests WHERE id = $1',
+    'SELECT requester_id, status, policy, created_at, duration_s, grant_id, justification, extends_id, invitee_email, invitee_name FROM access_requests WHERE id = $1',
     [requestId],
   );
   if (!rows[0]) throw new Error(`access request ${requestId} does not exist`);
@@ -103,6 +114,7 @@ export async function loadAccessRequest(db: Db, requestId: string): Promise<Load
     expiringNoticeSeconds: r.policy.durations.expiringNoticeSeconds ?? null,
     extendsId: r.extends_id,
     entitlement: r.policy.entitlement,
+    invitee: r.invitee_email,
   };
 }
 
@@ -179,7 +191,9 @@ export async function resolveStageApprovers(db: Db, requestId: string, stage: nu
   const r = await loadRow(db, requestId);
   const s = r.policy.stages[stage];
   if (!s) throw new Error(`access request ${requestId} has no stage ${stage}`);
-  if (s.autoApprove && (await requesterMatches(db, r.requester_id, s.autoApprove))) {
+  // autoApprove describes who receives the access; an invitee is not in the directory, so an
+  // invitation request (whose requester is only its sponsor) is never approved automatically.
+  if (s.autoApprove && r.invitee_email === null && (await requesterMatches(db, r.requester_id, s.autoApprove))) {
     const note = `approved automatically: the requester matches ${s.autoApprove}`;
     await openStage(db, requestId, stage, s.name, [], note, 'approved', 'approve');
     return { outcome: 'approve', approvers: [], note };
@@ -279,7 +293,8 @@ export async function recordRequestStatus(
         u.stageStatus,
       ]);
     }
-    const from = u.status === 'fulfilled' || u.status === 'failed' ? ['pending', 'approved'] : ['pending'];
+    // An invitation request is `invited` once its invitation is sent, and `expired` when it was not redeemed in time.
+    const from = u.status === 'fulfilled' || u.status === 'failed' || u.status === 'invited' ? ['pending', 'approved'] : u.status === 'expired' ? ['pending', 'invited'] : ['pending'];
     if (u.status === 'pending') {
       await tx.query('UPDATE access_requests SET stage = $2, updated_at = now() WHERE id = $1 AND status = $3', [u.requestId, u.stage, 'pending']);
       return;
@@ -451,6 +466,7 @@ export async function callApproverFunction(db: Db, requestId: string, stage: num
     entitlement: r.policy.entitlement,
     stage: { index: stage, name: s.name },
     justification: r.justification,
+    invitee: r.invitee_email ? { email: r.invitee_email, displayName: r.invitee_name } : null,
   });
   if (!Array.isArray(answer) || answer.some((x) => typeof x !== 'string')) throw new Error(`approver function "${fn.module}" answered ${JSON.stringify(answer)?.slice(0, 200)}, not a list of user ids or userNames`);
   if (answer.length === 0) return [];
@@ -612,4 +628,77 @@ export async function recordAccessEnded(db: Db, requestId: string): Promise<void
       [requestId, `access-request:${requestId}`],
     );
   });
+}
+
+/** Tries of sending a request's invitation before the request is recorded as failed. */
+export const INVITE_ATTEMPTS = 6;
+
+/** What sending a request's invitation came to. */
+export interface InvitationSent {
+  state: 'invited' | 'failed';
+  invitationId: string | null;
+  /** When the invitation expires (epoch ms). */
+  expiresAt: number | null;
+  reason: string | null;
+}
+
+/**
+ * An approved invitation request: invites the request's email into the policy's Auth0 source with
+ * the policy's entitlement, through the same code as the admin API (core/invitations), with the
+ * request's id as idempotency key (one invitation, one Auth0 user, one link however often this
+ * runs). The grant made at redemption lasts the request's duration. Throws a failure worth
+ * retrying until the last try; a permanent failure, or the last try, withdraws the undelivered
+ * invitation and answers `failed` with the reason.
+ */
+export async function inviteForRequest(db: Db, notify: InvitationNotify | undefined, requestId: string, attempt: number): Promise<InvitationSent> {
+  const r = await loadRow(db, requestId);
+  const actor = `access-request:${requestId}`;
+  const settings = r.policy.invitation;
+  const failed = (reason: string): InvitationSent => ({ state: 'failed', invitationId: null, expiresAt: null, reason });
+  if (!r.invitee_email) return failed('the request names no invitee');
+  if (!settings || !r.policy.entitlementId) return failed(`"${r.policy.name}" does not invite (it had no invitation settings when the request was made)`);
+  if (!notify) {
+    await withdrawUndeliveredInvitation(db, requestId, actor, 'no delivery channel');
+    return failed('invitations are sent through the delivery channel: set DELIVERY_WEBHOOK_URL and DELIVERY_WEBHOOK_SECRET for the worker');
+  }
+  try {
+    const invitation = await createInvitation(db, {
+      sourceId: settings.sourceId,
+      source: await openAuth0Source(db, settings.sourceId),
+      email: r.invitee_email,
+      entitlementIds: [r.policy.entitlementId],
+      expiresAt: new Date(Date.now() + (settings.expiresInSeconds ?? INVITATION_DEFAULT_SECONDS) * 1000),
+      actor,
+      notify,
+      requestId,
+      grantDurationSeconds: r.duration_s,
+    });
+    return { state: 'invited', invitationId: invitation.id, expiresAt: invitation.expiresAt.getTime(), reason: null };
+  } catch (err) {
+    const message = (err as Error).message;
+    if (!(err instanceof PermanentError) && attempt < INVITE_ATTEMPTS) throw err;
+    await withdrawUndeliveredInvitation(db, requestId, actor, `the invitation could not be sent: ${message}`);
+    return failed(message);
+  }
+}
+
+/** Where a request's invitation stands now, and what the request records. */
+export interface InvitationProgress {
+  status: 'pending' | 'redeemed' | 'revoked' | 'expired' | 'none';
+  /** When the invitation expires (epoch ms). */
+  expiresAt: number | null;
+  requestStatus: RequestStatus;
+  requestReason: string | null;
+}
+
+export async function invitationProgress(db: Db, requestId: string): Promise<InvitationProgress> {
+  const { rows } = await db.query<{ status: InvitationProgress['status'] | null; expires_at: Date | null; request_status: RequestStatus; reason: string | null }>(
+    `SELECT CASE WHEN i.status = 'pending' AND i.expires_at <= now() THEN 'expired' ELSE i.status END AS status, i.expires_at,
+            r.status AS request_status, r.status_reason AS reason
+       FROM access_requests r LEFT JOIN invitations i ON i.id = r.invitation_id WHERE r.id = $1`,
+    [requestId],
+  );
+  const row = rows[0];
+  if (!row) throw new Error(`access request ${requestId} does not exist`);
+  return { status: row.status ?? 'none', expiresAt: row.expires_at?.getTime() ?? null, requestStatus: row.request_status, requestReason: row.reason };
 }

@@ -13,6 +13,7 @@ import { sourceActivities } from './sources.js';
 import { finishReconcile, reconcilePage, startReconcile, type ReconcileStarted, type ReconcileSummary } from './reconcile.js';
 import { slackActivities } from './slack.js';
 import type { SlackConfig } from '../../core/config.js';
+import type { InvitationNotify } from '../../core/invitations/invitations.js';
 
 export interface ActivityDeps {
   db: Db;
@@ -21,6 +22,8 @@ export interface ActivityDeps {
   accessNotifier?: AccessNotifier | undefined;
   /** The Slack app's settings (workflows/activities/slack.ts); absent: nothing is sent to Slack. */
   slack?: SlackConfig | undefined;
+  /** Sends the links of invitations that approved access requests make (core/invitations); absent: such requests fail, saying so. */
+  invitationNotify?: InvitationNotify | undefined;
 }
 
 export interface SyncUserInput {
@@ -33,7 +36,7 @@ export interface SyncUserResult {
   outcome: 'synced' | 'deprovisioned' | 'missing';
 }
 
-export function createActivities({ db, connectors, accessNotifier, slack }: ActivityDeps) {
+export function createActivities({ db, connectors, accessNotifier, slack, invitationNotify }: ActivityDeps) {
   const workflowId = () => Context.current().info.workflowExecution?.workflowId;
   const step = (action: Parameters<typeof applyStep>[2]) => async (input: StepInput): Promise<StepResult> =>
     await applyStep(db, connectors, action, { ...input, workflowId: workflowId() });
@@ -96,15 +99,19 @@ export function createActivities({ db, connectors, accessNotifier, slack }: Acti
       );
       return { outcome: user.deleted || !user.active ? 'deprovisioned' : 'synced' };
     },
-    ...accessRequestActivities(db, accessNotifier),
+    ...accessRequestActivities(db, accessNotifier, invitationNotify),
     ...slackActivities(slack ? { db, config: slack } : undefined),
     ...sourceActivities(db),
   };
 }
 
 /** The accessRequest workflow's activities (./access-requests.ts), named to read well in the Temporal UI. */
-function accessRequestActivities(db: Db, notifier: AccessNotifier | undefined) {
+function accessRequestActivities(db: Db, notifier: AccessNotifier | undefined, invitationNotify: InvitationNotify | undefined) {
   return {
+    /** An approved invitation request: invites its email (once per request) and sends the link through the delivery channel. */
+    inviteRequested: async ({ requestId }: { requestId: string }) => await access.inviteForRequest(db, invitationNotify, requestId, Context.current().info.attempt),
+    /** Where the request's invitation stands: pending, redeemed, revoked or expired. */
+    invitationProgress: async ({ requestId }: { requestId: string }) => await access.invitationProgress(db, requestId),
     /** Tells the recipients about the request (retried; recorded as failed after the last try). */
     notifyAccess: async (input: Parameters<typeof access.notifyAccess>[2]) => await access.notifyAccess(db, notifier, input, Context.current().info.attempt),
     /** Reads the request and the policy it was made under. */

@@ -33,6 +33,8 @@ import { sendApiError } from './errors.js';
 import { csvField, parseInstant } from '../../../core/audit/chain.js';
 import { decideAs } from '../../access-decisions.js';
 import { apiErrors, ApiError, DateTime, Nullable, Open, StringEnum } from '../schemas.js';
+import { revokeInvitation } from '../../../core/invitations/invitations.js';
+import { tellInvitationRequest } from '../../invitation-requests.js';
 
 const fail = sendApiError;
 const ACT_AS = 'x-act-as';
@@ -64,6 +66,9 @@ const AccessPolicy = Open({
   fulfilment: Open({ mode: Type.String() }),
   stages: Type.Array(Open({ name: Type.String() }), { description: 'serial approval stages, with users and groups as ids' }),
   requestTtlSeconds: Nullable(Type.Integer()),
+  invitation: Type.Optional(
+    Nullable(Open({ sourceId: Type.String(), sponsors: Open({}), expiresInSeconds: Type.Integer() }), 'requests may invite people not in the directory yet; null: they may not'),
+  ),
 });
 
 const StageState = Open({
@@ -78,7 +83,7 @@ const StageState = Open({
 
 const requestState = {
   requestId: Type.String(),
-  status: Type.String({ description: 'pending, approved, rejected, cancelled, expired, fulfilled, failed or revoked' }),
+  status: Type.String({ description: 'pending, approved, invited (an invitation request whose invitation waits to be redeemed), rejected, cancelled, expired, fulfilled, failed or revoked' }),
   stage: Type.Integer({ description: 'the current stage (index); the number of stages once every stage is through' }),
   reason: Nullable(Type.String()),
   stages: Type.Array(StageState),
@@ -98,6 +103,20 @@ const AccessRequest = Open({
   createdBy: Type.String(),
   grantId: Nullable(Type.String()),
   extends: Nullable(Type.String(), 'for an extension: the request whose access it prolongs'),
+  invitee: Type.Optional(Nullable(Open({ email: Type.String(), displayName: Nullable(Type.String()) }), 'an invitation request: the person invited (the requester sponsors them)')),
+  invitation: Type.Optional(
+    Nullable(
+      Open({
+        id: Type.String({ format: 'uuid' }),
+        status: StringEnum(['pending', 'redeemed', 'revoked', 'expired']),
+        expiresAt: DateTime(),
+        deliveredAt: Nullable(DateTime()),
+        redeemedAt: Nullable(DateTime()),
+        userId: Nullable(Type.String(), 'the directory user it was redeemed for'),
+      }),
+      'the invitation sent once the request was approved (its link is never in an answer)',
+    ),
+  ),
   createdAt: DateTime(),
   decidedAt: Nullable(DateTime()),
   fulfilledAt: Nullable(DateTime()),
@@ -138,6 +157,7 @@ const ExportedRequest = Open({
   policy: Type.String(),
   entitlement: Nullable(Type.String()),
   requester: Type.String(),
+  invitee: Type.Optional(Nullable(Type.String(), 'an invitation request: the email invited (the requester is its sponsor)')),
   justification: Nullable(Type.String()),
   durationSeconds: Nullable(Type.Integer()),
   status: Type.String(),
@@ -260,13 +280,13 @@ const accessRequests: FastifyPluginAsync = async (app) => {
 
   const people = { tags: ['access requests'], security, headers: actAsHeader };
 
-  app.post<{ Body: { policy: string; justification?: string; durationSeconds?: number; permanent?: boolean; extends?: string } }>(
+  app.post<{ Body: { policy: string; justification?: string; durationSeconds?: number; permanent?: boolean; extends?: string; invitee?: { email: string; displayName?: string } } }>(
     '/api/requests',
     {
       onRequest: requests,
       schema: {
         ...people,
-        summary: 'Request access under a policy, as the acting user',
+        summary: 'Request access under a policy, as the acting user; or, with invitee, for someone not in the directory yet (an invitation, where the policy allows it)',
         body: Type.Object(
           {
             policy: Type.String({ minLength: 1, description: 'policy name, alias or id' }),
@@ -276,12 +296,30 @@ const accessRequests: FastifyPluginAsync = async (app) => {
             extends: Type.Optional(
               Type.String({ format: 'uuid', description: 'ask to prolong your fulfilled, time-bound access of this request (decided like a new request)' }),
             ),
+            invitee: Type.Optional(
+              Type.Object(
+                {
+                  email: Type.String({ format: 'email', maxLength: 320, description: 'the address invited; nobody in the directory may have it' }),
+                  displayName: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+                },
+                {
+                  additionalProperties: false,
+                  description: "ask for access for someone not in the directory yet: once approved they are invited (an email with the link) into the policy's Auth0 source and get the access at their first login. Only under a policy with invitation settings, and only for its sponsors",
+                },
+              ),
+            ),
           },
           { additionalProperties: false },
         ),
         response: {
           201: AccessRequest,
-          ...apiErrors([400, 404, 409], { ...NOT_A_PERSON, 403: 'the token may not act as that user, or the user may not request under the policy', 404: 'no such access policy', 409: 'the request conflicts with access already requested or held' }),
+          ...apiErrors([400, 404, 409], {
+            ...NOT_A_PERSON,
+            400: "invalid request, the token is no person's and names nobody in X-Act-As, or the policy does not invite",
+            403: 'the token may not act as that user, or the user may not request (or sponsor an invitation) under the policy',
+            404: 'no such access policy',
+            409: 'the request conflicts with access already requested or held, the invitee is in the directory already, or no delivery channel is configured for invitations',
+          }),
         },
       },
     },
@@ -290,6 +328,9 @@ const accessRequests: FastifyPluginAsync = async (app) => {
       if (!me) return reply;
       const policy = await findPolicy(app.db, request.body.policy);
       if (!policy) return fail(reply, 404, `no access policy "${request.body.policy}"`);
+      if (request.body.invitee && policy.invitation && !(app.config.deliveryWebhookUrl && app.config.deliveryWebhookSecret)) {
+        return fail(reply, 409, 'invitations are sent through the delivery channel: set DELIVERY_WEBHOOK_URL and DELIVERY_WEBHOOK_SECRET');
+      }
       let id: string;
       try {
         id = await createRequest(app.db, app.scimRegistry, {
@@ -300,6 +341,7 @@ const accessRequests: FastifyPluginAsync = async (app) => {
           ...(request.body.durationSeconds !== undefined ? { durationSeconds: request.body.durationSeconds } : {}),
           ...(request.body.permanent !== undefined ? { permanent: request.body.permanent } : {}),
           ...(request.body.extends !== undefined ? { extendsId: request.body.extends } : {}),
+          ...(request.body.invitee !== undefined ? { invitee: request.body.invitee } : {}),
         });
       } catch (err) {
         if (err instanceof RequestRefused) return fail(reply, err.status, err.message);
@@ -438,7 +480,7 @@ const accessRequests: FastifyPluginAsync = async (app) => {
       onRequest: admin,
       schema: {
         ...catalogue,
-        summary: 'Revoke a request at any time: a pending one is cancelled, fulfilled automatic access is taken away (its grant ends)',
+        summary: 'Revoke a request at any time: a pending one is cancelled, fulfilled automatic access is taken away (its grant ends), an invited one has its invitation revoked',
         params: IdParams,
         body: Type.Unsafe<{ reason?: string } | null>({ type: ['object', 'null'], additionalProperties: false, properties: { reason: { type: 'string', maxLength: 4000 } } }),
         response: {
@@ -463,6 +505,16 @@ const accessRequests: FastifyPluginAsync = async (app) => {
           await cancelUnstarted(app.db, view.id, request.identity!.name);
           return stateOf((await getRequest(app.db, view.id))!);
         }
+      }
+      if (view.status === 'invited' && view.invitation) {
+        // Its invitation is revoked (the link stops working) and the request records revoked, in one transaction.
+        const out = await revokeInvitation(app.db, view.invitation.id, request.identity!.name, reason);
+        if (out === 'not-found' || out === 'not-pending') {
+          const now = (await getRequest(app.db, view.id))!;
+          return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `the request is ${now.status}`, state: stateOf(now) });
+        }
+        tellInvitationRequest(app.temporal, request.log, view.id);
+        return stateOf((await getRequest(app.db, view.id))!);
       }
       const { rows: mode } = await app.db.query<{ manual: boolean }>(`SELECT policy->'fulfilment'->>'mode' = 'manual' AS manual FROM access_requests WHERE id = $1`, [view.id]);
       if (view.status === 'fulfilled' && mode[0]?.manual) {

@@ -12,6 +12,7 @@ import { createInvitation, listInvitations, revokeInvitation } from '../../../co
 import { openAuth0Source } from '../../../core/sources/import.js';
 import { sendApiError as fail } from './errors.js';
 import { apiErrors, DateTime, Nullable, Open, StringEnum } from '../schemas.js';
+import { tellInvitationRequest } from '../../invitation-requests.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DAY_MS = 86_400_000;
@@ -45,6 +46,7 @@ const Invitation = Open({
   redeemedAt: Nullable(DateTime()),
   userId: Nullable(Type.String(), 'the directory user it was redeemed for'),
   revokedAt: Nullable(DateTime()),
+  requestId: Nullable(Type.String(), 'the access request the invitation was made for (null: made through this API); revoking the invitation revokes that request'),
 });
 
 const invitations: FastifyPluginAsyncTypebox = async (app) => {
@@ -133,7 +135,7 @@ const invitations: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags,
         security,
-        summary: 'Revoke a pending invitation: its link stops working',
+        summary: 'Revoke a pending invitation: its link stops working (an access request that made it records revoked)',
         params: IdParams,
         response: {
           200: { ...Invitation, description: 'the invitation, revoked' },
@@ -146,6 +148,7 @@ const invitations: FastifyPluginAsyncTypebox = async (app) => {
       const out = await revokeInvitation(app.db, request.params.id, request.identity!.name);
       if (out === 'not-found') return fail(reply, 404, `no invitation ${request.params.id}`);
       if (out === 'not-pending') return fail(reply, 409, `invitation ${request.params.id} is no longer pending`);
+      tellInvitationRequest(app.temporal, request.log, out.requestId);
       return out;
     },
   );
