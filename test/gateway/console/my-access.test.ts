@@ -16,6 +16,7 @@ import { createToken } from '../../../core/auth/tokens.js';
 import { findPolicy } from '../../../core/access/policies.js';
 import { getRequest, type AccessRequestView } from '../../../core/access/requests.js';
 import { getTask } from '../../../core/access/tasks.js';
+import { accessRequestWorkflowId } from '../../../workflows/client.js';
 
 const PLUGIN = fileURLToPath(new URL('../../fixtures/memory-connector.ts', import.meta.url));
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
@@ -235,6 +236,9 @@ t.test('tasks: claim, done and failed as on the REST API; forged forms by others
   t.match(access.body, 'given by hand by the fulfilment group');
 
   // Released over REST: the same core path; the fulfilment group gets the task to take it away.
+  const handle = temporal.client.workflow.getHandle(accessRequestWorkflowId(id));
+  const details = async () => (await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata')).currentDetails;
+  await eventually(async () => (await details()).startsWith('fulfilled: access until'), 30_000, 'the workflow to follow the access');
   const token = (await createToken(database.db, 'personal-ria', ['requests'], undefined, ids.ria)).token;
   const hal = (await createToken(database.db, 'personal-hal', ['requests'], undefined, ids.hal)).token;
   const release = (tok: string, body: unknown) =>
