@@ -67,9 +67,11 @@ export interface CompleteTaskInput {
 }
 
 export interface RevokeInput {
-  /** Who revokes, for the audit log (an admin token's name). */
+  /** Who revokes, for the audit log (an admin token's name, or the requester's userName when they release it). */
   actor: string;
   reason: string;
+  /** The requester gives up their own access (audited as `access-request.released`); `via`: the front end or token used. */
+  release?: { via: string };
 }
 
 /** The state of the request's manual task, as closing it answers. */
@@ -107,8 +109,8 @@ export const invitationSettledSignal = defineSignal('invitationSettled');
 /** Workflow id of an access request's workflow (also used by userSync to signal it). */
 export const accessRequestWorkflowIdOf = (requestId: string) => `access-request:${requestId}`;
 /**
- * An administrator takes manually fulfilled access away: the request records `revoked` and a
- * revocation task opens for the fulfilment group. Refused (409) when the request holds no running
- * manual access.
+ * An administrator takes manually fulfilled access away, or its requester gives it up: the request
+ * records `revoked` and a revocation task opens for the fulfilment group. Refused (409) when the
+ * request holds no running manual access.
  */
 export const revokeAccessUpdate = defineUpdate<AccessRequestState, [RevokeInput]>('revokeAccess');

@@ -279,7 +279,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
     return task;
   };
 
-  // Manually given access: an administrator may take it away while it runs.
+  // Manually given access: an administrator may take it away while it runs, or its requester give it up.
   let manualAccessRunning = false;
   let revocation: RevokeInput | undefined;
   wf.setHandler(
@@ -290,7 +290,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
         state.status = 'revoked';
         state.reason = input.reason;
         wf.upsertSearchAttributes([{ key: accessStatusSearchAttribute, value: 'revoked' }]);
-        await recordManualRevocation({ requestId, actor: input.actor, reason: input.reason });
+        await recordManualRevocation({ requestId, actor: input.actor, reason: input.reason, ...(input.release ? { release: input.release } : {}) });
       }
       // Answer once the fulfilment group has its revocation task.
       await wf.condition(() => task?.kind === 'revoke');

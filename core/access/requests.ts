@@ -297,11 +297,11 @@ export async function getRequest(db: Queryable, id: string): Promise<AccessReque
   return rows[0] ? await toView(db, rows[0]) : undefined;
 }
 
-/** A user's own requests, newest first. */
-export async function listRequestsOf(db: Queryable, requesterId: string, limit = 200): Promise<AccessRequestView[]> {
+/** A user's own requests, newest first (`limit` of them after skipping `offset`). */
+export async function listRequestsOf(db: Queryable, requesterId: string, limit = 200, offset = 0): Promise<AccessRequestView[]> {
   const { rows } = await db.query<RequestRow>(
-    `SELECT ${REQUEST_COLUMNS} FROM access_requests r JOIN users u ON u.id = r.requester_id WHERE r.requester_id = $1 ORDER BY r.created_at DESC, r.id LIMIT $2`,
-    [requesterId, limit],
+    `SELECT ${REQUEST_COLUMNS} FROM access_requests r JOIN users u ON u.id = r.requester_id WHERE r.requester_id = $1 ORDER BY r.created_at DESC, r.id LIMIT $2 OFFSET $3`,
+    [requesterId, limit, offset],
   );
   return await Promise.all(rows.map((r) => toView(db, r)));
 }
@@ -362,12 +362,25 @@ export async function cancelUnstarted(db: Db, requestId: string, actor: string):
   });
 }
 
+/** Who ends access early, for the audit log: an administrator's revocation, or the requester giving it up. */
+export interface AccessEnding {
+  /** Who is acting (a token's name, or the person's userName when they release their own access). */
+  actor: string;
+  reason: string;
+  /** The requester gives up their own access (audited as `access-request.released`); `via`: the front end or token they used. */
+  release?: { via: string };
+}
+
 /**
- * Takes fulfilled automatic access away before it ends: the request's grant ends (with its audit
- * event and the outbox row that has userSync remove it) and the request records `revoked`.
+ * Takes fulfilled automatic access away before it ends: the request's grant ends, and so do the
+ * grants of the fulfilled extensions that prolong it (the same access, starting where it ends), each
+ * with its audit event, and the outbox row has userSync remove them from the target. The request
+ * records `revoked` (the extensions `revoked with request <id>: ...`), audited as
+ * `access-request.revoked`, or `access-request.released` when the requester gave it up.
  * Answers false when the request holds no active grant.
  */
-export async function revokeGrantedAccess(db: Db, requestId: string, actor: string, reason: string): Promise<boolean> {
+export async function revokeGrantedAccess(db: Db, requestId: string, ending: AccessEnding): Promise<boolean> {
+  const { actor, reason, release } = ending;
   return await withTransaction(db, async (tx) => {
     const { rows } = await tx.query<{ grant_id: string | null; requester_id: string }>(
       `SELECT grant_id, requester_id FROM access_requests WHERE id = $1 AND status = 'fulfilled' FOR UPDATE`,
@@ -375,24 +388,96 @@ export async function revokeGrantedAccess(db: Db, requestId: string, actor: stri
     );
     const r = rows[0];
     if (!r?.grant_id) return false;
-    const { rows: ended } = await tx.query<Record<string, unknown>>(
-      `UPDATE grants SET status = 'ended', ended_at = now() WHERE id = $1 AND status = 'active'
-       RETURNING id, user_id AS "userId", entitlement_id AS "entitlementId", reason, status, valid_from AS "validFrom", valid_until AS "validUntil", ended_at AS "endedAt"`,
-      [r.grant_id],
+    const { rows: extensions } = await tx.query<{ id: string; grant_id: string | null }>(
+      `WITH RECURSIVE chain(id) AS (
+         SELECT x.id FROM access_requests x WHERE x.extends_id = $1 AND x.status = 'fulfilled'
+         UNION
+         SELECT x.id FROM chain JOIN access_requests x ON x.extends_id = chain.id AND x.status = 'fulfilled'
+       )
+       SELECT a.id, a.grant_id FROM access_requests a JOIN chain ON chain.id = a.id ORDER BY a.created_at, a.id`,
+      [requestId],
     );
-    await tx.query(`UPDATE access_requests SET status = 'revoked', status_reason = $2, updated_at = now() WHERE id = $1`, [requestId, reason]);
-    if (ended[0]) {
+    const grantIds = [r.grant_id, ...extensions.flatMap((x) => (x.grant_id ? [x.grant_id] : []))];
+    const { rows: ended } = await tx.query<Record<string, unknown> & { id: string }>(
+      `UPDATE grants SET status = 'ended', ended_at = now() WHERE id = ANY ($1::uuid[]) AND status = 'active'
+       RETURNING id, user_id AS "userId", entitlement_id AS "entitlementId", reason, status, valid_from AS "validFrom", valid_until AS "validUntil", ended_at AS "endedAt"`,
+      [grantIds],
+    );
+    for (const grant of ended) {
       await tx.query(`INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'grant.ended', 'Grant', $2, $3, $4)`, [
         actor,
-        r.grant_id,
+        grant.id,
         reason,
-        JSON.stringify(ended[0]),
+        JSON.stringify(grant),
       ]);
     }
-    await tx.query(`INSERT INTO audit_events (actor, action, resource_type, resource_id, reason) VALUES ($1, 'access-request.revoked', 'AccessRequest', $2, $3)`, [actor, requestId, reason]);
+    await tx.query(`UPDATE access_requests SET status = 'revoked', status_reason = $2, updated_at = now() WHERE id = $1`, [requestId, reason]);
+    await tx.query(
+      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, $2, 'AccessRequest', $3, $4, $5)`,
+      [actor, release ? 'access-request.released' : 'access-request.revoked', requestId, reason, JSON.stringify({ status: 'revoked', fulfilment: 'automatic', ...(release ? { released: true, via: release.via } : {}) })],
+    );
+    for (const x of extensions) {
+      const why = `revoked with request ${requestId}: ${reason}`;
+      await tx.query(`UPDATE access_requests SET status = 'revoked', status_reason = $2, updated_at = now() WHERE id = $1 AND status = 'fulfilled'`, [x.id, why]);
+      await tx.query(`INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'access-request.revoked', 'AccessRequest', $2, $3, $4)`, [
+        actor,
+        x.id,
+        why,
+        JSON.stringify({ status: 'revoked', fulfilment: 'automatic', with: requestId }),
+      ]);
+    }
     await enqueueUserChanges(tx, [r.requester_id]);
     return true;
   });
+}
+
+/** One item of a person's current access: running access a request gave them, or another grant of theirs. */
+export interface CurrentAccess {
+  /** The fulfilled request that gave the access; null for a grant by an administrator or a rule. */
+  requestId: string | null;
+  grantId: string | null;
+  /** The policy's name and display name (the entitlement's `connectorId/name` for a grant without a request). */
+  policy: string | null;
+  displayName: string;
+  /** `connectorId/name`; null for access given by hand. */
+  entitlement: string | null;
+  fulfilment: 'automatic' | 'manual' | null;
+  /** Since when (ISO 8601); for an extension of automatic access that has not started yet, when it starts. */
+  since: string;
+  /** When it ends (ISO 8601); null: no end. */
+  until: string | null;
+  /** The grant's reason (`request:<id>`, `manual`, `rule:<name>`). */
+  reason: string;
+  justification: string | null;
+  /** For an extension: the request whose access it prolongs. */
+  extends: string | null;
+}
+
+/**
+ * `userId`'s current access, newest first: active grants that have not ended (with the fulfilled
+ * request behind each, if any) and running access given by hand.
+ */
+export async function currentAccessOf(db: Queryable, userId: string, limit = 200, offset = 0): Promise<CurrentAccess[]> {
+  const { rows } = await db.query<Omit<CurrentAccess, 'since' | 'until'> & { since: Date; until: Date | null }>(
+    `SELECT * FROM (
+       SELECT r.id AS "requestId", g.id AS "grantId", COALESCE(r.policy->>'name', e.connector_id || '/' || e.name) AS policy,
+              COALESCE(r.policy->>'displayName', e.connector_id || '/' || e.name) AS "displayName", e.connector_id || '/' || e.name AS entitlement,
+              CASE WHEN r.id IS NULL THEN NULL ELSE 'automatic' END AS fulfilment, g.valid_from AS since, g.valid_until AS until, g.reason,
+              r.justification, r.extends_id AS extends
+         FROM grants g JOIN entitlements e ON e.id = g.entitlement_id
+         LEFT JOIN access_requests r ON g.reason LIKE 'request:%' AND r.id::text = substr(g.reason, 9) AND r.requester_id = g.user_id AND r.status = 'fulfilled'
+        WHERE g.user_id = $1 AND g.status = 'active' AND (g.valid_until IS NULL OR g.valid_until > now())
+          AND (g.reason NOT LIKE 'request:%' OR r.id IS NOT NULL)
+       UNION ALL
+       SELECT r.id, NULL, r.policy->>'name', r.policy->>'displayName', NULL, 'manual', COALESCE(r.fulfilled_at, r.created_at), r.access_until, 'request:' || r.id::text,
+              r.justification, r.extends_id
+         FROM access_requests r
+        WHERE r.requester_id = $1 AND r.status = 'fulfilled' AND r.policy->'fulfilment'->>'mode' = 'manual' AND (r.access_until IS NULL OR r.access_until > now())
+     ) a
+     ORDER BY a.since DESC, COALESCE(a."requestId", a."grantId") LIMIT $2 OFFSET $3`,
+    [userId, limit, offset],
+  );
+  return rows.map((r) => ({ ...r, since: new Date(r.since).toISOString(), until: r.until ? new Date(r.until).toISOString() : null }));
 }
 
 /** One accepted or refused decision in an export. */

@@ -35,11 +35,11 @@ function view({ assignee_ids: _a, ...row }: Row): AccessTaskView {
   return { ...row, createdAt: new Date(row.createdAt).toISOString() };
 }
 
-/** Open and claimed tasks `userId` is an assignee of, oldest first. */
-export async function tasksOf(db: Queryable, userId: string, limit = 200): Promise<AccessTaskView[]> {
+/** Open and claimed tasks `userId` is an assignee of, oldest first (`limit` of them after skipping `offset`). */
+export async function tasksOf(db: Queryable, userId: string, limit = 200, offset = 0): Promise<AccessTaskView[]> {
   const { rows } = await db.query<Row>(
-    `SELECT ${COLUMNS} FROM ${FROM} WHERE t.status IN ('open', 'claimed') AND $1 = ANY (t.assignee_ids) ORDER BY t.created_at, t.id LIMIT $2`,
-    [userId, limit],
+    `SELECT ${COLUMNS} FROM ${FROM} WHERE t.status IN ('open', 'claimed') AND $1 = ANY (t.assignee_ids) ORDER BY t.created_at, t.id LIMIT $2 OFFSET $3`,
+    [userId, limit, offset],
   );
   return rows.map(view);
 }

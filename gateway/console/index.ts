@@ -10,14 +10,17 @@ import { findPolicy, listPolicies, type AccessPolicy } from '../../core/access/p
 import { approvalsOf, createRequest, isEligible, listRequestsOf, RequestRefused, type AccessRequestView } from '../../core/access/requests.js';
 import { decideAs } from '../access-decisions.js';
 import { html, type SafeHtml } from './html.js';
-import { consoleKit, hours, STATUS_TEXT, UUID, type ConsoleOptions, type Form } from './kit.js';
+import { accessPages } from './access-pages.js';
+import { consoleKit, emptyList, hours, onePage, pageNumber, pager, STATUS_TEXT, UUID, type ConsoleOptions, type Form } from './kit.js';
 import { clearCookie, LOGIN_COOKIE, PRE_CSRF_COOKIE, randomToken, readCookies, safeReturnPath, sameSecret, setCookie, type ConsoleSession } from './session.js';
 
 export type { ConsoleOptions } from './kit.js';
 
 const webConsole: FastifyPluginAsync<ConsoleOptions> = async (app, opts) => {
   const settings = app.config.console;
-  const { oidc, localSignIn, cookies, sessions, page, errorCard, signedIn, acting, userNames, redirectBase } = consoleKit(app, opts);
+  const kit = consoleKit(app, opts);
+  const { oidc, localSignIn, cookies, sessions, page, errorCard, signedIn, acting, userNames, redirectBase } = kit;
+  accessPages(app, kit);
 
   // ------------------------------------------------------------------ sign-in
 
@@ -190,16 +193,36 @@ ${eligible
     return [...new Set(list.flatMap((r) => r.stages.flatMap((s) => Object.keys(s.decisions))))];
   }
 
-  app.get<{ Querystring: { created?: string } }>('/requests', async (request, reply) => {
+  app.get<{ Querystring: { created?: string; cancelled?: string; page?: string } }>('/requests', async (request, reply) => {
     const me = await signedIn(request, reply);
     if (!me) return reply;
-    const mine = await listRequestsOf(app.db, me.userId);
+    const pageNo = pageNumber(request.query.page);
+    const { items: mine, hasNext } = await onePage(pageNo, (limit, offset) => listRequestsOf(app.db, me.userId, limit, offset));
     const names = await userNames(deciders(mine));
     const created = mine.find((r) => r.id === request.query.created);
-    const notice = created ? html`<div class="card ok" role="status"><p>Your request for ${created.displayName} was sent to its approvers.</p></div>` : '';
+    const cancelled = mine.find((r) => r.id === request.query.cancelled);
+    const notice = created
+      ? html`<div class="card ok" role="status"><p>Your request for ${created.displayName} was sent to its approvers.</p></div>`
+      : cancelled
+        ? html`<div class="card ok" role="status"><p>Your request for ${cancelled.displayName} is cancelled.</p></div>`
+        : '';
     const totals = await stageCounts(mine);
-    const cards = await Promise.all(mine.map((r) => requestCard(r, names, totals)));
-    return page(reply, me, 'My requests', html`${notice}${mine.length ? cards : html`<div class="card"><p>You have made no requests. <a href="/console/catalogue">Request access</a>.</p></div>`}`);
+    const cards = await Promise.all(
+      mine.map((r) =>
+        requestCard(
+          r,
+          names,
+          totals,
+          r.status === 'pending'
+            ? html`<form method="post" action="/console/requests/${r.id}/cancel"><input type="hidden" name="_csrf" value="${me.csrf}"><button type="submit" class="secondary">Cancel this request</button></form>`
+            : r.status === 'fulfilled'
+              ? html`<p>While it runs, extend or release it under <a href="/console/access">My access</a>.</p>`
+              : undefined,
+        ),
+      ),
+    );
+    const empty = html`<p>You have made no requests. <a href="/console/catalogue">Request access</a>.</p>`;
+    return page(reply, me, 'My requests', html`${notice}${mine.length ? cards : emptyList('/console/requests', pageNo, empty)}${pager('/console/requests', pageNo, hasNext)}`);
   });
 
   // ------------------------------------------------------------------ approvals

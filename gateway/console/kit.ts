@@ -76,11 +76,43 @@ export function hours(seconds: number | null): string {
   return seconds % 3600 === 0 ? `${seconds / 3600} h` : `${Math.round(seconds / 60)} min`;
 }
 
+/** How many items a list page shows. */
+export const PAGE_SIZE = 50;
+
+/** The page of a list asked for in `?page=` (from 1); anything else is the first page. */
+export function pageNumber(raw: unknown): number {
+  return typeof raw === 'string' && /^[1-9]\d{0,5}$/.test(raw) ? Number(raw) : 1;
+}
+
+/**
+ * Reads one page of a list: `fetch` is asked for one item more than a page (after skipping the
+ * pages before), so whether there is a next page is known without counting.
+ */
+export async function onePage<T>(pageNo: number, fetch: (limit: number, offset: number) => Promise<T[]>): Promise<{ items: T[]; hasNext: boolean }> {
+  const rows = await fetch(PAGE_SIZE + 1, (pageNo - 1) * PAGE_SIZE);
+  return { items: rows.slice(0, PAGE_SIZE), hasNext: rows.length > PAGE_SIZE };
+}
+
+/** Previous and next links of a list page at `path` (nothing when everything fits on the first page). */
+export function pager(path: string, pageNo: number, hasNext: boolean): SafeHtml {
+  if (pageNo === 1 && !hasNext) return html``;
+  return html`<nav aria-label="Pages" class="pager"><p>Page ${pageNo}${pageNo > 1 ? html` · <a href="${path}?page=${pageNo - 1}" rel="prev">Previous page</a>` : ''}${
+    hasNext ? html` · <a href="${path}?page=${pageNo + 1}" rel="next">Next page</a>` : ''
+  }</p></nav>`;
+}
+
+/** What an empty list page says: `empty` on the first page, a way back to it on a later one. */
+export function emptyList(path: string, pageNo: number, empty: SafeHtml): SafeHtml {
+  return pageNo === 1 ? html`<div class="card">${empty}</div>` : html`<div class="card"><p>There is nothing on page ${pageNo}. <a href="${path}">Go to the first page</a>.</p></div>`;
+}
+
 /** The main navigation: everyone's pages, then the administrators' (shown to administrators only). */
 const NAV: Array<{ href: string; label: string }> = [
   { href: '/console/catalogue', label: 'Request access' },
   { href: '/console/requests', label: 'My requests' },
+  { href: '/console/access', label: 'My access' },
   { href: '/console/inbox', label: 'Approvals' },
+  { href: '/console/tasks', label: 'Tasks' },
 ];
 const ADMIN_NAV: Array<{ href: string; label: string }> = [];
 

@@ -36,6 +36,8 @@ export async function startTestGateway(
     scopes?: TokenScope[];
     /** Fastify logger options, for tests that look at what is logged (default: no logging). */
     logger?: FastifyServerOptions['logger'];
+    /** Offer the console's local sign-in (as `npm start` does), so tests sign people in over HTTP. */
+    consoleLocalSignIn?: boolean;
   },
 ): Promise<TestGateway> {
   const config = {
@@ -53,7 +55,7 @@ export async function startTestGateway(
   };
   const db = opts.database.newPool(10);
   const temporal = new TemporalAccess(opts.temporalAddress, config.temporalNamespace, 1000);
-  const app = await buildApp({ config, db, temporal, dispatchOutbox: opts.dispatchOutbox ?? true, logger: opts.logger ?? false });
+  const app = await buildApp({ config, db, temporal, dispatchOutbox: opts.dispatchOutbox ?? true, logger: opts.logger ?? false, consoleLocalSignIn: opts.consoleLocalSignIn === true });
   checkSerialization(app);
   await app.ready();
   t.teardown(() => app.close());

@@ -17,7 +17,7 @@ export interface TestStack {
   gw: TestGateway;
 }
 
-export async function startTestStack(t: Teardown, opts: { idleMs: number; worker?: boolean; env?: Record<string, string> }): Promise<TestStack> {
+export async function startTestStack(t: Teardown, opts: { idleMs: number; worker?: boolean; env?: Record<string, string>; consoleLocalSignIn?: boolean }): Promise<TestStack> {
   const database = await createTestDatabase(t);
   const temporal = await testTemporal(t);
   const gw = await startTestGateway(t, {
@@ -26,6 +26,7 @@ export async function startTestStack(t: Teardown, opts: { idleMs: number; worker
     taskQueue: temporal.taskQueue,
     scopes: ['scim:read', 'scim:write', 'admin'],
     env: { USER_SYNC_IDLE_MS: String(opts.idleMs), ...opts.env },
+    ...(opts.consoleLocalSignIn ? { consoleLocalSignIn: true } : {}),
   });
   if (opts.worker !== false) await temporal.startWorker(database.newPool());
   return { database, temporal, gw };

@@ -584,11 +584,12 @@ export async function extendedManualAccess(db: Db, requestId: string): Promise<{
 }
 
 /**
- * Manually fulfilled access is taken away by an administrator: the request records `revoked`
- * (once) with the reason and its audit event, and so do the fulfilled extensions that prolong it
- * (the same access); the workflow then opens the one revocation task.
+ * Manually fulfilled access is taken away by an administrator, or given up by its requester
+ * (`release`, audited as `access-request.released`): the request records `revoked` (once) with the
+ * reason and its audit event, and so do the fulfilled extensions that prolong it (the same access);
+ * the workflow then opens the one revocation task.
  */
-export async function recordManualRevocation(db: Db, r: { requestId: string; actor: string; reason: string }): Promise<void> {
+export async function recordManualRevocation(db: Db, r: { requestId: string; actor: string; reason: string; release?: { via: string } }): Promise<void> {
   await withTransaction(db, async (tx) => {
     const { rows } = await tx.query<{ id: string; root: boolean }>(
       `WITH RECURSIVE chain(id) AS (
@@ -603,11 +604,13 @@ export async function recordManualRevocation(db: Db, r: { requestId: string; act
     );
     if (!rows.some((x) => x.root)) return;
     for (const x of rows) {
-      await tx.query(`INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'access-request.revoked', 'AccessRequest', $2, $3, $4)`, [
+      const released = x.root && r.release !== undefined;
+      await tx.query(`INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, $2, 'AccessRequest', $3, $4, $5)`, [
         r.actor,
+        released ? 'access-request.released' : 'access-request.revoked',
         x.id,
         r.reason,
-        JSON.stringify({ status: 'revoked', fulfilment: 'manual', ...(x.root ? {} : { with: r.requestId }) }),
+        JSON.stringify({ status: 'revoked', fulfilment: 'manual', ...(x.root ? {} : { with: r.requestId }), ...(released ? { released: true, via: r.release!.via } : {}) }),
       ]);
     }
   });

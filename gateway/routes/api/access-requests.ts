@@ -14,24 +14,12 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { withTransaction } from '../../../core/db/pool.js';
 import { AccessPolicyBodySchema, findPolicy, listPolicies, PolicyError, resolvePolicy, savePolicy, type AccessPolicyBody } from '../../../core/access/policies.js';
-import {
-  approvalsOf,
-  cancelUnstarted,
-  createRequest,
-  getRequest,
-  isApproverOf,
-  listRequestsOf,
-  RequestRefused,
-  exportRequests,
-  revokeGrantedAccess,
-  type AccessRequestView,
-  type Decision,
-} from '../../../core/access/requests.js';
-import { AccessRequestNotRunning, AccessRequestRefusal, cancelAccessRequest, completeAccessTask, revokeManualAccess } from '../../../workflows/client.js';
-import { claimTask, getTask, recordRefusedTaskAttempt, tasksOf, type AccessTaskView } from '../../../core/access/tasks.js';
+import { approvalsOf, createRequest, getRequest, isApproverOf, listRequestsOf, RequestRefused, exportRequests, type AccessRequestView, type Decision } from '../../../core/access/requests.js';
+import { tasksOf } from '../../../core/access/tasks.js';
 import { sendApiError } from './errors.js';
 import { csvField, parseInstant } from '../../../core/audit/chain.js';
 import { decideAs } from '../../access-decisions.js';
+import { cancelRequest, claimTaskAs, completeTaskAs, endAccess, releaseAccess, stateOf, type ActionOutcome } from '../../access-actions.js';
 import { apiErrors, ApiError, DateTime, Nullable, Open, StringEnum } from '../schemas.js';
 import { revokeInvitation } from '../../../core/invitations/invitations.js';
 import { tellInvitationRequest } from '../../invitation-requests.js';
@@ -206,15 +194,6 @@ const accessRequests: FastifyPluginAsync = async (app) => {
       return undefined;
     }
     return { userId: user.id, userName: user.user_name };
-  }
-
-  async function temporalClient(reply: FastifyReply) {
-    try {
-      return await app.temporal.client();
-    } catch {
-      fail(reply, 503, 'Temporal is unreachable; try again later');
-      return undefined;
-    }
   }
 
   // ------------------------------------------------------------------ catalogue
@@ -419,21 +398,38 @@ const accessRequests: FastifyPluginAsync = async (app) => {
       const { view, me } = found;
       const asAdmin = me === undefined;
       if (!asAdmin && view.requesterId !== me.userId) return fail(reply, 403, 'only the requester can cancel a request');
-      if (view.status !== 'pending') return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `the request is ${view.status}`, state: stateOf(view) });
-      const client = await temporalClient(reply);
-      if (!client) return reply;
-      try {
-        return await cancelAccessRequest(client, view.id, { actorId: me?.userId ?? view.requesterId, asAdmin });
-      } catch (err) {
-        if (err instanceof AccessRequestRefusal) return refusal(reply, err);
-        if (err instanceof AccessRequestNotRunning) {
-          // Not started yet: cancelled in the database, and the workflow, when it starts, sees it.
-          if (await cancelUnstarted(app.db, view.id, me?.userName ?? request.identity!.name)) return stateOf((await getRequest(app.db, view.id))!);
-          const now = (await getRequest(app.db, view.id))!;
-          return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `the request is ${now.status}`, state: stateOf(now) });
-        }
-        throw err;
-      }
+      const outcome = await cancelRequest(app.db, () => app.temporal.client(), view, { actorId: me?.userId ?? view.requesterId, actorName: me?.userName ?? request.identity!.name, asAdmin });
+      return outcome.ok ? outcome.value : refused(reply, outcome);
+    },
+  );
+
+  app.post<{ Params: { id: string }; Body: { reason?: string } | undefined }>(
+    '/api/requests/:id/release',
+    {
+      onRequest: requests,
+      schema: {
+        ...people,
+        summary:
+          'Give up your own fulfilled access before it ends (the requester): automatic access loses its grant and userSync removes it from the target; access given by hand gets its revocation task',
+        params: IdParams,
+        body: Type.Unsafe<{ reason?: string } | null>({ type: ['object', 'null'], additionalProperties: false, properties: { reason: { type: 'string', maxLength: 4000 } } }),
+        response: {
+          200: AccessRequestState,
+          ...apiErrors([400, 404, 503], { ...NOT_A_PERSON, 404: 'no such request you may see', ...TEMPORAL_DOWN }),
+          403: Refusal('only the requester releases their access'),
+          409: Refusal('the request holds no running access'),
+        },
+      },
+    },
+    async (request, reply) => {
+      const found = await visible(request, reply);
+      if (!found) return reply;
+      const { view, me } = found;
+      if (!me) return fail(reply, 400, `this token is no person's; name the acting user in the X-Act-As header`);
+      const outcome = await releaseAccess(app.db, () => app.temporal.client(), me, view.id, request.identity!.name, request.body?.reason);
+      if (!outcome.ok) return refused(reply, outcome);
+      app.outbox.kick();
+      return outcome.value;
     },
   );
 
@@ -494,17 +490,10 @@ const accessRequests: FastifyPluginAsync = async (app) => {
       const view = await getRequest(app.db, request.params.id);
       if (!view) return fail(reply, 404, `no access request ${request.params.id}`);
       const reason = request.body?.reason ?? 'revoked by an administrator';
+      const temporal = () => app.temporal.client();
       if (view.status === 'pending') {
-        const client = await temporalClient(reply);
-        if (!client) return reply;
-        try {
-          return await cancelAccessRequest(client, view.id, { actorId: view.requesterId, asAdmin: true });
-        } catch (err) {
-          if (err instanceof AccessRequestRefusal) return refusal(reply, err);
-          if (!(err instanceof AccessRequestNotRunning)) throw err;
-          await cancelUnstarted(app.db, view.id, request.identity!.name);
-          return stateOf((await getRequest(app.db, view.id))!);
-        }
+        const outcome = await cancelRequest(app.db, temporal, view, { actorId: view.requesterId, actorName: request.identity!.name, asAdmin: true });
+        return outcome.ok ? outcome.value : refused(reply, outcome);
       }
       if (view.status === 'invited' && view.invitation) {
         // Its invitation is revoked (the link stops working) and the request records revoked, in one transaction.
@@ -516,26 +505,10 @@ const accessRequests: FastifyPluginAsync = async (app) => {
         tellInvitationRequest(app.temporal, request.log, view.id);
         return stateOf((await getRequest(app.db, view.id))!);
       }
-      const { rows: mode } = await app.db.query<{ manual: boolean }>(`SELECT policy->'fulfilment'->>'mode' = 'manual' AS manual FROM access_requests WHERE id = $1`, [view.id]);
-      if (view.status === 'fulfilled' && mode[0]?.manual) {
-        // Access given by hand is taken away by hand: the workflow records it and opens the revocation task.
-        const client = await temporalClient(reply);
-        if (!client) return reply;
-        try {
-          await revokeManualAccess(client, view.id, { actor: request.identity!.name, reason });
-          return stateOf((await getRequest(app.db, view.id))!);
-        } catch (err) {
-          if (err instanceof AccessRequestRefusal) return refusal(reply, err);
-          if (!(err instanceof AccessRequestNotRunning)) throw err;
-          const now = (await getRequest(app.db, view.id))!;
-          return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: 'the access given by hand has ended already', state: stateOf(now) });
-        }
-      }
-      if (!(await revokeGrantedAccess(app.db, view.id, request.identity!.name, reason))) {
-        return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `the request is ${view.status} and holds no automatic access to revoke`, state: stateOf(view) });
-      }
+      const outcome = await endAccess(app.db, temporal, view, { actor: request.identity!.name, reason });
+      if (!outcome.ok) return refused(reply, outcome);
       app.outbox.kick();
-      return stateOf((await getRequest(app.db, view.id))!);
+      return outcome.value;
     },
   );
 
@@ -620,14 +593,8 @@ const accessRequests: FastifyPluginAsync = async (app) => {
     async (request, reply) => {
       const me = await actor(request, reply);
       if (!me) return reply;
-      const found = await getTask(app.db, request.params.id);
-      if (!found) return fail(reply, 404, `no task ${request.params.id}`);
-      if (!found.assignees.includes(me.userId)) return await refusedTask(reply, 403, found.task, me, 'claim', 'not a member of the fulfilment group of this task');
-      if (!(await claimTask(app.db, request.params.id, me.userId, me.userName))) {
-        const now = (await getTask(app.db, request.params.id))!.task;
-        return await refusedTask(reply, 409, now, me, 'claim', `the task is ${now.status}${now.claimedBy ? ` (claimed by ${now.claimedBy})` : ''}`);
-      }
-      return (await getTask(app.db, request.params.id))!.task;
+      const outcome = await claimTaskAs(app.db, me, request.params.id);
+      return outcome.ok ? outcome.value : refused(reply, outcome);
     },
   );
 
@@ -654,53 +621,18 @@ const accessRequests: FastifyPluginAsync = async (app) => {
     async (request, reply) => {
       const me = await actor(request, reply);
       if (!me) return reply;
-      const found = await getTask(app.db, request.params.id);
-      if (!found) return fail(reply, 404, `no task ${request.params.id}`);
       const { outcome, note } = request.body;
-      const { task } = found;
-      if (!found.assignees.includes(me.userId)) return await refusedTask(reply, 403, task, me, 'complete', 'not a member of the fulfilment group of this task', outcome);
-      if (task.status === 'claimed' && task.claimedBy !== me.userName) return await refusedTask(reply, 403, task, me, 'complete', `the task is claimed by ${task.claimedBy}`, outcome);
-      if (task.status === 'done' || task.status === 'failed') {
-        // The same report again by the same person (a double click) answers the task; anything else is refused.
-        if (task.status === outcome && task.closedBy === me.userName) return task;
-        return await refusedTask(reply, 409, task, me, 'complete', `the task is ${task.status} already${task.closedBy ? ` (reported by ${task.closedBy})` : ''}`, outcome);
-      }
-      const client = await temporalClient(reply);
-      if (!client) return reply;
-      try {
-        return await completeAccessTask(client, task.requestId, { taskId: task.id, actorId: me.userId, outcome, ...(note !== undefined ? { note } : {}) });
-      } catch (err) {
-        if (err instanceof AccessRequestRefusal) return await refusedTask(reply, err.status, task, me, 'complete', err.message, outcome, err.state);
-        if (!(err instanceof AccessRequestNotRunning)) throw err;
-      }
-      // The workflow has ended: answer from what was recorded.
-      const now = (await getTask(app.db, task.id))!.task;
-      if (now.status === outcome && now.closedBy === me.userName) return now;
-      return await refusedTask(reply, 409, now, me, 'complete', `the task is ${now.status}`, outcome);
+      // The same rules as the console's tasks page: ../../access-actions.ts.
+      const reported = await completeTaskAs(app.db, () => app.temporal.client(), me, request.params.id, outcome, note);
+      return reported.ok ? reported.value : refused(reply, reported);
     },
   );
 
-  /** Answers a refused claim or report of a task, having recorded it in the audit log. */
-  async function refusedTask(
-    reply: FastifyReply,
-    status: 403 | 409,
-    task: AccessTaskView,
-    me: Actor,
-    attempt: 'claim' | 'complete',
-    message: string,
-    outcome?: 'done' | 'failed',
-    state?: unknown,
-  ) {
-    await recordRefusedTaskAttempt(app.db, { taskId: task.id, requestId: task.requestId, kind: task.kind, actor: me.userName, attempt, reason: message, ...(outcome ? { outcome } : {}) });
-    return reply.code(status).send({ statusCode: status, error: status === 403 ? 'Forbidden' : 'Conflict', message, task, ...(state ? { state } : {}) });
-  }
-
-  function stateOf(view: AccessRequestView) {
-    return { requestId: view.requestId, status: view.status, stage: view.stage, reason: view.reason, stages: view.stages };
-  }
-
-  function refusal(reply: FastifyReply, err: AccessRequestRefusal) {
-    return reply.code(err.status).send({ statusCode: err.status, error: err.status === 403 ? 'Forbidden' : 'Conflict', message: err.message, ...(err.state ? { state: err.state } : {}) });
+  /** Answers a refused action: 403 and 409 with where the request (`state`) or the task (`task`) stands, anything else as an API error. */
+  function refused(reply: FastifyReply, outcome: Extract<ActionOutcome<unknown>, { ok: false }>) {
+    const { status, message, state, task } = outcome;
+    if (status !== 403 && status !== 409) return fail(reply, status, message);
+    return reply.code(status).send({ statusCode: status, error: status === 403 ? 'Forbidden' : 'Conflict', message, ...(task ? { task } : {}), ...(state ? { state } : {}) });
   }
 };
 

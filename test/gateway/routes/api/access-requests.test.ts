@@ -400,6 +400,16 @@ t.test('an extension prolongs running time-bound access without a gap', async (t
   // Past the original's end, the access is still there.
   await new Promise((r) => setTimeout(r, Math.max(0, old.valid_until.getTime() - Date.now()) + 1500));
   t.ok(target.groups.get('ext')?.has(`acct-${ids.ria}`), 'the access did not lapse when the original ended');
+
+  // Revoking the original takes away the access the extension carries on too.
+  const revoked = await call(gw.token, 'POST', `/api/requests/${first}/revoke`, { reason: 'project over' });
+  t.equal(revoked.status, 200, `revoked: ${revoked.body.message ?? ''}`);
+  const extAfter = (await call(gw.token, 'GET', `/api/requests/${ext.body.id}`)).body;
+  t.equal(extAfter.status, 'revoked', 'the extension is revoked with the access it prolongs');
+  t.equal(extAfter.reason, `revoked with request ${first}: project over`);
+  const { rows: ended } = await database.db.query<{ status: string }>('SELECT status FROM grants WHERE id = $1', [extended.grantId]);
+  t.equal(ended[0]!.status, 'ended', 'its grant ends');
+  await eventually(async () => !target.groups.get('ext')?.has(`acct-${ids.ria}`), 30_000, 'the access to be removed from the target');
 });
 
 t.test('an approver function names approvers; one that throws or times out names nobody', async (t) => {
