@@ -9,6 +9,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { findPolicy, listPolicies, type AccessPolicy } from '../../core/access/policies.js';
 import { approvalsOf, createRequest, isEligible, listRequestsOf, RequestRefused, type AccessRequestView } from '../../core/access/requests.js';
 import { decideAs } from '../access-decisions.js';
+import adminDirectory from './admin-directory.js';
 import { html, type SafeHtml } from './html.js';
 import { consoleKit, hours, STATUS_TEXT, UUID, type ConsoleOptions, type Form } from './kit.js';
 import { clearCookie, LOGIN_COOKIE, PRE_CSRF_COOKIE, randomToken, readCookies, safeReturnPath, sameSecret, setCookie, type ConsoleSession } from './session.js';
@@ -17,7 +18,8 @@ export type { ConsoleOptions } from './kit.js';
 
 const webConsole: FastifyPluginAsync<ConsoleOptions> = async (app, opts) => {
   const settings = app.config.console;
-  const { oidc, localSignIn, cookies, sessions, page, errorCard, signedIn, acting, userNames, redirectBase } = consoleKit(app, opts);
+  const kit = consoleKit(app, opts);
+  const { oidc, localSignIn, cookies, sessions, page, errorCard, signedIn, acting, userNames, redirectBase } = kit;
 
   // ------------------------------------------------------------------ sign-in
 
@@ -243,6 +245,8 @@ ${eligible
     if (outcome.ok) return reply.redirect(`/console/inbox?decided=${request.params.id}`, 303);
     return page(reply.code(outcome.status), me, 'Approvals', errorCard(outcome.status === 403 ? `You may not decide this request: ${outcome.message}.` : `The decision was not recorded: ${outcome.message}.`, back));
   });
+
+  adminDirectory(app, kit);
 };
 
 export default webConsole;

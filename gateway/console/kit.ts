@@ -16,14 +16,19 @@ export interface ConsoleOptions {
 
 export type Form = Record<string, string>;
 
-/** Every console page: scripts from nowhere, styles only with this answer's nonce, forms only to the gateway itself. */
+/**
+ * Every console page: scripts and styles only with this answer's nonce (the only script is the
+ * gateway's own live-status script, on the pages that stream), fetches (its event stream) and
+ * forms only to the gateway itself.
+ */
 export const CONSOLE_HELMET = {
   enableCSPNonces: true,
   contentSecurityPolicy: {
     useDefaults: false,
     directives: {
       defaultSrc: ["'none'"],
-      scriptSrc: ["'none'"],
+      scriptSrc: [] as string[],
+      connectSrc: ["'self'"],
       styleSrc: [] as string[],
       imgSrc: ["'self'"],
       formAction: ["'self'"],
@@ -81,7 +86,11 @@ const NAV: Array<{ href: string; label: string }> = [
   { href: '/console/requests', label: 'My requests' },
   { href: '/console/inbox', label: 'Approvals' },
 ];
-const ADMIN_NAV: Array<{ href: string; label: string }> = [];
+const ADMIN_NAV: Array<{ href: string; label: string }> = [
+  { href: '/console/admin/users', label: 'Users' },
+  { href: '/console/admin/access', label: 'Who has what' },
+  { href: '/console/admin/audit', label: 'Audit log' },
+];
 
 /** The console's building blocks, bound to one Fastify instance (the console's plugin scope). */
 export interface ConsoleKit {
