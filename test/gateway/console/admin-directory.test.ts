@@ -3,12 +3,14 @@
  * paging, a user's provisioning statuses and their event stream delivering a change made in the
  * database (LISTEN/NOTIFY), who has what and why with its filters and CSV export (quoting and
  * formula prefixes), the audit log's filters, paging and chain verification, and 403 for a signed-in
- * non-administrator on every one of these URLs. Sessions are rows in console_sessions, as a sign-in
+ * non-administrator on every one of these URLs. Debian's chromium (playwright-core) checks that the
+ * page's own script, allowed by its CSP nonce, updates the table from the stream. Sessions are rows in console_sessions, as a sign-in
  * makes them (the sign-in itself is covered by console.test.ts and browser.test.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import t from 'tap';
 import type { LightMyRequestResponse } from 'fastify';
+import { chromium } from 'playwright-core';
 import { createTestDatabase } from '../../helpers/db.js';
 import { startTestGateway, userBody } from '../../helpers/gateway.js';
 import { Cookies } from '../../../gateway/console/session.js';
@@ -66,7 +68,7 @@ await db.query(
 );
 await db.query(`INSERT INTO access_request_decisions (request_id, stage, approver_id, decision, accepted) VALUES ($1, 0, $2, 'approve', true)`, [request, ann]);
 await db.query(`INSERT INTO grants (id, user_id, entitlement_id, reason) VALUES (gen_random_uuid(), $1, $2, $3)`, [evil, ent['wiki/-editors, "beta"'], `request:${request}`]);
-await db.query(`INSERT INTO accounts (user_id, connector_id, state, remote_id) VALUES ($1, 'wiki', 'active', 'r-ann')`, [ann]);
+await db.query(`INSERT INTO accounts (user_id, connector_id, state, remote_id) VALUES ($1, 'wiki', 'active', 'r-ann'), ($2, 'crm', 'disabled', 'r-evil')`, [ann, evil]);
 await db.query(`INSERT INTO account_grants (user_id, entitlement_id) VALUES ($1, $2)`, [ann, ent['wiki/readers']]);
 await db.query(
   `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, before, after)
@@ -92,6 +94,8 @@ const asMember = await sessionOf(ben);
 const get = (url: string, session = asAdmin) => gw.app.inject({ url, cookies: { console_session: session } });
 /** The text of a page with the markup removed, for matching sentences. */
 const text = (res: LightMyRequestResponse) => res.body.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ');
+/** The text of the page's table rows only (not its filter form). */
+const rowsText = (res: LightMyRequestResponse) => (/<tbody>([^]*)<\/tbody>/.exec(res.body)?.[1] ?? '').replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ');
 
 t.test('only administrators: 403 for everyone else, sign-in for nobody', async (t) => {
   const urls = [
@@ -173,7 +177,11 @@ t.test("a user's page: statuses, links, and the live script allowed by the page'
   const settled = await get(`/console/admin/users/${ann}`);
   t.match(settled.body, 'data-connector="crm"', 'the rule grant');
   t.match(text(settled), 'Every change to this user has been applied by their workflow.');
-  t.match(settled.body, /data-connector="crm">.*state-failed.*the account was not created/s, 'settled without an account: failed, with why');
+  t.match(settled.body, /data-connector="crm">(?:(?!<\/tr>).)*state-failed(?:(?!<\/tr>).)*the account was not created/s, 'settled without an account: failed, with why');
+  t.match(settled.body, /data-connector="wiki">(?:(?!<\/tr>).)*state-failed(?:(?!<\/tr>).)*the account was not removed/s, 'an account with a membership and no grant left: failed once settled');
+  const removed = await get(`/console/admin/users/${evil}`);
+  t.match(removed.body, /data-connector="crm"><th scope="row">crm<\/th><td><span class="status state-removed" data-state="removed">Removed<\/span><\/td>\n<td>disabled<\/td>/, 'a disabled account with nothing applied: removed');
+  t.match(removed.body, 'data-connector="wiki"', 'beside the requested access');
 
   t.equal((await get('/console/admin/users/not-a-uuid')).statusCode, 404);
   t.equal((await get('/console/admin/users/00000000-0000-4000-8000-00000000abcd')).statusCode, 404);
@@ -234,7 +242,29 @@ t.test('the status stream delivers a change made in the database', async (t) => 
   );
   abort.abort();
   const page = await get(`/console/admin/users/${ben}`);
-  t.match(page.body, /data-connector="wiki">.*state-provisioned/s, 'and the page shows it without script');
+  t.match(page.body, /data-connector="wiki">(?:(?!<\/tr>).)*state-provisioned/s, 'and the page shows it without script');
+});
+
+t.test("in a browser, the page's own script keeps the table live under the page's CSP", async (t) => {
+  const port = (gw.app.server.address() as { port: number }).port;
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+  t.teardown(() => browser.close());
+  const context = await browser.newContext();
+  await context.addCookies([{ name: 'console_session', value: asAdmin, domain: '127.0.0.1', path: '/console', httpOnly: true, sameSite: 'Lax' }]);
+  const page = await context.newPage();
+  const refused: string[] = [];
+  page.on('console', (m) => {
+    if (/Content.Security.Policy/i.test(m.text())) refused.push(m.text());
+  });
+  await page.goto(`http://127.0.0.1:${port}/console/admin/users/${evil}`);
+  await page.locator('#live-note', { hasText: /^Live/ }).waitFor();
+  t.equal(await page.locator('tr[data-connector="wiki"] [data-state]').getAttribute('data-state'), 'pending');
+  await db.query(`INSERT INTO accounts (user_id, connector_id, state, remote_id) VALUES ($1, 'wiki', 'active', 'r-evil')`, [evil]);
+  await db.query(`INSERT INTO account_grants (user_id, entitlement_id) VALUES ($1, $2)`, [evil, ent['wiki/-editors, "beta"']]);
+  await page.waitForSelector('tr[data-connector="wiki"] [data-state="provisioned"]');
+  t.equal(await page.locator('tr[data-connector="wiki"] .status').textContent(), 'Provisioned', 'the change arrived without a reload');
+  t.equal(await page.locator('tr[data-connector="crm"] .status').textContent(), 'Removed');
+  t.same(refused, [], 'nothing refused by the Content-Security-Policy');
 });
 
 t.test('who has what, and why', async (t) => {
@@ -246,13 +276,14 @@ t.test('who has what, and why', async (t) => {
   t.match(body, 'wiki -editors, &quot;beta&quot; access request for wiki-editors by =2+3@example.com, approved by ann@example.com; justification: needs to fix &quot;docs&quot;, today');
   t.match(body, 'ann@example.com wiki readers found in the target by reconciliation (reconcile:run-1,', 'a membership with no grant, and what found it');
 
-  const wiki = text(await get('/console/admin/access?connector=wiki'));
+  const wiki = rowsText(await get('/console/admin/access?connector=wiki'));
   t.notMatch(wiki, 'crm users', 'connector filter');
   t.match(wiki, 'wiki readers');
-  const users = text(await get('/console/admin/access?entitlement=crm%2Fusers'));
+  const users = rowsText(await get('/console/admin/access?entitlement=crm%2Fusers'));
   t.notMatch(users, 'wiki');
   t.match(users, 'ben@example.com crm users');
-  const bens = text(await get(`/console/admin/access?user=${ben}`));
+  const bensPage = await get(`/console/admin/access?user=${ben}`);
+  const bens = rowsText(bensPage);
   t.notMatch(bens, 'ann@example.com crm', 'user filter (by id)');
   t.match(bens, 'ben@example.com wiki readers');
   const none = await get('/console/admin/access?user=ben%40example.com&connector=crm&entitlement=wiki%2Freaders');
@@ -261,7 +292,7 @@ t.test('who has what, and why', async (t) => {
   t.equal(unknown.statusCode, 404);
   t.match(text(unknown), 'There is no user “nobody@example.com”');
   t.match(all.body, 'href="/console/admin/access.csv"');
-  t.match(bens, 'Download as CSV');
+  t.match(bensPage.body, `href="/console/admin/access.csv?user=${ben}"`, 'the export keeps the filters');
 
   const csv = await get('/console/admin/access.csv');
   t.equal(csv.statusCode, 200);
