@@ -27,7 +27,7 @@ import { parseFilter } from '../../core/scim/filter/index.js';
 import { userSyncWorkflowId } from '../../workflows/client.js';
 import { workflowUiUrl } from '../temporal.js';
 import { html, SafeHtml } from './html.js';
-import { UUID, type ConsoleKit } from './kit.js';
+import { CONSOLE_LIVE_HELMET, UUID, type ConsoleKit } from './kit.js';
 import type { ConsoleSession } from './session.js';
 
 /** Rows per page on every list here. */
@@ -205,7 +205,7 @@ ${pager('/console/admin/users', { q }, pageNo, pageNo * PAGE_SIZE < result.total
     )}`;
   }
 
-  app.get<{ Params: { id: string } }>('/admin/users/:id', async (request, reply) => {
+  app.get<{ Params: { id: string } }>('/admin/users/:id', { helmet: CONSOLE_LIVE_HELMET }, async (request, reply) => {
     const me = await admin(request, reply);
     if (!me) return reply;
     const back = html`<p><a href="/console/admin/users">Search users</a></p>`;

@@ -16,25 +16,33 @@ export interface ConsoleOptions {
 
 export type Form = Record<string, string>;
 
-/**
- * Every console page: scripts and styles only with this answer's nonce (the only script is the
- * gateway's own live-status script, on the pages that stream), fetches (its event stream) and
- * forms only to the gateway itself.
- */
+/** Every console page: scripts from nowhere, styles only with this answer's nonce, forms only to the gateway itself. */
 export const CONSOLE_HELMET = {
   enableCSPNonces: true,
   contentSecurityPolicy: {
     useDefaults: false,
     directives: {
       defaultSrc: ["'none'"],
-      scriptSrc: [] as string[],
-      connectSrc: ["'self'"],
+      scriptSrc: ["'none'"],
       styleSrc: [] as string[],
       imgSrc: ["'self'"],
       formAction: ["'self'"],
       baseUri: ["'none'"],
       frameAncestors: ["'none'"],
     },
+  },
+};
+
+/**
+ * A page that updates live (a user's provisioning status): as {@link CONSOLE_HELMET}, but scripts
+ * with this answer's nonce (the gateway's own live-status script) and fetches (its event stream) to
+ * the gateway itself. A route opts in with its option `helmet: CONSOLE_LIVE_HELMET`.
+ */
+export const CONSOLE_LIVE_HELMET = {
+  ...CONSOLE_HELMET,
+  contentSecurityPolicy: {
+    ...CONSOLE_HELMET.contentSecurityPolicy,
+    directives: { ...CONSOLE_HELMET.contentSecurityPolicy.directives, scriptSrc: [] as string[], connectSrc: ["'self'"] },
   },
 };
 
@@ -126,7 +134,8 @@ export function consoleKit(app: FastifyInstance, opts: ConsoleOptions): ConsoleK
   const sessions = new SessionStore(app.db, cookies, settings.sessionTtlSeconds, localSignIn, settings.adminGroup);
 
   app.addHook('onRoute', (route: RouteOptions) => {
-    route.config = { ...(route.config as object), helmet: CONSOLE_HELMET } as RouteOptions['config'];
+    const own = (route.config as { helmet?: unknown } | undefined)?.helmet;
+    route.config = { ...(route.config as object), helmet: own === CONSOLE_LIVE_HELMET ? own : CONSOLE_HELMET } as RouteOptions['config'];
     // HTML pages for people, not part of the API's OpenAPI document.
     route.schema = { ...route.schema, hide: true };
   });

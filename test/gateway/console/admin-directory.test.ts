@@ -169,6 +169,9 @@ t.test("a user's page: statuses, links, and the live script allowed by the page'
   t.ok(nonce, 'scripts only with the nonce');
   t.match(page.headers['content-security-policy'], "connect-src 'self'");
   t.match(page.body, `<script nonce="${nonce}" src="/console/admin/live-status.js" defer></script>`);
+  const list = await get('/console/admin/users');
+  t.match(list.headers['content-security-policy'], "script-src 'none'", 'pages without the script allow none');
+  t.notMatch(list.headers['content-security-policy'], 'connect-src');
   const script = await get('/console/admin/live-status.js');
   t.equal(script.statusCode, 200);
   t.match(script.headers['content-type'], 'text/javascript');
