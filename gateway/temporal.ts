@@ -57,3 +57,9 @@ export class TemporalAccess {
     await conn?.close().catch(() => {});
   }
 }
+
+/** A workflow's page in the Temporal Web UI (TEMPORAL_UI_URL), or undefined when no UI address is configured. */
+export function workflowUiUrl(uiUrl: string | undefined, namespace: string, workflowId: string): string | undefined {
+  const ui = uiUrl?.replace(/\/+$/, '');
+  return ui ? `${ui}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}` : undefined;
+}

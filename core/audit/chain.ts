@@ -131,6 +131,8 @@ export interface AuditFilter {
   until?: string;
   /** Events with an id greater than this (keyset paging). */
   afterId?: number;
+  /** Events with an id smaller than this (keyset paging, newest first). */
+  beforeId?: number;
 }
 
 /** An event as the API returns it; `before`/`after` are the stored JSON. */
@@ -171,6 +173,43 @@ export function parseInstant(value: string): string | undefined {
   if (year < 1 || month < 1 || month > 12 || day < 1 || day > new Date(Date.UTC(year, month, 0)).getUTCDate()) return undefined;
   if (n(4) > 23 || n(5) > 59 || n(6) > 59 || n(7) > 15 || n(8) > 59) return undefined;
   return m[4] === undefined ? `${value}T00:00:00Z` : value;
+}
+
+/** The filter's text fields, as a query string gives them. */
+export interface AuditFilterQuery {
+  actor?: string | undefined;
+  action?: string | undefined;
+  resourceType?: string | undefined;
+  resourceId?: string | undefined;
+  userId?: string | undefined;
+  since?: string | undefined;
+  until?: string | undefined;
+  afterId?: string | undefined;
+  beforeId?: string | undefined;
+}
+
+/** The filter a query string asks for, or the message explaining what is wrong with it. */
+export function auditFilterOf(q: AuditFilterQuery): AuditFilter | string {
+  const filter: AuditFilter = {};
+  if (q.actor !== undefined) filter.actor = q.actor;
+  if (q.action !== undefined) filter.action = q.action;
+  if (q.resourceType !== undefined) filter.resourceType = q.resourceType;
+  if (q.resourceId !== undefined) filter.resourceId = q.resourceId;
+  if (q.userId !== undefined) filter.userId = q.userId;
+  for (const key of ['since', 'until'] as const) {
+    const value = q[key];
+    if (value === undefined) continue;
+    const instant = parseInstant(value);
+    if (!instant) return `${key}: expected an ISO 8601 date or date-time with a zone (2024-05-01, 2024-05-01T12:00:00Z), got "${value}"`;
+    filter[key] = instant;
+  }
+  for (const key of ['afterId', 'beforeId'] as const) {
+    const value = q[key];
+    if (value === undefined) continue;
+    if (!/^[0-9]{1,15}$/.test(value)) return `${key}: expected an event id, got "${value}"`;
+    filter[key] = Number(value);
+  }
+  return filter;
 }
 
 const SELECT_EVENT = `SELECT e.id, to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at, e.actor, e.action,
@@ -223,16 +262,21 @@ function whereClause(filter: AuditFilter, params: unknown[], upTo?: number): str
   if (filter.since !== undefined) add('e.at >= ?::timestamptz', filter.since);
   if (filter.until !== undefined) add('e.at < ?::timestamptz', filter.until);
   if (filter.afterId !== undefined) add('e.id > ?', filter.afterId);
+  if (filter.beforeId !== undefined) add('e.id < ?', filter.beforeId);
   if (upTo !== undefined) add('e.id <= ?', upTo);
   return conds.length ? `WHERE ${conds.join(' AND ')}` : '';
 }
 
-async function readRaw(db: Queryable, filter: AuditFilter, limit: number, upTo?: number): Promise<RawAuditEvent[]> {
+async function readRaw(db: Queryable, filter: AuditFilter, limit: number, upTo?: number, newestFirst = false): Promise<RawAuditEvent[]> {
   const params: unknown[] = [];
   const where = whereClause(filter, params, upTo);
   params.push(limit);
-  const { rows } = await db.query<EventRow>(`${SELECT_EVENT} ${where} ORDER BY e.id LIMIT $${params.length}`, params);
+  const { rows } = await db.query<EventRow>(`${SELECT_EVENT} ${where} ORDER BY e.id${newestFirst ? ' DESC' : ''} LIMIT $${params.length}`, params);
   return rows.map(toRaw);
+}
+
+function parsed(r: RawAuditEvent): AuditEvent {
+  return { ...r, before: r.before === null ? null : (JSON.parse(r.before) as unknown), after: r.after === null ? null : (JSON.parse(r.after) as unknown) };
 }
 
 /**
@@ -243,12 +287,16 @@ async function readRaw(db: Queryable, filter: AuditFilter, limit: number, upTo?:
 export async function listAuditEvents(db: Queryable, filter: AuditFilter, limit: number): Promise<{ events: AuditEvent[]; nextAfterId: number | null }> {
   const raw = await readRaw(db, filter, limit + 1);
   const more = raw.length > limit;
-  const events = raw.slice(0, limit).map((r) => ({
-    ...r,
-    before: r.before === null ? null : (JSON.parse(r.before) as unknown),
-    after: r.after === null ? null : (JSON.parse(r.after) as unknown),
-  }));
+  const events = raw.slice(0, limit).map(parsed);
   return { events, nextAfterId: more ? events[events.length - 1]!.id : null };
+}
+
+/** One page of events, newest first, and the `beforeId` of the next (older) page (null on the last page). */
+export async function listAuditEventsNewestFirst(db: Queryable, filter: AuditFilter, limit: number): Promise<{ events: AuditEvent[]; nextBeforeId: number | null }> {
+  const raw = await readRaw(db, filter, limit + 1, undefined, true);
+  const more = raw.length > limit;
+  const events = raw.slice(0, limit).map(parsed);
+  return { events, nextBeforeId: more ? events[events.length - 1]!.id : null };
 }
 
 /**

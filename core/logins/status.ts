@@ -1,14 +1,16 @@
 /**
  * Provisioning at first login: whether a user's accounts are ready, per target (connector).
  *
- * The user's targets are the enabled connectors where they hold an active grant. A target is
- * `ready` once the account is active with every granted entitlement applied, `failed` when the
- * user's workflow has finished its round and the target recorded an error (with that error as the
- * reason), otherwise `pending` (a step may be being retried: its last error is shown). The user is
- * settled once their userSync workflow has applied the latest change announced for them; before that
- * the whole status is pending, since rule grants are only worked out by that round.
+ * The user's targets are the enabled connectors where they hold an active grant, with their state
+ * as core/provisioning/status.ts works it out (`provisioned` is `ready` here): `ready` once the
+ * account is active with every granted entitlement applied, `failed` when the user's workflow has
+ * finished its round and the target recorded an error (with that error as the reason), otherwise
+ * `pending` (a step may be being retried: its last error is shown). Until the user's userSync
+ * workflow has applied the latest change announced for them the whole status is pending, since rule
+ * grants are only worked out by that round.
  */
 import type { Db } from '../db/pool.js';
+import { provisioningStatus } from '../provisioning/status.js';
 import { upsertSourceUser } from '../sources/store.js';
 
 export type TargetState = 'pending' | 'ready' | 'failed';
@@ -25,29 +27,11 @@ export interface LoginStatus {
 }
 
 export async function loginStatus(db: Db, userId: string): Promise<LoginStatus> {
-  const { rows: sync } = await db.query<{ last_change: string | null; synced: string | null }>(
-    `SELECT (SELECT max(id) FROM outbox WHERE topic = 'user.changed' AND aggregate_id = $1) AS last_change,
-            (SELECT synced_seq FROM user_sync_state WHERE user_id = $2::uuid) AS synced`,
-    [userId, userId],
-  );
-  const settled = Number(sync[0]?.synced ?? 0) >= Number(sync[0]?.last_change ?? 0);
-  const { rows } = await db.query<{ target: string; state: string | null; last_error: string | null; applied: boolean }>(
-    `SELECT e.connector_id AS target, a.state, a.last_error, bool_and(ag.user_id IS NOT NULL) AS applied
-       FROM grants g
-       JOIN entitlements e ON e.id = g.entitlement_id
-       JOIN connectors c ON c.id = e.connector_id AND c.enabled
-       LEFT JOIN accounts a ON a.user_id = g.user_id AND a.connector_id = e.connector_id
-       LEFT JOIN account_grants ag ON ag.user_id = g.user_id AND ag.entitlement_id = g.entitlement_id
-      WHERE g.user_id = $1 AND g.status = 'active' AND g.valid_from <= now() AND (g.valid_until IS NULL OR g.valid_until > now())
-      GROUP BY e.connector_id, a.state, a.last_error
-      ORDER BY e.connector_id`,
-    [userId],
-  );
-  const targets: TargetStatus[] = rows.map((r) => {
-    if (r.state === 'active' && r.applied) return { target: r.target, state: 'ready' };
-    if (settled) return { target: r.target, state: 'failed', reason: r.last_error ?? 'the account was not created' };
-    return { target: r.target, state: 'pending', ...(r.last_error ? { reason: `retrying: ${r.last_error}` } : {}) };
-  });
+  const { settled, connectors } = await provisioningStatus(db, userId);
+  // At login only the targets the user should have an account in count.
+  const targets: TargetStatus[] = connectors
+    .filter((c) => c.granted)
+    .map((c): TargetStatus => ({ target: c.connectorId, state: c.state === 'provisioned' ? 'ready' : c.state === 'failed' ? 'failed' : 'pending', ...(c.reason ? { reason: c.reason } : {}) }));
   const state: TargetState = !settled || targets.some((t) => t.state === 'pending') ? 'pending' : targets.some((t) => t.state === 'failed') ? 'failed' : 'ready';
   return { state, targets };
 }

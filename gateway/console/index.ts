@@ -9,6 +9,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { findPolicy, listPolicies, type AccessPolicy } from '../../core/access/policies.js';
 import { approvalsOf, createRequest, isEligible, listRequestsOf, RequestRefused, type AccessRequestView } from '../../core/access/requests.js';
 import { decideAs } from '../access-decisions.js';
+import adminDirectory from './admin-directory.js';
 import { html, type SafeHtml } from './html.js';
 import { accessPages } from './access-pages.js';
 import { consoleKit, emptyList, hours, onePage, pageNumber, pager, STATUS_TEXT, UUID, type ConsoleOptions, type Form } from './kit.js';
@@ -266,6 +267,8 @@ ${eligible
     if (outcome.ok) return reply.redirect(`/console/inbox?decided=${request.params.id}`, 303);
     return page(reply.code(outcome.status), me, 'Approvals', errorCard(outcome.status === 403 ? `You may not decide this request: ${outcome.message}.` : `The decision was not recorded: ${outcome.message}.`, back));
   });
+
+  adminDirectory(app, kit);
 };
 
 export default webConsole;

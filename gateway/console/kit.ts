@@ -33,6 +33,19 @@ export const CONSOLE_HELMET = {
   },
 };
 
+/**
+ * A page that updates live (a user's provisioning status): as {@link CONSOLE_HELMET}, but scripts
+ * with this answer's nonce (the gateway's own live-status script) and fetches (its event stream) to
+ * the gateway itself. A route opts in with its option `helmet: CONSOLE_LIVE_HELMET`.
+ */
+export const CONSOLE_LIVE_HELMET = {
+  ...CONSOLE_HELMET,
+  contentSecurityPolicy: {
+    ...CONSOLE_HELMET.contentSecurityPolicy,
+    directives: { ...CONSOLE_HELMET.contentSecurityPolicy.directives, scriptSrc: [] as string[], connectSrc: ["'self'"] },
+  },
+};
+
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const STYLE = `
@@ -114,7 +127,11 @@ const NAV: Array<{ href: string; label: string }> = [
   { href: '/console/inbox', label: 'Approvals' },
   { href: '/console/tasks', label: 'Tasks' },
 ];
-const ADMIN_NAV: Array<{ href: string; label: string }> = [];
+const ADMIN_NAV: Array<{ href: string; label: string }> = [
+  { href: '/console/admin/users', label: 'Users' },
+  { href: '/console/admin/access', label: 'Who has what' },
+  { href: '/console/admin/audit', label: 'Audit log' },
+];
 
 /** The console's building blocks, bound to one Fastify instance (the console's plugin scope). */
 export interface ConsoleKit {
@@ -150,7 +167,8 @@ export function consoleKit(app: FastifyInstance, opts: ConsoleOptions): ConsoleK
   const sessions = new SessionStore(app.db, cookies, settings.sessionTtlSeconds, localSignIn, settings.adminGroup);
 
   app.addHook('onRoute', (route: RouteOptions) => {
-    route.config = { ...(route.config as object), helmet: CONSOLE_HELMET } as RouteOptions['config'];
+    const own = (route.config as { helmet?: unknown } | undefined)?.helmet;
+    route.config = { ...(route.config as object), helmet: own === CONSOLE_LIVE_HELMET ? own : CONSOLE_HELMET } as RouteOptions['config'];
     // HTML pages for people, not part of the API's OpenAPI document.
     route.schema = { ...route.schema, hide: true };
   });

@@ -13,7 +13,7 @@ import {
   EXPORT_CONTENT_TYPES,
   exportAuditEvents,
   listAuditEvents,
-  parseInstant,
+  auditFilterOf,
   verifyAuditChain,
   type AuditFilter,
   type ExportFormat,
@@ -89,21 +89,7 @@ function badRequest(reply: FastifyReply, message: string) {
 
 /** The filter of a query string, or the message explaining what is wrong with it. */
 function toFilter(q: FilterQuery): AuditFilter | string {
-  const filter: AuditFilter = {};
-  if (q.actor !== undefined) filter.actor = q.actor;
-  if (q.action !== undefined) filter.action = q.action;
-  if (q.resourceType !== undefined) filter.resourceType = q.resourceType;
-  if (q.resourceId !== undefined) filter.resourceId = q.resourceId;
-  if (q.userId !== undefined) filter.userId = q.userId;
-  for (const key of ['since', 'until'] as const) {
-    const value = q[key];
-    if (value === undefined) continue;
-    const instant = parseInstant(value);
-    if (!instant) return `${key}: expected an ISO 8601 date or date-time with a zone (2024-05-01, 2024-05-01T12:00:00Z), got "${value}"`;
-    filter[key] = instant;
-  }
-  if (q.afterId !== undefined) filter.afterId = Number(q.afterId);
-  return filter;
+  return auditFilterOf(q);
 }
 
 /** The quality an Accept header gives a media type (0 when it excludes it; 1 when there is no header). */

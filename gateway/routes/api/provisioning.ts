@@ -19,32 +19,14 @@ import { enqueue, enqueueUserChanges } from '../../../core/outbox/outbox.js';
 import { startReconcileRun, testConnectorConnection, userSyncWorkflowId } from '../../../workflows/client.js';
 import { describeDrift, type DriftRow } from '../../../core/provisioning/drift.js';
 import { pendingSteps, type PendingStep } from '../../../core/provisioning/pending-steps.js';
+import { listHoldings, resolveEntitlement, resolveUser } from '../../../core/provisioning/holdings.js';
 import { parseFilter } from '../../../core/scim/filter/index.js';
 import { ScimError } from '../../../core/scim/errors.js';
 import { sendApiError } from './errors.js';
+import { workflowUiUrl } from '../../temporal.js';
 import { apiErrors, DateTime, NoContent, Nullable, Open, StringEnum } from '../schemas.js';
 
 const fail = sendApiError;
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** A user by id or userName (deleted ones included: their provisioning history still matters). */
-async function resolveUser(db: Pick<Tx, 'query'>, idOrName: string): Promise<string | undefined> {
-  const { rows } = await db.query<{ id: string }>(
-    UUID.test(idOrName) ? 'SELECT id FROM users WHERE id = $1' : 'SELECT id FROM users WHERE lower(user_name) = lower($1) ORDER BY deleted_at IS NOT NULL, id LIMIT 1',
-    [idOrName],
-  );
-  return rows[0]?.id;
-}
-
-/** An entitlement by id or "connectorId/name". */
-async function resolveEntitlement(db: Pick<Tx, 'query'>, idOrName: string): Promise<string | undefined> {
-  const { rows } = await db.query<{ id: string }>(
-    UUID.test(idOrName) ? 'SELECT id FROM entitlements WHERE id = $1' : `SELECT id FROM entitlements WHERE connector_id || '/' || name = $1`,
-    [idOrName],
-  );
-  return rows[0]?.id;
-}
 
 const UserRef = Type.String({ minLength: 1, description: 'user id or userName' });
 const EntitlementRef = Type.String({ minLength: 1, description: 'entitlement id or "connectorId/name" (URL-encode the slash in a path)' });
@@ -650,28 +632,20 @@ const provisioning: FastifyPluginAsyncTypebox = async (app) => {
       if (user === undefined) return fail(reply, 404, `no user ${userId}`);
       const entitlement = entitlementId === undefined ? null : await resolveEntitlement(app.db, entitlementId);
       if (entitlement === undefined) return fail(reply, 404, `no entitlement ${entitlementId}`);
-      const { rows } = await app.db.query<Static<typeof GrantRow>>(
-        `SELECT g.id, g.user_id AS "userId", u.user_name AS "userName", g.entitlement_id AS "entitlementId",
-                e.connector_id AS "connectorId", e.name AS "entitlement", g.reason, g.valid_from AS "validFrom",
-                g.valid_until AS "validUntil", (ag.user_id IS NOT NULL) AS applied,
-                -- Requested access carries its evidence: the request, its justification and who approved it.
-                CASE WHEN r.id IS NULL THEN NULL ELSE jsonb_build_object(
-                  'id', r.id, 'policy', r.policy->>'name', 'requestedBy', ru.user_name, 'requestedAt', r.created_at,
-                  'justification', r.justification, 'decidedAt', r.decided_at, 'fulfilledAt', r.fulfilled_at,
-                  'decisions', COALESCE((
-                    SELECT jsonb_agg(jsonb_build_object('stage', d.stage, 'approver', du.user_name, 'decision', d.decision, 'comment', d.comment, 'at', d.at) ORDER BY d.id)
-                      FROM access_request_decisions d JOIN users du ON du.id = d.approver_id
-                     WHERE d.request_id = r.id AND d.accepted), '[]'::jsonb)) END AS request
-           FROM grants g JOIN users u ON u.id = g.user_id JOIN entitlements e ON e.id = g.entitlement_id
-           LEFT JOIN account_grants ag ON ag.user_id = g.user_id AND ag.entitlement_id = g.entitlement_id
-           LEFT JOIN access_requests r ON g.reason LIKE 'request:%' AND r.id::text = substr(g.reason, 9)
-           LEFT JOIN users ru ON ru.id = r.requester_id
-          WHERE g.status = 'active' AND (g.valid_until IS NULL OR g.valid_until > now())
-            AND ($1::uuid IS NULL OR g.user_id = $1) AND ($2::uuid IS NULL OR g.entitlement_id = $2)
-          ORDER BY u.user_name, e.connector_id, e.name, g.reason`,
-        [user, entitlement],
-      );
-      return rows;
+      const held = await listHoldings(app.db, { userId: user ?? undefined, entitlementId: entitlement ?? undefined, grantsOnly: true });
+      return held.map((h): Static<typeof GrantRow> => ({
+        id: h.id!,
+        userId: h.userId,
+        userName: h.userName,
+        entitlementId: h.entitlementId,
+        connectorId: h.connectorId,
+        entitlement: h.entitlement,
+        reason: h.reason,
+        validFrom: h.validFrom,
+        validUntil: h.validUntil,
+        applied: h.applied,
+        request: h.request,
+      }));
     },
   );
 
@@ -791,14 +765,13 @@ const provisioning: FastifyPluginAsyncTypebox = async (app) => {
         }
       }
       rows.sort((a, b) => a.connectorId.localeCompare(b.connectorId));
-      const ui = app.config.temporalUiUrl?.replace(/\/+$/, '');
       return rows.map((r) => {
         const retrying = pending.filter((p) => p.connectorId === r.connectorId);
         return {
           ...r,
           ...(retrying[0]?.lastError && !r.lastError ? { lastError: retrying[0].lastError } : {}),
           retrying: pendingUnknown ? { unknown: pendingUnknown } : (retrying[0] ?? null),
-          workflowUrl: ui && r.workflowId ? `${ui}/namespaces/${encodeURIComponent(app.config.temporalNamespace)}/workflows/${encodeURIComponent(r.workflowId)}` : null,
+          workflowUrl: r.workflowId ? (workflowUiUrl(app.config.temporalUiUrl, app.config.temporalNamespace, r.workflowId) ?? null) : null,
         };
       });
     },
