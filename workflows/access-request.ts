@@ -13,6 +13,7 @@
  * waiting on group Security (1 of 2 approvals)").
  */
 import * as wf from '@temporalio/workflow';
+import type { UpdateDefinition } from '@temporalio/common';
 import type { Activities } from './activities/index.js';
 import {
   accessRequestStateQuery,
@@ -136,6 +137,23 @@ function verdict(s: AccessStageState): 'open' | 'approved' | 'rejected' {
 
 export async function accessRequest(input: AccessRequestInput): Promise<AccessRequestState> {
   const { requestId } = input;
+  // An Update that arrives before the request is loaded (a cancel right after the request was made)
+  // waits for it, then goes through the same validator and handler as any later one; without this
+  // the SDK would refuse it for want of a handler.
+  const ready = new Map<string, { handler: (input: never) => Promise<unknown>; validator?: ((input: never) => void) | undefined }>();
+  for (const def of [decideUpdate, cancelUpdate, completeTaskUpdate, revokeAccessUpdate] as Array<UpdateDefinition<unknown, [never]>>) {
+    wf.setHandler(def, async (early: never) => {
+      await wf.condition(() => ready.has(def.name));
+      const real = ready.get(def.name)!;
+      real.validator?.(early);
+      return await real.handler(early);
+    });
+  }
+  /** Registers an Update's handler, also for the Updates that arrived before it. */
+  const onUpdate = <Ret, Arg>(def: UpdateDefinition<Ret, [Arg]>, handler: (input: Arg) => Promise<Ret>, options?: { validator: (input: Arg) => void }) => {
+    wf.setHandler(def, handler, options);
+    ready.set(def.name, { handler, validator: options?.validator });
+  };
   const request = await loadAccessRequest({ requestId });
   const state: AccessRequestState = { requestId, status: request.status, stage: 0, reason: null, stages: [] };
   const conflict = (message: string) => wf.ApplicationFailure.create({ type: CONFLICT, message, nonRetryable: true, details: [state] });
@@ -190,7 +208,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
     return 'new';
   };
 
-  wf.setHandler(
+  onUpdate(
     decideUpdate,
     async (input: DecideInput) => {
       // A decision that arrived while the stage was being opened is judged once it is open.
@@ -214,7 +232,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       },
     },
   );
-  wf.setHandler(
+  onUpdate(
     cancelUpdate,
     async ({ actorId, asAdmin }) => {
       if (state.status !== 'pending') return state;
@@ -242,7 +260,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
     const reported = task.closing ?? (task.status === 'open' ? undefined : task.status);
     if (reported && reported !== outcome) throw conflict(`the task is ${reported}`);
   };
-  wf.setHandler(
+  onUpdate(
     completeTaskUpdate,
     async (input: CompleteTaskInput) => {
       const { actorId, outcome, note } = input;
@@ -282,7 +300,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
   // Manually given access: an administrator may take it away while it runs, or its requester give it up.
   let manualAccessRunning = false;
   let revocation: RevokeInput | undefined;
-  wf.setHandler(
+  onUpdate(
     revokeAccessUpdate,
     async (input: RevokeInput) => {
       if (!revocation) {
