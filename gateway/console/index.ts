@@ -10,6 +10,7 @@ import { findPolicy, listPolicies, type AccessPolicy } from '../../core/access/p
 import { approvalsOf, createRequest, isEligible, listRequestsOf, RequestRefused, type AccessRequestView } from '../../core/access/requests.js';
 import { decideAs } from '../access-decisions.js';
 import { html, type SafeHtml } from './html.js';
+import { adminOperations } from './admin-operations.js';
 import { consoleKit, hours, STATUS_TEXT, UUID, type ConsoleOptions, type Form } from './kit.js';
 import { clearCookie, LOGIN_COOKIE, PRE_CSRF_COOKIE, randomToken, readCookies, safeReturnPath, sameSecret, setCookie, type ConsoleSession } from './session.js';
 
@@ -17,7 +18,9 @@ export type { ConsoleOptions } from './kit.js';
 
 const webConsole: FastifyPluginAsync<ConsoleOptions> = async (app, opts) => {
   const settings = app.config.console;
-  const { oidc, localSignIn, cookies, sessions, page, errorCard, signedIn, acting, userNames, redirectBase } = consoleKit(app, opts);
+  const kit = consoleKit(app, opts);
+  const { oidc, localSignIn, cookies, sessions, page, errorCard, signedIn, acting, userNames, redirectBase } = kit;
+  adminOperations(app, kit);
 
   // ------------------------------------------------------------------ sign-in
 

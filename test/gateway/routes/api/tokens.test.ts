@@ -46,6 +46,19 @@ t.test('issue, use, rotate and revoke a token through the admin API', async (t) 
   t.same(audit.rows.map((r) => r.action), ['token.created', 'token.rotated', 'token.revoked']);
 });
 
+t.test('rotating a personal token keeps its user', async (t) => {
+  const { rows } = await database.db.query<{ id: string }>(`INSERT INTO users (id, user_name, resource) VALUES (gen_random_uuid(), 'pat@example.com', '{}') RETURNING id`);
+  const pat = rows[0]!.id;
+  const issued = await admin.app.inject({ method: 'POST', url: '/api/tokens', headers: auth(admin.token), payload: { name: 'pats-portal', scopes: ['requests'], user: 'pat@example.com' } });
+  t.equal(issued.statusCode, 201, issued.body);
+  t.equal(issued.json().userId, pat);
+  const rotated = await admin.app.inject({ method: 'POST', url: '/api/tokens/pats-portal/rotate', headers: auth(admin.token) });
+  t.equal(rotated.statusCode, 200);
+  t.equal(rotated.json().userId, pat, 'the new token acts as the same user');
+  const listed = await admin.app.inject({ url: '/api/tokens', headers: auth(admin.token) });
+  t.ok(listed.json().some((x: { name: string; userId?: string }) => x.name === 'pats-portal' && x.userId === pat), 'and is listed with the user');
+});
+
 t.test('the admin API needs a token', async (t) => {
   const res = await admin.app.inject({ url: '/api/tokens' });
   t.equal(res.statusCode, 401);
