@@ -24,3 +24,15 @@ export async function listConnectors(db: Pick<Tx, 'query'>): Promise<ConnectorVi
   );
   return rows;
 }
+
+/** How many accounts each connector holds, by state (active, disabled, deleted, …): connector id → state → count. */
+export async function accountCounts(db: Pick<Tx, 'query'>): Promise<Map<string, Map<string, number>>> {
+  const { rows } = await db.query<{ connector_id: string; state: string; n: number }>('SELECT connector_id, state, count(*)::int AS n FROM accounts GROUP BY connector_id, state ORDER BY connector_id, state');
+  const out = new Map<string, Map<string, number>>();
+  for (const r of rows) {
+    const byState = out.get(r.connector_id) ?? new Map<string, number>();
+    byState.set(r.state, r.n);
+    out.set(r.connector_id, byState);
+  }
+  return out;
+}

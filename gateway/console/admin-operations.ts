@@ -20,7 +20,7 @@ import {
   type TokenIdentity,
   type TokenScope,
 } from '../../core/auth/tokens.js';
-import { listConnectors } from '../../core/provisioning/connectors.js';
+import { accountCounts, listConnectors } from '../../core/provisioning/connectors.js';
 import { latestDrift, latestReconcileRun, latestReconcileRuns, type ReconcileRunView } from '../../core/provisioning/drift.js';
 import { reconcileRunState, startReconcile, temporalWorkflowUrl, testConnector } from '../connector-operations.js';
 import { html, type SafeHtml } from './html.js';
@@ -93,11 +93,13 @@ export function adminOperations(app: FastifyInstance, kit: ConsoleKit): void {
       );
     }
     const runs = await latestReconcileRuns(app.db);
+    const accounts = await accountCounts(app.db);
     const cards = connectors.map((c) => {
       const h = `c-${c.id}`;
       return html`<section class="card" aria-labelledby="${h}"><h2 id="${h}">${c.id}</h2>
 <dl><dt>Type</dt><dd>${c.type}</dd>
 <dt>State</dt><dd><span class="status" data-state="${c.enabled ? 'enabled' : 'disabled'}">${c.enabled ? 'enabled' : 'disabled'}</span>, ${c.mode === 'monitor' ? 'monitor mode (reports drift, changes nothing)' : 'enforce mode'}</dd>
+<dt>Accounts</dt><dd>${accounts.has(c.id) ? [...accounts.get(c.id)!].map(([state, n]) => `${n} ${state}`).join(', ') : 'none yet'}</dd>
 <dt>Deprovisioning</dt><dd>${c.deprovision === 'delete' ? 'delete the account' : 'disable the account'}</dd>
 <dt>Reconciliation</dt><dd>${c.reconcileEveryMinutes ? `every ${c.reconcileEveryMinutes} min` : 'on demand only'}</dd>
 <dt>Last reconciliation</dt><dd>${runLine(runs.get(c.id))}</dd></dl>

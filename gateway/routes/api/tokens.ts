@@ -25,7 +25,7 @@ const tokens: FastifyPluginAsyncTypebox = async (app) => {
   const admin = app.requireScope('admin');
   const tags = ['admin'];
   const security = [{ bearer: [] }];
-  const by = (request: { identity?: { name: string } | undefined }): TokenAdmin => ({ actor: request.identity!.name, reason: 'admin API' });
+  const by = (request: { identity: TokenIdentity | null }): TokenAdmin => ({ actor: request.identity!.name, reason: 'admin API' });
   const issued = (t: { identity: TokenIdentity; token: string; createdAt: Date }) => ({ ...t.identity, createdAt: t.createdAt.toISOString(), lastUsedAt: null, token: t.token });
 
   app.get('/api/tokens', { onRequest: admin, schema: { tags, security, summary: 'List active tokens (never their secrets)', response: { 200: Type.Array(TokenInfo), ...apiErrors([]) } } }, async () => {

@@ -110,6 +110,7 @@ t.test('connectors: empty state, list, test connection ok and failing', async (t
   t.match(list.body, PLUGIN, 'the type');
   t.match(list.body, 'data-state="enabled"', 'the state');
   t.match(list.body, 'enforce mode');
+  t.match(list.body, '<dt>Accounts</dt><dd>1 active</dd>', "carl's account");
   t.match(list.body, /Last reconciliation<\/dt><dd>never/);
   t.notMatch(list.body, ns, 'configuration is not shown');
 
