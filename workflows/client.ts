@@ -168,8 +168,10 @@ export async function describeReconcileRun(client: Client, connectorId: string, 
   const workflowId = reconcileWorkflowId(connectorId);
   let handle = client.workflow.getHandle<typeof reconcile>(workflowId, runId);
   let described: WorkflowExecutionDescription;
+  let dryRun: boolean;
   try {
     described = await handle.describe();
+    dryRun = described.memo?.dryRun === true;
     // A large target continues as new: what matters is the chain's latest run.
     if (described.status.name === 'CONTINUED_AS_NEW') {
       handle = client.workflow.getHandle<typeof reconcile>(workflowId);
@@ -179,7 +181,7 @@ export async function describeReconcileRun(client: Client, connectorId: string, 
     if (err instanceof WorkflowNotFoundError) return undefined;
     throw err;
   }
-  const base = { workflowId, runId: described.runId, dryRun: described.memo?.dryRun === true, startedAt: described.startTime, closedAt: described.closeTime };
+  const base = { workflowId, runId: described.runId, dryRun, startedAt: described.startTime, closedAt: described.closeTime };
   switch (described.status.name) {
     case 'RUNNING':
     case 'CONTINUED_AS_NEW':

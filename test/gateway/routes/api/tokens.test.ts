@@ -31,6 +31,8 @@ t.test('issue, use, rotate and revoke a token through the admin API', async (t) 
   t.equal(rotated.statusCode, 200);
   const fresh = rotated.json().token;
   t.not(fresh, token);
+  t.equal((await admin.app.inject({ url: '/scim/v2/Users', headers: auth(token) })).statusCode, 401, 'the gateway that rotated it refuses the old token at once (its cache forgets it)');
+  t.equal((await admin.app.inject({ url: '/scim/v2/Users', headers: auth(fresh) })).statusCode, 200);
 
   // The verifier caches for a few seconds; a new app sees revocations at once.
   const other = await startTestGateway(t, { database, temporalAddress: '127.0.0.1:1', taskQueue: uniqueTaskQueue(), dispatchOutbox: false });
@@ -38,6 +40,7 @@ t.test('issue, use, rotate and revoke a token through the admin API', async (t) 
   t.equal((await other.app.inject({ url: '/scim/v2/Users', headers: auth(fresh) })).statusCode, 200);
 
   t.equal((await admin.app.inject({ method: 'DELETE', url: '/api/tokens/okta', headers: auth(admin.token) })).statusCode, 204);
+  t.equal((await admin.app.inject({ url: '/scim/v2/Users', headers: auth(fresh) })).statusCode, 401, 'and a token it revoked');
   t.equal((await admin.app.inject({ method: 'DELETE', url: '/api/tokens/okta', headers: auth(admin.token) })).statusCode, 404);
   const third = await startTestGateway(t, { database, temporalAddress: '127.0.0.1:1', taskQueue: uniqueTaskQueue(), dispatchOutbox: false });
   t.equal((await third.app.inject({ url: '/scim/v2/Users', headers: auth(fresh) })).statusCode, 401, 'a revoked token is dead');
