@@ -58,8 +58,10 @@ export class TemporalAccess {
   }
 }
 
-/** A workflow's page in the Temporal Web UI (TEMPORAL_UI_URL), or undefined when no UI address is configured. */
-export function workflowUiUrl(uiUrl: string | undefined, namespace: string, workflowId: string): string | undefined {
+/** A workflow's page (or one run's history) in the Temporal Web UI (TEMPORAL_UI_URL), or undefined when no UI address is configured. */
+export function workflowUiUrl(uiUrl: string | undefined, namespace: string, workflowId: string, runId?: string): string | undefined {
   const ui = uiUrl?.replace(/\/+$/, '');
-  return ui ? `${ui}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}` : undefined;
+  if (!ui) return undefined;
+  const workflow = `${ui}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}`;
+  return runId ? `${workflow}/${encodeURIComponent(runId)}/history` : workflow;
 }

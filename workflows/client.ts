@@ -33,7 +33,7 @@ import {
   type RevokeInput,
 } from './access-request-messages.js';
 import { ApplicationFailure } from '@temporalio/common';
-import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { ActivityFailure, WorkflowFailedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type WorkflowExecutionDescription } from '@temporalio/client';
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowExecutionAlreadyStartedError, type ScheduleOptionsAction, type ScheduleSpec, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 
 /** Custom search attributes this project sets; registered by {@link ensureSearchAttributes}. */
@@ -135,6 +135,70 @@ export async function startReconcileRun(
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) return undefined;
     throw err;
+  }
+}
+
+/** Where a reconciliation started on demand stands, as Temporal knows it. */
+export interface ReconcileRunState {
+  workflowId: string;
+  /** The run described: the one asked about, or the latest of its chain once it continued as new. */
+  runId: string;
+  status: 'running' | 'completed' | 'failed' | 'cancelled' | 'terminated' | 'timedOut';
+  /** A dry run (only reports); as it was started. */
+  dryRun: boolean;
+  startedAt: Date;
+  closedAt: Date | undefined;
+  /** What it found and did, once completed. */
+  summary?: ReconcileSummary;
+  /** Why it did not complete, in the failure's own words. */
+  failure?: string;
+}
+
+/** What a failed run says went wrong: the failure inside the workflow's and the activity's wrappers. */
+function failureMessage(err: unknown): string {
+  let e: unknown = err;
+  while ((e instanceof WorkflowFailedError || e instanceof ActivityFailure) && e.cause) e = e.cause;
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * How the connector's reconciliation run `runId` (as {@link startReconcileRun} answered it) is
+ * doing; undefined when Temporal knows no such run.
+ */
+export async function describeReconcileRun(client: Client, connectorId: string, runId: string): Promise<ReconcileRunState | undefined> {
+  const workflowId = reconcileWorkflowId(connectorId);
+  let handle = client.workflow.getHandle<typeof reconcile>(workflowId, runId);
+  let described: WorkflowExecutionDescription;
+  let dryRun: boolean;
+  try {
+    described = await handle.describe();
+    dryRun = described.memo?.dryRun === true;
+    // A large target continues as new: what matters is the chain's latest run.
+    if (described.status.name === 'CONTINUED_AS_NEW') {
+      handle = client.workflow.getHandle<typeof reconcile>(workflowId);
+      described = await handle.describe();
+    }
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return undefined;
+    throw err;
+  }
+  const base = { workflowId, runId: described.runId, dryRun, startedAt: described.startTime, closedAt: described.closeTime };
+  switch (described.status.name) {
+    case 'RUNNING':
+    case 'CONTINUED_AS_NEW':
+      return { ...base, status: 'running' };
+    case 'COMPLETED':
+      return { ...base, status: 'completed', summary: await handle.result() };
+    default: {
+      const status = described.status.name === 'CANCELLED' ? 'cancelled' : described.status.name === 'TERMINATED' ? 'terminated' : described.status.name === 'TIMED_OUT' ? 'timedOut' : 'failed';
+      let failure = `the workflow ended ${status}`;
+      try {
+        await handle.result();
+      } catch (err) {
+        failure = failureMessage(err);
+      }
+      return { ...base, status, failure };
+    }
   }
 }
 

@@ -70,6 +70,11 @@ button:focus-visible, a:focus-visible, input:focus-visible, textarea:focus-visib
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
 dt { font-weight: 600; }
 dd { margin: 0; }
+table { border-collapse: collapse; }
+th, td { text-align: left; vertical-align: top; padding: .2rem .6rem .2rem 0; border-bottom: 1px solid #e0e0e0; }
+td form { display: inline; }
+fieldset { margin-top: .6rem; border: 1px solid #c8c8c8; }
+label.inline { display: inline; font-weight: 400; }
 `;
 
 export const STATUS_TEXT: Record<string, string> = {
@@ -131,6 +136,8 @@ const ADMIN_NAV: Array<{ href: string; label: string }> = [
   { href: '/console/admin/users', label: 'Users' },
   { href: '/console/admin/access', label: 'Who has what' },
   { href: '/console/admin/audit', label: 'Audit log' },
+  { href: '/console/admin/connectors', label: 'Connectors' },
+  { href: '/console/admin/tokens', label: 'API tokens' },
 ];
 
 /** The console's building blocks, bound to one Fastify instance (the console's plugin scope). */

@@ -16,8 +16,10 @@ import { withTransaction, type Tx } from '../../../core/db/pool.js';
 import { accessAsOf } from '../../../core/audit/access.js';
 import { parseInstant } from '../../../core/audit/chain.js';
 import { enqueue, enqueueUserChanges } from '../../../core/outbox/outbox.js';
-import { startReconcileRun, testConnectorConnection, userSyncWorkflowId } from '../../../workflows/client.js';
-import { describeDrift, type DriftRow } from '../../../core/provisioning/drift.js';
+import { userSyncWorkflowId } from '../../../workflows/client.js';
+import { startReconcile, testConnector } from '../../connector-operations.js';
+import { latestDrift } from '../../../core/provisioning/drift.js';
+import { listConnectors } from '../../../core/provisioning/connectors.js';
 import { pendingSteps, type PendingStep } from '../../../core/provisioning/pending-steps.js';
 import { listHoldings, resolveEntitlement, resolveUser } from '../../../core/provisioning/holdings.js';
 import { parseFilter } from '../../../core/scim/filter/index.js';
@@ -234,10 +236,7 @@ const provisioning: FastifyPluginAsyncTypebox = async (app) => {
   // ------------------------------------------------------------------ connectors
 
   app.get('/api/connectors', { onRequest: admin, schema: { tags, security, summary: 'List connectors', response: { 200: Type.Array(Connector), ...apiErrors([]) } } }, async () => {
-    const { rows } = await app.db.query<ConnectorRow>(
-      'SELECT id, type, config, mode, deprovision, enabled, reconcile_every_minutes AS "reconcileEveryMinutes", created_at, updated_at FROM connectors ORDER BY id',
-    );
-    return rows;
+    return await listConnectors(app.db);
   });
 
   app.put(
@@ -311,17 +310,10 @@ const provisioning: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const { rows } = await app.db.query('SELECT 1 FROM connectors WHERE id = $1', [request.params.id]);
-      if (!rows[0]) return fail(reply, 404, `no connector "${request.params.id}"`);
       const dryRun = request.body?.dryRun ?? false;
-      let client;
-      try {
-        client = await app.temporal.client();
-      } catch {
-        return fail(reply, 503, 'Temporal is unreachable; try again later');
-      }
-      const handle = await startReconcileRun(client, app.config.taskQueue, request.params.id, dryRun);
-      if (!handle) return fail(reply, 409, `a reconciliation of "${request.params.id}" is running`);
+      const started = await startReconcile(app, request.params.id, dryRun);
+      if (!started.ok) return fail(reply, started.status, started.message);
+      const { handle } = started;
       if (!dryRun && !request.body?.wait) return reply.code(202).send({ workflowId: handle.workflowId, runId: handle.firstExecutionRunId });
       return await handle.result();
     },
@@ -347,15 +339,9 @@ const provisioning: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const { rows } = await app.db.query('SELECT 1 FROM connectors WHERE id = $1', [request.params.id]);
-      if (!rows[0]) return fail(reply, 404, `no connector "${request.params.id}"`);
-      let client;
-      try {
-        client = await app.temporal.client();
-      } catch {
-        return fail(reply, 503, 'Temporal is unreachable; try again later');
-      }
-      return await testConnectorConnection(client, app.config.taskQueue, request.params.id);
+      const tested = await testConnector(app, request.params.id);
+      if (!tested.ok) return fail(reply, tested.status, tested.message);
+      return tested.result;
     },
   );
 
@@ -375,23 +361,9 @@ const provisioning: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const { rows: runs } = await app.db.query<Static<typeof ReconcileRun>>(
-        `SELECT id, dry_run AS "dryRun", mode, started_at AS "startedAt", finished_at AS "finishedAt", accounts_seen AS "accountsSeen",
-                grants_seen AS "grantsSeen", api_calls AS "apiCalls", drift_found AS "driftFound", workflow_id AS "workflowId"
-           FROM reconcile_runs WHERE connector_id = $1 ORDER BY started_at DESC LIMIT 1`,
-        [request.params.id],
-      );
-      if (!runs[0]) return fail(reply, 404, `connector "${request.params.id}" has not been reconciled yet`);
-      const { rows: drift } = await app.db.query<DriftRow & { detectedAt: Date }>(
-        `SELECT d.kind, d.action, d.user_id AS "userId", u.user_name AS "userName", (u.active AND u.deleted_at IS NULL) AS "userLive",
-                d.remote_id AS "remoteId", d.remote_user_name AS "remoteUserName", d.entitlement_id AS "entitlementId",
-                e.connector_id || '/' || e.name AS entitlement, e.membership, d.detected_at AS "detectedAt"
-           FROM drift d LEFT JOIN users u ON u.id = d.user_id LEFT JOIN entitlements e ON e.id = d.entitlement_id
-          WHERE d.run_id = $1 ORDER BY d.id LIMIT 1000`,
-        [runs[0].id],
-      );
-      const why = runs[0].dryRun ? 'dry run' : 'monitor mode';
-      return { run: runs[0], drift: drift.map((d) => ({ ...describeDrift(request.params.id, why, d), detectedAt: d.detectedAt })) };
+      const latest = await latestDrift(app.db, request.params.id);
+      if (!latest) return fail(reply, 404, `connector "${request.params.id}" has not been reconciled yet`);
+      return latest;
     },
   );
 

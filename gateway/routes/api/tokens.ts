@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { createToken, revokeToken, TOKEN_SCOPES, type TokenScope } from '../../../core/auth/tokens.js';
+import { issueToken, listActiveTokens, revokeNamedToken, rotateToken, TOKEN_NAME_MAX, TOKEN_NAME_PATTERN, TOKEN_SCOPES, TokenNameTaken, tokenUserId, type TokenAdmin, type TokenIdentity } from '../../../core/auth/tokens.js';
 import { sendApiError } from './errors.js';
 import { apiErrors, DateTime, NoContent, Nullable, StringEnum } from '../schemas.js';
 
@@ -25,18 +25,11 @@ const tokens: FastifyPluginAsyncTypebox = async (app) => {
   const admin = app.requireScope('admin');
   const tags = ['admin'];
   const security = [{ bearer: [] }];
-
-  const audit = (actor: string, action: string, name: string, scopes?: string[]) =>
-    app.db.query(
-      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, $2, 'ApiToken', $3, 'admin API', $4)`,
-      [actor, action, name, scopes ? JSON.stringify({ scopes }) : null],
-    );
+  const by = (request: { identity: TokenIdentity | null }): TokenAdmin => ({ actor: request.identity!.name, reason: 'admin API' });
+  const issued = (t: { identity: TokenIdentity; token: string; createdAt: Date }) => ({ ...t.identity, createdAt: t.createdAt.toISOString(), lastUsedAt: null, token: t.token });
 
   app.get('/api/tokens', { onRequest: admin, schema: { tags, security, summary: 'List active tokens (never their secrets)', response: { 200: Type.Array(TokenInfo), ...apiErrors([]) } } }, async () => {
-    const { rows } = await app.db.query<{ id: string; name: string; scopes: string[]; user_id: string | null; created_at: Date; last_used_at: Date | null }>(
-      'SELECT id, name, scopes, user_id, created_at, last_used_at FROM api_tokens WHERE revoked_at IS NULL ORDER BY name',
-    );
-    return rows.map((r) => ({ id: r.id, name: r.name, scopes: r.scopes, ...(r.user_id ? { userId: r.user_id } : {}), createdAt: r.created_at.toISOString(), lastUsedAt: r.last_used_at?.toISOString() ?? null }));
+    return (await listActiveTokens(app.db)).map((r) => ({ ...r, createdAt: r.createdAt.toISOString(), lastUsedAt: r.lastUsedAt?.toISOString() ?? null }));
   });
 
   app.post(
@@ -49,7 +42,7 @@ const tokens: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Issue a token',
         body: Type.Object(
           {
-            name: Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9._:-]+$' }),
+            name: Type.String({ minLength: 1, maxLength: TOKEN_NAME_MAX, pattern: TOKEN_NAME_PATTERN }),
             scopes: Type.Array(Scope, { minItems: 1, uniqueItems: true }),
             user: Type.Optional(Type.String({ minLength: 1, description: 'userName or id of the directory user a personal token acts as (and only them)' })),
           },
@@ -62,19 +55,13 @@ const tokens: FastifyPluginAsyncTypebox = async (app) => {
       const { name, scopes, user } = request.body;
       let userId: string | undefined;
       if (user !== undefined) {
-        const { rows } = await app.db.query<{ id: string }>(
-          'SELECT id FROM users WHERE deleted_at IS NULL AND (id::text = $1 OR lower(user_name) = lower($1))',
-          [user],
-        );
-        if (!rows[0]) return sendApiError(reply, 400, `no user ${user}`);
-        userId = rows[0].id;
+        userId = await tokenUserId(app.db, user);
+        if (!userId) return sendApiError(reply, 400, `no user ${user}`);
       }
       try {
-        const { identity, token } = await createToken(app.db, name, scopes, undefined, userId);
-        await audit(request.identity!.name, 'token.created', name, scopes);
-        return reply.code(201).send({ ...identity, createdAt: new Date().toISOString(), lastUsedAt: null, token });
+        return reply.code(201).send(issued(await issueToken(app.db, by(request), { name, scopes, userId })));
       } catch (err) {
-        if ((err as { code?: string }).code === '23505') return sendApiError(reply, 409, `an active token named "${name}" exists`);
+        if (err instanceof TokenNameTaken) return sendApiError(reply, 409, err.message);
         throw err;
       }
     },
@@ -87,18 +74,16 @@ const tokens: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags,
         security,
-        summary: 'Revoke a token and issue a new one with the same name and scopes',
+        summary: 'Revoke a token and issue a new one with the same name, scopes and user',
         params: NameParams,
         response: { 200: IssuedToken, ...apiErrors([404], { 404: 'no active token has that name' }) },
       },
     },
     async (request, reply) => {
-      const { rows } = await app.db.query<{ scopes: TokenScope[] }>('SELECT scopes FROM api_tokens WHERE name = $1 AND revoked_at IS NULL', [request.params.name]);
-      if (!rows[0]) return sendApiError(reply, 404, `no active token named "${request.params.name}"`);
-      await revokeToken(app.db, request.params.name);
-      const { identity, token } = await createToken(app.db, request.params.name, rows[0].scopes);
-      await audit(request.identity!.name, 'token.rotated', request.params.name, rows[0].scopes);
-      return { ...identity, createdAt: new Date().toISOString(), lastUsedAt: null, token };
+      const rotated = await rotateToken(app.db, by(request), request.params.name);
+      if (!rotated) return sendApiError(reply, 404, `no active token named "${request.params.name}"`);
+      app.tokens.forget(rotated.revokedDigest);
+      return issued(rotated);
     },
   );
 
@@ -109,10 +94,9 @@ const tokens: FastifyPluginAsyncTypebox = async (app) => {
       schema: { tags, security, summary: 'Revoke a token', params: NameParams, response: { 204: NoContent('revoked'), ...apiErrors([404], { 404: 'no active token has that name' }) } },
     },
     async (request, reply) => {
-      if (!(await revokeToken(app.db, request.params.name))) {
-        return sendApiError(reply, 404, `no active token named "${request.params.name}"`);
-      }
-      await audit(request.identity!.name, 'token.revoked', request.params.name);
+      const digest = await revokeNamedToken(app.db, by(request), request.params.name);
+      if (!digest) return sendApiError(reply, 404, `no active token named "${request.params.name}"`);
+      app.tokens.forget(digest);
       return reply.code(204).send();
     },
   );
