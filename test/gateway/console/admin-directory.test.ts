@@ -268,6 +268,13 @@ t.test("in a browser, the page's own script keeps the table live under the page'
   t.equal(await page.locator('tr[data-connector="wiki"] .status').textContent(), 'Provisioned', 'the change arrived without a reload');
   t.equal(await page.locator('tr[data-connector="crm"] .status').textContent(), 'Removed');
   t.same(refused, [], 'nothing refused by the Content-Security-Policy');
+  // CONSOLE_SCREENSHOT_DIR=docs/images refreshes the screenshots the documentation shows.
+  if (process.env.CONSOLE_SCREENSHOT_DIR) {
+    await page.setViewportSize({ width: 1100, height: 760 });
+    await page.screenshot({ path: `${process.env.CONSOLE_SCREENSHOT_DIR}/console-user-status.png` });
+    await page.goto(`http://127.0.0.1:${port}/console/admin/access`);
+    await page.screenshot({ path: `${process.env.CONSOLE_SCREENSHOT_DIR}/console-who-has-what.png` });
+  }
 });
 
 t.test('who has what, and why', async (t) => {

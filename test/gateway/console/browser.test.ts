@@ -177,6 +177,10 @@ t.test('request, two approvals in the inboxes, granted; refusals; sign-out', asy
     return status === 'fulfilled' || status === 'failed' ? status : undefined;
   }, 90_000, 'the request to be granted');
   t.equal(await alice.page.locator(`article:has(#r-${id}) .status`).textContent(), 'granted', 'the requester sees it granted');
+  if (process.env.CONSOLE_SCREENSHOT_DIR) {
+    await alice.page.setViewportSize({ width: 1000, height: 760 });
+    await alice.page.screenshot({ path: `${process.env.CONSOLE_SCREENSHOT_DIR}/console-my-requests.png` });
+  }
   const remote = target.findUserByName('alice@example.com');
   t.ok((target.findGroupByName('VPN')?.members as Array<{ value: string }> | undefined)?.some((m) => m.value === remote?.id), 'and the target has alice in the VPN group');
   const { rows: decisions } = await database.db.query<{ comment: string | null }>('SELECT comment FROM access_request_decisions WHERE request_id = $1 AND accepted ORDER BY stage', [id]);
