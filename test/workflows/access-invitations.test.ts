@@ -6,7 +6,8 @@
  * the activity is retried because the delivery channel failed), the link reaches the signed
  * delivery webhook, and the shipped post-login Action redeems it at the first login: the grant is
  * there and the request fulfilled. A rejected request invites nobody; people the policy does not
- * allow are refused with clear API errors; a revoked invitation revokes its request.
+ * allow are refused with clear API errors; a revoked invitation revokes its request; an invitation
+ * that expires unredeemed expires its request.
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +25,7 @@ const { userBody } = await import('../helpers/gateway.js');
 const { createToken } = await import('../../core/auth/tokens.js');
 const { createWorker } = await import('../../workflows/worker.js');
 const { accessRequestWorkflowId } = await import('../../workflows/client.js');
-const { accessRequestStateQuery } = await import('../../workflows/access-request-messages.js');
+const { accessRequestStateQuery, invitationSettledSignal } = await import('../../workflows/access-request-messages.js');
 const { createWebhookAccessNotifier } = await import('../../core/access/notifier.js');
 const { invitationNotifierFor } = await import('../../core/invitations/invitations.js');
 const { inviteForRequest } = await import('../../workflows/activities/access-requests.js');
@@ -282,7 +283,6 @@ t.test('requests for an email that the policy does not allow are refused with cl
   const other = await as('maria', 'POST', '/api/requests', { policy: 'contractor-editor', invitee: { email: 'someone.else@example.com' } });
   t.equal(other.status, 201, 'a sponsor may ask for several people at once');
   for (const id of [first.body.id, other.body.id]) {
-    // Cancelled once the workflow is under way (an Update in its very first task finds no handler yet).
     await eventually(async () => (await as('mark', 'GET', '/api/approvals')).body.some((r: Json) => r.id === id), 60_000, 'the stage to open');
     const cancelled = await as('maria', 'POST', `/api/requests/${id}/cancel`);
     t.equal(cancelled.status, 200, 'the sponsor cancels');
@@ -316,4 +316,22 @@ t.test('the invitation revoked: the request says so, the link is refused, and no
   t.match(out.reason, /invitation was revoked by .*: project cancelled/, "the request says why");
   t.equal((await api('GET', `/api/invitations?email=second.try@example.com`))[0].status, 'revoked', 'its invitation is revoked');
   t.equal((await stack.temporal.client.workflow.getHandle(accessRequestWorkflowId(second.id)).result()).status, 'revoked');
+});
+
+t.test('the invitation expires unredeemed: the request says so, the link is refused, and nothing is granted', async (t) => {
+  const request = await invitedRequest(t, 'too.late@example.com');
+  t.equal(request.status, 'invited', request.reason);
+  const notice = links.notices.find((n) => n.id === request.invitation.id) as unknown as Json;
+  // The link's time runs out (moved into the past rather than waited for: the shortest a policy allows is an hour).
+  await db.query(`UPDATE invitations SET expires_at = now() - interval '1 second' WHERE id = $1`, [request.invitation.id]);
+  // The workflow wakes at the expiry it was told; here, told to look now.
+  await stack.temporal.client.workflow.getHandle(accessRequestWorkflowId(request.id)).signal(invitationSettledSignal);
+  const state = await stack.temporal.client.workflow.getHandle(accessRequestWorkflowId(request.id)).result();
+  t.equal(state.status, 'expired', 'the workflow ends, expired');
+  const now = await as('maria', 'GET', `/api/requests/${request.id}`);
+  t.equal(now.body.status, 'expired');
+  t.match(now.body.reason, /invitation to too\.late@example\.com expired before it was redeemed/);
+  const auth0User = [...fake.users.values()].find((u) => u.email === 'too.late@example.com')!;
+  t.match((await login(auth0User.user_id, new URL(notice.url as string).searchParams.get('scim_invitation')!)).denied, /expired/);
+  t.equal((await db.query(`SELECT count(*)::int AS n FROM grants WHERE reason = $1`, [`invitation:${request.invitation.id}`])).rows[0].n, 0, 'no grant');
 });
