@@ -25,6 +25,7 @@ import { provisioningStatus, type ConnectorStatus, type ProvisioningStatus } fro
 import { ScimError } from '../../core/scim/errors.js';
 import { parseFilter } from '../../core/scim/filter/index.js';
 import { userSyncWorkflowId } from '../../workflows/client.js';
+import { openEventStream } from '../event-stream.js';
 import { workflowUiUrl } from '../temporal.js';
 import { html, SafeHtml } from './html.js';
 import { CONSOLE_LIVE_HELMET, UUID, type ConsoleKit } from './kit.js';
@@ -33,7 +34,6 @@ import type { ConsoleSession } from './session.js';
 /** Rows per page on every list here. */
 export const PAGE_SIZE = 50;
 const MAX_SEARCH = 200;
-const HEARTBEAT_MS = 15_000;
 
 /** Each provisioning state in words, for the page and (as data) for its script. */
 export const STATE_TEXT: Record<ConnectorStatus['state'], string> = {
@@ -263,51 +263,22 @@ ${pager('/console/admin/users', { q }, pageNo, pageNo * PAGE_SIZE < result.total
     const id = request.params.id;
     const exists = UUID.test(id) && (await app.db.query('SELECT 1 FROM users WHERE id = $1', [id])).rows.length > 0;
     if (!exists) return adminPage(reply.code(404), me, 'User', errorCard('There is no such user.', html`<p><a href="/console/admin/users">Search users</a></p>`));
-    reply.hijack();
-    const res = reply.raw;
-    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    const stream = openEventStream(reply);
+    streams.add(stream.end);
+    stream.onEnd(() => streams.delete(stream.end));
     let last = '';
-    let ended = false;
-    let running = false;
-    let again = false;
-    const subscription: { off?: () => void } = {};
-    const end = () => {
-      if (ended) return;
-      ended = true;
-      streams.delete(end);
-      clearInterval(heartbeat);
-      subscription.off?.();
-      res.end();
-    };
-    streams.add(end);
-    // One evaluation at a time; a wake-up during one runs another after it. Only changes are sent.
-    const evaluate = async (): Promise<void> => {
-      if (running) {
-        again = true;
-        return;
-      }
-      running = true;
-      try {
-        do {
-          again = false;
-          if (ended) return;
-          const json = JSON.stringify(await provisioningStatus(app.db, id));
-          if (json !== last && !ended) {
-            last = json;
-            res.write(`event: status\ndata: ${json}\n\n`);
-          }
-        } while (again);
-      } catch (err) {
-        request.log.error({ err: (err as Error).message }, 'console: provisioning status failed');
-        end();
-      } finally {
-        running = false;
-      }
-    };
-    const heartbeat = setInterval(() => res.write(': ping\n\n'), HEARTBEAT_MS);
-    res.on('close', end);
-    subscription.off = await watcher.subscribe(id, () => void evaluate());
-    if (ended) subscription.off();
+    // Only changes are sent.
+    const evaluate = stream.evaluator(
+      async () => {
+        const json = JSON.stringify(await provisioningStatus(app.db, id));
+        if (json !== last) {
+          last = json;
+          stream.send('status', json, true);
+        }
+      },
+      (err) => request.log.error({ err: err.message }, 'console: provisioning status failed'),
+    );
+    stream.onEnd(await watcher.subscribe(id, () => void evaluate()));
     await evaluate();
   });
 

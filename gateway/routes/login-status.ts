@@ -21,6 +21,7 @@ import { parseAuth0SourceConfig } from '../../core/sources/auth0.js';
 import { loginStatus, type LoginStatus } from '../../core/logins/status.js';
 import { CONTINUE_TTL_SECONDS, peekClaims, sessionKey, signToken, verifyToken } from '../../core/logins/tokens.js';
 import { ProvisioningWatcher } from '../../core/logins/watcher.js';
+import { openEventStream } from '../event-stream.js';
 import { sendApiError as fail } from './api/errors.js';
 import { apiErrors } from './schemas.js';
 
@@ -39,8 +40,6 @@ const PageQuery = Type.Object({ session: Type.String({ minLength: 1, maxLength: 
 const SESSION_ERRORS = { 400: 'session missing or malformed (the events also need state)', 401: 'the session token has expired or is not valid' };
 
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-const HEARTBEAT_MS = 15_000;
 
 function escapeHtml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -197,62 +196,30 @@ const loginStatusRoutes: FastifyPluginAsyncTypebox<LoginStatusOptions> = async (
       if (!s) return reply;
       const state = request.query.state ?? '';
       if (!state) return fail(reply, 400, 'state (the parameter Auth0 adds to the redirect) is required');
-      reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      const stream = openEventStream(reply);
       let last = '';
-      let ended = false;
-      const subscription: { off?: () => void } = {};
-      let running = false;
-      let again = false;
-      const send = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-      const end = () => {
-        if (ended) return;
-        ended = true;
-        clearInterval(heartbeat);
-        clearTimeout(expiry);
-        subscription.off?.();
-        res.end();
-      };
-      // One evaluation at a time; a wake-up during one runs another after it.
-      const evaluate = async (): Promise<void> => {
-        if (running) {
-          again = true;
-          return;
-        }
-        running = true;
-        try {
-          do {
-            again = false;
-            if (ended) return;
-            const status = await loginStatus(app.db, s.claims.uid);
-            const json = JSON.stringify(status);
-            if (json !== last) {
-              last = json;
-              send('status', status);
-            }
-            if (status.state !== 'pending') {
-              const { url, allowed } = continueUrl(s, state, status);
-              send('done', { ...status, continueUrl: url, allowed });
-              end();
-              return;
-            }
-          } while (again);
-        } catch (err) {
-          request.log.error({ err: (err as Error).message }, 'login status: evaluation failed');
-          end();
-        } finally {
-          running = false;
-        }
-      };
-      const heartbeat = setInterval(() => res.write(': ping\n\n'), HEARTBEAT_MS);
+      const evaluate = stream.evaluator(
+        async () => {
+          const status = await loginStatus(app.db, s.claims.uid);
+          const json = JSON.stringify(status);
+          if (json !== last) {
+            last = json;
+            stream.send('status', json, true);
+          }
+          if (status.state !== 'pending') {
+            const { url, allowed } = continueUrl(s, state, status);
+            stream.send('done', { ...status, continueUrl: url, allowed });
+            stream.end();
+          }
+        },
+        (err) => request.log.error({ err: err.message }, 'login status: evaluation failed'),
+      );
       const expiry = setTimeout(() => {
-        send('expired', {});
-        end();
+        stream.send('expired', {});
+        stream.end();
       }, Math.max(0, s.claims.exp * 1000 - Date.now()));
-      res.on('close', end);
-      subscription.off = await watcher.subscribe(s.claims.uid, () => void evaluate());
-      if (ended) subscription.off();
+      stream.onEnd(() => clearTimeout(expiry));
+      stream.onEnd(await watcher.subscribe(s.claims.uid, () => void evaluate()));
       await evaluate();
     },
   );
