@@ -17,7 +17,7 @@ import { createRequest, currentAccessOf, getRequest, RequestRefused, type Curren
 import { tasksOf, type AccessTaskView } from '../../core/access/tasks.js';
 import { cancelRequest, claimTaskAs, completeTaskAs, releaseAccess, type ActionOutcome } from '../access-actions.js';
 import { html, type SafeHtml } from './html.js';
-import { emptyList, onePage, pageNumber, pager, UUID, type ConsoleKit, type Form } from './kit.js';
+import { emptyList, onePage, pageNumber, pager, requestFields, UUID, type ConsoleKit, type Form } from './kit.js';
 import type { ConsoleSession } from './session.js';
 
 type Refused = Extract<ActionOutcome<unknown>, { ok: false }>;
@@ -112,9 +112,8 @@ ${actions}</article>`;
     const { rows } = await app.db.query<{ policy_id: string }>('SELECT policy_id FROM access_requests WHERE id = $1', [view.id]);
     const policy = await findPolicy(app.db, rows[0]!.policy_id);
     if (!policy) return page(reply.code(404), me, 'Extend access', errorCard('The access policy of this request no longer exists, so it cannot be extended. Ask an administrator.', toAccess));
-    const rawHours = (form.hours ?? '').trim();
-    if (rawHours !== '' && !/^\d{1,6}$/.test(rawHours)) return page(reply.code(400), me, 'Extend access', errorCard('The duration must be a whole number of hours.', toAccess));
-    const justification = (form.justification ?? '').trim();
+    const fields = requestFields(form);
+    if ('error' in fields) return page(reply.code(400), me, 'Extend access', errorCard(fields.error, toAccess));
     let id: string;
     try {
       // The same path as POST /api/requests with `extends`.
@@ -123,8 +122,7 @@ ${actions}</article>`;
         requesterId: me.userId,
         createdBy: `console:${me.userName}`,
         extendsId: view.id,
-        ...(justification ? { justification: justification.slice(0, 4000) } : {}),
-        ...(rawHours !== '' && Number(rawHours) > 0 ? { durationSeconds: Number(rawHours) * 3600 } : {}),
+        ...fields,
       });
     } catch (err) {
       if (err instanceof RequestRefused) return page(reply.code(err.status), me, 'Extend access', errorCard(`The extension was not requested: ${err.message}.`, html`<p><a href="/console/access">Back to My access</a> · <a href="/console/requests">My requests</a></p>`));

@@ -13,7 +13,7 @@ import adminDirectory from './admin-directory.js';
 import { html, type SafeHtml } from './html.js';
 import { accessPages } from './access-pages.js';
 import { adminOperations } from './admin-operations.js';
-import { consoleKit, emptyList, hours, onePage, pageNumber, pager, STATUS_TEXT, UUID, type ConsoleOptions, type Form } from './kit.js';
+import { consoleKit, emptyList, hours, onePage, pageNumber, pager, requestFields, STATUS_TEXT, UUID, type ConsoleOptions, type Form } from './kit.js';
 import { clearCookie, LOGIN_COOKIE, PRE_CSRF_COOKIE, randomToken, readCookies, safeReturnPath, sameSecret, setCookie, type ConsoleSession } from './session.js';
 
 export type { ConsoleOptions } from './kit.js';
@@ -150,17 +150,15 @@ ${eligible
     const { me, form } = acted;
     const policy = form.policy ? await findPolicy(app.db, form.policy) : undefined;
     if (!policy) return page(reply.code(404), me, 'Request access', errorCard(`There is no access policy "${form.policy ?? ''}".`, html`<p><a href="/console/catalogue">Back to the catalogue</a></p>`));
-    const rawHours = (form.hours ?? '').trim();
-    if (rawHours !== '' && !/^\d{1,6}$/.test(rawHours)) return page(reply.code(400), me, 'Request access', errorCard('The duration must be a whole number of hours.', html`<p><a href="/console/catalogue">Back to the catalogue</a></p>`));
-    const justification = (form.justification ?? '').trim();
+    const fields = requestFields(form);
+    if ('error' in fields) return page(reply.code(400), me, 'Request access', errorCard(fields.error, html`<p><a href="/console/catalogue">Back to the catalogue</a></p>`));
     let id: string;
     try {
       id = await createRequest(app.db, app.scimRegistry, {
         policy,
         requesterId: me.userId,
         createdBy: `console:${me.userName}`,
-        ...(justification ? { justification: justification.slice(0, 4000) } : {}),
-        ...(rawHours !== '' && Number(rawHours) > 0 ? { durationSeconds: Number(rawHours) * 3600 } : {}),
+        ...fields,
       });
     } catch (err) {
       if (err instanceof RequestRefused) return page(reply.code(err.status), me, 'Request access', errorCard(err.message, html`<p><a href="/console/catalogue">Back to the catalogue</a></p>`));

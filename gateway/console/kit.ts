@@ -124,6 +124,20 @@ export function emptyList(path: string, pageNo: number, empty: SafeHtml): SafeHt
   return pageNo === 1 ? html`<div class="card">${empty}</div>` : html`<div class="card"><p>There is nothing on page ${pageNo}. <a href="${path}">Go to the first page</a>.</p></div>`;
 }
 
+/**
+ * The duration (whole hours; empty for the policy's default) and justification of a request form,
+ * as createRequest takes them; or what is wrong with them.
+ */
+export function requestFields(form: Form): { error: string } | { durationSeconds?: number; justification?: string } {
+  const rawHours = (form.hours ?? '').trim();
+  if (rawHours !== '' && !/^\d{1,6}$/.test(rawHours)) return { error: 'The duration must be a whole number of hours.' };
+  const justification = (form.justification ?? '').trim();
+  return {
+    ...(justification ? { justification: justification.slice(0, 4000) } : {}),
+    ...(rawHours !== '' && Number(rawHours) > 0 ? { durationSeconds: Number(rawHours) * 3600 } : {}),
+  };
+}
+
 /** The main navigation: everyone's pages, then the administrators' (shown to administrators only). */
 const NAV: Array<{ href: string; label: string }> = [
   { href: '/console/catalogue', label: 'Request access' },
