@@ -266,6 +266,9 @@ t.test('tasks: claim, done and failed as on the REST API; forged forms by others
 });
 
 t.test('a pending request of your own is cancelled from My requests', async (t) => {
+  const bad = await post('ria', '/console/requests', { policy: 'laptop', hours: '1.5' });
+  t.equal(bad.statusCode, 400, 'a duration that is not whole hours is a page saying so');
+  t.match(bad.body, 'The duration must be a whole number of hours.');
   const made = await post('ria', '/console/requests', { policy: 'laptop' });
   const id = /created=([0-9a-f-]{36})/.exec(made.headers.location as string)![1]!;
   const list = await get('ria', '/console/requests');
