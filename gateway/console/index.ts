@@ -8,6 +8,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { findPolicy, listPolicies, type AccessPolicy } from '../../core/access/policies.js';
 import { approvalsOf, createRequest, isEligible, listRequestsOf, RequestRefused, type AccessRequestView } from '../../core/access/requests.js';
+import { listHoldings } from '../../core/provisioning/holdings.js';
 import { decideAs } from '../access-decisions.js';
 import adminDirectory from './admin-directory.js';
 import { html, type SafeHtml } from './html.js';
@@ -240,11 +241,17 @@ ${eligible
       [waiting.map((r) => r.requesterId)],
     );
     const byId = new Map(people.map((p) => [p.id, p]));
+    // What each requester holds already (granted, by rule or by request), for the approver to weigh.
+    const held = new Map<string, string[]>();
+    for (const requesterId of new Set(waiting.map((r) => r.requesterId))) {
+      held.set(requesterId, (await listHoldings(app.db, { userId: requesterId, grantsOnly: true })).map((h) => `${h.connectorId}/${h.entitlement}`));
+    }
     const totals = await stageCounts(waiting);
     const cards = await Promise.all(
       waiting.map((r) => {
         const who = byId.get(r.requesterId);
-        const extra = html`<dt>Requester</dt><dd>${r.requester}</dd><dt>Title</dt><dd>${who?.title ?? '—'}</dd><dt>Manager</dt><dd>${who?.manager ?? '—'}</dd>`;
+        const holds = held.get(r.requesterId) ?? [];
+        const extra = html`<dt>Requester</dt><dd>${r.requester}</dd><dt>Title</dt><dd>${who?.title ?? '—'}</dd><dt>Manager</dt><dd>${who?.manager ?? '—'}</dd><dt>Current access</dt><dd>${holds.length ? holds.join(', ') : 'none'}</dd>`;
         const actions = html`<form method="post" action="/console/requests/${r.id}/decision"><input type="hidden" name="_csrf" value="${me.csrf}">
 <label for="c-${r.id}">Comment (optional)</label><textarea id="c-${r.id}" name="comment" rows="2" maxlength="4000"></textarea>
 <button type="submit" name="decision" value="approve">Approve</button> <button type="submit" name="decision" value="reject" class="secondary">Reject</button></form>`;

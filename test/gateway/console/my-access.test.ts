@@ -94,11 +94,15 @@ async function settled(id: string, wanted: AccessRequestView['status']): Promise
 }
 
 /** `who` asks for `policy` in the console, ben approves it in his inbox; answers the request id. */
-async function requestedAndApproved(who: string, url: string, fields: Record<string, string>): Promise<string> {
+async function requestedAndApproved(who: string, url: string, fields: Record<string, string>, inboxSeen?: (inbox: string) => void): Promise<string> {
   const made = await post(who, url, fields);
   if (made.statusCode !== 303) throw new Error(`request: ${made.statusCode} ${made.body}`);
   const id = /created=([0-9a-f-]{36})/.exec(made.headers.location as string)![1]!;
-  await eventually(async () => (await get('ben', '/console/inbox')).body.includes(`/console/requests/${id}/decision`), 30_000, 'the request in ben’s inbox');
+  const inbox = await eventually(async () => {
+    const body = (await get('ben', '/console/inbox')).body;
+    return body.includes(`/console/requests/${id}/decision`) ? body : undefined;
+  }, 30_000, 'the request in ben’s inbox');
+  inboxSeen?.(inbox);
   const decided = await post('ben', `/console/requests/${id}/decision`, { decision: 'approve' });
   if (decided.statusCode !== 303) throw new Error(`decision: ${decided.statusCode}`);
   return id;
@@ -130,7 +134,9 @@ t.test('my access: extend automatic access, then release it; the target loses it
   t.match(tooLong.body, 'at most 3600 s');
   t.equal((await post('ria', `/console/access/${id}/extend`, { hours: '1' }, false)).statusCode, 403, 'without the CSRF token nothing is requested');
 
-  const ext = await requestedAndApproved('ria', `/console/access/${id}/extend`, { hours: '1', justification: 'still on it' });
+  const ext = await requestedAndApproved('ria', `/console/access/${id}/extend`, { hours: '1', justification: 'still on it' }, (inbox) =>
+    t.match(inbox, /<dt>Current access<\/dt><dd>memory\/prod-db<\/dd>/, "the approver sees what the requester holds already"),
+  );
   const extView = await settled(ext, 'fulfilled');
   t.equal(extView.extends, id, 'an extension of the running access, made through the same path as POST /api/requests');
   t.equal(extView.durationSeconds, 3600);
