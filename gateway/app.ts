@@ -37,6 +37,8 @@ export interface AppOptions {
   temporal: TemporalAccess;
   /** Run the outbox dispatcher in this process (default true). */
   dispatchOutbox?: boolean;
+  /** Link audit events into the hash chain from this process (default true). */
+  chainAudit?: boolean;
   /** SCIM schemas with custom extensions (default: loaded from config.scimExtensionsFile). */
   registry?: SchemaRegistry;
   /** Fastify logger options; defaults to JSON logs at config.logLevel. */
@@ -97,6 +99,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     db: opts.db,
     temporal: opts.temporal,
     dispatchOutbox: opts.dispatchOutbox ?? true,
+    chainAudit: opts.chainAudit ?? true,
     registry: opts.registry ?? loadSchemaRegistry(opts.config.scimExtensionsFile),
   });
   await app.register(security);

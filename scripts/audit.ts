@@ -1,6 +1,8 @@
 /**
- * `npm run audit -- <command>`: the audit log in the database at DATABASE_URL. Read-only: it never
- * migrates, so it can run with a role that may only read `audit_events` and `audit_chain_head`.
+ * `npm run audit -- <command>`: the audit log in the database at DATABASE_URL. It never migrates,
+ * and its only write is chaining the events still pending before it verifies or exports (see
+ * core/audit/chain.ts): with a role that may only read `audit_events` and `audit_chain_head` it
+ * skips that and reads, leaving those events to the gateway's and the worker's chainers.
  *
  *   verify                          check the hash chain; one line on stdout; exit 0 intact, 1 not
  *   export --format csv|json        every event (or those from --since, before --until, both ISO
@@ -41,7 +43,8 @@ async function verify(db: Db): Promise<number> {
   const r = await verifyAuditChain(db);
   if (r.ok) {
     const last = r.lastId === undefined ? '' : `, last id ${r.lastId}, hash ${r.lastHash}`;
-    process.stdout.write(`audit chain OK: ${r.checked} events verified${last}\n`);
+    const pending = r.pending === undefined ? '' : `; ${r.pending} recent events not chained yet`;
+    process.stdout.write(`audit chain OK: ${r.checked} events verified${last}${pending}\n`);
     return 0;
   }
   const where = r.firstBadId === undefined ? '' : ` at id ${r.firstBadId}`;

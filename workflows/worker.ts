@@ -11,6 +11,7 @@ import { NativeConnection, Runtime, Worker, DefaultLogger, type LogLevel as Temp
 import { Connection } from '@temporalio/client';
 import pino from 'pino';
 import { exitOnConfigError, loadWorkerConfig, requireExternalServices, type LogLevel, type SlackConfig } from '../core/config.js';
+import { AuditChainer } from '../core/audit/chainer.js';
 import { migrate } from '../core/db/migrate.js';
 import { connectPool, DatabaseUnreachableError, type Db } from '../core/db/pool.js';
 import { createActivities } from './activities/index.js';
@@ -165,8 +166,13 @@ async function main(): Promise<void> {
     },
     'worker started',
   );
+  // The worker links audit events into the hash chain too, so that a deployment chains whichever
+  // of its processes are running (core/audit/chainer.ts).
+  const chainer = new AuditChainer({ db, log: { warn: (obj, msg) => logger.warn(obj, msg) } });
+  chainer.start();
   // Worker.run() installs SIGINT/SIGTERM handlers that drain in-flight tasks before resolving.
   await worker.run();
+  await chainer.stop();
   await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
   await connection.close();
   await db.end();

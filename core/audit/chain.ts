@@ -1,20 +1,30 @@
 /**
  * The audit log (`audit_events`) as a hash chain, and reading it back.
  *
- * Each event stores `prev_hash`, the hash of the event before it (NULL for the first), and
- * `hash = sha256(prev_hash || canonical bytes of the event)`, both filled in by the
- * `audit_events_chain` trigger (migration 1732170000005_audit-chain), which also assigns ids in
- * chain order under a lock. `audit_chain_head` holds the id and hash of the last event.
+ * Each chained event stores its position `chain_seq`, `prev_hash`, the hash of the event before it
+ * in the chain (NULL for the first), and `hash = sha256(prev_hash || canonical bytes of the event)`.
+ * Writers do not chain: they insert plain rows, with no lock, and the chain columns stay NULL until
+ * a chainer links the committed events after the head, a batch at a time
+ * (`audit_events_chain_pending`, migration 1732170000020_audit-chain-async; {@link chainPendingAuditEvents}).
+ * The gateway and the worker each run a chainer loop (core/audit/chainer.ts); one at a time does
+ * the work. `audit_chain_head` holds the position, id and hash of the last chained event.
+ *
+ * Between its commit and the next chainer pass (normally well under a second) an event is recorded
+ * but not yet chained: it is in the log and visible to every reader, but not yet protected by the
+ * chain. {@link verifyAuditChain} first chains what is pending (when the database lets it write),
+ * then verifies the chain, and reports events still unchained: as pending when they are recent,
+ * as a failure when they are older than a threshold (the chainer has stopped, or an event was
+ * tampered with so that it cannot be chained).
  *
  * {@link verifyAuditChain} recomputes every hash in SQL, so the canonical bytes are built by the
- * same PostgreSQL functions that built them at insert time, but from the expression below rather
- * than from the database's own `audit_events_canonical` function: a verifier that trusted a
- * function stored in the database under check could be fooled by replacing that function.
+ * same PostgreSQL functions that built them when the event was chained, but from the expression
+ * below rather than from the database's own `audit_events_canonical` function: a verifier that
+ * trusted a function stored in the database under check could be fooled by replacing that function.
  *
- * What the chain proves: anyone who changes, removes or reorders events without also rewriting
- * every later hash is detected. Someone with the rights to rewrite the table can recompute the
- * chain too, so keep a copy of the last hash (`lastHash`) outside the database from time to time;
- * a chain that still verifies but no longer contains a recorded hash has been rewritten.
+ * What the chain proves: anyone who changes, removes or reorders chained events without also
+ * rewriting every later hash is detected. Someone with the rights to rewrite the table can
+ * recompute the chain too, so keep a copy of the last hash (`lastHash`) outside the database from
+ * time to time; a chain that still verifies but no longer contains a recorded hash has been rewritten.
  */
 import type { Db, Tx } from '../db/pool.js';
 
@@ -35,82 +45,176 @@ const CANONICAL = `convert_to(
     'UTF8')`;
 
 export interface AuditChainResult {
-  /** True when every event links to its predecessor, matches its hash, and the head agrees. */
+  /**
+   * True when every chained event links to its predecessor and matches its hash, the head agrees,
+   * and no event has stayed unchained for longer than the threshold.
+   */
   ok: boolean;
-  /** Events verified intact (when not ok: those before the first bad one). */
+  /** Chained events verified intact (when not ok: those before the first bad one). */
   checked: number;
   /** The first event found bad (for events missing at the end: the id the head says is last). */
   firstBadId?: number;
   /** What is wrong with it. */
   reason?: string;
-  /** When ok: the id and hash (hex) of the last event, to record outside the database. */
+  /** When ok: the id and hash (hex) of the last chained event, to record outside the database. */
   lastId?: number;
   lastHash?: string;
+  /**
+   * Events recorded but not chained yet, when there are any: committed after the last chainer
+   * pass (or while the verifier ran). Not a failure until they are older than the threshold.
+   */
+  pending?: number;
 }
 
 export interface VerifyOptions {
   /** Events read per query (default 1000). */
   batchSize?: number;
+  /**
+   * Chain the pending events before verifying (default true). Skipped without error when the
+   * database refuses the write (a role that may only read the log, a read-only replica).
+   */
+  chainFirst?: boolean;
+  /**
+   * An event still unchained this many seconds after its `at` makes the result a failure
+   * (default 600). `at` is the writing transaction's start, so a transaction open longer than
+   * this whose event the chainer has not reached yet would be reported too.
+   */
+  unchainedLimitSeconds?: number;
+}
+
+const INSUFFICIENT_PRIVILEGE = '42501';
+const READ_ONLY_TRANSACTION = '25006';
+
+/**
+ * Links up to `maxEvents` committed, unchained events after the chain head, in one statement (an
+ * interrupted call changes nothing). Returns how many it linked, or null when another chainer holds
+ * the chain lock and `wait` is false (that chainer takes these events too); with `wait` it waits
+ * for that chainer to finish, then links what is left.
+ */
+export async function chainPendingAuditEvents(db: Queryable, opts: { maxEvents?: number; wait?: boolean } = {}): Promise<number | null> {
+  const { rows } = await db.query<{ n: number | null }>('SELECT audit_events_chain_pending($1, $2) AS n', [opts.maxEvents ?? 1000, opts.wait ?? false]);
+  return rows[0]?.n ?? null;
 }
 
 /**
- * Walks the whole chain in id order, in keyset batches that are separate statements (no long
- * transaction, so it can run beside live traffic, and on the embedded database's single
- * connection). Events appended while it runs are verified too.
+ * Chains every event committed before the call, waiting for a chainer at work. Returns the number
+ * of events it linked itself.
+ */
+export async function chainAllPendingAuditEvents(db: Queryable, batchSize = 1000): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const n = (await chainPendingAuditEvents(db, { maxEvents: batchSize, wait: true })) ?? 0;
+    total += n;
+    if (n < batchSize) return total;
+  }
+}
+
+function refusedWrite(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === INSUFFICIENT_PRIVILEGE || code === READ_ONLY_TRANSACTION;
+}
+
+/**
+ * Walks the whole chain in chain order (`chain_seq`), in keyset batches that are separate
+ * statements (no long transaction, so it can run beside live traffic, and on the embedded
+ * database's single connection). Events chained while it runs are verified too. Then counts the
+ * events not chained yet.
  */
 export async function verifyAuditChain(db: Queryable, opts: VerifyOptions = {}): Promise<AuditChainResult> {
   const batchSize = opts.batchSize ?? 1000;
+  const limitSeconds = opts.unchainedLimitSeconds ?? 600;
+  if (opts.chainFirst ?? true) {
+    try {
+      await chainAllPendingAuditEvents(db, batchSize);
+    } catch (err) {
+      if (!refusedWrite(err)) throw err;
+    }
+  }
+
   let checked = 0;
+  let lastSeq = 0;
   let lastId = 0;
   let last: Buffer | null = null;
   let headCheckedAt: number | undefined;
   const bad = (firstBadId: number, reason: string): AuditChainResult => ({ ok: false, checked, firstBadId, reason });
 
   for (;;) {
-    const { rows } = await db.query<{ id: number | string; prev_hash: Buffer | null; hash: Buffer; intact: boolean | null }>(
-      `SELECT e.id, e.prev_hash, e.hash,
+    const { rows } = await db.query<{ id: number | string; seq: number | string; prev_hash: Buffer | null; hash: Buffer | null; intact: boolean | null }>(
+      `SELECT e.id, e.chain_seq AS seq, e.prev_hash, e.hash,
               e.hash = sha256(COALESCE(e.prev_hash, ''::bytea) || ${CANONICAL}) AS intact
          FROM audit_events e
-        WHERE e.id > $1
-        ORDER BY e.id
+        WHERE e.chain_seq > $1
+        ORDER BY e.chain_seq
         LIMIT $2`,
-      [lastId, batchSize],
+      [lastSeq, batchSize],
     );
     for (const row of rows) {
       const id = Number(row.id);
       if (last === null) {
         if (row.prev_hash !== null) return bad(id, 'the first event links to a predecessor: events before it are missing');
       } else if (row.prev_hash === null || !row.prev_hash.equals(last)) {
-        return bad(id, `the event does not link to the event before it (id ${lastId}): an event between them was removed, or one of them was altered`);
+        return bad(id, `the event does not link to the event before it in the chain (id ${lastId}): an event between them was removed, or one of them was altered or moved`);
       }
-      if (row.intact !== true) return bad(id, 'the event does not match its hash: its content was altered');
+      if (row.intact !== true || row.hash === null) return bad(id, 'the event does not match its hash: its content was altered');
       last = row.hash;
       lastId = id;
+      lastSeq = Number(row.seq);
       checked++;
     }
     if (rows.length === batchSize) continue;
 
-    const head = await db.query<{ last_id: number | string | null; last_hash: Buffer | null }>('SELECT last_id, last_hash FROM audit_chain_head');
+    const head = await db.query<{ last_seq: number | string | null; last_id: number | string | null; last_hash: Buffer | null }>(
+      'SELECT last_seq, last_id, last_hash FROM audit_chain_head',
+    );
     if (!head.rows[0]) return { ok: false, checked, reason: 'audit_chain_head is missing' };
+    const headSeq = head.rows[0].last_seq === null ? null : Number(head.rows[0].last_seq);
     const headId = head.rows[0].last_id === null ? null : Number(head.rows[0].last_id);
     const headHash = head.rows[0].last_hash;
-    if (headId === (last === null ? null : lastId)) {
-      if (last === null) return { ok: true, checked };
-      if (!headHash || !headHash.equals(last)) return bad(lastId, 'the last event does not match the hash recorded in audit_chain_head');
-      return { ok: true, checked, lastId, lastHash: last.toString('hex') };
+    if (headSeq === (last === null ? null : lastSeq)) {
+      if (last === null) return await withPending(db, { ok: true, checked }, limitSeconds);
+      if (headId !== lastId || !headHash || !headHash.equals(last)) return bad(lastId, 'the last event does not match the id and hash recorded in audit_chain_head');
+      return await withPending(db, { ok: true, checked, lastId, lastHash: last.toString('hex') }, limitSeconds);
     }
-    if (headId !== null && headId > lastId) {
-      // Events committed since the last read: read on. The head is written in the same
-      // transaction as its event, so a read after this one sees that event; if it brings
-      // nothing new, the events the head points past are gone.
-      if (headCheckedAt !== lastId) {
-        headCheckedAt = lastId;
+    if (headSeq !== null && headSeq > lastSeq) {
+      // A chainer committed a batch since the last read: read on. The head moves in the same
+      // transaction as the batch it links, so a read after this one sees those events; if it
+      // brings nothing new, the events the head points past are gone.
+      if (headCheckedAt !== lastSeq) {
+        headCheckedAt = lastSeq;
         continue;
       }
-      return bad(headId, `the log ends at ${last === null ? 'no event' : `id ${lastId}`} but the chain head records id ${headId}: events at the end were removed`);
+      return bad(
+        headId ?? 0,
+        `the chain ends at ${last === null ? 'no event' : `id ${lastId}`} but the chain head records ${headSeq} events, the last with id ${headId}: events at the end were removed`,
+      );
     }
-    return bad(lastId, `audit_chain_head records ${headId === null ? 'no event' : `id ${headId}`} as the last event, not id ${lastId}`);
+    return bad(lastId, `audit_chain_head records ${headSeq === null ? 'no event' : `${headSeq} events`} as the chain, but it holds ${checked} ending with id ${lastId}`);
   }
+}
+
+/** `result`, with the events not chained yet: a failure when one is older than the limit. */
+async function withPending(db: Queryable, result: AuditChainResult, limitSeconds: number): Promise<AuditChainResult> {
+  const { rows } = await db.query<{ n: number; stale: number; oldest: number | string | null; oldest_at: string | null }>(
+    `SELECT count(*)::int AS n,
+            count(*) FILTER (WHERE e.at < now() - make_interval(secs => $1))::int AS stale,
+            min(e.id) FILTER (WHERE e.at < now() - make_interval(secs => $1)) AS oldest,
+            to_char(min(e.at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS oldest_at
+       FROM audit_events e
+      WHERE e.chain_seq IS NULL`,
+    [limitSeconds],
+  );
+  const { n, stale, oldest, oldest_at: oldestAt } = rows[0]!;
+  if (n === 0) return result;
+  if (stale === 0) return { ...result, pending: n };
+  return {
+    ok: false,
+    checked: result.checked,
+    firstBadId: Number(oldest),
+    reason:
+      `${stale} event${stale === 1 ? ' was' : 's were'} recorded more than ${limitSeconds} s ago but never chained (the oldest from ${oldestAt ?? 'unknown'}): ` +
+      'no chainer is running (the gateway and the worker run one), or the event was tampered with so that it cannot be chained',
+    pending: n,
+  };
 }
 
 // ------------------------------------------------------------------ reading the log
@@ -147,8 +251,9 @@ export interface AuditEvent {
   reason: string | null;
   before: unknown;
   after: unknown;
+  /** Null until the event is chained, like `hash`. */
   prevHash: string | null;
-  hash: string;
+  hash: string | null;
 }
 
 /** An event with `before`/`after` as PostgreSQL prints them, for exports that keep them exact. */
@@ -228,7 +333,7 @@ interface EventRow {
   before: string | null;
   after: string | null;
   prev_hash: string | null;
-  hash: string;
+  hash: string | null;
 }
 
 function toRaw(r: EventRow): RawAuditEvent {
@@ -281,8 +386,8 @@ function parsed(r: RawAuditEvent): AuditEvent {
 
 /**
  * One page of events in id order, and the `afterId` of the next page (null on the last page).
- * Ids commit in increasing order (see the migration), so following the log with `afterId` never
- * skips an event that commits later.
+ * Ids are taken when events are written and can commit out of order: a page read while a
+ * transaction holding a smaller id is still open does not show that event (see docs/operations.md).
  */
 export async function listAuditEvents(db: Queryable, filter: AuditFilter, limit: number): Promise<{ events: AuditEvent[]; nextAfterId: number | null }> {
   const raw = await readRaw(db, filter, limit + 1);
@@ -301,9 +406,16 @@ export async function listAuditEventsNewestFirst(db: Queryable, filter: AuditFil
 
 /**
  * Every matching event, in id order, as batches of one query each, never more than one batch in
- * memory. The export covers the events that existed when it started.
+ * memory. The export covers the events that existed when it started. The events pending then are
+ * chained first (when the database lets it write), so that they carry their hashes; an event
+ * committed meanwhile may still have none.
  */
 export async function* auditEventBatches(db: Queryable, filter: AuditFilter, batchSize = 1000): AsyncGenerator<RawAuditEvent[]> {
+  try {
+    await chainAllPendingAuditEvents(db);
+  } catch (err) {
+    if (!refusedWrite(err)) throw err;
+  }
   const { rows } = await db.query<{ max: number | string | null }>('SELECT max(id) AS max FROM audit_events');
   const upTo = Number(rows[0]?.max ?? 0);
   let afterId = filter.afterId;

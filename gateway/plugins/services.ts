@@ -1,7 +1,8 @@
 /**
  * Shared services every route may use, as typed decorators: configuration, the PostgreSQL pool,
- * Temporal access, the token verifier and the outbox dispatcher. Closing the app stops the
- * dispatcher first (so no delivery is cut off half-way), then closes Temporal and the pool.
+ * Temporal access, the token verifier, the outbox dispatcher and the audit chainer. Closing the app
+ * stops the dispatcher and the chainer first (so no delivery is cut off half-way), then closes
+ * Temporal and the pool.
  */
 import fp from 'fastify-plugin';
 import type { FastifyPluginAsync } from 'fastify';
@@ -10,6 +11,7 @@ import type { Db } from '../../core/db/pool.js';
 import type { TemporalAccess } from '../temporal.js';
 import { TokenVerifier } from '../../core/auth/tokens.js';
 import { OutboxDispatcher } from '../outbox/dispatcher.js';
+import { AuditChainer } from '../../core/audit/chainer.js';
 import { Directory } from '../../core/directory/store.js';
 import { SchemaRegistry } from '../../core/scim/schemas.js';
 
@@ -31,6 +33,8 @@ export interface ServicesOptions {
   temporal: TemporalAccess;
   /** Run the outbox dispatcher in this process (default true). */
   dispatchOutbox?: boolean;
+  /** Link audit events into the hash chain from this process (default true; see core/audit/chainer.ts). */
+  chainAudit?: boolean;
   /** SCIM schemas, with any custom extensions; default: the standard ones. */
   registry?: SchemaRegistry;
 }
@@ -63,9 +67,13 @@ const services: FastifyPluginAsync<ServicesOptions> = async (app, opts) => {
   });
   app.decorate('outbox', outbox);
 
+  const chainer = new AuditChainer({ db, log: app.log.child({ component: 'audit-chain' }) });
+
   if (opts.dispatchOutbox !== false) app.addHook('onReady', async () => outbox.start());
+  if (opts.chainAudit !== false) app.addHook('onReady', async () => chainer.start());
   app.addHook('onClose', async () => {
     await outbox.stop();
+    await chainer.stop();
     await temporal.close();
     await db.end();
   });

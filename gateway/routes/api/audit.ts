@@ -63,8 +63,8 @@ const AuditEvent = Type.Object({
   reason: Nullable(Type.String()),
   before: Type.Unknown({ description: 'the resource before the change (JSON), or null' }),
   after: Type.Unknown({ description: 'the resource after the change (JSON), or null' }),
-  prevHash: Nullable(Type.String(), 'hex SHA-256 of the previous event in the chain'),
-  hash: Type.String({ description: 'hex SHA-256 of prevHash and this event' }),
+  prevHash: Nullable(Type.String(), 'hex SHA-256 of the previous event in the chain; null for the first event, and until the event is chained'),
+  hash: Nullable(Type.String(), 'hex SHA-256 of prevHash and this event; null until the event is chained (normally within a second of its commit)'),
 });
 
 const AuditPage = Type.Object({
@@ -73,12 +73,13 @@ const AuditPage = Type.Object({
 });
 
 const VerifyResult = Type.Object({
-  ok: Type.Boolean(),
-  checked: Type.Integer({ description: 'events found intact (when not ok: before the first bad one)' }),
+  ok: Type.Boolean({ description: 'the chain is intact, and no event has stayed unchained for long' }),
+  checked: Type.Integer({ description: 'chained events found intact (when not ok: before the first bad one)' }),
   firstBadId: Type.Optional(Type.Integer()),
   reason: Type.Optional(Type.String()),
   lastId: Type.Optional(Type.Integer()),
   lastHash: Type.Optional(Type.String({ description: 'record it outside the database: a later chain that lacks it was rewritten' })),
+  pending: Type.Optional(Type.Integer({ description: 'events recorded but not chained yet (committed while the verification ran); absent when none' })),
 });
 
 type FilterQuery = Static<typeof ListQuery>;

@@ -1,13 +1,15 @@
 /**
- * The hash-chained audit log: the trigger chains every way the code writes events (single rows,
- * multi-row and CTE inserts, transactions, concurrent writers), verification finds altered and
- * removed events, the migration chains existing events, and all of it works on PGlite too.
+ * The hash-chained audit log: the chainer links every way the code writes events (single rows,
+ * multi-row and CTE inserts, transactions, concurrent writers, commits out of id order) exactly
+ * once, writers never wait for each other, verification finds altered, removed, moved and
+ * unchained events, the migrations chain existing events, and all of it works on PGlite too.
  */
 import { execFile } from 'node:child_process';
 import { runner } from 'node-pg-migrate';
 import pg from 'pg';
 import t from 'tap';
-import { verifyAuditChain } from '../../../core/audit/chain.js';
+import { chainAllPendingAuditEvents, chainPendingAuditEvents, verifyAuditChain } from '../../../core/audit/chain.js';
+import { AuditChainer } from '../../../core/audit/chainer.js';
 import { startEmbeddedPostgres } from '../../../core/db/embedded.js';
 import { migrate, MIGRATIONS_DIR } from '../../../core/db/migrate.js';
 import type { Db } from '../../../core/db/pool.js';
@@ -15,10 +17,17 @@ import { createTestDatabase } from '../../helpers/db.js';
 
 const INSERT = 'INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, before, after) VALUES ($1, $2, $3, $4, $5, $6, $7)';
 
-async function insertEvents(db: Db, n: number, prefix = 'e'): Promise<void> {
+/** Writes `n` events (not chained yet). */
+async function writeEvents(db: Db, n: number, prefix = 'e'): Promise<void> {
   for (let i = 0; i < n; i++) {
     await db.query(INSERT, [`actor-${i % 3}`, `${prefix}.${i}`, 'User', `u${i}`, i % 2 ? null : 'SCIM', i % 4 ? null : JSON.stringify({ i }), JSON.stringify({ n: i, s: 'x|1:y~' })]);
   }
+}
+
+/** Writes `n` events and chains them, as the gateway's chainer does a moment later. */
+async function insertEvents(db: Db, n: number, prefix = 'e'): Promise<void> {
+  await writeEvents(db, n, prefix);
+  await chainAllPendingAuditEvents(db);
 }
 
 async function ids(db: Db): Promise<number[]> {
@@ -118,16 +127,23 @@ t.test('200 concurrent inserts from 10 connections still form one chain', async 
   const result = await verifyAuditChain(database.db, { batchSize: 64 });
   t.equal(result.ok, true, result.reason ?? 'verifies');
   t.equal(result.checked, 250);
-  const pairs = await database.db.query<{ action: string; id: number }>(`SELECT action, id FROM audit_events WHERE action LIKE '%.a' OR action LIKE '%.b' ORDER BY id`);
+  const seqs = await database.db.query<{ seq: number }>('SELECT chain_seq AS seq FROM audit_events ORDER BY chain_seq');
+  t.same(seqs.rows.map((r) => r.seq), Array.from({ length: 250 }, (_, i) => i + 1), 'each event has its own place in the chain, without gaps');
+  const pairs = await database.db.query<{ action: string; seq: number }>(`SELECT action, chain_seq AS seq FROM audit_events WHERE action LIKE '%.a' OR action LIKE '%.b' ORDER BY id`);
   const byTx = new Map<string, number[]>();
-  for (const r of pairs.rows) byTx.set(r.action.slice(0, -2), [...(byTx.get(r.action.slice(0, -2)) ?? []), Number(r.id)]);
-  t.ok([...byTx.values()].every(([a, b]) => b === a! + 1), "a transaction's events are consecutive: the lock is held until commit");
+  for (const r of pairs.rows) byTx.set(r.action.slice(0, -2), [...(byTx.get(r.action.slice(0, -2)) ?? []), r.seq]);
+  t.equal(byTx.size, 50);
+  t.ok([...byTx.values()].every(([a, b]) => b! > a!), "a transaction's events are chained in the order it wrote them");
 });
 
 t.test('events committed while verification runs are verified too', async (t) => {
   const { db } = await createTestDatabase(t);
   await insertEvents(db, 3);
-  const late = async () => db.query(INSERT, ['late', 'late', 'T', null, null, null, null]);
+  // Another process writes an event and its chainer links it.
+  const late = async () => {
+    await db.query(INSERT, ['late', 'late', 'T', null, null, null, null]);
+    await chainPendingAuditEvents(db);
+  };
   let eventReads = 0;
   let headReads = 0;
   // Another writer commits an event after the first read of events, and just before the first
@@ -140,12 +156,13 @@ t.test('events committed while verification runs are verified too', async (t) =>
       return res;
     },
   } as unknown as Db;
-  const result = await verifyAuditChain(busy, { batchSize: 2 });
+  const result = await verifyAuditChain(busy, { batchSize: 2, chainFirst: false });
   t.match(result, { ok: true, checked: 5 });
+  t.equal(result.pending, undefined);
   t.equal(result.lastId, (await ids(db)).at(-1));
 });
 
-t.test('a transaction whose snapshot predates the last event fails instead of forking the chain', async (t) => {
+t.test('a transaction whose snapshot predates the last event writes without conflict, and its event is chained after it', async (t) => {
   const database = await createTestDatabase(t);
   await insertEvents(database.db, 2);
   const stale = new pg.Client({ connectionString: database.url });
@@ -153,11 +170,23 @@ t.test('a transaction whose snapshot predates the last event fails instead of fo
   t.teardown(() => stale.end());
   await stale.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
   await stale.query('SELECT count(*) FROM audit_events');
-  await database.db.query(INSERT, ['other', 'meanwhile', 'T', null, null, null, null]);
-  await t.rejects(stale.query(INSERT, ['stale', 'stale', 'T', null, null, null, null]), { code: '40001' });
+  await insertEvents(database.db, 1, 'meanwhile');
+  await stale.query(INSERT, ['stale', 'stale', 'T', null, null, null, null]);
+  await stale.query('COMMIT');
+  t.equal(await chainPendingAuditEvents(database.db), 1);
+  const last = await database.db.query<{ action: string }>('SELECT action FROM audit_events ORDER BY chain_seq DESC LIMIT 1');
+  t.equal(last.rows[0]!.action, 'stale');
+  t.match(await verifyAuditChain(database.db), { ok: true, checked: 4 });
+
+  // A chainer in a REPEATABLE READ transaction whose snapshot predates the last batch fails
+  // instead of forking the chain.
+  await stale.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+  await stale.query('SELECT count(*) FROM audit_events');
+  await insertEvents(database.db, 1, 'later');
+  await database.db.query(INSERT, ['x', 'unchained', 'T', null, null, null, null]);
+  await t.rejects(stale.query('SELECT audit_events_chain_pending()'), { code: '40001' });
   await stale.query('ROLLBACK');
-  t.same((await verifyAuditChain(database.db)).checked, 3);
-  t.equal((await verifyAuditChain(database.db)).ok, true);
+  t.match(await verifyAuditChain(database.db), { ok: true, checked: 6 });
 });
 
 t.test('events cannot be updated, deleted or truncated', async (t) => {
@@ -235,22 +264,57 @@ t.test('the migration chains the events already there, and rolls back', async (t
       await client.end();
     }
   };
-  // The migrations before this one, some events, then this one (later migrations may follow).
+  // In id order, each event links to the one before and the head names the last: the chain as
+  // migration 1732170000005 builds it (the verifier itself needs the later migrations).
+  const linkedInIdOrder = async () =>
+    (
+      await database.db.query<{ ok: boolean }>(
+        `SELECT bool_and(e.prev_hash IS NOT DISTINCT FROM (SELECT p.hash FROM audit_events p WHERE p.id < e.id ORDER BY p.id DESC LIMIT 1)
+                 AND e.hash IS NOT NULL)
+                AND (SELECT last_id FROM audit_chain_head) = max(e.id) AS ok
+           FROM audit_events e`,
+      )
+    ).rows[0]!.ok;
+  // The migrations before 1732170000005, some events, then that one.
   const earlier = await migrations('up', 5);
   t.equal(earlier.at(-1), '1732170000004_provisioning');
-  await insertEvents(database.db, 25, 'old');
+  await writeEvents(database.db, 25, 'old');
   t.same(await migrations('up', 1), ['1732170000005_audit-chain']);
-  t.match(await verifyAuditChain(database.db), { ok: true, checked: 25 });
-  await insertEvents(database.db, 3, 'new');
-  t.match(await verifyAuditChain(database.db), { ok: true, checked: 28 });
+  t.equal(await linkedInIdOrder(), true, 'the events already there are chained');
+  await writeEvents(database.db, 3, 'new');
+  t.equal(await linkedInIdOrder(), true, 'and the trigger chains new ones');
 
   t.same(await migrations('down', 1), ['1732170000005_audit-chain']);
   const cols = await database.db.query(`SELECT column_name FROM information_schema.columns WHERE table_name = 'audit_events' AND column_name IN ('hash', 'prev_hash')`);
   t.same(cols.rows, []);
-  await insertEvents(database.db, 2, 'down');
+  await writeEvents(database.db, 2, 'down');
   await t.rejects(database.db.query('DELETE FROM audit_events'), /append-only/, 'the append-only trigger stays');
-  t.ok((await migrate(database.url)).includes('1732170000005_audit-chain'));
-  t.match(await verifyAuditChain(database.db), { ok: true, checked: 30 });
+
+  // Up to the latest: 1732170000020 gives the events chained in id order their chain positions.
+  const applied = await migrate(database.url);
+  t.ok(applied.includes('1732170000005_audit-chain') && applied.includes('1732170000020_audit-chain-async'));
+  t.match(await verifyAuditChain(database.db, { chainFirst: false }), { ok: true, checked: 30 });
+  t.equal(await chainPendingAuditEvents(database.db), 0, 'nothing was left unchained');
+
+  // Events committed out of id order, chained; then back to the chain built by each writer, which
+  // links them again in id order, and forward once more.
+  const open = await database.db.connect();
+  try {
+    await open.query('BEGIN');
+    await open.query(INSERT, ['slow', 'slow', 'T', null, null, null, null]);
+    await writeEvents(database.db, 2, 'fast');
+    await open.query('COMMIT');
+  } finally {
+    open.release();
+  }
+  t.match(await verifyAuditChain(database.db), { ok: true, checked: 33 });
+  const later = (await database.db.query<{ name: string }>(`SELECT name FROM pgmigrations WHERE name >= '1732170000020' ORDER BY name DESC`)).rows;
+  t.same((await migrations('down', later.length)).at(-1), '1732170000020_audit-chain-async');
+  t.equal(await linkedInIdOrder(), true, 'down: linked in id order again');
+  await writeEvents(database.db, 1, 'old-trigger');
+  t.equal(await linkedInIdOrder(), true, "down: each writer's trigger chains again");
+  await migrate(database.url);
+  t.match(await verifyAuditChain(database.db), { ok: true, checked: 34 });
 });
 
 t.test('the command line verifies and exports', async (t) => {
