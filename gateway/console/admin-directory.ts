@@ -430,7 +430,7 @@ ${field('resourceId', 'Resource id')}${field('userId', 'Concerning user (id)')}$
     const back = html`<p><a href="/console/admin/audit">Back to the audit log</a></p>`;
     const body = result.ok
       ? html`<div class="card ok" role="status"><p><strong>The chain is intact.</strong> ${result.checked} event${result.checked === 1 ? '' : 's'} checked.</p>
-${result.lastId !== undefined ? html`<p>Last event ${result.lastId}, hash <code>${result.lastHash ?? ''}</code>. Record this hash outside the database: a later chain that no longer contains it was rewritten.</p>` : ''}${back}</div>`
+${result.lastId !== undefined ? html`<p>Last event ${result.lastId}, hash <code>${result.lastHash ?? ''}</code>. Record this hash outside the database: a later chain that no longer contains it was rewritten.</p>` : ''}${result.pending !== undefined ? html`<p>${result.pending} event${result.pending === 1 ? ' was' : 's were'} recorded during the check and ${result.pending === 1 ? 'is' : 'are'} not chained yet; the next check covers ${result.pending === 1 ? 'it' : 'them'}.</p>` : ''}${back}</div>`
       : html`<div class="card error" role="alert"><p><strong>The chain is broken.</strong> ${result.reason ?? ''}.</p>
 <p>${result.checked} event${result.checked === 1 ? '' : 's'} verified intact before it${result.firstBadId !== undefined ? html`; the first bad event is ${result.firstBadId}` : ''}.</p>
 <p>Compare with a backup of the database and a hash recorded earlier, and find out who has write access to <code>audit_events</code>.</p>

@@ -9,7 +9,6 @@ import { runner } from 'node-pg-migrate';
 import pg from 'pg';
 import t from 'tap';
 import { chainAllPendingAuditEvents, chainPendingAuditEvents, verifyAuditChain } from '../../../core/audit/chain.js';
-import { AuditChainer } from '../../../core/audit/chainer.js';
 import { startEmbeddedPostgres } from '../../../core/db/embedded.js';
 import { migrate, MIGRATIONS_DIR } from '../../../core/db/migrate.js';
 import type { Db } from '../../../core/db/pool.js';

@@ -1,0 +1,301 @@
+/**
+ * The audit chain linked after commit: writers of audit events never wait for each other, events
+ * committed out of id order are chained exactly once, the append-only trigger lets only the
+ * chainer's one-time fill through, an interrupted chainer loses nothing, events left unchained are
+ * reported, moved and removed chained events are caught, and the gateway chains by itself.
+ */
+import pg from 'pg';
+import t from 'tap';
+import { chainAllPendingAuditEvents, chainPendingAuditEvents, verifyAuditChain } from '../../../core/audit/chain.js';
+import { AuditChainer } from '../../../core/audit/chainer.js';
+import type { Db } from '../../../core/db/pool.js';
+import { createEmbeddedTestDatabase, createTestDatabase } from '../../helpers/db.js';
+import { startTestGateway } from '../../helpers/gateway.js';
+
+const INSERT = 'INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, before, after) VALUES ($1, $2, $3, $4, $5, $6, $7)';
+
+async function write(db: Pick<Db, 'query'>, action: string): Promise<void> {
+  await db.query(INSERT, ['test', action, 'T', null, null, null, JSON.stringify({ action })]);
+}
+
+/** What an attacker who can bypass triggers (a superuser) can do. */
+async function tamper(db: Db, sql: string, params: unknown[] = []): Promise<void> {
+  const c = await db.connect();
+  try {
+    await c.query('BEGIN');
+    await c.query('SET LOCAL session_replication_role = replica');
+    await c.query(sql, params);
+    await c.query('COMMIT');
+  } finally {
+    c.release();
+  }
+}
+
+async function client(t: { teardown(fn: () => unknown): void }, url: string): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  t.teardown(() => c.end().catch(() => {}));
+  return c;
+}
+
+async function eventsInChainOrder(db: Db): Promise<{ id: number; action: string; seq: number | null }[]> {
+  return (await db.query<{ id: number; action: string; seq: number | null }>('SELECT id, action, chain_seq AS seq FROM audit_events ORDER BY chain_seq NULLS LAST, id')).rows;
+}
+
+t.test('a writer does not wait for another whose transaction is still open', async (t) => {
+  const database = await createTestDatabase(t);
+  const first = await client(t, database.url);
+  const second = await client(t, database.url);
+  await first.query('BEGIN');
+  await write(first, 'first.open');
+  // With a lock held by every writer until it commits, this insert would wait for `first` and
+  // fail at the timeout.
+  await second.query(`SET statement_timeout = '3s'`);
+  const started = Date.now();
+  await second.query('BEGIN');
+  await write(second, 'second');
+  await second.query('COMMIT');
+  t.ok(Date.now() - started < 3000, 'the second writer committed while the first was still open');
+  t.same(
+    (await database.db.query('SELECT action FROM audit_events')).rows,
+    [{ action: 'second' }],
+    'and its event is in the log at once, before it is chained',
+  );
+  await first.query('COMMIT');
+  t.match(await verifyAuditChain(database.db), { ok: true, checked: 2 });
+});
+
+t.test('events committed out of id order are all chained, exactly once, in the order they became visible', async (t) => {
+  const database = await createTestDatabase(t);
+  const db = database.db;
+  const open = await Promise.all([1, 2, 3].map(() => client(t, database.url)));
+  for (const [i, c] of open.entries()) {
+    await c.query('BEGIN');
+    await write(c, `open.${i}`);
+  }
+  await write(db, 'committed.first');
+  t.equal(await chainPendingAuditEvents(db), 1);
+  // Committed in reverse order of their ids, with chainer passes between.
+  await open[2]!.query('COMMIT');
+  await write(db, 'committed.second');
+  t.equal(await chainPendingAuditEvents(db), 2);
+  await open[0]!.query('COMMIT');
+  t.equal(await chainPendingAuditEvents(db), 1);
+  t.equal(await chainPendingAuditEvents(db), 0, 'a pass with nothing to do links nothing');
+  await open[1]!.query('COMMIT');
+  t.equal(await chainPendingAuditEvents(db), 1);
+
+  const chain = await eventsInChainOrder(db);
+  t.same(
+    chain.map((e) => [e.action, e.seq]),
+    [
+      ['committed.first', 1],
+      ['open.2', 2],
+      ['committed.second', 3],
+      ['open.0', 4],
+      ['open.1', 5],
+    ],
+  );
+  t.ok(chain[1]!.id < chain[0]!.id, 'an event can be chained after one with a greater id');
+  const result = await verifyAuditChain(db);
+  t.same(result, { ok: true, checked: 5, lastId: chain[4]!.id, lastHash: result.lastHash });
+  const head = await db.query('SELECT last_seq, last_id, encode(last_hash, \'hex\') AS last_hash FROM audit_chain_head');
+  t.same(head.rows, [{ last_seq: 5, last_id: chain[4]!.id, last_hash: result.lastHash }]);
+});
+
+t.test('many writers and two chainer loops: every event chained once', async (t) => {
+  const database = await createTestDatabase(t);
+  const writers = database.newPool(8);
+  const chainers = [new AuditChainer({ db: database.newPool(1), intervalMs: 5, batchSize: 7 }), new AuditChainer({ db: database.newPool(1), intervalMs: 5, batchSize: 7 })];
+  for (const c of chainers) c.start();
+  await Promise.all(
+    Array.from({ length: 300 }, async (_, i) => {
+      if (i % 3) return write(writers, `w.${i}`);
+      const c = await writers.connect();
+      try {
+        await c.query('BEGIN');
+        await write(c, `w.${i}.a`);
+        await c.query('SELECT pg_sleep(0.003)');
+        await write(c, `w.${i}.b`);
+        await c.query('COMMIT');
+      } finally {
+        c.release();
+      }
+    }),
+  );
+  for (let i = 0; i < 200; i++) {
+    const { rows } = await database.db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_events WHERE chain_seq IS NULL');
+    if (rows[0]!.n === 0) break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  await Promise.all(chainers.map((c) => c.stop()));
+  const chain = await eventsInChainOrder(database.db);
+  t.equal(chain.length, 400);
+  t.same(
+    chain.map((e) => e.seq),
+    chain.map((_, i) => i + 1),
+    'the loops chained every event, each at its own position, without gaps',
+  );
+  t.match(await verifyAuditChain(database.db, { chainFirst: false }), { ok: true, checked: 400 });
+  await t.resolves(chainers[0]!.stop(), 'stopping twice is harmless');
+});
+
+t.test('the append-only trigger lets through only the one-time fill of an unchained event', async (t) => {
+  const { db } = await createTestDatabase(t);
+  // A writer cannot place its event in the chain.
+  const forged = await db.query<{ seq: number | null; hash: Buffer | null }>(
+    `INSERT INTO audit_events (actor, action, resource_type, chain_seq, prev_hash, hash) VALUES ('x', 'forged', 'T', 1, '\\x00', '\\x01') RETURNING chain_seq AS seq, hash`,
+  );
+  t.same(forged.rows, [{ seq: null, hash: null }], 'chain columns given on insert are cleared');
+  const id = (await db.query<{ id: number }>('SELECT id FROM audit_events')).rows[0]!.id;
+
+  // Filling the chain columns while changing anything else is refused, even for a NULL reason
+  // or a jsonb value that compares equal.
+  await t.rejects(db.query(`UPDATE audit_events SET chain_seq = 1, hash = '\\x01', reason = 'changed' WHERE id = $1`, [id]), /append-only/);
+  await t.rejects(db.query(`UPDATE audit_events SET chain_seq = 1, hash = '\\x01', after = '{"a": 1.0}' WHERE id = $1`, [id]), /append-only/);
+  await t.rejects(db.query(`UPDATE audit_events SET reason = 'changed' WHERE id = $1`, [id]), /append-only/);
+  await t.rejects(db.query(`UPDATE audit_events SET chain_seq = 1 WHERE id = $1`, [id]), /append-only|audit_events_chained_whole/);
+
+  t.equal(await chainPendingAuditEvents(db), 1, 'the chainer fills them');
+  await t.rejects(db.query(`UPDATE audit_events SET chain_seq = 7 WHERE id = $1`, [id]), /append-only/, 'a chained event cannot be moved');
+  await t.rejects(db.query(`UPDATE audit_events SET chain_seq = NULL, prev_hash = NULL, hash = NULL WHERE id = $1`, [id]), /append-only/, 'nor unchained');
+  await t.rejects(db.query(`UPDATE audit_events SET hash = sha256(hash) WHERE id = $1`, [id]), /append-only/, 'nor re-hashed');
+  await t.rejects(db.query('DELETE FROM audit_events'), /append-only/);
+  t.match(await verifyAuditChain(db), { ok: true, checked: 1 });
+});
+
+t.test('a chainer interrupted in the middle of a batch loses nothing', async (t) => {
+  const database = await createTestDatabase(t);
+  const db = database.db;
+  for (let i = 0; i < 5; i++) await write(db, `before.${i}`);
+  await chainAllPendingAuditEvents(db);
+  const headBefore = (await db.query('SELECT * FROM audit_chain_head')).rows;
+  for (let i = 0; i < 5; i++) await write(db, `pending.${i}`);
+
+  const chainer = await client(t, database.url);
+  const pid = (await chainer.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  chainer.on('error', () => {});
+  await chainer.query('BEGIN');
+  t.equal((await chainer.query<{ n: number }>('SELECT audit_events_chain_pending(3) AS n')).rows[0]!.n, 3, 'a batch is linked, not committed');
+  t.equal(await chainPendingAuditEvents(db), null, 'meanwhile another chainer finds the chain busy and leaves');
+  // The process dies before committing.
+  await db.query('SELECT pg_terminate_backend($1)', [pid]);
+  await t.rejects(chainer.query('SELECT 1'));
+
+  t.same((await db.query('SELECT * FROM audit_chain_head')).rows, headBefore, 'the head did not move');
+  const pending = await db.query<{ action: string }>('SELECT action FROM audit_events WHERE chain_seq IS NULL ORDER BY id');
+  t.same(
+    pending.rows.map((r) => r.action),
+    [0, 1, 2, 3, 4].map((i) => `pending.${i}`),
+    'the batch is unchained again',
+  );
+  t.equal(await chainAllPendingAuditEvents(db), 5, 'the next pass links it');
+  t.match(await verifyAuditChain(db), { ok: true, checked: 10 });
+  t.same((await eventsInChainOrder(db)).map((e) => e.seq), Array.from({ length: 10 }, (_, i) => i + 1));
+});
+
+t.test('an event left unchained is reported', async (t) => {
+  const { db } = await createTestDatabase(t);
+  for (let i = 0; i < 3; i++) await write(db, `e.${i}`);
+  await chainAllPendingAuditEvents(db);
+
+  await write(db, 'recent');
+  t.match(await verifyAuditChain(db, { chainFirst: false }), { ok: true, checked: 3, pending: 1 }, 'a recent one is pending, not a failure');
+
+  // Recorded an hour ago and still not chained: no chainer ran, or the row was tampered with.
+  const { rows } = await db.query<{ id: number }>(
+    `INSERT INTO audit_events (at, actor, action, resource_type) VALUES (now() - interval '1 hour', 'test', 'old', 'T') RETURNING id`,
+  );
+  const stale = await verifyAuditChain(db, { chainFirst: false });
+  t.match(stale, { ok: false, checked: 3, firstBadId: rows[0]!.id, pending: 2, reason: /1 event was recorded more than 600 s ago but never chained/ });
+  t.match(await verifyAuditChain(db, { chainFirst: false, unchainedLimitSeconds: 7200 }), { ok: true, pending: 2 }, 'the limit is an option');
+  t.match(await verifyAuditChain(db), { ok: true, checked: 5 }, 'chained first, it verifies');
+  t.equal((await verifyAuditChain(db)).pending, undefined);
+});
+
+t.test('a role that may only read still verifies, leaving the chaining to the chainers', async (t) => {
+  const database = await createTestDatabase(t);
+  const role = `audit_reader_${database.name.slice(-6)}`;
+  await database.db.query(`CREATE ROLE ${role} LOGIN`);
+  t.teardown(async () => {
+    const admin = new pg.Client({ connectionString: database.url.replace(/\/[^/]*$/, '/postgres') });
+    await admin.connect();
+    await admin.query(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
+    await admin.end();
+  });
+  await database.db.query(`GRANT SELECT ON audit_events, audit_chain_head TO ${role}`);
+  await write(database.db, 'a');
+  await chainAllPendingAuditEvents(database.db);
+  await write(database.db, 'b');
+  const url = new URL(database.url);
+  url.username = role;
+  const reader = new pg.Pool({ connectionString: url.toString(), max: 1 });
+  t.teardown(() => reader.end());
+  t.match(await verifyAuditChain(reader), { ok: true, checked: 1, pending: 1 });
+});
+
+t.test('moving, removing and unchaining chained events is caught', async (t) => {
+  const setup = async () => {
+    const { db } = await createTestDatabase(t);
+    for (let i = 0; i < 6; i++) await write(db, `e.${i}`);
+    await chainAllPendingAuditEvents(db);
+    return { db, chain: await eventsInChainOrder(db) };
+  };
+
+  await t.test('two events swapped in the chain', async (t) => {
+    const { db, chain } = await setup();
+    await tamper(db, 'UPDATE audit_events SET chain_seq = -chain_seq WHERE chain_seq IN (2, 4)');
+    await tamper(db, 'UPDATE audit_events SET chain_seq = CASE chain_seq WHEN -2 THEN 4 ELSE 2 END WHERE chain_seq IN (-2, -4)');
+    t.match(await verifyAuditChain(db), { ok: false, checked: 1, firstBadId: chain[3]!.id, reason: /does not link/ });
+  });
+  await t.test('an event given a position at the end', async (t) => {
+    const { db, chain } = await setup();
+    await tamper(db, 'UPDATE audit_events SET chain_seq = 100 WHERE chain_seq = 3');
+    t.match(await verifyAuditChain(db), { ok: false, checked: 2, firstBadId: chain[3]!.id, reason: /does not link/ });
+  });
+  await t.test('the last event removed, and the head moved back over it', async (t) => {
+    const { db, chain } = await setup();
+    await tamper(db, 'DELETE FROM audit_events WHERE chain_seq = 6');
+    t.match(await verifyAuditChain(db), { ok: false, checked: 5, firstBadId: chain[5]!.id, reason: /at the end were removed/ });
+    await tamper(db, `UPDATE audit_chain_head SET last_seq = 5, last_id = $1, last_hash = (SELECT hash FROM audit_events WHERE chain_seq = 5)`, [chain[4]!.id]);
+    t.match(await verifyAuditChain(db), { ok: true, checked: 5 }, 'a consistent rewrite of the end verifies: only a recorded hash catches it');
+  });
+  await t.test('a chained event made unchained to be altered, then chained again', async (t) => {
+    const { db, chain } = await setup();
+    await tamper(db, `UPDATE audit_events SET chain_seq = NULL, prev_hash = NULL, hash = NULL, reason = 'forged' WHERE chain_seq = 3`);
+    await chainAllPendingAuditEvents(db);
+    t.match(await verifyAuditChain(db), { ok: false, checked: 2, firstBadId: chain[3]!.id, reason: /does not link/ });
+  });
+});
+
+t.test('the gateway chains the events its requests write, by itself', async (t) => {
+  const database = await createTestDatabase(t);
+  const gw = await startTestGateway(t, { database, temporalAddress: '127.0.0.1:1', taskQueue: 'unused', dispatchOutbox: false });
+  const res = await gw.scim({ method: 'POST', url: '/scim/v2/Users', payload: { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: 'chained@example.com' } });
+  t.equal(res.statusCode, 201, res.body);
+  const { id } = res.json<{ id: string }>();
+  let row: { hash: Buffer | null } | undefined;
+  for (let i = 0; i < 100; i++) {
+    row = (await database.db.query<{ hash: Buffer | null }>(`SELECT hash FROM audit_events WHERE action = 'user.created' AND resource_id = $1`, [id])).rows[0];
+    if (row?.hash) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  t.ok(row?.hash, "the app's chainer linked the event");
+  t.match(await verifyAuditChain(database.db, { chainFirst: false }), { ok: true });
+});
+
+t.test('on PGlite, the embedded database: the chainer loop shares the one connection', async (t) => {
+  const database = await createEmbeddedTestDatabase(t);
+  const chainer = new AuditChainer({ db: database.db, intervalMs: 10 });
+  chainer.start();
+  t.teardown(() => chainer.stop());
+  await Promise.all(Array.from({ length: 20 }, (_, i) => write(database.db, `p.${i}`)));
+  for (let i = 0; i < 200; i++) {
+    const { rows } = await database.db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_events WHERE chain_seq IS NULL');
+    if (rows[0]!.n === 0) break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  await chainer.stop();
+  t.match(await verifyAuditChain(database.db, { chainFirst: false }), { ok: true, checked: 20 });
+  t.equal(await chainPendingAuditEvents(database.db), 0);
+});
