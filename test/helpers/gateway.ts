@@ -33,6 +33,8 @@ export async function startTestGateway(
     taskQueue: string;
     env?: Record<string, string>;
     dispatchOutbox?: boolean;
+    /** Run the app's audit chainer (default true). */
+    chainAudit?: boolean;
     scopes?: TokenScope[];
     /** Fastify logger options, for tests that look at what is logged (default: no logging). */
     logger?: FastifyServerOptions['logger'];
@@ -55,7 +57,7 @@ export async function startTestGateway(
   };
   const db = opts.database.newPool(10);
   const temporal = new TemporalAccess(opts.temporalAddress, config.temporalNamespace, 1000);
-  const app = await buildApp({ config, db, temporal, dispatchOutbox: opts.dispatchOutbox ?? true, logger: opts.logger ?? false, consoleLocalSignIn: opts.consoleLocalSignIn === true });
+  const app = await buildApp({ config, db, temporal, dispatchOutbox: opts.dispatchOutbox ?? true, chainAudit: opts.chainAudit ?? true, logger: opts.logger ?? false, consoleLocalSignIn: opts.consoleLocalSignIn === true });
   checkSerialization(app);
   await app.ready();
   t.teardown(() => app.close());

@@ -284,6 +284,21 @@ t.test('the gateway chains the events its requests write, by itself', async (t) 
   t.match(await verifyAuditChain(database.db, { chainFirst: false }), { ok: true });
 });
 
+t.test('the API shows an event before it is chained, and the export chains what is pending first', async (t) => {
+  const database = await createTestDatabase(t);
+  const gw = await startTestGateway(t, { database, temporalAddress: '127.0.0.1:1', taskQueue: 'unused', dispatchOutbox: false, chainAudit: false, scopes: ['admin'] });
+  await write(database.db, 'first');
+  const listed = await gw.scim({ method: 'GET', url: '/api/audit' });
+  t.equal(listed.statusCode, 200, listed.body);
+  t.match(listed.json(), { events: [{ action: 'first', prevHash: null, hash: null }] }, 'recorded at once; the hash comes later');
+
+  const exported = await gw.scim({ method: 'GET', url: '/api/audit/export?format=json' });
+  t.equal(exported.statusCode, 200, exported.body);
+  t.match(exported.json(), [{ action: 'first', prevHash: null, hash: /^[0-9a-f]{64}$/ }], 'the export chained the event before reading it');
+  const verified = await gw.scim({ method: 'GET', url: '/api/audit/verify' });
+  t.same(verified.json(), { ok: true, checked: 1, lastId: exported.json()[0].id, lastHash: exported.json()[0].hash });
+});
+
 t.test('on PGlite, the embedded database: the chainer loop shares the one connection', async (t) => {
   const database = await createEmbeddedTestDatabase(t);
   const chainer = new AuditChainer({ db: database.db, intervalMs: 10 });

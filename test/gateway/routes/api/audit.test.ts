@@ -5,6 +5,7 @@ import { createToken } from '../../../../core/auth/tokens.js';
 import { loadGatewayConfig } from '../../../../core/config.js';
 import { TemporalAccess } from '../../../../gateway/temporal.js';
 import { createTestDatabase, type TestDatabase } from '../../../helpers/db.js';
+import { chainAllPendingAuditEvents } from '../../../../core/audit/chain.js';
 
 /** The app as production builds it. */
 async function startApp(t: Test, database: TestDatabase): Promise<FastifyInstance> {
@@ -65,6 +66,8 @@ const seed: Array<[string, string, string, string, string | null, string | null,
 for (const [at, ...rest] of seed) {
   await database.db.query(INSERT, [at, ...rest.map((v) => (v !== null && typeof v === 'object' ? JSON.stringify(v) : v))]);
 }
+// The hashes arrive once the app's chainer has linked the events; here, at once.
+await chainAllPendingAuditEvents(database.db);
 
 t.test('lists events in id order with their chain hashes', async (t) => {
   const res = await get('/api/audit');
