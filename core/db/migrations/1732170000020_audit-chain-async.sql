@@ -85,8 +85,10 @@ DECLARE
   e audit_events%ROWTYPE;
   prev bytea;
   seq bigint;
-  last_event bigint;
-  n integer := 0;
+  ids bigint[] := '{}';
+  seqs bigint[] := '{}';
+  prevs bytea[] := '{}';
+  hashes bytea[] := '{}';
 BEGIN
   IF wait THEN
     PERFORM pg_advisory_xact_lock(5204970010001);
@@ -99,23 +101,26 @@ BEGIN
   END IF;
   prev := head.last_hash;
   seq := COALESCE(head.last_seq, 0);
-  last_event := head.last_id;
+  -- Each hash depends on the one before, so they are computed one by one; the rows are then
+  -- updated in one statement.
   FOR e IN SELECT * FROM audit_events WHERE chain_seq IS NULL ORDER BY id LIMIT max_events LOOP
     seq := seq + 1;
-    UPDATE audit_events
-       SET chain_seq = seq,
-           prev_hash = prev,
-           hash = sha256(COALESCE(prev, ''::bytea) || audit_events_canonical(e.id, e.at, e.actor, e.action,
-                    e.resource_type, e.resource_id, e.reason, e.before, e.after))
-     WHERE id = e.id
-     RETURNING hash INTO prev;
-    last_event := e.id;
-    n := n + 1;
+    ids := ids || e.id;
+    seqs := seqs || seq;
+    prevs := prevs || prev;
+    prev := sha256(COALESCE(prev, ''::bytea) || audit_events_canonical(e.id, e.at, e.actor, e.action,
+              e.resource_type, e.resource_id, e.reason, e.before, e.after));
+    hashes := hashes || prev;
   END LOOP;
-  IF n > 0 THEN
-    UPDATE audit_chain_head SET last_id = last_event, last_hash = prev, last_seq = seq;
+  IF cardinality(ids) = 0 THEN
+    RETURN 0;
   END IF;
-  RETURN n;
+  UPDATE audit_events a
+     SET chain_seq = u.seq, prev_hash = u.prev, hash = u.hash
+    FROM unnest(ids, seqs, prevs, hashes) AS u(id, seq, prev, hash)
+   WHERE a.id = u.id;
+  UPDATE audit_chain_head SET last_id = ids[cardinality(ids)], last_hash = prev, last_seq = seq;
+  RETURN cardinality(ids);
 END
 $$;
 
