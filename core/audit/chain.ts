@@ -235,6 +235,12 @@ export interface AuditFilter {
   until?: string;
   /** Events with an id greater than this (keyset paging). */
   afterId?: number;
+  /**
+   * Chained events with a chain position greater than this, in chain order: following the log.
+   * Positions become visible in increasing order, so a reader that pages on with the position of
+   * the last event it read never skips one (an event shows up once chained).
+   */
+  afterChainSeq?: number;
   /** Events with an id smaller than this (keyset paging, newest first). */
   beforeId?: number;
 }
@@ -242,6 +248,8 @@ export interface AuditFilter {
 /** An event as the API returns it; `before`/`after` are the stored JSON. */
 export interface AuditEvent {
   id: number;
+  /** The event's position in the hash chain; null until it is chained. */
+  chainSeq: number | null;
   /** UTC, with the microseconds the database keeps. */
   at: string;
   actor: string;
@@ -291,6 +299,7 @@ export interface AuditFilterQuery {
   until?: string | undefined;
   afterId?: string | undefined;
   beforeId?: string | undefined;
+  afterChainSeq?: string | undefined;
 }
 
 /** The filter a query string asks for, or the message explaining what is wrong with it. */
@@ -314,16 +323,22 @@ export function auditFilterOf(q: AuditFilterQuery): AuditFilter | string {
     if (!/^[0-9]{1,15}$/.test(value)) return `${key}: expected an event id, got "${value}"`;
     filter[key] = Number(value);
   }
+  if (q.afterChainSeq !== undefined) {
+    if (!/^[0-9]{1,15}$/.test(q.afterChainSeq)) return `afterChainSeq: expected a chain position, got "${q.afterChainSeq}"`;
+    if (filter.afterId !== undefined || filter.beforeId !== undefined) return 'afterChainSeq: pages in chain order; it cannot be combined with afterId or beforeId';
+    filter.afterChainSeq = Number(q.afterChainSeq);
+  }
   return filter;
 }
 
-const SELECT_EVENT = `SELECT e.id, to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at, e.actor, e.action,
+const SELECT_EVENT = `SELECT e.id, e.chain_seq, to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at, e.actor, e.action,
        e.resource_type, e.resource_id, e.reason, e.before::text AS before, e.after::text AS after,
        encode(e.prev_hash, 'hex') AS prev_hash, encode(e.hash, 'hex') AS hash
   FROM audit_events e`;
 
 interface EventRow {
   id: number | string;
+  chain_seq: number | string | null;
   at: string;
   actor: string;
   action: string;
@@ -339,6 +354,7 @@ interface EventRow {
 function toRaw(r: EventRow): RawAuditEvent {
   return {
     id: Number(r.id),
+    chainSeq: r.chain_seq === null ? null : Number(r.chain_seq),
     at: r.at,
     actor: r.actor,
     action: r.action,
@@ -368,6 +384,7 @@ function whereClause(filter: AuditFilter, params: unknown[], upTo?: number): str
   if (filter.until !== undefined) add('e.at < ?::timestamptz', filter.until);
   if (filter.afterId !== undefined) add('e.id > ?', filter.afterId);
   if (filter.beforeId !== undefined) add('e.id < ?', filter.beforeId);
+  if (filter.afterChainSeq !== undefined) add('e.chain_seq > ?', filter.afterChainSeq);
   if (upTo !== undefined) add('e.id <= ?', upTo);
   return conds.length ? `WHERE ${conds.join(' AND ')}` : '';
 }
@@ -376,7 +393,8 @@ async function readRaw(db: Queryable, filter: AuditFilter, limit: number, upTo?:
   const params: unknown[] = [];
   const where = whereClause(filter, params, upTo);
   params.push(limit);
-  const { rows } = await db.query<EventRow>(`${SELECT_EVENT} ${where} ORDER BY e.id${newestFirst ? ' DESC' : ''} LIMIT $${params.length}`, params);
+  const order = filter.afterChainSeq !== undefined ? 'e.chain_seq' : 'e.id';
+  const { rows } = await db.query<EventRow>(`${SELECT_EVENT} ${where} ORDER BY ${order}${newestFirst ? ' DESC' : ''} LIMIT $${params.length}`, params);
   return rows.map(toRaw);
 }
 
@@ -387,13 +405,21 @@ function parsed(r: RawAuditEvent): AuditEvent {
 /**
  * One page of events in id order, and the `afterId` of the next page (null on the last page).
  * Ids are taken when events are written and can commit out of order: a page read while a
- * transaction holding a smaller id is still open does not show that event (see docs/operations.md).
+ * transaction holding a smaller id is still open does not show that event, and paging on with
+ * `afterId` skips it. With `afterChainSeq` the page holds chained events in chain order instead,
+ * and `nextAfterChainSeq` replaces `nextAfterId`: following the log that way skips nothing.
  */
-export async function listAuditEvents(db: Queryable, filter: AuditFilter, limit: number): Promise<{ events: AuditEvent[]; nextAfterId: number | null }> {
+export async function listAuditEvents(
+  db: Queryable,
+  filter: AuditFilter,
+  limit: number,
+): Promise<{ events: AuditEvent[]; nextAfterId: number | null; nextAfterChainSeq?: number | null }> {
   const raw = await readRaw(db, filter, limit + 1);
   const more = raw.length > limit;
   const events = raw.slice(0, limit).map(parsed);
-  return { events, nextAfterId: more ? events[events.length - 1]!.id : null };
+  const last = events[events.length - 1];
+  if (filter.afterChainSeq !== undefined) return { events, nextAfterId: null, nextAfterChainSeq: more ? last!.chainSeq : null };
+  return { events, nextAfterId: more ? last!.id : null };
 }
 
 /** One page of events, newest first, and the `beforeId` of the next (older) page (null on the last page). */
@@ -454,7 +480,7 @@ function csvRecord(e: RawAuditEvent): string {
 function jsonRecord(e: RawAuditEvent): string {
   const s = (v: string | number | null) => JSON.stringify(v);
   return (
-    `{"id":${e.id},"at":${s(e.at)},"actor":${s(e.actor)},"action":${s(e.action)},"resourceType":${s(e.resourceType)},` +
+    `{"id":${e.id},"chainSeq":${e.chainSeq ?? 'null'},"at":${s(e.at)},"actor":${s(e.actor)},"action":${s(e.action)},"resourceType":${s(e.resourceType)},` +
     `"resourceId":${s(e.resourceId)},"reason":${s(e.reason)},"before":${e.before ?? 'null'},"after":${e.after ?? 'null'},` +
     `"prevHash":${s(e.prevHash)},"hash":${s(e.hash)}}`
   );

@@ -40,6 +40,13 @@ const FilterProperties = {
 const ListQuery = Type.Object(
   {
     ...FilterProperties,
+    afterChainSeq: Type.Optional(
+      Type.String({
+        pattern: '^[0-9]{1,15}$',
+        description:
+          'follow the log: only chained events with a greater chain position, in chain order; pass the chainSeq of the last event read (0 to start). Unlike afterId it never skips an event that commits later; an event appears once chained, normally within a second of its commit. Not with afterId.',
+      }),
+    ),
     limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$', description: `events per page, 1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` })),
   },
   { additionalProperties: false },
@@ -55,6 +62,7 @@ const ExportQuery = Type.Object(
 
 const AuditEvent = Type.Object({
   id: Type.Integer(),
+  chainSeq: Nullable(Type.Integer(), 'position in the hash chain; null until the event is chained'),
   at: DateTime('UTC, with microseconds'),
   actor: Type.String(),
   action: Type.String(),
@@ -69,7 +77,8 @@ const AuditEvent = Type.Object({
 
 const AuditPage = Type.Object({
   events: Type.Array(AuditEvent),
-  nextAfterId: Nullable(Type.Integer(), 'pass as afterId for the next page; null on the last one'),
+  nextAfterId: Nullable(Type.Integer(), 'pass as afterId for the next page; null on the last one (and with afterChainSeq)'),
+  nextAfterChainSeq: Type.Optional(Nullable(Type.Integer(), 'with afterChainSeq: pass as afterChainSeq for the next page; null on the last one')),
 });
 
 const VerifyResult = Type.Object({
@@ -122,7 +131,7 @@ const audit: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get(
     '/api/audit',
-    { onRequest: admin, schema: { tags, security, summary: 'Audit events in id order, filtered, a page at a time', querystring: ListQuery, response: { 200: AuditPage, ...apiErrors([400]) } } },
+    { onRequest: admin, schema: { tags, security, summary: 'Audit events in id order (or in chain order, with afterChainSeq), filtered, a page at a time', querystring: ListQuery, response: { 200: AuditPage, ...apiErrors([400]) } } },
     async (request, reply) => {
       const filter = toFilter(request.query);
       if (typeof filter === 'string') return badRequest(reply, filter);

@@ -299,6 +299,41 @@ t.test('the API shows an event before it is chained, and the export chains what 
   t.same(verified.json(), { ok: true, checked: 1, lastId: exported.json()[0].id, lastHash: exported.json()[0].hash });
 });
 
+t.test('following the log in chain order skips no event that commits late; following by id can', async (t) => {
+  const database = await createTestDatabase(t);
+  const gw = await startTestGateway(t, { database, temporalAddress: '127.0.0.1:1', taskQueue: 'unused', dispatchOutbox: false, chainAudit: false, scopes: ['admin'] });
+  const page = async (query: string) => {
+    const res = await gw.scim({ method: 'GET', url: `/api/audit?${query}` });
+    t.equal(res.statusCode, 200, res.body);
+    return res.json<{ events: { id: number; chainSeq: number | null; action: string }[]; nextAfterId: number | null; nextAfterChainSeq?: number | null }>();
+  };
+  const slow = await client(t, database.url);
+  await slow.query('BEGIN');
+  await write(slow, 'slow');
+  await write(database.db, 'fast');
+  await chainPendingAuditEvents(database.db);
+
+  const byId = await page('afterId=0');
+  const byChain = await page('afterChainSeq=0');
+  t.same(byId.events.map((e) => e.action), ['fast']);
+  t.same(byChain.events.map((e) => [e.action, e.chainSeq]), [['fast', 1]]);
+  t.equal(byChain.nextAfterChainSeq, null);
+  const lastId = byId.events.at(-1)!.id;
+
+  await slow.query('COMMIT');
+  await chainPendingAuditEvents(database.db);
+  t.same((await page(`afterId=${lastId}`)).events, [], 'paging on by id misses the event committed late with a smaller id');
+  t.same((await page('afterChainSeq=1')).events.map((e) => [e.action, e.chainSeq]), [['slow', 2]], 'paging on in chain order finds it');
+
+  await write(database.db, 'unchained');
+  t.same((await page('afterChainSeq=0&limit=1')).nextAfterChainSeq, 1, 'the next position when there is more');
+  t.same((await page('afterChainSeq=2')).events, [], 'an event shows up in chain order once chained');
+  t.equal((await page('afterChainSeq=0')).nextAfterId, null);
+  for (const bad of ['afterChainSeq=x', 'afterChainSeq=1&afterId=1']) {
+    t.equal((await gw.scim({ method: 'GET', url: `/api/audit?${bad}` })).statusCode, 400, bad);
+  }
+});
+
 t.test('on PGlite, the embedded database: the chainer loop shares the one connection', async (t) => {
   const database = await createEmbeddedTestDatabase(t);
   const chainer = new AuditChainer({ db: database.db, intervalMs: 10 });
