@@ -21,7 +21,8 @@ import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
 import { Client, Connection } from '@temporalio/client';
-import { buildApp } from '../gateway/app.js';
+import pino from 'pino';
+import { buildApp, loggerOptions } from '../gateway/app.js';
 import { createToken } from '../core/auth/tokens.js';
 import { loadGatewayConfig } from '../core/config.js';
 import { migrate } from '../core/db/migrate.js';
@@ -134,12 +135,14 @@ async function main(): Promise<void> {
     const crmConfig = { url: crm.url, secret: 'env:BENCH_HOOK_SECRET', caFile: crm.caFile };
     const taskQueue = 'bench-provision';
     const config = {
-      ...loadGatewayConfig({ LOG_LEVEL: 'silent', OUTBOX_POLL_MS: '50', USER_SYNC_DEBOUNCE_MS: '0', USER_SYNC_IDLE_MS: '5000', OUTBOX_BATCH_SIZE: '500' }),
+      // As deployed: the defaults of every setting (outbox polling and batches, the userSync debounce
+      // and idle time), logs at info (written to /dev/null, so formatting them is paid, a terminal not).
+      ...loadGatewayConfig({ LOG_LEVEL: 'info' }),
       databaseUrl: dbUrl,
       temporalAddress: server.address,
       taskQueue,
     };
-    const app = await buildApp({ config, db: await connectPool(dbUrl, 10), temporal: new TemporalAccess(server.address, 'default'), logger: false });
+    const app = await buildApp({ config, db: await connectPool(dbUrl, 10), temporal: new TemporalAccess(server.address, 'default'), logger: { ...(loggerOptions('info') as Record<string, unknown>), stream: pino.destination('/dev/null') } });
     await app.ready();
     cleanups.unshift(() => app.close());
     const { token } = await createToken(db, 'bench', ['scim:read', 'scim:write', 'admin']);
