@@ -2,11 +2,16 @@
  * `npm run bench:provision`: the provisioning engine under load, on the real Temporal dev server and
  * PostgreSQL.
  *
- * 1. Throughput: users per second from SCIM POST (plus the group membership that entitles them) until
- *    both connectors have applied them: a `webhook` connector on its HTTPS fake receiver and a `scim`
- *    connector on a SCIMMY server. Baseline in the same run: the same connectors called directly
- *    (create + grant on both), with no gateway, outbox, Temporal or database in between.
- * 2. Reconciliation of BENCH_RECONCILE_ACCOUNTS (default 100,000) accounts and memberships on an
+ * 1. A joiner wave: BENCH_USERS (default 10,000) users created over SCIM and added to a group whose
+ *    rule entitles them on two connectors (`webhook`, each on its own HTTPS fake receiver that
+ *    answers at once), timed until every account and membership is present in both targets, with
+ *    the outbox's backlog, Temporal history sizes and memory on the way. Baseline in the same run:
+ *    the same connectors called directly (create + grant on both), no gateway, outbox, Temporal or
+ *    database in between.
+ * 2. A re-org: half of those users move to another group at once (revoke one entitlement, grant
+ *    another, on both connectors), timed the same way; then the targets are checked to hold exactly
+ *    the expected memberships, with no account created twice.
+ * 3. Reconciliation of BENCH_RECONCILE_ACCOUNTS (default 100,000) accounts and memberships on an
  *    in-memory target: time, peak memory growth of the process (which hosts worker and target) and
  *    target API calls. Baseline: reading the same pages directly from the connector.
  *
@@ -16,11 +21,12 @@ import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
 import { Client, Connection } from '@temporalio/client';
-import { buildApp } from '../gateway/app.js';
+import pino from 'pino';
+import { buildApp, loggerOptions } from '../gateway/app.js';
 import { createToken } from '../core/auth/tokens.js';
 import { loadGatewayConfig } from '../core/config.js';
 import { migrate } from '../core/db/migrate.js';
-import { connectPool } from '../core/db/pool.js';
+import { connectPool, type Db } from '../core/db/pool.js';
 import { TemporalAccess } from '../gateway/temporal.js';
 import { instantiate, loadConnector } from '../connectors/index.js';
 import { collectPages } from '@scim-gateway/connector-sdk/kit';
@@ -28,17 +34,84 @@ import { createSecretResolver } from '@scim-gateway/connector-sdk';
 import { createWorker } from '../workflows/worker.js';
 import { ensureSearchAttributes, startReconcileRun } from '../workflows/client.js';
 import { startTemporalDevServer } from './dev-server.js';
-import { startFakeReceiver } from '../test/connectors/webhook/fake-receiver.js';
-import { startScimmyServer } from '../test/connectors/scim/scimmy-server.js';
+import { startFakeReceiver, type FakeReceiver } from '../test/connectors/webhook/fake-receiver.js';
 import { memoryTarget } from '../test/fixtures/memory-connector.js';
 import { createBenchDatabase, inParallel } from './bench-common.js';
 
-const USERS = Number(process.env.BENCH_USERS ?? 300);
+const USERS = Number(process.env.BENCH_USERS ?? 10_000);
+/** Members added (or removed) per SCIM PATCH, as an identity provider batches them. */
+const MEMBERS_PER_PATCH = 100;
+const USER = 'urn:ietf:params:scim:schemas:core:2.0:User';
+const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
+const PATCH = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
 const RECONCILE_ACCOUNTS = Number(process.env.BENCH_RECONCILE_ACCOUNTS ?? 100_000);
 const CONCURRENCY = 20;
 const MEMORY_PLUGIN = fileURLToPath(new URL('../test/fixtures/memory-connector.ts', import.meta.url));
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+
+/** How many accounts at a receiver hold an entitlement. */
+function held(receiver: FakeReceiver, entitlement: string): number {
+  return receiver.grants.get(entitlement)?.size ?? 0;
+}
+
+/** Outbox rows not yet handed to Temporal. */
+async function outboxBacklog(db: Db): Promise<number> {
+  const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox WHERE delivered_at IS NULL');
+  return rows[0]!.n;
+}
+
+/** The process's peak RSS from now until stop(), sampled every 50 ms. */
+function sampleMemory(): { stop(): { before: number; peak: number } } {
+  const before = process.memoryUsage().rss;
+  let peak = before;
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+  return {
+    stop() {
+      clearInterval(timer);
+      return { before, peak };
+    },
+  };
+}
+
+/**
+ * Polls until `count()` reaches `goal` (the fakes' state, not the gateway's records), noting when
+ * the outbox emptied on the way and printing progress every 10 s.
+ */
+async function waitUntil(db: Db, start: number, what: string, count: () => number, goal: number): Promise<{ seconds: number; outboxDrainedAt?: number; backlogPeak: number }> {
+  let outboxDrainedAt: number | undefined;
+  let backlogPeak = 0;
+  let lastReport = Date.now();
+  for (;;) {
+    const backlog = await outboxBacklog(db);
+    backlogPeak = Math.max(backlogPeak, backlog);
+    if (backlog === 0 && outboxDrainedAt === undefined) outboxDrainedAt = (Date.now() - start) / 1000;
+    if (backlog > 0) outboxDrainedAt = undefined;
+    const n = count();
+    if (n >= goal) return { seconds: (Date.now() - start) / 1000, ...(outboxDrainedAt !== undefined ? { outboxDrainedAt } : {}), backlogPeak };
+    if (Date.now() - start > 30 * 60_000) throw new Error(`${what}: only ${n} of ${goal} changes in the targets after 30 minutes`);
+    if (Date.now() - lastReport > 10_000) {
+      log(`  ${what}: ${fmt(n)} of ${fmt(goal)} changes in the targets, outbox backlog ${fmt(backlog)}, ${fmt((Date.now() - start) / 1000)} s`);
+      lastReport = Date.now();
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** History length and size of some workflows, as Temporal stores them. */
+async function historySizes(client: Client, workflowIds: string[]): Promise<{ events: number; bytes: number; n: number }> {
+  let events = 0;
+  let bytes = 0;
+  let n = 0;
+  for (const id of workflowIds) {
+    const d = await client.workflow.getHandle(id).describe().catch(() => undefined);
+    if (!d) continue;
+    events += d.historyLength;
+    bytes += d.historySize ?? 0;
+    n++;
+  }
+  return { events: n ? events / n : 0, bytes: n ? bytes / n : 0, n };
+}
 
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
@@ -51,21 +124,25 @@ async function main(): Promise<void> {
     cleanups.unshift(() => db.end());
     const server = await startTemporalDevServer({ headless: true });
     cleanups.unshift(() => server.stop());
-    const receiver = await startFakeReceiver({ secret: 'bench-webhook-secret-0123456789', pageSize: 500 });
-    cleanups.unshift(() => receiver.close());
-    const scimTarget = await startScimmyServer({ token: 'bench-scim-target-token' });
-    cleanups.unshift(() => scimTarget.close());
+    // Two targets that answer as fast as they can: HTTPS receivers checking every signature.
+    const wiki = await startFakeReceiver({ secret: 'bench-webhook-secret-0123456789', pageSize: 500 });
+    cleanups.unshift(() => wiki.close());
+    const crm = await startFakeReceiver({ secret: 'bench-webhook-secret-0123456789', pageSize: 500 });
+    cleanups.unshift(() => crm.close());
     process.env.BENCH_HOOK_SECRET = 'bench-webhook-secret-0123456789';
-    process.env.BENCH_SCIM_TOKEN = 'bench-scim-target-token';
 
+    const wikiConfig = { url: wiki.url, secret: 'env:BENCH_HOOK_SECRET', caFile: wiki.caFile };
+    const crmConfig = { url: crm.url, secret: 'env:BENCH_HOOK_SECRET', caFile: crm.caFile };
     const taskQueue = 'bench-provision';
     const config = {
-      ...loadGatewayConfig({ LOG_LEVEL: 'silent', OUTBOX_POLL_MS: '50', USER_SYNC_DEBOUNCE_MS: '0', USER_SYNC_IDLE_MS: '5000', OUTBOX_BATCH_SIZE: '500' }),
+      // As deployed: the defaults of every setting (outbox polling and batches, the userSync debounce
+      // and idle time), logs at info (written to /dev/null, so formatting them is paid, a terminal not).
+      ...loadGatewayConfig({ LOG_LEVEL: 'info' }),
       databaseUrl: dbUrl,
       temporalAddress: server.address,
       taskQueue,
     };
-    const app = await buildApp({ config, db: await connectPool(dbUrl, 10), temporal: new TemporalAccess(server.address, 'default'), logger: false });
+    const app = await buildApp({ config, db: await connectPool(dbUrl, 10), temporal: new TemporalAccess(server.address, 'default'), logger: { ...(loggerOptions('info') as Record<string, unknown>), stream: pino.destination('/dev/null') } });
     await app.ready();
     cleanups.unshift(() => app.close());
     const { token } = await createToken(db, 'bench', ['scim:read', 'scim:write', 'admin']);
@@ -88,51 +165,68 @@ async function main(): Promise<void> {
     const client = new Client({ connection: clientConn });
     cleanups.unshift(() => clientConn.close());
 
-    // ------------------------------------------------------------- 1. end-to-end throughput
-    const hooksConfig = { url: receiver.url, secret: 'env:BENCH_HOOK_SECRET', caFile: receiver.caFile };
-    const scimConfig = { baseUrl: scimTarget.baseUrl, token: 'env:BENCH_SCIM_TOKEN' };
-    await call('PUT', '/api/connectors/hooks', { id: 'hooks', type: 'webhook', config: hooksConfig });
-    await call('PUT', '/api/connectors/target', { id: 'target', type: 'scim', config: scimConfig });
-    await call('POST', '/api/entitlements', { connectorId: 'hooks', name: 'all', target: { name: 'all' } }, 201);
-    await call('POST', '/api/entitlements', { connectorId: 'target', name: 'all', target: { group: 'All', create: true } }, 201);
-    const group = await call('POST', '/scim/v2/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'All' }, 201);
-    await call('POST', '/api/rules', { name: 'all', group: 'All', entitlements: ['hooks/all', 'target/all'] }, 201);
+    // ------------------------------------------------------------- 1. a joiner wave, then a re-org
+    await call('PUT', '/api/connectors/wiki', { id: 'wiki', type: 'webhook', config: wikiConfig });
+    await call('PUT', '/api/connectors/crm', { id: 'crm', type: 'webhook', config: crmConfig });
+    for (const team of ['eng', 'sales']) {
+      for (const c of ['wiki', 'crm']) await call('POST', '/api/entitlements', { connectorId: c, name: team, target: { name: team } }, 201);
+    }
+    const eng = await call('POST', '/scim/v2/Groups', { schemas: [GROUP], displayName: 'Engineering' }, 201);
+    const sales = await call('POST', '/scim/v2/Groups', { schemas: [GROUP], displayName: 'Sales' }, 201);
+    await call('POST', '/api/rules', { name: 'engineering', group: 'Engineering', entitlements: ['wiki/eng', 'crm/eng'] }, 201);
+    await call('POST', '/api/rules', { name: 'sales', group: 'Sales', entitlements: ['wiki/sales', 'crm/sales'] }, 201);
 
-    log(`provisioning ${USERS} users through SCIM to two connectors`);
-    const started = Date.now();
+    const rss = sampleMemory();
+    log(`joiner wave: ${fmt(USERS)} users created over SCIM and added to Engineering (wiki/eng + crm/eng)`);
+    const waveStart = Date.now();
     const ids: string[] = [];
     await inParallel(Array.from({ length: USERS }, (_, i) => i), CONCURRENCY, async (i) => {
-      const u = await call('POST', '/scim/v2/Users', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: `bench.${i}@example.com`, displayName: `Bench ${i}` }, 201);
+      const u = await call('POST', '/scim/v2/Users', { schemas: [USER], userName: `bench.${i}@example.com`, displayName: `Bench ${i}` }, 201);
       ids.push(String(u.id));
     });
-    for (let i = 0; i < ids.length; i += 100) {
-      await call('PATCH', `/scim/v2/Groups/${String(group.id)}`, {
-        schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'],
-        Operations: [{ op: 'add', path: 'members', value: ids.slice(i, i + 100).map((value) => ({ value })) }],
-      });
+    const createSeconds = (Date.now() - waveStart) / 1000;
+    for (let i = 0; i < ids.length; i += MEMBERS_PER_PATCH) {
+      await call('PATCH', `/scim/v2/Groups/${String(eng.id)}`, { schemas: [PATCH], Operations: [{ op: 'add', path: 'members', value: ids.slice(i, i + MEMBERS_PER_PATCH).map((value) => ({ value })) }] });
     }
-    for (;;) {
-      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM account_grants');
-      if (rows[0]!.n >= 2 * USERS) break;
-      if (Date.now() - started > 15 * 60_000) throw new Error(`only ${rows[0]!.n} of ${2 * USERS} memberships applied after 15 minutes`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const e2eSeconds = (Date.now() - started) / 1000;
-    const e2eRate = USERS / e2eSeconds;
+    const acceptedSeconds = (Date.now() - waveStart) / 1000;
+    const outboxAtAccept = await outboxBacklog(db);
+    const wave = await waitUntil(db, waveStart, 'joiner wave', () => held(wiki, 'eng') + held(crm, 'eng'), 2 * USERS);
+    const waveSeconds = wave.seconds;
+    const waveRss = rss.stop();
 
-    log('baseline: the same connectors called directly');
+    // Each user ran one userSync workflow; its history is what Temporal stored for that user.
+    const histories = await historySizes(client, ids.slice(0, 50).map((id) => `user-sync:${id}`));
+
+    const moved = ids.slice(0, Math.floor(USERS / 2));
+    log(`re-org: ${fmt(moved.length)} users move from Engineering to Sales`);
+    const reorgRss = sampleMemory();
+    const reorgStart = Date.now();
+    for (let i = 0; i < moved.length; i += MEMBERS_PER_PATCH) {
+      const chunk = moved.slice(i, i + MEMBERS_PER_PATCH);
+      await call('PATCH', `/scim/v2/Groups/${String(eng.id)}`, { schemas: [PATCH], Operations: chunk.map((id) => ({ op: 'remove', path: `members[value eq "${id}"]` })) });
+      await call('PATCH', `/scim/v2/Groups/${String(sales.id)}`, { schemas: [PATCH], Operations: [{ op: 'add', path: 'members', value: chunk.map((value) => ({ value })) }] });
+    }
+    const reorg = await waitUntil(db, reorgStart, 're-org', () => held(wiki, 'sales') + held(crm, 'sales') + (2 * USERS - held(wiki, 'eng') - held(crm, 'eng')), 4 * moved.length);
+    const reorgPeak = reorgRss.stop();
+    const exact =
+      held(wiki, 'eng') === USERS - moved.length && held(crm, 'eng') === USERS - moved.length && held(wiki, 'sales') === moved.length && held(crm, 'sales') === moved.length && wiki.accounts.size === USERS && crm.accounts.size === USERS;
+    const duplicates = wiki.deliveries.filter((d) => d.operation === 'createAccount').length - USERS + (crm.deliveries.filter((d) => d.operation === 'createAccount').length - USERS);
+
+    log('baseline: the same two connectors called directly');
     const secret = createSecretResolver(process.env);
-    const hooks = instantiate(await loadConnector('webhook'), hooksConfig, { secret });
-    const target = instantiate(await loadConnector('scim'), scimConfig, { secret });
+    const direct = [instantiate(await loadConnector('webhook'), wikiConfig, { secret }), instantiate(await loadConnector('webhook'), crmConfig, { secret })];
+    const directUsers = Math.min(USERS, 2000);
     const baseStart = Date.now();
-    await inParallel(Array.from({ length: USERS }, (_, i) => i), CONCURRENCY, async (i) => {
+    await inParallel(Array.from({ length: directUsers }, (_, i) => i), CONCURRENCY, async (i) => {
       const input = { userId: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, userName: `direct.${i}@example.com`, active: true, attributes: {} };
-      const a = await hooks.createAccount!(input);
-      await hooks.grant!(a.remoteId!, { id: 'x', target: { name: 'direct' } });
-      const b = await target.createAccount!(input);
-      await target.grant!(b.remoteId!, { id: 'y', target: { group: 'All', create: true } });
+      await Promise.all(
+        direct.map(async (c) => {
+          const a = await c.createAccount!(input);
+          await c.grant!(a.remoteId!, { id: 'x', target: { name: 'direct' } });
+        }),
+      );
     });
-    const directRate = USERS / ((Date.now() - baseStart) / 1000);
+    const directRate = directUsers / ((Date.now() - baseStart) / 1000);
 
     // ------------------------------------------------------------- 2. reconciliation at scale
     log(`seeding ${fmt(RECONCILE_ACCOUNTS)} accounts for reconciliation`);
@@ -180,12 +274,19 @@ async function main(): Promise<void> {
       'Provisioning benchmark',
       `machine:  ${cpu}, ${cpus().length} cores, ${fmt(totalmem() / 2 ** 30, 1)} GiB; Node ${process.version}, PostgreSQL ${v[0]!.v}; Temporal dev server (SQLite)`,
       '',
-      `1. SCIM POST + group membership → applied by 2 connectors (webhook over HTTPS, scim to SCIMMY), ${USERS} users`,
-      `   end to end:       ${fmt(e2eRate, 1)} users/s (${fmt(e2eSeconds, 1)} s)`,
-      `   direct baseline:  ${fmt(directRate, 1)} users/s (connectors called in-process, no gateway/outbox/Temporal)`,
-      `   ratio:            ${fmt((e2eRate / directRate) * 100, 1)}% of the direct rate`,
+      `1. Joiner wave: ${fmt(USERS)} users created over SCIM (${CONCURRENCY} at a time) and added to Engineering (${MEMBERS_PER_PATCH} per PATCH);`,
+      '   its rule grants wiki/eng and crm/eng: two webhook connectors on two HTTPS receivers (fakes answering at once)',
+      `   accepted by the gateway: ${fmt(acceptedSeconds, 1)} s (${fmt(USERS / createSeconds)} creates/s); outbox backlog then ${fmt(outboxAtAccept)}, peak ${fmt(wave.backlogPeak)}, empty at ${wave.outboxDrainedAt !== undefined ? `${fmt(wave.outboxDrainedAt, 1)} s` : 'never during the wave'}`,
+      `   end to end:       ${fmt(USERS / waveSeconds, 1)} users/s (last user's accounts and memberships present at ${fmt(waveSeconds, 1)} s)`,
+      `   direct baseline:  ${fmt(directRate, 1)} users/s (${fmt(directUsers)} users: both connectors called in-process, create + grant, ${CONCURRENCY} at a time)`,
+      `   ratio:            ${fmt((USERS / waveSeconds / directRate) * 100, 1)}% of the direct rate`,
+      `   Temporal history: ${fmt(histories.events, 1)} events, ${fmt(histories.bytes / 1024, 1)} KiB per userSync workflow (mean of ${histories.n})`,
+      `   memory:           peak RSS ${fmt(waveRss.peak / 2 ** 20)} MiB (from ${fmt(waveRss.before / 2 ** 20)} MiB; gateway, worker and both targets in one process)`,
+      `2. Re-org: ${fmt(moved.length)} users move from Engineering to Sales (${MEMBERS_PER_PATCH} per PATCH on each group): each loses eng and gains sales on both connectors`,
+      `   end to end:       ${fmt(moved.length / reorg.seconds, 1)} users/s (${fmt(reorg.seconds, 1)} s until the last change is in the targets); peak RSS ${fmt(reorgPeak.peak / 2 ** 20)} MiB`,
+      `   targets exact:    ${exact ? 'yes' : 'NO'} (eng ${held(wiki, 'eng')}/${held(crm, 'eng')}, sales ${held(wiki, 'sales')}/${held(crm, 'sales')}, accounts ${wiki.accounts.size}/${crm.accounts.size}); accounts created twice: ${duplicates}`,
       '',
-      `2. Reconciliation (dry run) of ${fmt(RECONCILE_ACCOUNTS)} accounts and ${fmt(RECONCILE_ACCOUNTS)} memberships (page size 1,000)`,
+      `3. Reconciliation (dry run) of ${fmt(RECONCILE_ACCOUNTS)} accounts and ${fmt(RECONCILE_ACCOUNTS)} memberships (page size 1,000)`,
       `   time:             ${fmt(recSeconds, 1)} s`,
       `   target API calls: ${fmt(summary.apiCalls)} (accounts seen ${fmt(summary.accountsSeen)}, memberships seen ${fmt(summary.grantsSeen)}, drift ${summary.drift.reduce((a, d) => a + d.count, 0)})`,
       `   peak memory:      +${fmt((rssPeak - rssBefore) / 2 ** 20, 1)} MiB RSS over the process's ${fmt(rssBefore / 2 ** 20)} MiB (worker, gateway and target in one process)`,

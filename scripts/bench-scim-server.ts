@@ -9,6 +9,10 @@
  *                                  the benchmark: it points at a closed port and the outbox dispatcher
  *                                  is off, so writes still insert their outbox rows in the same
  *                                  transaction (the cost a write really pays) but nothing delivers them.
+ *                                  With BENCH_STACK=production or start, Temporal is TEMPORAL_ADDRESS
+ *                                  (the parent's dev server) and the outbox is delivered to it, as
+ *                                  deployed; with start, a worker also runs in this process, as under
+ *                                  `npm start` (with production the parent runs the worker apart).
  *   bench-scim-server.ts ceiling   a bare Fastify instance (same version, logger off) with one route
  *                                  answering a fixed SCIM User: the most this HTTP stack serves on this
  *                                  machine, the yardstick the gateway's figures are compared with.
@@ -71,8 +75,29 @@ async function startGateway(): Promise<FastifyInstance> {
   if (!config.databaseUrl) throw new Error('DATABASE_URL is required');
   // The parent has migrated and seeded the database; this process only serves it.
   const db = await connectPool(config.databaseUrl, config.databasePoolSize);
-  const temporal = new TemporalAccess(UNREACHABLE_TEMPORAL, config.temporalNamespace);
-  const app = await buildApp({ config, db, temporal, dispatchOutbox: false });
+  const stack = process.env.BENCH_STACK ?? 'gateway';
+  if (stack === 'gateway') {
+    const temporal = new TemporalAccess(UNREACHABLE_TEMPORAL, config.temporalNamespace);
+    const app = await buildApp({ config, db, temporal, dispatchOutbox: false });
+    await app.listen({ host: config.host, port: config.port });
+    return app;
+  }
+  // The whole stack: TEMPORAL_ADDRESS is the parent's dev server and the outbox is delivered to it.
+  if (!config.temporalAddress) throw new Error('TEMPORAL_ADDRESS is required with BENCH_STACK=' + stack);
+  const app = await buildApp({ config, db, temporal: new TemporalAccess(config.temporalAddress, config.temporalNamespace) });
+  if (stack === 'start') {
+    // As `npm start` runs it: a worker in the gateway's own process, on its own pool.
+    const [{ NativeConnection }, { createWorker, installTemporalRuntimeLogger }] = await Promise.all([import('@temporalio/worker'), import('../workflows/worker.js')]);
+    installTemporalRuntimeLogger(app.log as Parameters<typeof installTemporalRuntimeLogger>[0], config.logLevel);
+    const connection = await NativeConnection.connect({ address: config.temporalAddress });
+    const worker = await createWorker({ connection, namespace: config.temporalNamespace, taskQueue: config.taskQueue, db: await connectPool(config.databaseUrl, config.databasePoolSize) });
+    const running = worker.run();
+    app.addHook('onClose', async () => {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running;
+      await connection.close();
+    });
+  }
   await app.listen({ host: config.host, port: config.port });
   return app;
 }

@@ -23,6 +23,13 @@
  *                        the benchmark creates and drops its own databases beside it
  *   BENCH_OUT            where --json writes the results (default bench-scim-results.json)
  *   BENCH_PROFILE_DIR    write a V8 CPU profile of each server child there (open in Chrome DevTools)
+ *   BENCH_STACK          what runs besides the gateway (default gateway):
+ *                          gateway     Temporal off, outbox rows written but not delivered: the gateway alone
+ *                          production  as deployed: a Temporal dev server (SQLite file), the outbox
+ *                                      delivered to it, and `npm run worker` as a process beside the
+ *                                      gateway; after the POST scenario the outbox's drain is measured
+ *                          start       the same with the worker inside the gateway's process, as `npm start` runs it
+ *                        Peak memory of the gateway (and worker) process is printed per round.
  *   DATABASE_POOL_SIZE   and the gateway's other variables apply to the gateway child as usual
  *
  * The exit code is 1 when any scenario saw errors or non-2xx responses; missed targets are printed,
@@ -30,11 +37,15 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
+import { Connection } from '@temporalio/client';
+import { loadGatewayConfig } from '../core/config.js';
+import { startTemporalDevServer } from './dev-server.js';
 import { createToken } from '../core/auth/tokens.js';
 import { migrate } from '../core/db/migrate.js';
 import { connectPool, redactDatabaseUrl, type Db } from '../core/db/pool.js';
@@ -101,7 +112,22 @@ const TARGETS = {
   postMinRps: 2000,
 };
 
+/**
+ * What runs besides the gateway: `gateway` (Temporal off, the outbox written but not delivered: the
+ * gateway alone), `production` (a Temporal dev server on a file as `npm start` runs it, the outbox
+ * delivered to it and a worker process beside the gateway, as the compose deployment runs them) or
+ * `start` (the same with the worker inside the gateway's process, as `npm start` runs it).
+ */
+type Stack = 'gateway' | 'production' | 'start';
+const STACKS: Stack[] = ['gateway', 'production', 'start'];
+const STACK_WORDS: Record<Stack, string> = {
+  gateway: 'Temporal off (outbox rows written, not delivered)',
+  production: 'whole stack as deployed: Temporal dev server (SQLite file) up, outbox delivered to it, a worker process beside the gateway',
+  start: 'whole stack as `npm start` runs it: Temporal dev server (SQLite file) up, outbox delivered, the worker inside the gateway process',
+};
+
 interface Settings {
+  stack: Stack;
   sizes: number[];
   logLevels: string[];
   connections: number;
@@ -133,7 +159,10 @@ function loadSettings(argv: string[]): Settings {
   if (logLevels.some((l) => !LOG_LEVELS.includes(l))) throw new Error(`BENCH_LOG_LEVELS must be comma-separated log levels (${LOG_LEVELS.join(', ')}), got "${levelsRaw}"`);
   const unknown = argv.filter((a) => a !== '--json' && a !== '--quick');
   if (unknown.length) throw new Error(`unknown argument(s): ${unknown.join(' ')} (only --json and --quick are accepted)`);
+  const stack = (process.env.BENCH_STACK?.trim() || 'gateway') as Stack;
+  if (!STACKS.includes(stack)) throw new Error(`BENCH_STACK must be one of ${STACKS.join(', ')}, got "${stack}"`);
   return {
+    stack,
     sizes: sizes.map(Number),
     logLevels,
     connections: positiveInt('BENCH_CONNECTIONS', quick ? 10 : 50),
@@ -261,6 +290,7 @@ export async function seedUsers(db: Db, n: number): Promise<void> {
 
 interface ServerChild {
   port: number;
+  pid: number;
   stop: () => Promise<void>;
 }
 
@@ -314,7 +344,68 @@ async function startServer(mode: 'gateway' | 'ceiling', env: Record<string, stri
     // Requests to it now fail; the scenario reports them, this says why.
     if (!stopRequested) log(`!!! the ${mode} server exited unexpectedly (${signal ?? `code ${code}`})`);
   });
-  return { port, stop };
+  return { port, pid: child.pid!, stop };
+}
+
+const WORKER_SCRIPT = fileURLToPath(new URL('../workflows/worker.ts', import.meta.url));
+
+/**
+ * The worker as its own process (`npm run worker`), its logs read and dropped like the gateway's;
+ * resolves once it polls the task queue.
+ */
+async function startWorkerProcess(env: Record<string, string>, temporalAddress: string): Promise<{ pid: number; stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', WORKER_SCRIPT], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  child.stdout.resume();
+  const exit = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = onCleanup('stop worker', async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await exit;
+    clearTimeout(timer);
+  });
+  const connection = await Connection.connect({ address: temporalAddress });
+  try {
+    const { taskQueue, temporalNamespace } = loadGatewayConfig({});
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const { pollers } = await connection.workflowService.describeTaskQueue({ namespace: temporalNamespace, taskQueue: { name: taskQueue }, taskQueueType: 1 });
+      if (pollers?.length) break;
+      if (child.exitCode !== null) throw new Error(`the worker exited during start-up (code ${child.exitCode})`);
+      if (Date.now() > deadline) throw new Error('the worker did not poll its task queue within 120 s');
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  } finally {
+    await connection.close();
+  }
+  return { pid: child.pid!, stop };
+}
+
+/** Peak resident memory of some processes, read from /proc every 250 ms until stop(). */
+function sampleRss(pids: Record<string, number>): { stop(): Record<string, number> } {
+  const peak: Record<string, number> = Object.fromEntries(Object.keys(pids).map((k) => [k, 0]));
+  const read = () => {
+    for (const [name, pid] of Object.entries(pids)) {
+      try {
+        const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+        if (kb) peak[name] = Math.max(peak[name]!, Number(kb) / 1024);
+      } catch {
+        // The process has ended, or /proc is not there (not Linux): nothing to read.
+      }
+    }
+  };
+  read();
+  const timer = setInterval(read, 250);
+  return {
+    stop() {
+      clearInterval(timer);
+      read();
+      return peak;
+    },
+  };
 }
 
 // ------------------------------------------------------------------ scenarios
@@ -595,13 +686,17 @@ async function measure(settings: Settings, size: number, baseUrl: string, token:
   return { m: await cannon(baseUrl, token, settings.connections, settings.durationS, s), warm };
 }
 
-async function runSize(settings: Settings, size: number, ceiling: ServerChild): Promise<ScenarioResult[]> {
+/** Peak memory of the stack's processes over one log level's round. */
+const rounds: Array<{ size: number; logLevel: string; peakMiB: Record<string, number> }> = [];
+
+async function runSize(settings: Settings, size: number, ceiling: ServerChild, temporalAddress: string | undefined): Promise<ScenarioResult[]> {
   const t0 = Date.now();
   const database = await createDatabase(settings.adminUrl);
   log(`[${fmt(size)}] database ${database.name}: migrating and seeding ${fmt(size)} users…`);
   await migrate(database.url);
   const db = await connectPool(database.url, 2);
   let gateway: ServerChild | undefined;
+  let worker: { pid: number; stop: () => Promise<void> } | undefined;
   try {
     await seedUsers(db, size);
     const { token } = await createToken(db, 'bench', ['scim:read', 'scim:write']);
@@ -614,16 +709,23 @@ async function runSize(settings: Settings, size: number, ceiling: ServerChild): 
     const patches = { count: 0 };
     for (const logLevel of settings.logLevels) {
       log(`[${fmt(size)}] starting the gateway with LOG_LEVEL=${logLevel}`);
-      gateway = await startServer('gateway', { DATABASE_URL: database.url, LOG_LEVEL: logLevel });
+      const env = { DATABASE_URL: database.url, LOG_LEVEL: logLevel, BENCH_STACK: settings.stack, ...(temporalAddress ? { TEMPORAL_ADDRESS: temporalAddress } : {}) };
+      gateway = await startServer('gateway', env);
+      if (settings.stack === 'production') worker = await startWorkerProcess(env, temporalAddress!);
+      const memory = sampleRss({ gateway: gateway.pid, ...(worker ? { worker: worker.pid } : {}) });
       const runTag = randomBytes(3).toString('hex');
       for (const s of scenarios(size, ids, runTag, patches)) {
         results.push(await runScenario(settings, size, logLevel, { db, token, ids, ceilingUrl, baseUrl: `http://127.0.0.1:${gateway.port}` }, s));
       }
+      rounds.push({ size, logLevel, peakMiB: memory.stop() });
+      await worker?.stop();
+      worker = undefined;
       await gateway.stop();
       gateway = undefined;
     }
     return results;
   } finally {
+    await worker?.stop();
     await gateway?.stop();
     await db.end().catch(() => {});
     await database.drop();
@@ -643,6 +745,7 @@ async function runScenario(
   const top = await measure(settings, size, at.ceilingUrl, token, CEILING);
   const ceilingRps = top.m.requestsPerSec;
   const patchedBefore = s.key === 'patch' ? await countPatched(db) : 0;
+  const since = new Date();
   const { m, warm } = await measure(settings, size, baseUrl, token, s);
   const result: ScenarioResult = {
     size,
@@ -660,6 +763,7 @@ async function runScenario(
     const changed = (await countPatched(db)) - patchedBefore;
     result.note = `${fmt(changed)} of ${fmt(m.total)} measured PATCHes changed a user (round robin over ${fmt(ids.length)} ids, active flipped each pass)`;
   }
+  if (s.key === 'post' && settings.stack !== 'gateway') result.note = await drainOutbox(db, since);
   if (m.non2xx + m.errors + warm.non2xx + warm.errors > 0) {
     result.probe = await probe(baseUrl, token, s).catch((err: unknown) => ({ status: 0, body: String(err) }));
     log(
@@ -670,6 +774,31 @@ async function runScenario(
     );
   }
   return result;
+}
+
+/**
+ * After a burst of writes on the whole stack: waits (up to 10 minutes) for the outbox to be
+ * delivered to Temporal and says how fast that went.
+ */
+async function drainOutbox(db: Db, since: Date): Promise<string> {
+  const backlog = async () => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox WHERE delivered_at IS NULL')).rows[0]!.n;
+  const t0 = Date.now();
+  const atEnd = await backlog();
+  while ((await backlog()) > 0 && Date.now() - t0 < 600_000) await new Promise((r) => setTimeout(r, 250));
+  const left = await backlog();
+  const drainedS = (Date.now() - t0) / 1000;
+  const { rows } = await db.query<{ written: number; delivered: number; span: number | null }>(
+    `SELECT count(*)::int AS written, count(delivered_at)::int AS delivered,
+            extract(epoch FROM max(delivered_at) - $1::timestamptz)::float8 AS span
+       FROM outbox WHERE created_at >= $1`,
+    [since],
+  );
+  const r = rows[0]!;
+  return (
+    `outbox: ${fmt(r.written)} rows written (warm-up included); backlog ${fmt(atEnd)} when the run ended, ` +
+    (left === 0 ? `empty ${fmt(drainedS, 1)} s later` : `still ${fmt(left)} after ${fmt(drainedS)} s`) +
+    `; delivered to Temporal at ${r.span ? fmt(r.delivered / r.span) : '?'}/s from the first POST to the last delivery`
+  );
 }
 
 async function countPatched(db: Db): Promise<number> {
@@ -684,10 +813,21 @@ async function main(): Promise<number> {
   log(`benchmark databases on ${redactDatabaseUrl(settings.adminUrl)}; sizes ${settings.sizes.join(', ')}`);
 
   const ceiling = await startServer('ceiling', {});
+  let temporalAddress: string | undefined;
+  if (settings.stack !== 'gateway') {
+    // As `npm start` runs it: the dev server keeping its state in a SQLite file.
+    const dir = mkdtempSync(join(os.tmpdir(), 'bench-scim-temporal-'));
+    const dev = await startTemporalDevServer({ headless: true, dbFilename: join(dir, 'temporal.sqlite') });
+    onCleanup('stop the Temporal dev server', async () => {
+      await dev.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    temporalAddress = dev.address;
+  }
   const all: ScenarioResult[] = [];
   try {
     for (const size of settings.sizes) {
-      const results = await runSize(settings, size, ceiling);
+      const results = await runSize(settings, size, ceiling, temporalAddress);
       all.push(...results);
     }
   } finally {
@@ -701,10 +841,12 @@ async function main(): Promise<number> {
       'SCIM benchmark',
       `machine:  ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}`,
       `software: Node ${machine.node}, PostgreSQL ${machine.postgres}, Fastify ${machine.fastify}`,
-      `method:   ${settings.connections} connections, ${settings.warmupS} s warm-up + ${settings.durationS} s per scenario, the ceiling measured right before each; gateway LOG_LEVEL ${settings.logLevels.join(' and ')} (logs read and dropped by the parent); gateway and ceiling in child processes; gateway DB pool ${poolSize}; Temporal off (outbox rows written, not delivered)`,
+      `method:   ${settings.connections} connections, ${settings.warmupS} s warm-up + ${settings.durationS} s per scenario, the ceiling measured right before each; gateway LOG_LEVEL ${settings.logLevels.join(' and ')} (logs read and dropped by the parent); gateway and ceiling in child processes; gateway DB pool ${poolSize}; ${STACK_WORDS[settings.stack]}`,
     ].join('\n') + '\n',
   );
   for (const size of settings.sizes) for (const level of settings.logLevels) printSize(size, level, all.filter((r) => r.size === size && r.logLevel === level));
+  process.stdout.write('\nPeak resident memory per round\n');
+  for (const r of rounds) process.stdout.write(`  ${fmt(r.size)} users, LOG_LEVEL=${r.logLevel}: ${Object.entries(r.peakMiB).map(([k, v]) => `${k} ${fmt(v)} MiB`).join(', ')}\n`);
 
   const checks = checkTargets(settings, all);
   process.stdout.write('\nTargets\n');
@@ -728,8 +870,9 @@ async function main(): Promise<number> {
     const report = {
       at: new Date().toISOString(),
       machine,
-      settings: { sizes: settings.sizes, logLevels: settings.logLevels, connections: settings.connections, durationS: settings.durationS, warmupS: settings.warmupS, gatewayPoolSize: Number(poolSize) },
+      settings: { stack: settings.stack, sizes: settings.sizes, logLevels: settings.logLevels, connections: settings.connections, durationS: settings.durationS, warmupS: settings.warmupS, gatewayPoolSize: Number(poolSize) },
       results: all,
+      memory: rounds,
       targets: checks,
       ok: failed.length === 0,
     };

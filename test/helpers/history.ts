@@ -1,5 +1,6 @@
 /** Reading workflow histories and visibility in tests. */
 import type { Client } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import proto from '@temporalio/proto';
 
 export const EventType = proto.temporal.api.enums.v1.EventType;
@@ -32,13 +33,27 @@ export async function executionsByWorkflowId(client: Client, query: string): Pro
   return counts;
 }
 
-/** How many times an activity of this type was scheduled, over every run of a workflow id. */
+/** The activity type a local activity's marker records, if the event is one. */
+function localActivityType(e: proto.temporal.api.history.v1.IHistoryEvent): string | undefined {
+  if (e.eventType !== EventType.EVENT_TYPE_MARKER_RECORDED || e.markerRecordedEventAttributes?.markerName !== 'core_local_activity') return undefined;
+  const data = e.markerRecordedEventAttributes.details?.['data']?.payloads?.[0];
+  if (!data) return undefined;
+  const marker = defaultPayloadConverter.fromPayload<{ activity_type?: string; activityType?: string }>(data);
+  return marker.activity_type ?? marker.activityType;
+}
+
+/**
+ * How many times an activity of this type was scheduled, over every run of a workflow id: as a
+ * regular activity, or run as a local activity (recorded as a marker).
+ */
 export async function countActivities(client: Client, workflowId: string, activityType: string): Promise<number> {
   let n = 0;
   for await (const execution of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) {
     const history = await client.workflow.getHandle(workflowId, execution.runId).fetchHistory();
     n += (history.events ?? []).filter(
-      (e) => e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED && e.activityTaskScheduledEventAttributes?.activityType?.name === activityType,
+      (e) =>
+        (e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED && e.activityTaskScheduledEventAttributes?.activityType?.name === activityType) ||
+        localActivityType(e) === activityType,
     ).length;
   }
   return n;
