@@ -55,8 +55,10 @@ export function membersNamed(ops: PatchOperation[]): Set<string> | undefined {
       if (Array.isArray(value) && value.length === 1) value = value[0];
       if (typeof value !== 'object' || value === null || Array.isArray(value)) continue; // refused by the patch itself
       for (const [key, v] of Object.entries(value)) {
-        if (key.includes('[')) {
-          if (key.toLowerCase().startsWith(MEMBERS)) return undefined;
+        // Entra ID's filtered keys (`members[value eq "…"].display`) are left to the whole group.
+        const bracket = key.indexOf('[');
+        if (bracket !== -1) {
+          if (reachesMembers(key.slice(0, bracket))) return undefined;
           continue;
         }
         if (!reachesMembers(key)) continue;
