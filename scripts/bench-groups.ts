@@ -86,16 +86,25 @@ class Scim {
     return { json: text ? (JSON.parse(text) as Record<string, unknown>) : {}, bytes: Buffer.byteLength(text), ms };
   }
 
-  async times(method: string, path: string, n: number): Promise<Timing & { bytes: number }> {
-    await this.call(method, path); // warm-up: plans prepared, pages cached
-    const ms: number[] = [];
-    let bytes = 0;
+  /**
+   * `n` timed requests to each path, alternating between them (after one warm-up each), so that a
+   * machine busier at one moment than another weighs on both figures alike.
+   */
+  async paired(method: string, paths: [string, string], n: number): Promise<[Timing & { bytes: number }, Timing & { bytes: number }]> {
+    for (const path of paths) await this.call(method, path); // warm-up: plans prepared, pages cached
+    const ms: [number[], number[]] = [[], []];
+    const bytes = [0, 0];
     for (let i = 0; i < n; i++) {
-      const r = await this.call(method, path);
-      ms.push(r.ms);
-      bytes = r.bytes;
+      for (const k of [0, 1] as const) {
+        const r = await this.call(method, paths[k]);
+        ms[k].push(r.ms);
+        bytes[k] = r.bytes;
+      }
     }
-    return { ...timing(ms), bytes };
+    return [
+      { ...timing(ms[0]), bytes: bytes[0]! },
+      { ...timing(ms[1]), bytes: bytes[1]! },
+    ];
   }
 }
 
@@ -187,67 +196,91 @@ async function main(): Promise<number> {
     log(`large group: ${count(MEMBERS)} members; baselines: ${SMALL} members (reads), ${count(DELTA)} members (writes); ${REPEAT} requests each, one at a time`);
     log('');
     const row = (label: string, big: Timing, base: Timing, extra = '') =>
-      log(`${label.padEnd(58)} ${fmt(big.p50).padStart(9)} ms (p90 ${fmt(big.p90).padStart(8)})   baseline ${fmt(base.p50).padStart(7)} ms   ratio ${fmt(big.p50 / base.p50, 2).padStart(6)}${extra}`);
+      log(`${label.padEnd(78)} ${fmt(big.p50).padStart(9)} ms (p90 ${fmt(big.p90).padStart(8)})   baseline ${fmt(base.p50).padStart(7)} ms   ratio ${fmt(big.p50 / base.p50, 2).padStart(6)}${extra}`);
 
     const byId = (id: string) => `/Groups/${id}?excludedAttributes=members`;
     const byName = (name: string) => `/Groups?filter=${encodeURIComponent(`displayName eq "${name}"`)}&excludedAttributes=members`;
-    const getLarge = await scim.times('GET', byId(large), REPEAT);
-    const getSmall = await scim.times('GET', byId(small), REPEAT);
+    const [getLarge, getSmall] = await scim.paired('GET', [byId(large), byId(small)], REPEAT);
     row('GET /Groups/{id}?excludedAttributes=members', getLarge, getSmall);
-    const listLarge = await scim.times('GET', byName('Large group'), REPEAT);
-    const listSmall = await scim.times('GET', byName('Small group'), REPEAT);
+    const [listLarge, listSmall] = await scim.paired('GET', [byName('Large group'), byName('Small group')], REPEAT);
     row('GET /Groups?filter=displayName eq …&excludedAttributes=members', listLarge, listSmall);
 
     // One request adding DELTA members and removing DELTA others, then the reverse, so every repeat
-    // changes the same number of members of a group of the same size.
-    const patchBench = async (group: string, members: string[], extra: string[], query: string, shape: 'entra' | 'okta') => {
-      const ms: number[] = [];
-      let work = { outbox: 0, distinctUsers: 0, auditBytes: 0, added: 0, removed: 0 };
-      let bytes = 0;
+    // changes the same number of members of a group of the same size. The large group and the
+    // baseline group take turns, as the reads do.
+    interface Work {
+      outbox: number;
+      distinctUsers: number;
+      auditBytes: number;
+      added: number;
+      removed: number;
+    }
+    const patcher = (group: string, members: string[], extra: string[], query: string, shape: 'entra' | 'okta') => {
       let current = members.slice(0, DELTA);
       let spare = extra;
+      const ms: number[] = [];
+      const work: Work = { outbox: 0, distinctUsers: 0, auditBytes: 0, added: 0, removed: 0 };
+      const out = { ms, bytes: 0, work };
+      return {
+        out,
+        async step(timed: boolean) {
+          const since = await outboxHead(db);
+          let r;
+          if (shape === 'entra') {
+            r = await scim.call('PATCH', `/Groups/${group}${query}`, entraPatch(spare, current));
+          } else {
+            // Okta sends additions and removals as separate requests; both count.
+            const a = await scim.call('PATCH', `/Groups/${group}${query}`, entraPatch(spare, []));
+            const b = await scim.call('PATCH', `/Groups/${group}${query}`, oktaRemove(current));
+            r = { ms: a.ms + b.ms, bytes: b.bytes };
+          }
+          if (timed) ms.push(r.ms);
+          out.bytes = r.bytes;
+          out.work = await workCaused(db, since, group);
+          [current, spare] = [spare, current];
+        },
+      };
+    };
+    const patchBench = async (query: string, shape: 'entra' | 'okta') => {
+      const big = patcher(large, largeMembers, largeExtra, query, shape);
+      const base = patcher(medium, mediumMembers, mediumExtra, query, shape);
       for (let i = 0; i <= REPEAT; i++) {
-        const since = await outboxHead(db);
-        let r;
-        if (shape === 'entra') {
-          r = await scim.call('PATCH', `/Groups/${group}${query}`, entraPatch(spare, current));
-        } else {
-          // Okta sends additions and removals as separate requests; both count.
-          const a = await scim.call('PATCH', `/Groups/${group}${query}`, entraPatch(spare, []));
-          const b = await scim.call('PATCH', `/Groups/${group}${query}`, oktaRemove(current));
-          r = { ms: a.ms + b.ms, bytes: b.bytes };
-        }
-        if (i > 0) ms.push(r.ms); // the first is the warm-up
-        bytes = r.bytes;
-        work = await workCaused(db, since, group);
-        [current, spare] = [spare, current];
+        await big.step(i > 0); // the first of each is the warm-up
+        await base.step(i > 0);
       }
-      return { ...timing(ms), bytes, work };
+      const result = (o: typeof big.out) => ({ ...timing(o.ms), bytes: o.bytes, work: o.work });
+      return [result(big.out), result(base.out)] as const;
     };
 
     log('');
-    const describeWork = (w: { outbox: number; distinctUsers: number; auditBytes: number; added: number; removed: number }) =>
-      `   provisioning: ${count(w.outbox)} user changes (${count(w.distinctUsers)} users; audit +${count(w.added)}/-${count(w.removed)}, ${fmt(w.auditBytes / 1024)} KiB)`;
+    // Every write below adds DELTA members and removes DELTA: the work it causes must be that delta.
+    let notDelta = 0;
+    const describeWork = (w: Work, audited: { added: number; removed: number } = { added: DELTA, removed: DELTA }) => {
+      const ok = w.outbox === 2 * DELTA && w.distinctUsers === 2 * DELTA && w.added === audited.added && w.removed === audited.removed;
+      if (!ok) notDelta++;
+      return (
+        `   provisioning: ${count(w.outbox)} user changes planned (${count(w.distinctUsers)} users), audit event +${count(w.added)}/-${count(w.removed)} ` +
+        `members, ${fmt(w.auditBytes / 1024)} KiB: ${ok ? 'the delta' : `NOT the delta of ${count(2 * DELTA)} users`}`
+      );
+    };
     for (const [label, query] of [
       ['excludedAttributes=members', '?excludedAttributes=members'],
       ['as sent by IdPs, whole group in the answer', ''],
     ] as const) {
-      const big = await patchBench(large, largeMembers, largeExtra, query, 'entra');
-      const base = await patchBench(medium, mediumMembers, mediumExtra, query, 'entra');
+      const [big, base] = await patchBench(query, 'entra');
       row(`PATCH +${count(DELTA)} -${count(DELTA)}, Entra shape, ${label}`, big, base, `   answer ${fmt(big.bytes / 1024)} KiB`);
       log(describeWork(big.work));
     }
     {
       const query = '?excludedAttributes=members';
-      const big = await patchBench(large, largeMembers, largeExtra, query, 'okta');
-      const base = await patchBench(medium, mediumMembers, mediumExtra, query, 'okta');
+      const [big, base] = await patchBench(query, 'okta');
       row(`PATCH +${count(DELTA)} then ${count(DELTA)} × remove members[value eq], Okta`, big, base);
-      log(describeWork(big.work));
+      // The audit event read is the second request's: the removals only.
+      log(describeWork(big.work, { added: 0, removed: DELTA }));
     }
 
     log('');
-    const full = await scim.times('GET', `/Groups/${large}`, Math.min(REPEAT, 5));
-    const fullMedium = await scim.times('GET', `/Groups/${medium}`, Math.min(REPEAT, 5));
+    const [full, fullMedium] = await scim.paired('GET', [`/Groups/${large}`, `/Groups/${medium}`], Math.min(REPEAT, 5));
     row('GET /Groups/{id} with all members (complete answer)', full, fullMedium, `   answer ${fmt(full.bytes / 1024 / 1024, 2)} MiB`);
 
     // PUT: the whole member list, differing from the stored one in DELTA members.
@@ -259,9 +292,10 @@ async function main(): Promise<number> {
     const since = await outboxHead(db);
     const put = await scim.call('PUT', `/Groups/${large}?excludedAttributes=members`, { schemas: [GROUP_SCHEMA], displayName: 'Large group', members: memberList(putIds) });
     const putWork = await workCaused(db, since, large);
-    log(`${'PUT /Groups/{id}, all members, ' + count(DELTA) + ' swapped'.padEnd(20)}`.padEnd(58) + ` ${fmt(put.ms).padStart(9)} ms`);
+    log(`${'PUT /Groups/{id}, all members, ' + count(DELTA) + ' swapped'.padEnd(20)}`.padEnd(78) + ` ${fmt(put.ms).padStart(9)} ms`);
     log(describeWork(putWork));
-    return 0;
+    if (notDelta > 0) log(`\n${notDelta} write(s) caused work beyond their delta`);
+    return notDelta > 0 ? 1 : 0;
   } finally {
     for (const c of cleanups) await c().catch((err: unknown) => process.stderr.write(`cleanup failed: ${String(err)}\n`));
   }
