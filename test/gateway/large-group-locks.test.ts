@@ -1,10 +1,13 @@
 /**
  * Large groups (5,000 members) read and changed the way identity providers do it touch only the
  * members they concern: another connection holds a lock on what must not be touched, and the
- * request must answer while it is held. PostgreSQL only: the embedded database is one connection.
+ * request must answer while it is held; and a PATCH of 1,000 members is a few set-based statements.
+ * PostgreSQL only: the embedded database is one connection.
  */
 import t from 'tap';
 import pg from 'pg';
+import { Directory } from '../../core/directory/store.js';
+import { SchemaRegistry } from '../../core/scim/schemas.js';
 import { createTestDatabase } from '../helpers/db.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { GROUP_SCHEMA as GROUP, PATCH_SCHEMA as PATCH, groupFixture, minus, sorted } from '../helpers/groups.js';
@@ -119,4 +122,45 @@ t.test('a PUT neither locks nor waits for the members it keeps', async (t) => {
   }
   t.equal((await put).statusCode, 200);
   t.same(await memberIds(groupId), sorted(next));
+});
+
+t.test('a PATCH of 1,000 additions and 1,000 removals is a handful of statements, not one per member', async (t) => {
+  // The directory over a pool that counts the statements sent, on the pool and on the clients
+  // transactions take from it.
+  const pool = database.newPool(2);
+  let statements = 0;
+  const counting = <T extends object>(target: T): T =>
+    new Proxy(target, {
+      get(obj, key, receiver) {
+        const value: unknown = Reflect.get(obj, key, receiver);
+        if (key === 'query' && typeof value === 'function') {
+          return (...args: unknown[]) => {
+            statements++;
+            return (value as (...a: unknown[]) => unknown).apply(obj, args);
+          };
+        }
+        if (key === 'connect' && typeof value === 'function') {
+          return async () => counting<object>(await (value as () => Promise<object>).apply(obj));
+        }
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(obj) : value;
+      },
+    });
+  const directory = new Directory(counting<typeof pool>(pool), new SchemaRegistry());
+  const current = await memberIds(groupId);
+  const joining = await seedUsers('joiner', 1_000);
+  const leaving = current.slice(0, 1_000);
+  const { changed } = await directory.patch(
+    'Group',
+    { name: 'test' },
+    groupId,
+    [
+      { op: 'add', path: 'members', value: joining.map((value) => ({ value })) },
+      { op: 'remove', path: 'members', value: leaving.map((value) => ({ value })) },
+    ],
+    undefined,
+    { withMembers: false },
+  );
+  t.ok(changed);
+  t.same(await memberIds(groupId), sorted([...minus(current, leaving), ...joining]));
+  t.ok(statements <= 15, `${statements} statements`);
 });
