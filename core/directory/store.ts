@@ -18,6 +18,7 @@ import { ScimError } from '../scim/errors.js';
 import { filterToSql, sortExpression, type SqlTarget } from '../scim/filter/index.js';
 import { applyPatch, type PatchOperation } from '../scim/patch/index.js';
 import { checkImmutable, normalizeResource } from '../scim/resource.js';
+import { membersNamed } from './member-patch.js';
 import type { SchemaRegistry } from '../scim/schemas.js';
 
 export type ResourceType = 'User' | 'Group';
@@ -193,6 +194,19 @@ function userColumns(resource: Record<string, unknown>): [unknown, string | null
 
 function notFound(type: ResourceType, id: string): ScimError {
   return ScimError.notFound(`${type} ${id} not found`);
+}
+
+/** How a read renders: users with their `groups`, groups with their `members` (both by default). */
+export interface ReadOptions {
+  withGroups?: boolean;
+  withMembers?: boolean;
+}
+
+/** A member as a request gives it (normalized by core/scim/resource.ts). */
+interface RawMember {
+  value: string;
+  type?: string;
+  display?: string;
 }
 
 interface Member {
@@ -372,7 +386,7 @@ export class Directory {
     }, resource);
   }
 
-  async replace(type: ResourceType, actor: Actor, id: string, body: unknown, ifMatch?: string): Promise<StoredResource> {
+  async replace(type: ResourceType, actor: Actor, id: string, body: unknown, ifMatch?: string, opts: ReadOptions = {}): Promise<StoredResource> {
     const next = normalizeResource(body, { registry: this.registry, resourceType: type });
     if (type === 'User') {
       const ctx = { registry: this.registry, resourceType: type };
@@ -383,13 +397,34 @@ export class Directory {
       return out.resource;
     }
     return await this.write(type, async (tx) => {
-      const current = await this.lockForUpdate(tx, type, id, ifMatch);
-      checkImmutable(current.resource, next, { registry: this.registry, resourceType: type });
-      return await this.updateGroup(tx, actor, current, next, 'group.replaced');
+      const current = await this.lockForUpdate(tx, type, id, ifMatch, { withMembers: false });
+      const { members: rawMembers, ...attributes } = next;
+      checkImmutable(current.resource, attributes, { registry: this.registry, resourceType: type });
+      // The delta between the members stored and the members given: only it is checked, written,
+      // audited and announced, so replacing a large group with itself costs one read of its ids.
+      const stored = await this.memberIds(tx, id);
+      const given = new Map<string, RawMember>();
+      for (const m of (Array.isArray(rawMembers) ? rawMembers : []) as RawMember[]) given.set(m.value.toLowerCase(), m);
+      for (const [value, m] of given) {
+        const actual = stored.get(value);
+        if (actual !== undefined && m.type !== undefined && m.type.toLowerCase() !== actual.toLowerCase()) {
+          throw ScimError.badRequest('invalidValue', `members: ${m.value} is a ${actual}, not a ${m.type}`);
+        }
+      }
+      const added = [...given].filter(([value]) => !stored.has(value)).map(([, m]) => m);
+      const removed = [...stored].filter(([value]) => !given.has(value)).map(([value, type]) => ({ value, type }));
+      return await this.updateGroup(tx, actor, current, attributes, { added, removed }, 'group.replaced', opts);
     }, next);
   }
 
-  async patch(type: ResourceType, actor: Actor, id: string, ops: PatchOperation[], ifMatch?: string): Promise<{ resource: StoredResource; changed: boolean }> {
+  async patch(
+    type: ResourceType,
+    actor: Actor,
+    id: string,
+    ops: PatchOperation[],
+    ifMatch?: string,
+    opts: ReadOptions = {},
+  ): Promise<{ resource: StoredResource; changed: boolean }> {
     if (type === 'User') {
       return await this.updateUser(actor, id, ifMatch, 'user.patched', (current) => {
         const rendered = { ...current.resource, id: current.id, meta: { resourceType: type, version: etagOf(current.version) } };
@@ -397,13 +432,23 @@ export class Directory {
         return changed ? normalizeResource(patched, { registry: this.registry, resourceType: type }) : undefined;
       });
     }
+    // Operations that name the members they change (how identity providers add and remove members)
+    // are applied to a view of the group holding only those members (./member-patch.ts).
+    const named = membersNamed(ops);
     return await this.write(type, async (tx) => {
-      const current = await this.lockForUpdate(tx, type, id, ifMatch);
+      const current = await this.lockForUpdate(tx, type, id, ifMatch, { withMembers: named === undefined });
+      if (named !== undefined) current.resource.members = await this.membersAmong(tx, id, named);
       const rendered = { ...current.resource, id: current.id, meta: { resourceType: type, version: etagOf(current.version) } };
       const { resource: patched, changed } = applyPatch(rendered, ops, { registry: this.registry, resourceType: type });
-      if (!changed) return { resource: await this.load(tx, type, id, {}), changed: false };
-      const next = normalizeResource(patched, { registry: this.registry, resourceType: type });
-      return { resource: await this.updateGroup(tx, actor, current, next, 'group.patched'), changed: true };
+      if (!changed) return { resource: await this.load(tx, type, id, opts), changed: false };
+      const { members: rawAfter, ...attributes } = normalizeResource(patched, { registry: this.registry, resourceType: type });
+      const before = new Map(((current.resource.members ?? []) as Member[]).map((m) => [m.value.toLowerCase(), m]));
+      const after = new Map(((rawAfter ?? []) as RawMember[]).map((m) => [m.value.toLowerCase(), m]));
+      const delta = {
+        added: [...after].filter(([value]) => !before.has(value)).map(([, m]) => m),
+        removed: [...before].filter(([value]) => !after.has(value)).map(([, m]) => m),
+      };
+      return { resource: await this.updateGroup(tx, actor, current, attributes, delta, 'group.patched', opts), changed: true };
     });
   }
 
@@ -544,7 +589,7 @@ export class Directory {
     }
   }
 
-  private async lockForUpdate(tx: Tx, type: ResourceType, id: string, ifMatch: string | undefined): Promise<StoredResource> {
+  private async lockForUpdate(tx: Tx, type: ResourceType, id: string, ifMatch: string | undefined, opts: ReadOptions = {}): Promise<StoredResource> {
     if (!UUID_RE.test(id)) throw notFound(type, id);
     const { rows } = await tx.query<Row>(
       `SELECT id, resource, version, created_at, updated_at FROM ${KINDS[type].table} WHERE id = $1 AND deleted_at IS NULL FOR UPDATE`,
@@ -554,33 +599,68 @@ export class Directory {
     if (ifMatch !== undefined && !etagMatches(ifMatch, rows[0].version)) {
       throw new ScimError(412, `${type} ${id} has changed: its version is ${etagOf(rows[0].version)}, not ${ifMatch}`);
     }
-    const [res] = await this.hydrate(tx, type, rows, { withMembers: true });
+    const [res] = await this.hydrate(tx, type, rows, { withMembers: opts.withMembers !== false });
     return res!;
   }
 
-  /** Replaces a group's attributes and members inside the caller's transaction. */
-  private async updateGroup(tx: Tx, actor: Actor, current: StoredResource, resource: Record<string, unknown>, action: string): Promise<StoredResource> {
+  /** A group's member ids (lower-case) and their types: what a delta is computed against. */
+  private async memberIds(tx: Tx, groupId: string): Promise<Map<string, ResourceType>> {
+    const { rows } = await tx.query<{ id: string; type: ResourceType }>(
+      'SELECT member_id::text AS id, member_type AS type FROM group_members WHERE group_id = $1',
+      [groupId],
+    );
+    return new Map(rows.map((r) => [r.id, r.type]));
+  }
+
+  /** The members of a group among `ids`, as `hydrate` renders them (one index probe per id). */
+  private async membersAmong(tx: Tx, groupId: string, ids: Set<string>): Promise<Member[]> {
+    const uuids = [...ids].filter((v) => UUID_RE.test(v));
+    if (uuids.length === 0) return [];
+    const { rows } = await tx.query<{ member_id: string; member_type: ResourceType; display: string | null }>(
+      `SELECT m.member_id, m.member_type, COALESCE(m.display, mu.display_name, mu.user_name, mg.display_name) AS display
+         FROM group_members m
+         LEFT JOIN users mu ON m.member_type = 'User' AND mu.id = m.member_id
+         LEFT JOIN groups mg ON m.member_type = 'Group' AND mg.id = m.member_id
+        WHERE m.group_id = $1 AND m.member_id = ANY($2::uuid[])
+        ORDER BY m.added_at, m.member_id`,
+      [groupId, uuids],
+    );
+    return rows.map((m) => ({ value: m.member_id, type: m.member_type, ...(m.display ? { display: m.display } : {}) }));
+  }
+
+  /**
+   * Writes a group's new attributes and a member delta inside the caller's transaction: the added
+   * members are checked (and only they), the removed ones deleted in one statement, the added ones
+   * inserted in one statement; the audit event records the delta and the outbox announces the
+   * users it concerns (members of nested groups included), and no one else.
+   */
+  private async updateGroup(
+    tx: Tx,
+    actor: Actor,
+    current: StoredResource,
+    next: Record<string, unknown>,
+    delta: { added: RawMember[]; removed: Array<{ value: string; type: ResourceType }> },
+    action: string,
+    opts: ReadOptions,
+  ): Promise<StoredResource> {
     const affected = new Set<string>();
-    // `resource` is not changed: a retried transaction (see write) computes from it again.
-    const { members: rawMembers, ...next } = resource;
-    const members = await this.resolveMembers(tx, current.id, rawMembers);
-    const before = new Map(((current.resource.members ?? []) as Member[]).map((m) => [m.value, m]));
-    const after = new Map(members.map((m) => [m.value, m]));
-    const removed = [...before.values()].filter((m) => !after.has(m.value));
-    const added = members.filter((m) => !before.has(m.value));
-    if (removed.length) {
-      for (const m of removed) for (const u of await this.membersUsers(tx, m)) affected.add(u);
-      await tx.query('DELETE FROM group_members WHERE group_id = $1 AND member_id = ANY($2)', [current.id, removed.map((m) => m.value)]);
-      const { rows: names } = await tx.query<{ id: string; name: string }>(
-        'SELECT id, user_name AS name FROM users WHERE id = ANY($1) UNION ALL SELECT id, display_name FROM groups WHERE id = ANY($1)',
-        [removed.map((m) => m.value)],
+    const added = await this.resolveMembers(tx, current.id, delta.added);
+    const removed: Member[] = [];
+    if (delta.removed.length) {
+      const { rows: gone } = await tx.query<{ value: string; type: ResourceType; name: string | null }>(
+        `DELETE FROM group_members m WHERE m.group_id = $1 AND m.member_id = ANY($2::uuid[])
+         RETURNING m.member_id::text AS value, m.member_type AS type,
+                   CASE m.member_type WHEN 'User' THEN (SELECT u.user_name FROM users u WHERE u.id = m.member_id)
+                                      ELSE (SELECT g.display_name FROM groups g WHERE g.id = m.member_id) END AS name`,
+        [current.id, delta.removed.map((m) => m.value)],
       );
-      for (const n of names) {
-        const m = removed.find((r) => r.value === n.id);
-        if (m) m.name = n.name;
+      for (const m of gone) {
+        const member: Member = { value: m.value, type: m.type, ...(m.name !== null ? { name: m.name } : {}) };
+        removed.push(member);
+        for (const u of await this.membersUsers(tx, member)) affected.add(u);
       }
     }
-    await this.addMembers(tx, current.id, added, affected);
+    const inserted = await this.addMembers(tx, current.id, added, affected);
     const { members: _omit, ...beforeResource } = current.resource;
     const externalId = typeof next.externalId === 'string' ? next.externalId : null;
     const { rows } = await tx.query<Row>(
@@ -592,11 +672,11 @@ export class Directory {
     // event as big as the group, and the delta is what says who gained or lost access.
     await this.audit(tx, actor, action, 'Group', current.id, beforeResource, {
       ...next,
-      membersAdded: added.map(auditMember),
+      membersAdded: inserted.map(auditMember),
       membersRemoved: removed.map(auditMember),
     });
     await this.announce(tx, affected);
-    const [out] = await this.hydrate(tx, 'Group', rows, {});
+    const [out] = await this.hydrate(tx, 'Group', rows, opts);
     return out!;
   }
 
@@ -611,9 +691,10 @@ export class Directory {
 
   /** Checks that every member exists (and its type), and that no group would contain itself. */
   private async resolveMembers(tx: Tx, groupId: string, raw: unknown): Promise<Member[]> {
-    const list = (Array.isArray(raw) ? raw : []) as Array<{ value: string; type?: string; display?: string }>;
-    const unique = new Map<string, { value: string; type?: string; display?: string }>();
-    for (const m of list) unique.set(m.value, m);
+    const list = (Array.isArray(raw) ? raw : []) as RawMember[];
+    // Ids are UUIDs, which compare in any casing; the lower-case spelling is the stored one.
+    const unique = new Map<string, RawMember>();
+    for (const m of list) unique.set(UUID_RE.test(m.value) ? m.value.toLowerCase() : m.value, { ...m, value: UUID_RE.test(m.value) ? m.value.toLowerCase() : m.value });
     if (unique.size === 0) return [];
     const bad = [...unique.keys()].filter((v) => !UUID_RE.test(v));
     if (bad.length) throw ScimError.badRequest('invalidValue', `members: no User or Group with id ${bad.slice(0, 5).map((b) => JSON.stringify(b)).join(', ')}`);
@@ -658,16 +739,21 @@ export class Directory {
     return members;
   }
 
-  private async addMembers(tx: Tx, groupId: string, members: Member[], affected: Set<string>): Promise<void> {
-    if (members.length === 0) return;
-    await tx.query(
+  /** Inserts members in one statement; answers those that were not members yet (and announces their users). */
+  private async addMembers(tx: Tx, groupId: string, members: Member[], affected: Set<string>): Promise<Member[]> {
+    if (members.length === 0) return [];
+    const { rows } = await tx.query<{ id: string }>(
       `INSERT INTO group_members (group_id, member_id, member_type, display)
        SELECT $1, x.member_id, x.member_type, x.display
          FROM unnest($2::uuid[], $3::text[], $4::text[]) AS x(member_id, member_type, display)
-       ON CONFLICT DO NOTHING`,
+       ON CONFLICT DO NOTHING
+       RETURNING member_id::text AS id`,
       [groupId, members.map((m) => m.value), members.map((m) => m.type), members.map((m) => m.display ?? null)],
     );
-    for (const m of members) for (const u of await this.membersUsers(tx, m)) affected.add(u);
+    const fresh = new Set(rows.map((r) => r.id));
+    const inserted = members.filter((m) => fresh.has(m.value));
+    for (const m of inserted) for (const u of await this.membersUsers(tx, m)) affected.add(u);
+    return inserted;
   }
 
   /** The users a member stands for: itself, or every user under a nested group. */

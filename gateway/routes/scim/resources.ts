@@ -97,6 +97,15 @@ export async function resourceRoutes(instance: FastifyInstance, opts: ResourceRo
     };
   };
 
+  /**
+   * What the answer will show of `groups` and `members`: with `excludedAttributes=members` (how
+   * identity providers read and change large groups) the members are not read at all.
+   */
+  const readOptions = (request: FastifyRequest) => {
+    const p = projection(request);
+    return { withGroups: mayReturn('groups', p), withMembers: mayReturn('members', p) };
+  };
+
   /** The body of a write with the IdP leniencies applied (core/scim/lenient.ts). */
   const relaxed = (request: FastifyRequest): unknown => {
     const { value, ignored } = relaxResource(request.body, registry, type, app.config.scimStrict);
@@ -176,8 +185,7 @@ export async function resourceRoutes(instance: FastifyInstance, opts: ResourceRo
       },
     },
     async (request, reply) => {
-      const p = projection(request);
-      const r = await app.directory.get(type, request.params.id, { withGroups: mayReturn('groups', p), withMembers: mayReturn('members', p) });
+      const r = await app.directory.get(type, request.params.id, readOptions(request));
       if (etagMatches(request.headers['if-none-match'], r.version)) return reply.code(304).header('etag', etagOf(r.version)).send();
       return sendOne(request, reply, r);
     },
@@ -218,7 +226,7 @@ export async function resourceRoutes(instance: FastifyInstance, opts: ResourceRo
       },
     },
     async (request, reply) => {
-      const replaced = await app.directory.replace(type, actor(request), request.params.id, relaxed(request), request.headers['if-match']);
+      const replaced = await app.directory.replace(type, actor(request), request.params.id, relaxed(request), request.headers['if-match'], readOptions(request));
       app.outbox.kick();
       return sendOne(request, reply, replaced);
     },
@@ -241,7 +249,7 @@ export async function resourceRoutes(instance: FastifyInstance, opts: ResourceRo
     async (request, reply) => {
       const { value: ops, ignored } = relaxPatch(parsePatchRequest(request.body), registry, type, app.config.scimStrict);
       warnIgnored(request.log, type, ignored);
-      const { resource, changed } = await app.directory.patch(type, actor(request), request.params.id, ops, request.headers['if-match']);
+      const { resource, changed } = await app.directory.patch(type, actor(request), request.params.id, ops, request.headers['if-match'], readOptions(request));
       if (changed) app.outbox.kick();
       return sendOne(request, reply, resource);
     },
