@@ -868,7 +868,7 @@ async function settleItem(db: Db, itemId: string, action: 'keep' | 'revoke', act
  * resumes where it stopped and decides nothing twice), and the campaign closes; or, for
  * `escalate` at the due date, what is left goes to the escalation group. Idempotent.
  */
-export async function applyDueDate(db: Db, campaignId: string, now = new Date()): Promise<DueDateOutcome> {
+export async function applyDueDate(db: Db, campaignId: string, now = new Date(), beat?: () => void): Promise<DueDateOutcome> {
   const { rows } = await db.query<CampaignRow>('SELECT * FROM review_campaigns WHERE id = $1', [campaignId]);
   const c = rows[0]!;
   const out: DueDateOutcome = { status: c.status, kept: 0, revoked: 0, escalated: 0, escalatedTo: [], escalatedUntil: c.escalated_until?.getTime() ?? null };
@@ -904,6 +904,7 @@ export async function applyDueDate(db: Db, campaignId: string, now = new Date())
       if (done === 'kept') out.kept++;
       else if (done === 'revoked') out.revoked++;
     }
+    beat?.();
   }
   await closeCampaign(db, campaignId, note);
   return { ...out, status: 'closed' };
