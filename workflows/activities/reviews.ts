@@ -97,7 +97,7 @@ export async function notifyReviewers(db: Db, notifier: AccessNotifier | undefin
   const c = rows[0]!;
   const deadline = (n.type === 'review.escalated' ? (c.escalated_until ?? c.due_at) : c.due_at).toISOString();
   let sent = 0;
-  let failure: unknown;
+  let failure: Error | undefined;
   for (const r of await pendingReviewers(db, n.campaignId)) {
     const id = `review:${n.campaignId}:${n.key}:${r.userId}`;
     const { rows: done } = await db.query('SELECT 1 FROM review_notifications WHERE id = $1', [id]);
@@ -116,7 +116,7 @@ export async function notifyReviewers(db: Db, notifier: AccessNotifier | undefin
       await notifier({ id, type: n.type, campaignId: n.campaignId, campaign: c.name, deadline, pending: r.pending, recipients: [{ userId: r.userId, userName: r.userName, email: r.email }] });
     } catch (err) {
       if (attempt < NOTICE_ATTEMPTS) {
-        failure = err;
+        failure = err as Error;
         continue;
       }
       await record('failed', (err as Error).message.slice(0, 1000));
