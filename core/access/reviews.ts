@@ -411,9 +411,12 @@ export async function generateItems(db: Db, campaignId: string): Promise<number>
   if (!c) throw new CampaignError(`no access review ${campaignId}`);
   if (c.generated_at) return (await campaignProgress(db, campaignId)).total;
   const scope = c.spec.scope;
-  const params: unknown[] = [campaignId, scope.connectorIds, scope.entitlementIds];
+  const params: unknown[] = [campaignId];
   const conditions = ['u.deleted_at IS NULL', 'u.active'];
-  if (scope.connectorIds.length || scope.entitlementIds.length) conditions.push('(e.connector_id = ANY($2::text[]) OR e.id = ANY($3::uuid[]))');
+  if (scope.connectorIds.length || scope.entitlementIds.length) {
+    params.push(scope.connectorIds, scope.entitlementIds);
+    conditions.push('(e.connector_id = ANY($2::text[]) OR e.id = ANY($3::uuid[]))');
+  }
   if (scope.userFilter) conditions.push(`(${filterToSql(parseFilter(scope.userFilter), USER_TARGET, registry, params)})`);
   const ACTIVE = `g.status = 'active' AND (g.valid_until IS NULL OR g.valid_until > now())`;
   await db.query(
