@@ -72,7 +72,7 @@ t.test('killing workers mid-campaign loses and repeats nothing', async (t) => {
 
   // Decisions while no worker runs at all: they are recorded; the workflow hears of them later.
   const token = (await createToken(database.db, 'personal-rita', ['requests'], undefined, rita)).token;
-  const items = (await (await gw.scim({ method: 'GET', url: '/api/reviews', token })).json()) as Array<{ id: string; userName: string }>;
+  const items = (await gw.scim({ method: 'GET', url: '/api/reviews', token })).json<Array<{ id: string; userName: string }>>();
   t.equal(items.length, USERS, 'one item per holder, generated once');
   const byLogin = new Map(items.map((i) => [i.userName.split('@')[0]!, i.id]));
   const keep = logins.slice(0, 10);

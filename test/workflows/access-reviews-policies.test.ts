@@ -109,7 +109,7 @@ t.test('campaign validation, users by filter, escalation and schedules', async (
     t.equal(bad.statusCode, 400);
     t.match(bad.json().message, /exactly one of every, everySeconds and cron/);
 
-    t.equal((await stack.gw.scim({ method: 'POST', url: '/api/access-review-schedules/vault-quarterly/run' })).statusCode, 202);
+    t.same(await api('POST', '/api/access-review-schedules/vault-quarterly/run', undefined, 202), { schedule: 'vault-quarterly', scheduleId: 'review-schedule:vault-quarterly' });
     const opened = await eventually(async () => ((await api('GET', '/api/access-reviews')) as Array<{ id: string; schedule: string | null; status: string; progress: { total: number } }>).find((c) => c.schedule === 'vault-quarterly' && c.status === 'open'), 60_000, 'the scheduled campaign');
     t.equal(opened.progress.total, 2, "the schedule's campaign lists the current holders (ann's access was revoked)");
     t.match(opened, { name: 'vault-quarterly', workflowId: /^review-schedule:vault-quarterly/ });

@@ -124,7 +124,7 @@ t.test('a campaign over a GitHub team and Google groups, reviewed by managers', 
     await stack.gw.scim({ method, url, token: token[who]!, ...(payload ? { payload, headers: { 'content-type': 'application/json' } } : {}) });
 
   type Item = { id: string; userName: string; entitlement: string; birthright: boolean; ungranted: boolean; reviewers: string[]; status: string; reasons: string[]; outcome: string | null };
-  const monaItems = (await (await as('mona', 'GET', '/api/reviews')).json()) as Item[];
+  const monaItems = (await as('mona', 'GET', '/api/reviews')).json<Item[]>();
   t.same(
     monaItems.map((i) => `${i.userName.split('@')[0]} ${i.entitlement}`).sort(),
     ['alice github/eng-team', 'bob github/eng-team', 'bob google/eng-group', 'carol github/eng-team', 'carol google/eng-group', 'dave google/eng-group', 'erin google/eng-group', 'erin google/ops-group'],
@@ -134,7 +134,7 @@ t.test('a campaign over a GitHub team and Google groups, reviewed by managers', 
   t.ok(item('alice', 'github/eng-team').birthright, "alice's team membership is flagged as given by a rule");
   t.same(item('alice', 'github/eng-team').reasons, ['rule:engineering']);
   t.ok(item('erin', 'google/ops-group').ungranted, "erin's ops membership is flagged as granted by nobody");
-  const samItems = (await (await as('sam', 'GET', '/api/reviews')).json()) as Item[];
+  const samItems = (await as('sam', 'GET', '/api/reviews')).json<Item[]>();
   t.same(samItems.map((i) => `${i.userName.split('@')[0]} ${i.entitlement}`), ['mona google/eng-group'], "mona has no manager: the fallback group reviews her access, without her");
 
   const notice = await eventually(
@@ -181,7 +181,7 @@ t.test('a campaign over a GitHub team and Google groups, reviewed by managers', 
   t.equal(bulk.statusCode, 200);
   const results = bulk.json().results as Array<{ itemId: string; ok: boolean; status: number }>;
   t.same(results.map((r) => r.status), [200, 200, 200, 200, 200, 200, 403], 'each decided on its own; her own item is refused in bulk too');
-  t.equal((await (await as('sam', 'POST', `/api/reviews/${own.id}/decision`, { decision: 'keep', comment: 'needed for on-call' })).statusCode), 200, 'sam keeps mona\'s access');
+  t.equal((await as('sam', 'POST', `/api/reviews/${own.id}/decision`, { decision: 'keep', comment: 'needed for on-call' })).statusCode, 200, "sam keeps mona's access");
   t.match(await api('GET', `/api/access-reviews/${campaign.id}`), { progress: { total: 9, pending: 1, kept: 5, revoked: 3 } }, 'dave is left undecided');
 
   // Revoked access disappears from the fakes; kept access stays.

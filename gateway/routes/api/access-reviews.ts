@@ -32,7 +32,7 @@ import {
 } from '../../../core/access/reviews.js';
 import { verifyAuditChain } from '../../../core/audit/chain.js';
 import { csvField } from '../../../core/audit/chain.js';
-import { ensureReviewSchedule, triggerReviewSchedule } from '../../../workflows/client.js';
+import { ensureReviewSchedule, reviewScheduleId, triggerReviewSchedule } from '../../../workflows/client.js';
 import { actingUser } from '../../acting-user.js';
 import { decideReviewsAs } from '../../review-decisions.js';
 import { sendApiError as fail } from './errors.js';
@@ -382,7 +382,10 @@ const accessReviews: FastifyPluginAsync = async (app) => {
         security,
         summary: 'Open a campaign of the review schedule now, as a firing of its Schedule does',
         params: NameParams,
-        response: { 202: Type.Unsafe<void>({ type: 'null', description: 'the Schedule was triggered' }), ...apiErrors([400, 404, 503]) },
+        response: {
+          202: Type.Object({ schedule: Type.String(), scheduleId: Type.String() }, { description: "the Schedule was triggered: the campaign opens in a moment (GET /api/access-reviews lists it with the schedule's name)" }),
+          ...apiErrors([400, 404, 503]),
+        },
       },
     },
     async (request, reply) => {
@@ -393,7 +396,7 @@ const accessReviews: FastifyPluginAsync = async (app) => {
         request.log.warn({ err: (err as Error).message }, 'could not trigger a review schedule');
         return fail(reply, 503, 'Temporal is unreachable (or the Temporal Schedule is missing: PUT the schedule again)');
       }
-      return reply.code(202).send();
+      return reply.code(202).send({ schedule: request.params.name, scheduleId: reviewScheduleId(request.params.name) });
     },
   );
 
