@@ -825,6 +825,9 @@ export async function decideItem(
 
 // ------------------------------------------------------------------ the due date
 
+/** Items settled per transaction at the due date. */
+const DUE_DATE_BATCH = 100;
+
 /** What the due date did: items decided by the policy, or escalated to the group's members. */
 export interface DueDateOutcome {
   status: CampaignStatus;
@@ -836,39 +839,37 @@ export interface DueDateOutcome {
   escalatedUntil: number | null;
 }
 
-/** Applies `action` to one pending item as the campaign (no reviewer); false when it is no longer pending. */
-async function settleItem(db: Db, itemId: string, action: 'keep' | 'revoke', actor: string, note: string): Promise<'kept' | 'revoked' | null> {
-  return await withTransaction(db, async (tx) => {
-    const item = await lockItem(tx, itemId);
-    if (!item || item.status !== 'pending') return null;
-    const rules = item.reasons.filter((x) => x.startsWith('rule:')).map((x) => x.slice(5));
-    const onlyRules = rules.length > 0 && item.reasons.every((x) => x.startsWith('rule:'));
-    const revoke = action === 'revoke' && !onlyRules;
-    const why = `access review ${item.campaign}: ${note}; ${revoke ? 'revoked' : 'kept'} by the campaign's policy`;
-    const outcome = revoke
-      ? await revokeItemAccess(tx, item, actor, why)
-      : action === 'revoke'
-        ? `not revoked: given by rule ${rules.join(', ')} (birthright); change the rule to take it away`
-        : 'kept by the policy for items not reviewed';
-    await tx.query(`INSERT INTO review_decisions (item_id, reviewer_id, actor, decision, comment, accepted) VALUES ($1, NULL, $2, $3, $4, true)`, [item.id, actor, revoke ? 'revoke' : 'keep', note]);
-    await tx.query(
-      `UPDATE review_items SET status = $2, decision = $3, decided_by = NULL, decided_actor = $4, comment = $5, decided_at = now(), outcome = $6 WHERE id = $1`,
-      [item.id, revoke ? 'revoked' : 'kept', revoke ? 'revoke' : 'keep', actor, note, outcome],
-    );
-    await tx.query(`INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'access-review.decided', 'AccessReviewItem', $2, $3, $4)`, [
-      actor,
-      item.id,
-      why,
-      JSON.stringify({ campaignId: item.campaign_id, userId: item.user_id, entitlementId: item.entitlement_id, decision: revoke ? 'revoke' : 'keep', outcome, unreviewed: true }),
-    ]);
-    return revoke ? 'revoked' : 'kept';
-  });
+/** Applies `action` to one pending item as the campaign (no reviewer), inside `tx`; null when it is no longer pending. */
+async function settleItem(tx: Tx, itemId: string, action: 'keep' | 'revoke', actor: string, note: string): Promise<'kept' | 'revoked' | null> {
+  const item = await lockItem(tx, itemId);
+  if (!item || item.status !== 'pending') return null;
+  const rules = item.reasons.filter((x) => x.startsWith('rule:')).map((x) => x.slice(5));
+  const onlyRules = rules.length > 0 && item.reasons.every((x) => x.startsWith('rule:'));
+  const revoke = action === 'revoke' && !onlyRules;
+  const why = `access review ${item.campaign}: ${note}; ${revoke ? 'revoked' : 'kept'} by the campaign's policy`;
+  const outcome = revoke
+    ? await revokeItemAccess(tx, item, actor, why)
+    : action === 'revoke'
+      ? `not revoked: given by rule ${rules.join(', ')} (birthright); change the rule to take it away`
+      : 'kept by the policy for items not reviewed';
+  await tx.query(`INSERT INTO review_decisions (item_id, reviewer_id, actor, decision, comment, accepted) VALUES ($1, NULL, $2, $3, $4, true)`, [item.id, actor, revoke ? 'revoke' : 'keep', note]);
+  await tx.query(
+    `UPDATE review_items SET status = $2, decision = $3, decided_by = NULL, decided_actor = $4, comment = $5, decided_at = now(), outcome = $6 WHERE id = $1`,
+    [item.id, revoke ? 'revoked' : 'kept', revoke ? 'revoke' : 'keep', actor, note, outcome],
+  );
+  await tx.query(`INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'access-review.decided', 'AccessReviewItem', $2, $3, $4)`, [
+    actor,
+    item.id,
+    why,
+    JSON.stringify({ campaignId: item.campaign_id, userId: item.user_id, entitlementId: item.entitlement_id, decision: revoke ? 'revoke' : 'keep', outcome, unreviewed: true }),
+  ]);
+  return revoke ? 'revoked' : 'kept';
 }
 
 /**
  * The due date (or the end of an escalation) came: the campaign's policy for items nobody
- * reviewed is applied, item by item in their own transactions (so a worker that dies part way
- * resumes where it stopped and decides nothing twice), and the campaign closes; or, for
+ * reviewed is applied, a batch of items per transaction (so a worker that dies part way resumes
+ * where it stopped and decides nothing twice), and the campaign closes; or, for
  * `escalate` at the due date, what is left goes to the escalation group. Idempotent.
  */
 export async function applyDueDate(db: Db, campaignId: string, now = new Date(), beat?: () => void): Promise<DueDateOutcome> {
@@ -899,14 +900,21 @@ export async function applyDueDate(db: Db, campaignId: string, now = new Date(),
   const action: 'keep' | 'revoke' = c.status === 'escalated' ? policy.then! : policy.action === 'revoke' ? 'revoke' : 'keep';
   const note = c.status === 'escalated' ? 'not reviewed by the end of the escalation' : 'not reviewed by the due date';
   const actor = `access review ${c.name}`;
+  // A batch of items per transaction: a worker that dies part way loses the open batch only, which
+  // is settled again (never twice: each item is settled while it is still pending).
   for (;;) {
-    const { rows: pending } = await db.query<{ id: string }>(`SELECT id FROM review_items WHERE campaign_id = $1 AND status = 'pending' ORDER BY id LIMIT 500`, [campaignId]);
+    const { rows: pending } = await db.query<{ id: string }>(`SELECT id FROM review_items WHERE campaign_id = $1 AND status = 'pending' ORDER BY id LIMIT $2`, [campaignId, DUE_DATE_BATCH]);
     if (pending.length === 0) break;
-    for (const p of pending) {
-      const done = await settleItem(db, p.id, action, actor, note);
-      if (done === 'kept') out.kept++;
-      else if (done === 'revoked') out.revoked++;
-    }
+    const settled = await withTransaction(db, async (tx) => {
+      const counts = { kept: 0, revoked: 0 };
+      for (const p of pending) {
+        const done = await settleItem(tx, p.id, action, actor, note);
+        if (done) counts[done]++;
+      }
+      return counts;
+    });
+    out.kept += settled.kept;
+    out.revoked += settled.revoked;
     beat?.();
   }
   await closeCampaign(db, campaignId, note);

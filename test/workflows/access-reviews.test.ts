@@ -10,7 +10,9 @@
 import t from 'tap';
 import { startTestStack } from '../helpers/stack.js';
 import { eventually } from '../helpers/temporal.js';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { userBody } from '../helpers/gateway.js';
+import { EventType } from '../helpers/history.js';
 import { createToken } from '../../core/auth/tokens.js';
 import { createWebhookAccessNotifier, type ReviewNotice } from '../../core/access/notifier.js';
 import { startNoticeReceiver } from '../core/delivery/notice-receiver.js';
@@ -248,4 +250,10 @@ t.test('a campaign over a GitHub team and Google groups, reviewed by managers', 
   t.equal(sa.get(reviewStatusSearchAttribute), 'closed');
   t.equal(sa.get(reviewDecidedSearchAttribute), 9);
   t.equal(sa.get(reviewPendingSearchAttribute), 0);
+  const history = await stack.temporal.client.workflow.getHandle(`certification:${campaign.id}`).fetchHistory();
+  const summaries = (history.events ?? [])
+    .filter((e) => e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+    .map((e) => (e.userMetadata?.summary ? defaultPayloadConverter.fromPayload<string>(e.userMetadata.summary) : undefined));
+  t.ok(summaries.length > 5 && summaries.every((x) => typeof x === 'string' && x.length > 0), `every activity has a summary: ${JSON.stringify(summaries)}`);
+  t.ok(summaries.includes('the due date came: apply the policy to the items not reviewed'));
 });
