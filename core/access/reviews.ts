@@ -497,7 +497,16 @@ export async function resolveReviewers(db: Db, campaignId: string, batchSize = 1
     );
     managers = new Map(rows.map((x) => [x.id, x.manager!]));
   }
-  const fn = r.function ? await loadApproverFunction(r.function.module) : undefined;
+  let fn: Awaited<ReturnType<typeof loadApproverFunction>> | undefined;
+  let fnNote: string | undefined;
+  if (r.function) {
+    try {
+      fn = await loadApproverFunction(r.function.module);
+    } catch (err) {
+      // A function that cannot be loaded adds nobody; each item says why.
+      fnNote = (err as Error).message;
+    }
+  }
   let resolved = 0;
   for (;;) {
     const { rows: items } = await db.query<{ id: string; user_id: string; user_name: string; entitlement_id: string; entitlement: string; reasons: string[] }>(
@@ -518,6 +527,7 @@ export async function resolveReviewers(db: Db, campaignId: string, batchSize = 1
         if (current) ids.push(current);
         else notes.push(r.managerLevels === 1 ? 'the user has no manager' : `the user has no manager ${r.managerLevels} levels up`);
       }
+      if (fnNote) notes.push(fnNote);
       if (fn) {
         const input: ApproverFunctionInput & { review: { campaignId: string; itemId: string; reasons: string[] } } = {
           requestId: item.id,

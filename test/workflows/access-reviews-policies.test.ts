@@ -17,6 +17,7 @@ import { memoryTarget } from '../fixtures/memory-connector.js';
 
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
 const MEMORY_PLUGIN = fileURLToPath(new URL('../fixtures/memory-connector.ts', import.meta.url));
+const APPROVER_FUNCTION = fileURLToPath(new URL('../fixtures/approver-function.ts', import.meta.url));
 
 t.test('campaign validation, users by filter, escalation and schedules', async (t) => {
   const stack = await startTestStack(t, { idleMs: 1000, worker: false });
@@ -95,6 +96,19 @@ t.test('campaign validation, users by filter, escalation and schedules', async (
     t.match(ben, { userName: 'ben@example.com', decision: 'keep', comment: 'not reviewed by the end of the escalation', outcome: 'kept by the policy for items not reviewed' });
     await eventually(async () => !target.groups.get('vault')?.has(`acct-${id.ann}`) && target.groups.get('vault')?.has(`acct-${id.ben}`) === true && target.groups.get('vault')?.size === 2, 60_000, "ann's access to be revoked");
     t.pass('the revoked membership left the target; the kept ones stay');
+  });
+
+  await t.test('reviewers from an approver function; one that cannot be loaded adds nobody, saying why', async (t) => {
+    await api('POST', '/scim/v2/Users', userBody('cat@example.com'), 201);
+    const opened = async (name: string, fn: string) => {
+      const c = await api('POST', '/api/access-reviews', { name, scope: { entitlements: ['memory/vault'] }, reviewers: { function: fn }, durationSeconds: 600 }, 201);
+      await eventually(async () => (await api('GET', `/api/access-reviews/${c.id}`)).status === 'open', 30_000, `${name} to open`);
+      return (await api('GET', `/api/access-reviews/${c.id}/items`)) as Array<{ userName: string; reviewers: string[]; reviewerNote: string | null }>;
+    };
+    const items = await opened('fn-review', APPROVER_FUNCTION);
+    t.same(items.map((i) => `${i.userName} ${i.reviewers.join()}`), ['ben@example.com cat@example.com', 'cid@example.com cat@example.com'], 'the function names cat (the unknown user it also names is ignored)');
+    const broken = await opened('fn-broken', '/nonexistent/approvers.ts');
+    t.ok(broken.every((i) => i.reviewers.length === 0 && /cannot be loaded/.test(i.reviewerNote ?? '')), 'nobody, and the items say why');
   });
 
   await t.test('a review schedule is a Temporal Schedule that opens campaigns', async (t) => {
