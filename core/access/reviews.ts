@@ -764,9 +764,14 @@ async function revokeItemAccess(tx: Tx, item: ItemRow, actor: string, why: strin
 }
 
 /** The item locked for the transaction, with its campaign's status. */
-async function lockItem(tx: Tx, itemId: string): Promise<(ItemRow & { campaign_status: CampaignStatus }) | undefined> {
+async function lockItem(tx: Tx, itemId: string): Promise<(ItemRow & { campaign_status: CampaignStatus; deadline_passed: boolean }) | undefined> {
   await tx.query('SELECT 1 FROM review_items WHERE id = $1 FOR UPDATE', [itemId]);
-  const { rows } = await tx.query<ItemRow & { campaign_status: CampaignStatus }>(`SELECT ${ITEM_COLUMNS}, c.status AS campaign_status FROM ${ITEM_FROM} WHERE i.id = $1`, [itemId]);
+  const { rows } = await tx.query<ItemRow & { campaign_status: CampaignStatus; deadline_passed: boolean }>(
+    `SELECT ${ITEM_COLUMNS}, c.status AS campaign_status,
+            (CASE WHEN c.status = 'escalated' THEN c.escalated_until ELSE c.due_at END) <= now() AS deadline_passed
+       FROM ${ITEM_FROM} WHERE i.id = $1`,
+    [itemId],
+  );
   return rows[0];
 }
 
@@ -794,6 +799,8 @@ export async function decideItem(
     if (!item.reviewer_ids.includes(me)) return { refused: 403, message: 'not a reviewer of this item' };
     if (item.status !== 'pending') return { refused: 409, message: `the item is ${item.status} already (${item.decision} by ${item.decided_by ?? 'someone'})` };
     if (item.campaign_status !== 'open' && item.campaign_status !== 'escalated') return { refused: 409, message: `the access review is ${item.campaign_status}` };
+    // Past the deadline the campaign's policy decides; a late decision would race it.
+    if (item.deadline_passed) return { refused: 409, message: `the access review's ${item.campaign_status === 'escalated' ? 'escalation' : 'due date'} has passed` };
     const rules = item.reasons.filter((x) => x.startsWith('rule:')).map((x) => x.slice(5));
     if (d.decision === 'revoke' && rules.length && item.reasons.every((x) => x.startsWith('rule:'))) {
       return { refused: 409, message: `given by rule ${rules.join(', ')} (birthright): it is taken away by changing the rule, not by a review` };
