@@ -765,11 +765,10 @@ async function revokeItemAccess(tx: Tx, item: ItemRow, actor: string, why: strin
 
 /** The item locked for the transaction, with its campaign's status. */
 async function lockItem(tx: Tx, itemId: string): Promise<(ItemRow & { campaign_status: CampaignStatus; deadline_passed: boolean }) | undefined> {
-  await tx.query('SELECT 1 FROM review_items WHERE id = $1 FOR UPDATE', [itemId]);
   const { rows } = await tx.query<ItemRow & { campaign_status: CampaignStatus; deadline_passed: boolean }>(
     `SELECT ${ITEM_COLUMNS}, c.status AS campaign_status,
             (CASE WHEN c.status = 'escalated' THEN c.escalated_until ELSE c.due_at END) <= now() AS deadline_passed
-       FROM ${ITEM_FROM} WHERE i.id = $1`,
+       FROM ${ITEM_FROM} WHERE i.id = $1 FOR UPDATE OF i`,
     [itemId],
   );
   return rows[0];
