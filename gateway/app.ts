@@ -19,6 +19,7 @@ import provisioning from './routes/api/provisioning.js';
 import audit from './routes/api/audit.js';
 import outbox from './routes/api/outbox.js';
 import accessRequests from './routes/api/access-requests.js';
+import accessReviews from './routes/api/access-reviews.js';
 import downloads from './routes/downloads.js';
 import slack from './routes/slack/index.js';
 import sources from './routes/api/sources.js';
@@ -117,6 +118,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(audit);
   await app.register(outbox);
   await app.register(accessRequests);
+  await app.register(accessReviews);
   await app.register(downloads);
   await app.register(slack);
   await app.register(sources);

@@ -57,13 +57,13 @@ const NOTICE: wf.ActivityOptions = {
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 },
 };
 
-type Activity<K extends keyof Activities> = (...args: Parameters<Activities[K]>) => ReturnType<Activities[K]>;
+export type Activity<K extends keyof Activities> = (...args: Parameters<Activities[K]>) => ReturnType<Activities[K]>;
 
 /**
  * Activity `name` whose every call carries a summary (Temporal's user metadata, shown beside the
  * activity in the Temporal UI) made from its arguments.
  */
-function summarized<K extends keyof Activities>(name: K, options: wf.ActivityOptions, summary: (...args: Parameters<Activities[K]>) => string): Activity<K> {
+export function summarized<K extends keyof Activities>(name: K, options: wf.ActivityOptions, summary: (...args: Parameters<Activities[K]>) => string): Activity<K> {
   return (...args) => (wf.proxyActivities<Activities>({ ...options, summary: summary(...args) })[name] as unknown as Activity<K>)(...args);
 }
 

@@ -13,6 +13,16 @@ import type { ReconcileSummary } from './activities/reconcile.js';
 import { boundedVisibilityValue } from './bounded.js';
 import { accessRequest } from './access-request.js';
 import { sourceImport } from './source-import.js';
+import { certification } from './certification.js';
+import {
+  certificationWorkflowIdOf,
+  reviewCampaignSearchAttribute,
+  reviewDecidedSearchAttribute,
+  reviewDecidedSignal,
+  reviewPendingSearchAttribute,
+  reviewScheduleIdOf,
+  reviewStatusSearchAttribute,
+} from './certification-messages.js';
 import {
   accessRequestWorkflowIdOf,
   accessRequesterSearchAttribute,
@@ -90,10 +100,15 @@ export async function queryUserSyncStatus(client: Client, userId: string): Promi
  */
 export async function ensureSearchAttributes(connection: Connection, namespace: string): Promise<void> {
   const keyword = proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
+  const int = proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_INT;
   const wanted = {
     [userNameSearchAttribute.name]: keyword,
     [connectorSearchAttribute.name]: keyword,
     ...Object.fromEntries(ACCESS_SEARCH_ATTRIBUTES.map((k) => [k.name, keyword])),
+    [reviewCampaignSearchAttribute.name]: keyword,
+    [reviewStatusSearchAttribute.name]: keyword,
+    [reviewPendingSearchAttribute.name]: int,
+    [reviewDecidedSearchAttribute.name]: int,
   };
   const existing = await connection.operatorService.listSearchAttributes({ namespace });
   const missing = Object.fromEntries(
@@ -238,14 +253,18 @@ export async function ensureReconcileSchedule(client: Client, taskQueue: string,
  * deletes it when null; an existing Schedule keeps its action and gets the new interval. Idempotent.
  */
 async function ensureIntervalSchedule(client: Client, scheduleId: string, everyMinutes: number | null, memo: Record<string, string>, action: ScheduleOptionsAction): Promise<void> {
+  await ensureSchedule(client, scheduleId, everyMinutes === null ? null : { intervals: [{ every: `${everyMinutes}m` }] }, memo, action);
+}
+
+/** Makes Schedule `scheduleId` start `action` per `spec` (overlaps skipped), or deletes it when null. Idempotent. */
+async function ensureSchedule(client: Client, scheduleId: string, spec: ScheduleSpec | null, memo: Record<string, string>, action: ScheduleOptionsAction): Promise<void> {
   const handle = client.schedule.getHandle(scheduleId);
-  if (everyMinutes === null) {
+  if (spec === null) {
     await handle.delete().catch((err: unknown) => {
       if (!(err instanceof ScheduleNotFoundError)) throw err;
     });
     return;
   }
-  const spec: ScheduleSpec = { intervals: [{ every: `${everyMinutes}m` }] };
   try {
     await handle.update((prev) => ({ ...prev, spec }));
   } catch (err) {
@@ -406,4 +425,72 @@ export async function ensureSourceImportSchedule(client: Client, taskQueue: stri
     memo: { source: sourceId },
     staticSummary: `import users of source ${sourceId}`,
   });
+}
+
+// ------------------------------------------------------------------ access reviews
+
+export function certificationWorkflowId(campaignId: string): string {
+  return certificationWorkflowIdOf(campaignId);
+}
+
+/** Starts the campaign's certification workflow. Safe to repeat: a second start does nothing. */
+export async function startCertification(client: Client, taskQueue: string, campaign: { campaignId: string; name: string }): Promise<void> {
+  try {
+    await client.workflow.start(certification, {
+      workflowId: certificationWorkflowId(campaign.campaignId),
+      taskQueue,
+      args: [{ campaignId: campaign.campaignId }],
+      workflowIdReusePolicy: 'REJECT_DUPLICATE',
+      memo: { campaign: boundedVisibilityValue(campaign.name) },
+      staticSummary: `access review ${boundedVisibilityValue(campaign.name)}`,
+      typedSearchAttributes: new TypedSearchAttributes([
+        { key: reviewCampaignSearchAttribute, value: boundedVisibilityValue(campaign.name) },
+        { key: reviewStatusSearchAttribute, value: 'generating' },
+      ]),
+    });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return;
+    throw err;
+  }
+}
+
+/** Tells a campaign's workflow that items were decided (best effort: it reads its progress at its next timer anyway). */
+export async function signalReviewDecided(client: Client, workflowId: string): Promise<void> {
+  try {
+    await client.workflow.getHandle(workflowId).signal(reviewDecidedSignal);
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return;
+    throw err;
+  }
+}
+
+export function reviewScheduleId(name: string): string {
+  return reviewScheduleIdOf(name);
+}
+
+/**
+ * Makes the Temporal Schedule of review schedule `name` open a campaign per `cadence` (a cron
+ * expression in UTC, or an interval in seconds), or deletes it when null. Idempotent.
+ */
+export async function ensureReviewSchedule(client: Client, taskQueue: string, name: string, cadence: { cron: string } | { seconds: number } | null): Promise<void> {
+  const scheduleId = reviewScheduleId(name);
+  const spec: ScheduleSpec | null = cadence === null ? null : 'cron' in cadence ? { cronExpressions: [cadence.cron] } : { intervals: [{ every: `${cadence.seconds}s` }] };
+  await ensureSchedule(client, scheduleId, spec, { reviewSchedule: name }, {
+    type: 'startWorkflow',
+    workflowType: certification,
+    workflowId: scheduleId,
+    taskQueue,
+    args: [{ schedule: name }],
+    memo: { reviewSchedule: name },
+    staticSummary: `access review ${boundedVisibilityValue(name)} (scheduled)`,
+    typedSearchAttributes: new TypedSearchAttributes([
+      { key: reviewCampaignSearchAttribute, value: boundedVisibilityValue(name) },
+      { key: reviewStatusSearchAttribute, value: 'generating' },
+    ]),
+  });
+}
+
+/** Opens a campaign of review schedule `name` now, as a firing of its Schedule would. */
+export async function triggerReviewSchedule(client: Client, name: string): Promise<void> {
+  await client.schedule.getHandle(reviewScheduleId(name)).trigger(ScheduleOverlapPolicy.ALLOW_ALL);
 }

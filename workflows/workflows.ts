@@ -4,3 +4,4 @@ export { reconcile } from './reconcile.js';
 export { testConnection } from './test-connection.js';
 export { accessRequest } from './access-request.js';
 export { sourceImport } from './source-import.js';
+export { certification } from './certification.js';

@@ -37,8 +37,22 @@ export interface AccessNotice {
   deadline?: string;
 }
 
+/** What an access review tells its reviewers (one notice per reviewer). */
+export interface ReviewNotice {
+  id: string;
+  /** `review.awaiting-you`: the campaign opened; `review.reminder`: the due date is near; `review.escalated`: items not reviewed in time came to the escalation group. */
+  type: 'review.awaiting-you' | 'review.reminder' | 'review.escalated';
+  campaignId: string;
+  campaign: string;
+  /** When undecided items follow the campaign's policy (ISO 8601). */
+  deadline: string;
+  /** How many items wait on this reviewer. */
+  pending: number;
+  recipients: Array<{ userId: string; userName: string; email: string | null }>;
+}
+
 /** Sends one notice; throws TransientError (worth retrying) or PermanentError. */
-export type AccessNotifier = (notice: AccessNotice) => Promise<void>;
+export type AccessNotifier = (notice: AccessNotice | ReviewNotice) => Promise<void>;
 
 /** The signed-webhook channel: a POST signed like delivery notices; 2xx, or 409 (already received), is delivered. */
 export function createWebhookAccessNotifier(opts: { url: string; secret: string; timeoutMs?: number }): AccessNotifier {

@@ -6,7 +6,7 @@
 import type { Tx } from '../db/pool.js';
 
 /** Topics the dispatcher knows how to deliver. */
-export type OutboxTopic = 'user.changed' | 'connector.changed' | 'access-request.created';
+export type OutboxTopic = 'user.changed' | 'connector.changed' | 'access-request.created' | 'review-campaign.created';
 
 export interface OutboxMessage {
   topic: OutboxTopic;

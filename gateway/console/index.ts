@@ -13,6 +13,7 @@ import { decideAs } from '../access-decisions.js';
 import adminDirectory from './admin-directory.js';
 import { html, type SafeHtml } from './html.js';
 import { accessPages } from './access-pages.js';
+import { reviewPages } from './review-pages.js';
 import { adminOperations } from './admin-operations.js';
 import { consoleKit, emptyList, hours, onePage, pageNumber, pager, requestFields, STATUS_TEXT, UUID, type ConsoleOptions, type Form } from './kit.js';
 import { clearCookie, LOGIN_COOKIE, PRE_CSRF_COOKIE, randomToken, readCookies, safeReturnPath, sameSecret, setCookie, type ConsoleSession } from './session.js';
@@ -24,6 +25,7 @@ const webConsole: FastifyPluginAsync<ConsoleOptions> = async (app, opts) => {
   const kit = consoleKit(app, opts);
   const { oidc, localSignIn, cookies, sessions, page, errorCard, signedIn, acting, userNames, redirectBase } = kit;
   accessPages(app, kit);
+  reviewPages(app, kit);
   adminOperations(app, kit);
 
   // ------------------------------------------------------------------ sign-in

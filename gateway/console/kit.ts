@@ -145,6 +145,7 @@ const NAV: Array<{ href: string; label: string }> = [
   { href: '/console/access', label: 'My access' },
   { href: '/console/inbox', label: 'Approvals' },
   { href: '/console/tasks', label: 'Tasks' },
+  { href: '/console/reviews', label: 'Reviews' },
 ];
 const ADMIN_NAV: Array<{ href: string; label: string }> = [
   { href: '/console/admin/users', label: 'Users' },

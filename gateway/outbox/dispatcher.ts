@@ -25,7 +25,7 @@ import { isGrpcServiceError, type Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from '../../core/db/pool.js';
-import { ensureReconcileSchedule, notifyUserChanged, startAccessRequest, type AccessRequestTiming, type UserSyncTiming } from '../../workflows/client.js';
+import { ensureReconcileSchedule, notifyUserChanged, startAccessRequest, startCertification, type AccessRequestTiming, type UserSyncTiming } from '../../workflows/client.js';
 
 export interface DispatcherOptions {
   db: Db;
@@ -53,7 +53,7 @@ interface ClaimedRow {
   id: number;
   topic: string;
   aggregate_id: string;
-  payload: { userName?: string; reconcileEveryMinutes?: number | null; requester?: string; resource?: string };
+  payload: { userName?: string; reconcileEveryMinutes?: number | null; requester?: string; resource?: string; name?: string };
   attempts: number;
   refusals: number;
 }
@@ -203,6 +203,9 @@ export class OutboxDispatcher {
         await client.withDeadline(Date.now() + timeout, () =>
           startAccessRequest(client, this.opts.taskQueue, { requestId: row.aggregate_id, requester: row.payload.requester ?? '', resource: row.payload.resource ?? '' }, this.opts.accessTiming),
         );
+        return;
+      case 'review-campaign.created':
+        await client.withDeadline(Date.now() + timeout, () => startCertification(client, this.opts.taskQueue, { campaignId: row.aggregate_id, name: row.payload.name ?? '' }));
         return;
       default:
         throw new Error(`outbox: no delivery for topic "${row.topic}"`);

@@ -10,6 +10,7 @@ import { applyStep, planUserSync, recordFailure, validateConnector, type StepInp
 import * as access from './access-requests.js';
 import type { AccessNotifier } from '../../core/access/notifier.js';
 import { sourceActivities } from './sources.js';
+import { reviewActivities } from './reviews.js';
 import { finishReconcile, reconcilePage, startReconcile, type ReconcileStarted, type ReconcileSummary } from './reconcile.js';
 import { slackActivities } from './slack.js';
 import type { SlackConfig } from '../../core/config.js';
@@ -102,6 +103,7 @@ export function createActivities({ db, connectors, accessNotifier, slack, invita
     ...accessRequestActivities(db, accessNotifier, invitationNotify),
     ...slackActivities(slack ? { db, config: slack } : undefined),
     ...sourceActivities(db),
+    ...reviewActivities(db, accessNotifier),
   };
 }
 

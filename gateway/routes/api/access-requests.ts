@@ -23,14 +23,9 @@ import { cancelRequest, claimTaskAs, completeTaskAs, endAccess, releaseAccess, s
 import { apiErrors, ApiError, DateTime, Nullable, Open, StringEnum } from '../schemas.js';
 import { revokeInvitation } from '../../../core/invitations/invitations.js';
 import { tellInvitationRequest } from '../../invitation-requests.js';
+import { ACT_AS, actingUser, type Actor } from '../../acting-user.js';
 
 const fail = sendApiError;
-const ACT_AS = 'x-act-as';
-
-interface Actor {
-  userId: string;
-  userName: string;
-}
 
 const IdParams = Type.Object({ id: Type.String({ format: 'uuid' }) });
 const actAsHeader = Type.Object({
@@ -165,36 +160,7 @@ const accessRequests: FastifyPluginAsync = async (app) => {
   const security = [{ bearer: [] }];
 
   /** The directory user the call acts as; answers the error and undefined when there is none. */
-  async function actor(request: FastifyRequest, reply: FastifyReply): Promise<Actor | undefined> {
-    const identity = request.identity!;
-    const named = request.headers[ACT_AS];
-    const mayActAs = identity.scopes.includes('admin') || identity.scopes.includes('requests:act-as');
-    let key: string;
-    if (typeof named === 'string' && named !== '') {
-      key = named;
-    } else if (identity.userId) {
-      key = identity.userId;
-    } else {
-      fail(reply, 400, `this token is no person's; name the acting user in the X-Act-As header`);
-      return undefined;
-    }
-    const { rows } = await app.db.query<{ id: string; user_name: string }>(
-      'SELECT id, user_name FROM users WHERE deleted_at IS NULL AND active AND (id::text = $1 OR lower(user_name) = lower($1))',
-      [key],
-    );
-    const user = rows[0];
-    if (user && key !== identity.userId && user.id !== identity.userId && !mayActAs) {
-      fail(reply, 403, `the token "${identity.name}" acts as its own user only`);
-      return undefined;
-    }
-    if (!user) {
-      if (key === identity.userId) fail(reply, 403, `the user of the token "${identity.name}" is not active`);
-      else if (!mayActAs) fail(reply, 403, `the token "${identity.name}" acts as its own user only`);
-      else fail(reply, 400, `no active user ${key}`);
-      return undefined;
-    }
-    return { userId: user.id, userName: user.user_name };
-  }
+  const actor = async (request: FastifyRequest, reply: FastifyReply): Promise<Actor | undefined> => await actingUser(app.db, request, reply);
 
   // ------------------------------------------------------------------ catalogue
 
