@@ -93,6 +93,7 @@ async function main(): Promise<void> {
       deliverFor: deliveryFactory(config, workerDb),
       accessNotifier: accessNotifierFor(config),
       slack: config.slack,
+      publicUrl: config.publicUrl,
       invitationNotify: invitationNotifierFor(config),
     });
     const running = worker.run();

@@ -76,7 +76,7 @@ export async function certification(input: CertificationInput): Promise<Certific
   if (state.status === 'generating') {
     if (Date.now() < c.startsAt) {
       show(`starts at ${iso(c.startsAt)}`);
-      await wf.sleep(c.startsAt - Date.now());
+      await wf.sleep(c.startsAt - Date.now(), { summary: `the campaign starts at ${iso(c.startsAt)}` });
     }
     show('generating the items to review');
     await generateReviewItems({ campaignId });
@@ -102,10 +102,11 @@ export async function certification(input: CertificationInput): Promise<Certific
         `${p.status === 'escalated' ? 'the escalation ends' : 'due'} ${iso(deadline)}`,
     );
     const seen = signals;
-    const woke = await wf.condition(() => signals > seen, Math.max(1, next - Date.now()));
+    const what = next < deadline ? 'a reminder' : p.status === 'escalated' ? 'the end of the escalation' : 'the due date';
+    const woke = await wf.condition(() => signals > seen, Math.max(1, next - Date.now()), { summary: `wait for decisions until ${what} at ${iso(next)}` });
     if (woke) {
       // Decisions often come in bursts: read the progress once they settle a little.
-      await wf.sleep(input.progressDebounceMs ?? 1000);
+      await wf.sleep(input.progressDebounceMs ?? 1000, { summary: 'let a burst of decisions settle' });
     } else {
       const due = reminders.filter((r) => r.at <= Date.now());
       if (due.length && Date.now() < deadline) {

@@ -55,6 +55,8 @@ export interface WorkerDeps {
   accessNotifier?: AccessNotifier | undefined;
   /** The Slack app (docs/slack.md); absent: nothing is sent to Slack. */
   slack?: SlackConfig | undefined;
+  /** The gateway's external base URL (PUBLIC_URL), for links to the console in Slack messages. */
+  publicUrl?: string | undefined;
   /** Sends the links of invitations that access requests make; absent: such requests fail. Build it with `invitationNotifierFor(config)`. */
   invitationNotify?: InvitationNotify | undefined;
 }
@@ -75,6 +77,7 @@ export async function createWorker(deps: WorkerDeps): Promise<Worker> {
         connectors: new ConnectorRuntime(deps.db, undefined, deps.deliverFor),
         accessNotifier: deps.accessNotifier,
         slack: deps.slack,
+        publicUrl: deps.publicUrl,
         invitationNotify: deps.invitationNotify,
       }),
       deps.metrics,
@@ -154,7 +157,7 @@ async function main(): Promise<void> {
   const metricsServer = metrics && cfg.workerMetricsAddress ? await serveMetrics(metrics.registry, cfg.workerMetricsAddress) : undefined;
   const accessNotifier = accessNotifierFor(cfg);
   const invitationNotify = invitationNotifierFor(cfg);
-  const worker = await createWorker({ connection, namespace: cfg.temporalNamespace, taskQueue: cfg.taskQueue, db, deliverFor, metrics, accessNotifier, slack: cfg.slack, invitationNotify });
+  const worker = await createWorker({ connection, namespace: cfg.temporalNamespace, taskQueue: cfg.taskQueue, db, deliverFor, metrics, accessNotifier, slack: cfg.slack, publicUrl: cfg.publicUrl, invitationNotify });
   logger.info(
     {
       taskQueue: cfg.taskQueue,

@@ -14,6 +14,9 @@ export const ACTION = {
   extend: 'access.extend',
   claim: 'access.task-claim',
   done: 'access.task-done',
+  /** Access review buttons; the value is the review item's id. */
+  reviewKeep: 'review.keep',
+  reviewRevoke: 'review.revoke',
 } as const;
 export const VIEW = { request: 'access.request', rejectReason: 'access.reject-reason' } as const;
 
@@ -235,4 +238,48 @@ export function taskMessage(t: TaskInfo): SlackMessage {
       context(`Task \`${t.taskId}\``),
     ],
   };
+}
+
+/** One access review item as a reviewer sees it in Slack. */
+export interface ReviewItemInfo {
+  itemId: string;
+  userName: string;
+  entitlement: string;
+  /** Given by a rule: reviewed, but changed only by changing the rule (no Revoke button). */
+  birthright: boolean;
+  rules: string[];
+  /** Found in the target by reconciliation, granted by nobody. */
+  ungranted: boolean;
+}
+
+/** Most items one message shows with buttons (Slack allows 50 blocks); the rest are in the console. */
+export const REVIEW_ITEMS_PER_MESSAGE = 10;
+
+/**
+ * The DM telling a reviewer what awaits them in an access review: the first items with Keep and
+ * Revoke (Revoke asks for confirmation; access from a rule has none), and where the rest are.
+ */
+export function reviewItemsMessage(r: { campaign: string; kind: 'awaiting' | 'reminder' | 'escalated'; pending: number; deadline: string; items: ReviewItemInfo[]; consoleUrl: string | undefined }): SlackMessage {
+  const lead = r.kind === 'reminder' ? 'Reminder: ' : r.kind === 'escalated' ? 'Escalated to you: ' : '';
+  const headline = `${lead}${r.pending} access review item${r.pending === 1 ? '' : 's'} in *${esc(r.campaign)}* need${r.pending === 1 ? 's' : ''} your decision by ${when(r.deadline)}`;
+  const blocks: Block[] = [section(`:clipboard: ${headline}. Keep what is still needed; revoke what is not.`)];
+  for (const i of r.items.slice(0, REVIEW_ITEMS_PER_MESSAGE)) {
+    const flag = i.birthright ? ` · _from rule ${esc(i.rules.join(', '))}: change the rule to remove it_` : i.ungranted ? ' · _found in the target, granted by nobody_' : '';
+    blocks.push(section(`*${esc(i.userName)}* · ${esc(i.entitlement)}${flag}`));
+    const revoke = {
+      ...button('Revoke', ACTION.reviewRevoke, i.itemId, 'danger'),
+      confirm: {
+        title: plain('Revoke this access?'),
+        text: { type: 'mrkdwn', text: `${esc(i.userName)} loses ${esc(i.entitlement)} in the target system.` },
+        confirm: plain('Revoke'),
+        deny: plain('Cancel'),
+        style: 'danger',
+      },
+    };
+    blocks.push({ type: 'actions', block_id: `review:${i.itemId}`, elements: [button('Keep', ACTION.reviewKeep, i.itemId, 'primary'), ...(i.birthright ? [] : [revoke])] });
+  }
+  const more = r.pending - Math.min(r.items.length, REVIEW_ITEMS_PER_MESSAGE);
+  const where = r.consoleUrl ? `<${r.consoleUrl}/console/reviews|the console's Reviews page>` : "the console's Reviews page (or GET /api/reviews)";
+  blocks.push(context(more > 0 ? `${more} more in ${where}, where you can decide many at once.` : `Also in ${where}.`));
+  return { text: headline.replace(/\*/g, ''), blocks };
 }

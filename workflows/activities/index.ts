@@ -12,7 +12,7 @@ import type { AccessNotifier } from '../../core/access/notifier.js';
 import { sourceActivities } from './sources.js';
 import { reviewActivities } from './reviews.js';
 import { finishReconcile, reconcilePage, startReconcile, type ReconcileStarted, type ReconcileSummary } from './reconcile.js';
-import { slackActivities } from './slack.js';
+import { SlackNotices, slackActivities } from './slack.js';
 import type { SlackConfig } from '../../core/config.js';
 import type { InvitationNotify } from '../../core/invitations/invitations.js';
 
@@ -23,6 +23,8 @@ export interface ActivityDeps {
   accessNotifier?: AccessNotifier | undefined;
   /** The Slack app's settings (workflows/activities/slack.ts); absent: nothing is sent to Slack. */
   slack?: SlackConfig | undefined;
+  /** The gateway's external base URL (PUBLIC_URL): Slack messages link to the console under it. */
+  publicUrl?: string | undefined;
   /** Sends the links of invitations that approved access requests make (core/invitations); absent: such requests fail, saying so. */
   invitationNotify?: InvitationNotify | undefined;
 }
@@ -37,7 +39,8 @@ export interface SyncUserResult {
   outcome: 'synced' | 'deprovisioned' | 'missing';
 }
 
-export function createActivities({ db, connectors, accessNotifier, slack, invitationNotify }: ActivityDeps) {
+export function createActivities({ db, connectors, accessNotifier, slack, publicUrl, invitationNotify }: ActivityDeps) {
+  const slackNotices = slack ? new SlackNotices({ db, config: slack, publicUrl }) : undefined;
   const workflowId = () => Context.current().info.workflowExecution?.workflowId;
   const step = (action: Parameters<typeof applyStep>[2]) => async (input: StepInput): Promise<StepResult> =>
     await applyStep(db, connectors, action, { ...input, workflowId: workflowId() });
@@ -101,9 +104,9 @@ export function createActivities({ db, connectors, accessNotifier, slack, invita
       return { outcome: user.deleted || !user.active ? 'deprovisioned' : 'synced' };
     },
     ...accessRequestActivities(db, accessNotifier, invitationNotify),
-    ...slackActivities(slack ? { db, config: slack } : undefined),
+    ...slackActivities(slackNotices),
     ...sourceActivities(db),
-    ...reviewActivities(db, accessNotifier),
+    ...reviewActivities(db, accessNotifier, slackNotices),
   };
 }
 

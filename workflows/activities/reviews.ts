@@ -20,6 +20,8 @@ import {
   type DueDateOutcome,
 } from '../../core/access/reviews.js';
 import { NOTICE_ATTEMPTS } from './access-requests.js';
+import { toFailure } from './provisioning.js';
+import type { SlackNotices } from './slack.js';
 
 export interface LoadedCampaign {
   name: string;
@@ -48,7 +50,7 @@ const beat = () => {
   }
 };
 
-export function reviewActivities(db: Db, notifier: AccessNotifier | undefined) {
+export function reviewActivities(db: Db, notifier: AccessNotifier | undefined, slack?: SlackNotices) {
   const campaignRow = async (campaignId: string) => {
     const { rows } = await db.query<{ name: string; status: CampaignStatus; starts_at: Date; due_at: Date; escalated_until: Date | null; spec: CampaignSpec }>(
       'SELECT name, status, starts_at, due_at, escalated_until, spec FROM review_campaigns WHERE id = $1',
@@ -83,13 +85,23 @@ export function reviewActivities(db: Db, notifier: AccessNotifier | undefined) {
     /** Every item is decided: the campaign closes. */
     closeReview: async ({ campaignId }: { campaignId: string }) => await closeCampaign(db, campaignId, 'every item was reviewed'),
     /** Tells each reviewer with pending items how many (one notice each; retried, then recorded as failed). */
-    notifyReviewers: async (n: { campaignId: string; type: ReviewNotice['type']; key: string }) => await notifyReviewers(db, notifier, n, Context.current().info.attempt),
+    notifyReviewers: async (n: { campaignId: string; type: ReviewNotice['type']; key: string }) => {
+      const out = await notifyReviewers(db, notifier, n, Context.current().info.attempt);
+      // Then Slack, where the items come with Keep and Revoke buttons (each DM sent once).
+      if (!slack) return out;
+      try {
+        return { sent: out.sent, slack: await slack.reviewers(n) };
+      } catch (err) {
+        throw toFailure(`Slack ${n.type}`, err);
+      }
+    },
   };
 }
 
 /**
  * One notice per reviewer with items pending, each sent once (its id recorded). A failing channel
- * is retried by Temporal; on the last try the failures are recorded instead.
+ * is retried by Temporal; on the last try the failures are recorded instead. (The Slack DMs are
+ * sent by the activity after these.)
  */
 export async function notifyReviewers(db: Db, notifier: AccessNotifier | undefined, n: { campaignId: string; type: ReviewNotice['type']; key: string }, attempt: number): Promise<{ sent: number }> {
   if (!notifier) return { sent: 0 };

@@ -16,7 +16,8 @@ import type { SlackConfig } from '../../core/config.js';
 import { classifySlackError, slackClient } from '../../core/slack/client.js';
 import { SlackIdentities } from '../../core/slack/identity.js';
 import { approvalInfo, personName, requestFacts, stageOutcome, type RequestFacts } from '../../core/slack/facts.js';
-import { approvalClosed, approvalRequest, durationText, requestConfirmation, taskMessage, threadUpdate, when, type SlackMessage } from '../../core/slack/messages.js';
+import { approvalClosed, approvalRequest, durationText, requestConfirmation, reviewItemsMessage, REVIEW_ITEMS_PER_MESSAGE, taskMessage, threadUpdate, when, type SlackMessage } from '../../core/slack/messages.js';
+import { listItems, pendingReviewers } from '../../core/access/reviews.js';
 import { postedMessage, postedMessagesOf, recordPosted, recordShown } from '../../core/slack/store.js';
 import { getTask } from '../../core/access/tasks.js';
 import { toFailure } from './provisioning.js';
@@ -37,6 +38,8 @@ export interface SlackNoticeInput {
 export interface SlackActivityDeps {
   db: Db;
   config: SlackConfig;
+  /** The gateway's external base URL (PUBLIC_URL), for links to the console. */
+  publicUrl?: string | undefined;
   /** For tests: a client of their own; default one from the config. */
   client?: WebClient;
 }
@@ -172,6 +175,46 @@ export class SlackNotices {
     await this.postOnce(`${f.id}:task:${kind}`, { requestId: f.id, kind: 'task', recipientId: null, stage: null }, channel, message);
   }
 
+  /**
+   * DMs each reviewer with items pending in an access review: the first items with Keep and Revoke,
+   * once per reviewer and notice (`key`: opened, a reminder, escalated). A reviewer not on Slack is
+   * skipped (the webhook notice, the console and GET /api/reviews reach them); a permanent failure
+   * for one does not keep the others from theirs.
+   */
+  async reviewers(n: { campaignId: string; type: 'review.awaiting-you' | 'review.reminder' | 'review.escalated'; key: string }): Promise<number> {
+    const { rows } = await this.db.query<{ name: string; due_at: Date; escalated_until: Date | null }>('SELECT name, due_at, escalated_until FROM review_campaigns WHERE id = $1', [n.campaignId]);
+    const c = rows[0];
+    if (!c) throw new PermanentError(`access review ${n.campaignId} does not exist`, 'notFound');
+    const deadline = (n.type === 'review.escalated' ? (c.escalated_until ?? c.due_at) : c.due_at).toISOString();
+    const kind = n.type === 'review.reminder' ? 'reminder' : n.type === 'review.escalated' ? 'escalated' : 'awaiting';
+    const permanent: Error[] = [];
+    let sent = 0;
+    for (const r of await pendingReviewers(this.db, n.campaignId)) {
+      const key = `review:${n.campaignId}:${n.key}:${r.userId}`;
+      if (await postedMessage(this.db, key)) continue;
+      try {
+        const user = await this.slackUserOf(r.userId);
+        if (!user) continue;
+        const items = await listItems(this.db, n.campaignId, { status: 'pending', reviewerId: r.userId, limit: REVIEW_ITEMS_PER_MESSAGE });
+        const message = reviewItemsMessage({
+          campaign: c.name,
+          kind,
+          pending: r.pending,
+          deadline,
+          items: items.map((i) => ({ itemId: i.id, userName: i.userName, entitlement: i.entitlement, birthright: i.birthright, rules: i.rules, ungranted: i.ungranted })),
+          consoleUrl: this.deps.publicUrl?.replace(/\/+$/, ''),
+        });
+        await this.postOnce(key, { requestId: null, kind: 'review', recipientId: r.userId, stage: null }, user, message);
+        sent++;
+      } catch (err) {
+        if (!(err instanceof PermanentError)) throw err;
+        permanent.push(err);
+      }
+    }
+    if (permanent[0]) throw permanent[0];
+    return sent;
+  }
+
   async notify(n: SlackNoticeInput): Promise<void> {
     const f = await requestFacts(this.db, n.requestId);
     if (!f) throw new PermanentError(`access request ${n.requestId} does not exist`, 'notFound');
@@ -242,8 +285,8 @@ export class SlackNotices {
 }
 
 /** The Slack activities; without a Slack configuration they do nothing. */
-export function slackActivities(deps: SlackActivityDeps | undefined) {
-  const notices = deps ? new SlackNotices(deps) : undefined;
+export function slackActivities(deps: SlackActivityDeps | SlackNotices | undefined) {
+  const notices = deps instanceof SlackNotices ? deps : deps ? new SlackNotices(deps) : undefined;
   return {
     /**
      * Tells Slack about a step of an access request (DMs, message updates, the request's thread,

@@ -39,6 +39,7 @@ import {
 } from '../../../core/slack/messages.js';
 import { markSeen } from '../../../core/slack/store.js';
 import { decideAs } from '../../access-decisions.js';
+import { decideReviewsAs } from '../../review-decisions.js';
 import { AccessRequestNotRunning, AccessRequestRefusal, completeAccessTask } from '../../../workflows/client.js';
 
 export interface SlackAppDeps {
@@ -234,6 +235,7 @@ export class SlackInteractions {
         if (id.startsWith(`${ACTION.choose}:`) && triggerId) return await this.openRequestForm(triggerId, me.userId, JSON.parse(value) as RequestDraft);
         if (id === ACTION.extend && triggerId) return await this.extend(me, user, where.channel, value, triggerId);
         if (id === ACTION.claim || id === ACTION.done) return await this.task(me, user, where, value, id === ACTION.claim ? 'claim' : 'done');
+        if (id === ACTION.reviewKeep || id === ACTION.reviewRevoke) return await this.review(me, user, where.channel, value, id === ACTION.reviewKeep ? 'keep' : 'revoke');
       });
       return undefined;
     }
@@ -279,6 +281,23 @@ export class SlackInteractions {
       return;
     }
     await this.tell(user, channel, this.text(`You can't decide this request: ${esc(outcome.message)}. Nothing changed.`));
+  }
+
+  /**
+   * Keep or Revoke on an access review item, as the clicker: the same rules as the API and the
+   * console (only its reviewer, never their own access, a repeated click changes nothing, access
+   * from a rule cannot be revoked here); the answer is ephemeral.
+   */
+  private async review(me: MappedUser, user: string, channel: string | undefined, itemId: string, decision: 'keep' | 'revoke'): Promise<void> {
+    const [r] = await decideReviewsAs({ db: this.deps.db, temporal: { client: this.deps.temporal }, log: this.deps.log, kickOutbox: this.deps.kickOutbox }, me, [{ itemId, decision }]);
+    if (!r) return;
+    if (r.ok) {
+      const i = r.item;
+      const what = `${esc(i.userName)}'s ${esc(i.entitlement)}`;
+      await this.tell(user, channel, this.text(i.decision === 'revoke' ? `You revoked ${what}: it is being removed from the target.` : `You kept ${what}.`));
+      return;
+    }
+    await this.tell(user, channel, this.text(`${r.status === 409 ? 'Nothing changed' : "You can't decide this item"}: ${esc(r.message)}.`));
   }
 
   /** Reject asks why first (a modal); someone who may not decide is told so instead. */
