@@ -21,7 +21,7 @@ import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Runtime, DefaultLogger, Worker } from '@temporalio/worker';
 import { Client, Connection } from '@temporalio/client';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { buildApp, loggerOptions } from '../gateway/app.js';
 import { createToken } from '../core/auth/tokens.js';
 import { loadGatewayConfig } from '../core/config.js';
@@ -36,9 +36,42 @@ import { createBenchDatabase, inParallel } from './bench-common.js';
 
 const REQUESTS = Number(process.env.BENCH_ACCESS_REQUESTS ?? 1000);
 const APPROVERS = Number(process.env.BENCH_APPROVERS ?? 50);
+/** `BENCH_ACCESS_BASELINES=0` skips the three baselines (a quicker look at the request path alone). */
+const BASELINES = process.env.BENCH_ACCESS_BASELINES !== '0';
+/** `BENCH_ACCESS_TRACE=1` prints where the median request's time went: its workflow's and its userSync's events. */
+const TRACE = process.env.BENCH_ACCESS_TRACE === '1';
 const MEMORY_PLUGIN = fileURLToPath(new URL('../test/fixtures/memory-connector.ts', import.meta.url));
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+/**
+ * CPU seconds used so far: this process's threads grouped by name (the gateway and activities run
+ * on the main thread, workflow code on its own thread, the Temporal SDK core on its runtime
+ * threads) and, given its pid, the Temporal dev server.
+ */
+function cpuSeconds(serverPid: number | undefined): Map<string, number> {
+  const tick = 100; // USER_HZ
+  const used = (stat: string) => {
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / tick;
+  };
+  const out = new Map<string, number>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const name = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim().replace(/[-\d]+$/, '');
+      out.set(`gateway+worker process: ${name}`, (out.get(`gateway+worker process: ${name}`) ?? 0) + used(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')));
+    } catch {
+      // the thread ended
+    }
+  }
+  if (serverPid !== undefined) {
+    try {
+      out.set('temporal dev server', used(readFileSync(`/proc/${serverPid}/stat`, 'utf8')));
+    } catch {
+      // not on Linux, or the server has ended
+    }
+  }
+  return out;
+}
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
 
 async function main(): Promise<void> {
@@ -92,6 +125,7 @@ async function main(): Promise<void> {
     };
     const target = memoryTarget('bench-access');
     /** Waits until each user is in the target's group; answers how long after its moment each arrived (ms). */
+    const arrivals = new Map<string, number>();
     const untilPresent = async (since: Map<string, number>): Promise<number[]> => {
       const waited: number[] = [];
       const seen = new Set<string>();
@@ -102,6 +136,7 @@ async function main(): Promise<void> {
           if (!seen.has(userId) && members.has(`acct-${userId}`)) {
             seen.add(userId);
             waited.push(Date.now() - at);
+            arrivals.set(userId, Date.now() - at);
           }
         }
         await new Promise((r) => setTimeout(r, 20));
@@ -143,7 +178,7 @@ async function main(): Promise<void> {
 
     // Baseline 1: reading the requests, as the approvers, at the same concurrency.
     const reads: number[] = [];
-    {
+    if (BASELINES) {
       const queue = [...requestIds.values()];
       await Promise.all(
         approvers.map(async (approver) => {
@@ -159,7 +194,7 @@ async function main(): Promise<void> {
     // Baseline 3: the Temporal floor of a decision, the same callers each updating its own workflow.
     log(`baseline: ${REQUESTS} Updates to the smallest workflow with ${APPROVERS} concurrent callers`);
     const floor: number[] = [];
-    {
+    if (BASELINES) {
       const floorQueue = 'bench-access-floor';
       const floorWorker = await Worker.create({
         connection,
@@ -191,7 +226,7 @@ async function main(): Promise<void> {
     // Baseline 2: direct grants to as many other users, at the same concurrency, to the target.
     log(`baseline: ${REQUESTS} direct grants with ${APPROVERS} concurrent callers`);
     const direct: Array<{ id: string }> = [];
-    await inParallel(Array.from({ length: REQUESTS }, (_, i) => i), 20, async (i) => {
+    await inParallel(Array.from({ length: BASELINES ? REQUESTS : 0 }, (_, i) => i), 20, async (i) => {
       const u = await call('POST', '/scim/v2/Users', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: `direct.${i}@example.com` }, 201);
       direct.push({ id: String(u.id) });
     });
@@ -210,6 +245,8 @@ async function main(): Promise<void> {
     const directToAccess = await untilPresent(grantedAt);
 
     log(`deciding with ${APPROVERS} concurrent approvers`);
+    const cpuBefore = cpuSeconds(server.pid);
+    const decidingFrom = performance.now();
     const latencies: number[] = [];
     const approvedAt = new Map<string, number>();
     const queue = [...requestIds.values()];
@@ -224,24 +261,56 @@ async function main(): Promise<void> {
       }),
     );
 
+    const decidingMs = performance.now() - decidingFrom;
     const toAccess = await untilPresent(approvedAt);
+    const cpuAfter = cpuSeconds(server.pid);
+    const cpu = [...cpuAfter]
+      .map(([name, s]) => [name, s - (cpuBefore.get(name) ?? 0)] as const)
+      .filter(([, s]) => s >= 0.05)
+      .sort((a, b) => b[1] - a[1]);
     const ratio = (a: number, b: number) => `${fmt(a / b, 1)}×`;
+    if (TRACE) await traceMedian(new Client({ connection: clientConn, namespace: 'default' }), requestIds, approvedAt, arrivals);
 
     process.stdout.write(
       [
         `bench:access on ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), dev server, PostgreSQL, in-process gateway (logs at info) and worker`,
         `requests created: ${fmt(REQUESTS)} in ${fmt(createSeconds, 1)} s (${fmt(REQUESTS / createSeconds, 0)}/s, 50 concurrent)`,
-        `decision API (${APPROVERS} concurrent approvers): p50 ${fmt(pct(latencies, 50), 1)} ms, p99 ${fmt(pct(latencies, 99), 1)} ms`,
+        `decision API (${APPROVERS} concurrent approvers, ${fmt(REQUESTS / (decidingMs / 1000), 1)} decisions/s): p50 ${fmt(pct(latencies, 50), 1)} ms, p99 ${fmt(pct(latencies, 99), 1)} ms`,
         `  baseline, reading the request (same callers): p50 ${fmt(pct(reads, 50), 1)} ms, p99 ${fmt(pct(reads, 99), 1)} ms; decision / read: p50 ${ratio(pct(latencies, 50), pct(reads, 50))}, p99 ${ratio(pct(latencies, 99), pct(reads, 99))}`,
         `  baseline, an Update to the smallest workflow (same callers, one workflow each): p50 ${fmt(pct(floor, 50), 1)} ms, p99 ${fmt(pct(floor, 99), 1)} ms; decision / Update: p50 ${ratio(pct(latencies, 50), pct(floor, 50))}, p99 ${ratio(pct(latencies, 99), pct(floor, 99))}`,
         `approval → access in the target: p50 ${fmt(pct(toAccess, 50))} ms, p99 ${fmt(pct(toAccess, 99))} ms (${fmt(toAccess.length)} of ${fmt(REQUESTS)} present)`,
         `  baseline, direct grant → access (${APPROVERS} concurrent callers): p50 ${fmt(pct(directToAccess, 50))} ms, p99 ${fmt(pct(directToAccess, 99))} ms (${fmt(directToAccess.length)} of ${fmt(REQUESTS)}); request / direct: p50 ${ratio(pct(toAccess, 50), pct(directToAccess, 50))}, p99 ${ratio(pct(toAccess, 99), pct(directToAccess, 99))}`,
+        `CPU from the first decision until every access was present, per request: ${cpu.map(([name, s]) => `${name} ${fmt((s * 1000) / REQUESTS, 1)} ms`).join('; ')}`,
         '',
       ].join('\n'),
     );
   } finally {
     for (const fn of cleanups) await fn().catch((err: unknown) => log(`cleanup: ${String(err)}`));
   }
+}
+
+/**
+ * Prints the events of the median request's workflow and of its requester's userSync, each as
+ * milliseconds after the approval's answer, so a slow stretch shows where it is.
+ */
+async function traceMedian(client: Client, requestIds: Map<string, { id: string; userId: string }>, approvedAt: Map<string, number>, arrivals: Map<string, number>): Promise<void> {
+  const sorted = [...arrivals].filter(([u]) => approvedAt.has(u)).sort((a, b) => a[1] - b[1]);
+  const [userId, waited] = sorted[Math.floor(sorted.length / 2)] ?? [];
+  const request = [...requestIds.values()].find((r) => r.userId === userId);
+  if (!userId || !request) return;
+  const at = approvedAt.get(userId)!;
+  const lines = [`trace: request ${request.id}, access ${fmt(waited ?? NaN)} ms after the approval's answer`];
+  const { accessRequestWorkflowId, userSyncWorkflowId } = await import('../workflows/client.js');
+  for (const workflowId of [accessRequestWorkflowId(request.id), userSyncWorkflowId(userId)]) {
+    lines.push(`  ${workflowId}`);
+    for (const e of (await client.workflow.getHandle(workflowId).fetchHistory()).events ?? []) {
+      const ms = Number(String(e.eventTime?.seconds ?? 0)) * 1000 + Math.floor((e.eventTime?.nanos ?? 0) / 1e6) - at;
+      if (ms < -3000) continue;
+      const type = Object.keys(e).find((k) => k.endsWith('EventAttributes') && (e as Record<string, unknown>)[k]) ?? String(e.eventType);
+      lines.push(`    ${fmt(ms).padStart(8)} ms  ${type.replace(/EventAttributes$/, '')}`);
+    }
+  }
+  log(lines.join('\n'));
 }
 
 await main();

@@ -14,6 +14,8 @@ export interface DevServer {
   address: string;
   /** Web UI base URL, or undefined when started headless. */
   uiUrl: string | undefined;
+  /** The server's process id, when it runs as a child of this process. */
+  pid?: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -126,5 +128,5 @@ export async function startTemporalDevServer(opts: DevServerOptions = {}): Promi
     await stop();
     throw new Error(`${(err as Error).message}\n${stderr}`, { cause: err });
   }
-  return { address, uiUrl: uiPort !== undefined ? `http://127.0.0.1:${uiPort}` : undefined, stop };
+  return { address, uiUrl: uiPort !== undefined ? `http://127.0.0.1:${uiPort}` : undefined, pid: child.pid, stop };
 }
