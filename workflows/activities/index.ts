@@ -125,6 +125,8 @@ function accessRequestActivities(db: Db, notifier: AccessNotifier | undefined, i
     escalateStage: async ({ requestId, stage }: { requestId: string; stage: number }) => await access.escalateStage(db, requestId, stage),
     /** Records an accepted decision and its audit event. */
     recordDecision: async (input: Parameters<typeof access.recordDecision>[1]) => await access.recordDecision(db, input),
+    /** Records an accepted decision and, when it closes its stage, what follows (statuses, the grant), in one transaction. */
+    recordDecisionAndOutcome: async (input: Parameters<typeof access.recordDecisionAndOutcome>[1]) => await access.recordDecisionAndOutcome(db, input),
     /** Records the request's new status and its audit event. */
     recordRequestStatus: async (input: Parameters<typeof access.recordRequestStatus>[1]) => await access.recordRequestStatus(db, input),
     /** Writes the grant `request:<id>` for the requested duration and has userSync provision it. */
