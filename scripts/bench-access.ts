@@ -40,6 +40,8 @@ const APPROVERS = Number(process.env.BENCH_APPROVERS ?? 50);
 const BASELINES = process.env.BENCH_ACCESS_BASELINES !== '0';
 /** `BENCH_ACCESS_TRACE=1` prints where the median request's time went: its workflow's and its userSync's events. */
 const TRACE = process.env.BENCH_ACCESS_TRACE === '1';
+/** `BENCH_ACCESS_DYNAMIC_CONFIG='{"key": value}'`: dynamic config for the dev server (to try its settings). */
+const DYNAMIC_CONFIG = JSON.parse(process.env.BENCH_ACCESS_DYNAMIC_CONFIG ?? '{}') as Record<string, unknown>;
 const MEMORY_PLUGIN = fileURLToPath(new URL('../test/fixtures/memory-connector.ts', import.meta.url));
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
@@ -83,7 +85,7 @@ async function main(): Promise<void> {
     await migrate(dbUrl);
     const db = await connectPool(dbUrl, 20);
     cleanups.unshift(() => db.end());
-    const server = await startTemporalDevServer({ headless: true });
+    const server = await startTemporalDevServer({ headless: true, dynamicConfig: DYNAMIC_CONFIG });
     cleanups.unshift(() => server.stop());
     const taskQueue = 'bench-access';
     const config = {
