@@ -1,0 +1,130 @@
+/**
+ * A decision that closes its stage is answered once what follows is in PostgreSQL: the stage's and
+ * the request's statuses (with their audit events) and, for an approved request fulfilled
+ * automatically, its grant and the outbox row that has userSync provision it. The request's
+ * workflow records these with the decision (one local activity) rather than in activities after the
+ * answer, and without a notifier configured it sends the first notice only.
+ */
+import t from 'tap';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { userBody } from '../helpers/gateway.js';
+import { eventually } from '../helpers/temporal.js';
+import { startTestStack } from '../helpers/stack.js';
+import { createToken } from '../../core/auth/tokens.js';
+import { memoryTarget } from '../fixtures/memory-connector.js';
+import { fileURLToPath } from 'node:url';
+
+const MEMORY_PLUGIN = fileURLToPath(new URL('../fixtures/memory-connector.ts', import.meta.url));
+const { database, gw, temporal } = await startTestStack(t, { idleMs: 1000 });
+const api = gw.call;
+const target = memoryTarget('decision-outcome');
+
+await api('PUT', '/api/connectors/memory', { id: 'memory', type: MEMORY_PLUGIN, config: { namespace: 'decision-outcome' } }, 200);
+await api('POST', '/api/entitlements', { connectorId: 'memory', name: 'ops', target: { group: 'ops' } }, 201);
+const user = async (userName: string) => (await api('POST', '/scim/v2/Users', userBody(userName), 201)).id as string;
+const ids: Record<string, string> = {};
+const tokens: Record<string, string> = {};
+for (const name of ['rita', 'otto', 'olga', 'sam']) {
+  ids[name] = await user(`${name}@example.com`);
+  tokens[name] = (await createToken(database.db, `personal-${name}`, ['requests'], undefined, ids[name])).token;
+}
+const as = async (who: string, method: 'GET' | 'POST', url: string, payload?: unknown) => {
+  const res = await gw.scim({ method, url, token: tokens[who]!, ...(payload !== undefined ? { payload: payload as object, headers: { 'content-type': 'application/json' } } : {}) });
+  return { status: res.statusCode, body: res.json() };
+};
+const policy = (name: string, stages: unknown[]) =>
+  api('PUT', `/api/access-policies/${name}`, { entitlement: 'memory/ops', displayName: name, durations: { permanentAllowed: true }, fulfilment: { mode: 'automatic' }, stages }, 201);
+await policy('one-stage', [{ approvers: { users: ['otto@example.com'] } }]);
+await policy('two-stage', [{ name: 'lead', approvers: { users: ['otto@example.com'] } }, { name: 'owner', approvers: { users: ['olga@example.com'] } }]);
+
+/** Makes a request as `who` and waits until its first stage awaits `approver`. */
+async function request(who: string, policyName: string, approver: string): Promise<string> {
+  const created = await as(who, 'POST', '/api/requests', { policy: policyName });
+  t.equal(created.status, 201, `requested: ${created.body.message ?? ''}`);
+  const id = created.body.id as string;
+  await eventually(async () => (await as(approver, 'GET', '/api/approvals')).body.some((x: { id: string }) => x.id === id), 30_000, 'the request awaits its approver');
+  return id;
+}
+
+/** Local activities (markers) and activities in the request's history, by activity type. */
+async function activityRuns(id: string): Promise<{ scheduled: string[]; local: string[] }> {
+  const events = (await temporal.client.workflow.getHandle(`access-request:${id}`).fetchHistory()).events ?? [];
+  const scheduled = events.flatMap((e) => (e.activityTaskScheduledEventAttributes?.activityType?.name ? [e.activityTaskScheduledEventAttributes.activityType.name] : []));
+  const local = events.flatMap((e) => {
+    const data = e.markerRecordedEventAttributes?.markerName === 'core_local_activity' ? e.markerRecordedEventAttributes.details?.data?.payloads?.[0] : undefined;
+    return data ? [defaultPayloadConverter.fromPayload<{ activity_type: string }>(data).activity_type] : [];
+  });
+  return { scheduled, local };
+}
+
+t.test('the approval is answered with the request approved and its grant written', async (t) => {
+  const id = await request('rita', 'one-stage', 'otto');
+  const decided = await as('otto', 'POST', `/api/requests/${id}/decisions`, { decision: 'approve' });
+  t.equal(decided.status, 200, `approved: ${decided.body.message ?? ''}`);
+  t.equal(decided.body.status, 'approved', 'the answer says the request is approved');
+
+  // Read straight after the answer: everything is in PostgreSQL already.
+  const { rows: requests } = await database.db.query<{ status: string; grant_id: string | null }>('SELECT status, grant_id FROM access_requests WHERE id = $1', [id]);
+  t.equal(requests[0]?.status, 'approved', 'recorded as approved');
+  t.ok(requests[0]?.grant_id, 'with its grant');
+  const { rows: grants } = await database.db.query<{ reason: string; status: string }>('SELECT reason, status FROM grants WHERE id = $1', [requests[0]?.grant_id]);
+  t.same(grants, [{ reason: `request:${id}`, status: 'active' }], 'the grant of the request');
+  const { rows: audit } = await database.db.query<{ action: string }>(
+    `SELECT action FROM audit_events WHERE resource_id = $1 OR resource_id = $2 ORDER BY id`,
+    [id, requests[0]?.grant_id],
+  );
+  t.same(
+    audit.map((a) => a.action).filter((a) => a !== 'access-request.created' && a !== 'access-request.stage-opened'),
+    ['access-request.decided', 'access-request.approved', 'grant.created'],
+    'audited in order: the decision, the approval, the grant',
+  );
+
+  await eventually(async () => (target.groups.get('ops')?.has(`acct-${ids.rita}`) ? true : undefined), 30_000, 'the access in the target');
+  const done = await eventually(async () => {
+    const r = await as('rita', 'GET', `/api/requests/${id}`);
+    return r.body.status === 'fulfilled' || r.body.status === 'failed' ? r.body : undefined;
+  }, 30_000, 'the request fulfilled');
+  t.equal(done.status, 'fulfilled', done.reason);
+
+  // Recording went through local activities: no activity task for it, no trip through the task queue.
+  const runs = await activityRuns(id);
+  for (const name of ['recordDecision', 'recordRequestStatus', 'grantRequestedAccess', 'checkFulfilment']) {
+    t.notOk(runs.scheduled.includes(name), `no ${name} activity task`);
+  }
+  t.ok(runs.local.includes('recordDecisionAndOutcome'), 'the decision and its outcome in one local activity');
+  t.ok(runs.local.includes('recordRequestStatus'), 'fulfilled, recorded by a local activity');
+  // No notifier configured: the first notice says so, and no other is sent.
+  t.equal(runs.scheduled.filter((n) => n === 'notifyAccess').length, 1, `one notice only (${JSON.stringify(runs.scheduled)})`);
+});
+
+t.test('a rejection is answered with the request rejected in PostgreSQL', async (t) => {
+  const id = await request('sam', 'one-stage', 'otto');
+  const decided = await as('otto', 'POST', `/api/requests/${id}/decisions`, { decision: 'reject', comment: 'not needed' });
+  t.equal(decided.status, 200);
+  t.equal(decided.body.status, 'rejected');
+  const { rows } = await database.db.query<{ status: string; stage_status: string }>(
+    `SELECT r.status, s.status AS stage_status FROM access_requests r JOIN access_request_stages s ON s.request_id = r.id WHERE r.id = $1`,
+    [id],
+  );
+  t.same(rows, [{ status: 'rejected', stage_status: 'rejected' }], 'the request and its stage, rejected');
+  t.equal((await as('otto', 'POST', `/api/requests/${id}/decisions`, { decision: 'approve' })).status, 409, 'and closed for later decisions');
+  const { rows: grants } = await database.db.query('SELECT 1 FROM grants WHERE reason = $1', [`request:${id}`]);
+  t.equal(grants.length, 0, 'no grant');
+});
+
+t.test("a stage's approval is answered with the request at the next stage", async (t) => {
+  const id = await request('sam', 'two-stage', 'otto');
+  const first = await as('otto', 'POST', `/api/requests/${id}/decisions`, { decision: 'approve' });
+  t.equal(first.status, 200);
+  t.equal(first.body.status, 'pending', 'still pending: another stage follows');
+  const { rows } = await database.db.query<{ stage: number; status: string }>('SELECT stage, status FROM access_requests WHERE id = $1', [id]);
+  t.same(rows, [{ stage: 1, status: 'pending' }], 'recorded at the next stage');
+  const { rows: stages } = await database.db.query<{ stage: number; status: string }>('SELECT stage, status FROM access_request_stages WHERE request_id = $1 ORDER BY stage', [id]);
+  t.same(stages[0], { stage: 0, status: 'approved' }, 'the first stage approved');
+  await eventually(async () => (await as('olga', 'GET', '/api/approvals')).body.some((x: { id: string }) => x.id === id), 30_000, 'the second stage awaits its approver');
+  const second = await as('olga', 'POST', `/api/requests/${id}/decisions`, { decision: 'approve' });
+  t.equal(second.status, 200);
+  t.equal(second.body.status, 'approved');
+  const { rows: grants } = await database.db.query('SELECT 1 FROM grants WHERE reason = $1', [`request:${id}`]);
+  t.equal(grants.length, 1, 'granted with the last approval');
+});
