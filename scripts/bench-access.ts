@@ -74,6 +74,13 @@ function cpuSeconds(serverPid: number | undefined): Map<string, number> {
   }
   return out;
 }
+/** CPU milliseconds per item between two {@link cpuSeconds} readings, largest first (under 0.05 ms left out). */
+function cpuPerItem(before: Map<string, number>, after: Map<string, number>, items: number): Array<readonly [string, number]> {
+  return [...after]
+    .map(([name, s]) => [name, ((s - (before.get(name) ?? 0)) * 1000) / items] as const)
+    .filter(([, ms]) => ms >= 0.05)
+    .sort((a, b) => b[1] - a[1]);
+}
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
 
 async function main(): Promise<void> {
@@ -196,6 +203,10 @@ async function main(): Promise<void> {
     // Baseline 3: the Temporal floor of a decision, the same callers each updating its own workflow.
     log(`baseline: ${REQUESTS} Updates to the smallest workflow with ${APPROVERS} concurrent callers`);
     const floor: number[] = [];
+    let floorCpuBefore = new Map<string, number>();
+    let floorFrom = 0;
+    let floorMs = NaN;
+    let floorCpu: Array<readonly [string, number]> = [];
     if (BASELINES) {
       const floorQueue = 'bench-access-floor';
       const floorWorker = await Worker.create({
@@ -211,6 +222,8 @@ async function main(): Promise<void> {
         approvers.map((_, i) => floorClient.workflow.start('benchUpdateFloor', { taskQueue: floorQueue, workflowId: `bench-floor-${i}-${Date.now()}` })),
       );
       let left = REQUESTS;
+      floorCpuBefore = cpuSeconds(server.pid);
+      floorFrom = performance.now();
       await Promise.all(
         handles.map(async (h) => {
           while (left-- > 0) {
@@ -221,6 +234,8 @@ async function main(): Promise<void> {
           await h.executeUpdate('benchTouch', { args: [-1] });
         }),
       );
+      floorMs = performance.now() - floorFrom;
+      floorCpu = cpuPerItem(floorCpuBefore, cpuSeconds(server.pid), REQUESTS + handles.length);
       floorWorker.shutdown();
       await floorRun;
     }
@@ -265,11 +280,9 @@ async function main(): Promise<void> {
 
     const decidingMs = performance.now() - decidingFrom;
     const toAccess = await untilPresent(approvedAt);
-    const cpuAfter = cpuSeconds(server.pid);
-    const cpu = [...cpuAfter]
-      .map(([name, s]) => [name, s - (cpuBefore.get(name) ?? 0)] as const)
-      .filter(([, s]) => s >= 0.05)
-      .sort((a, b) => b[1] - a[1]);
+    const cpu = cpuPerItem(cpuBefore, cpuSeconds(server.pid), REQUESTS);
+    const cpuLine = (items: Array<readonly [string, number]>) => items.map(([name, ms]) => `${name} ${fmt(ms, 1)} ms`).join('; ');
+    const cpuTotal = (items: Array<readonly [string, number]>) => items.reduce((sum, [, ms]) => sum + ms, 0);
     const ratio = (a: number, b: number) => `${fmt(a / b, 1)}×`;
     if (TRACE) await traceMedian(new Client({ connection: clientConn, namespace: 'default' }), requestIds, approvedAt, arrivals);
 
@@ -279,10 +292,11 @@ async function main(): Promise<void> {
         `requests created: ${fmt(REQUESTS)} in ${fmt(createSeconds, 1)} s (${fmt(REQUESTS / createSeconds, 0)}/s, 50 concurrent)`,
         `decision API (${APPROVERS} concurrent approvers, ${fmt(REQUESTS / (decidingMs / 1000), 1)} decisions/s): p50 ${fmt(pct(latencies, 50), 1)} ms, p99 ${fmt(pct(latencies, 99), 1)} ms`,
         `  baseline, reading the request (same callers): p50 ${fmt(pct(reads, 50), 1)} ms, p99 ${fmt(pct(reads, 99), 1)} ms; decision / read: p50 ${ratio(pct(latencies, 50), pct(reads, 50))}, p99 ${ratio(pct(latencies, 99), pct(reads, 99))}`,
-        `  baseline, an Update to the smallest workflow (same callers, one workflow each): p50 ${fmt(pct(floor, 50), 1)} ms, p99 ${fmt(pct(floor, 99), 1)} ms; decision / Update: p50 ${ratio(pct(latencies, 50), pct(floor, 50))}, p99 ${ratio(pct(latencies, 99), pct(floor, 99))}`,
+        `  baseline, an Update to the smallest workflow (same callers, one workflow each, ${fmt(REQUESTS / (floorMs / 1000), 1)} Updates/s): p50 ${fmt(pct(floor, 50), 1)} ms, p99 ${fmt(pct(floor, 99), 1)} ms; decision / Update: p50 ${ratio(pct(latencies, 50), pct(floor, 50))}, p99 ${ratio(pct(latencies, 99), pct(floor, 99))}`,
+        `    CPU per Update: ${cpuLine(floorCpu)} (${fmt(cpuTotal(floorCpu), 1)} ms in all: at most ${fmt((cpus().length * 1000) / cpuTotal(floorCpu), 0)} Updates/s on ${cpus().length} cores, so with ${APPROVERS} callers each waiting for its answer at least ${fmt((APPROVERS * cpuTotal(floorCpu)) / cpus().length, 0)} ms per Update)`,
         `approval → access in the target: p50 ${fmt(pct(toAccess, 50))} ms, p99 ${fmt(pct(toAccess, 99))} ms (${fmt(toAccess.length)} of ${fmt(REQUESTS)} present)`,
         `  baseline, direct grant → access (${APPROVERS} concurrent callers): p50 ${fmt(pct(directToAccess, 50))} ms, p99 ${fmt(pct(directToAccess, 99))} ms (${fmt(directToAccess.length)} of ${fmt(REQUESTS)}); request / direct: p50 ${ratio(pct(toAccess, 50), pct(directToAccess, 50))}, p99 ${ratio(pct(toAccess, 99), pct(directToAccess, 99))}`,
-        `CPU from the first decision until every access was present, per request: ${cpu.map(([name, s]) => `${name} ${fmt((s * 1000) / REQUESTS, 1)} ms`).join('; ')}`,
+        `CPU from the first decision until every access was present, per request: ${cpuLine(cpu)} (${fmt(cpuTotal(cpu), 1)} ms in all)`,
         '',
       ].join('\n'),
     );
