@@ -12,6 +12,7 @@ import { eventually } from '../helpers/temporal.js';
 import { startTestStack } from '../helpers/stack.js';
 import { createToken } from '../../core/auth/tokens.js';
 import { memoryTarget } from '../fixtures/memory-connector.js';
+import { recordDecisionAndOutcome } from '../../workflows/activities/access-requests.js';
 import { fileURLToPath } from 'node:url';
 
 const MEMORY_PLUGIN = fileURLToPath(new URL('../fixtures/memory-connector.ts', import.meta.url));
@@ -85,6 +86,26 @@ t.test('the approval is answered with the request approved and its grant written
     return r.body.status === 'fulfilled' || r.body.status === 'failed' ? r.body : undefined;
   }, 30_000, 'the request fulfilled');
   t.equal(done.status, 'fulfilled', done.reason);
+
+  // Run again (a local activity may be retried): nothing more is recorded, the same grant answers.
+  const count = async () =>
+    (
+      await database.db.query<{ n: number }>(
+        `SELECT (SELECT count(*) FROM audit_events WHERE resource_id IN ($1::text, $2::text)) + (SELECT count(*) FROM outbox WHERE aggregate_id = $3::text)
+              + (SELECT count(*) FROM access_request_decisions WHERE request_id = $1::uuid) + (SELECT count(*) FROM grants WHERE user_id = $3::uuid) AS n`,
+        [id, requests[0]?.grant_id, ids.rita],
+      )
+    ).rows[0]!.n;
+  const before = await count();
+  const again = await recordDecisionAndOutcome(database.db, {
+    requestId: id,
+    stage: 0,
+    approverId: ids.otto!,
+    decision: 'approve',
+    outcome: { statuses: [{ status: 'pending', stage: 1, reason: 'approved', stageStatus: 'approved' }, { status: 'approved', stage: 1, reason: 'approved; provisioning' }], grant: true },
+  });
+  t.equal(again.grantId, requests[0]?.grant_id, 'the same grant');
+  t.equal(await count(), before, 'no second decision, audit event or outbox row');
 
   // Recording went through local activities: no activity task for it, no trip through the task queue.
   const runs = await activityRuns(id);
