@@ -207,6 +207,15 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
    * `any` stage, comes too late) and records the rest itself.
    */
   const closings = new Map<number, { verdict: 'approved' | 'rejected'; recorded?: RecordedOutcome }>();
+  /**
+   * The decision closing the current stage while it is being recorded, or when it ends the request
+   * (a rejection, the last stage's approval): no cancelling then, as what it records may include
+   * the grant. Between stages a request can be cancelled again.
+   */
+  const closingNow = () => {
+    const c = closings.get(state.stage);
+    return c && (c.recorded === undefined || c.verdict === 'rejected' || state.stage === request.stages.length - 1) ? c : undefined;
+  };
   /** What the decision that closes stage `s` (approved or rejected) records with it. */
   const closingOf = (s: AccessStageState): { record: DecisionOutcomeRecord; summary: string } => {
     const def = request.stages[s.stage]!;
@@ -229,7 +238,8 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
   const judge = ({ approverId, decision }: DecideInput): 'new' | 'repeat' => {
     if (approverId === request.requesterId) throw forbidden('nobody approves their own request');
     const current = state.status === 'pending' ? state.stages[state.stage] : undefined;
-    const open = current?.status === 'open';
+    // A stage whose closing decision is being recorded takes no more decisions.
+    const open = current?.status === 'open' && !closings.has(current.stage);
     if (open && current.decisions[approverId] === decision) return 'repeat';
     // The same decision again (a double click), even after its stage or the request closed.
     if (!(open && current.approvers.includes(approverId)) && state.stages.some((s) => s.decisions[approverId] === decision)) return 'repeat';
@@ -279,7 +289,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
   onUpdate(
     cancelUpdate,
     async ({ actorId, asAdmin }) => {
-      if (state.status !== 'pending') return state;
+      if (state.status !== 'pending' || closingNow()) return state;
       state.status = 'cancelled';
       state.reason = asAdmin ? 'cancelled by an administrator' : 'cancelled by the requester';
       await recordRequestStatus({ requestId, status: 'cancelled', stage: state.stage, reason: state.reason, stageStatus: 'closed', ...(asAdmin ? {} : { actor: actorId }) });
@@ -289,6 +299,8 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       validator: ({ actorId, asAdmin }) => {
         if (!asAdmin && actorId !== request.requesterId) throw forbidden('only the requester can cancel a request');
         if (state.status !== 'pending') throw conflict(`the request is ${state.status}`);
+        const closing = closingNow();
+        if (closing) throw conflict(`the request is being ${closing.verdict}`);
       },
     },
   );
@@ -518,6 +530,8 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       if (Number.isFinite(deadline)) woke = await wf.condition(wake, Math.max(1, deadline - Date.now()));
       else await wf.condition(wake);
       if (state.status !== 'pending') return await done();
+      // A decision closed the stage while it waited: that, not a timeout, ends the stage.
+      if (closings.has(index)) continue;
       const reminder = reminders[0];
       if (!woke && reminder && Date.now() >= reminder.at) {
         reminders = reminders.slice(1);
