@@ -427,19 +427,17 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       .catch(() => undefined);
     notices.push(slackQueue);
   };
-  // Without a notifier configured, the first notice says so and no more are sent (histories from
-  // before this send every notice).
+  // Without a notifier configured, the first notice says so and no more are sent: the later ones
+  // wait for its answer (histories from before this send every notice at once).
   const noticesStop = wf.patched('notices-when-configured');
-  let noticesOn = true;
+  let noticesOn: Promise<boolean> | undefined;
   const notify = (type: Parameters<typeof notifyAccess>[0]['type'], recipientIds: string[], key: string, extra: { stage?: number; deadline?: string } = {}) => {
-    if (noticesOn)
-      notices.push(
-        notifyAccess({ requestId, type, recipientIds, key, ...extra })
-          .then((on) => {
-            if (noticesStop && on === false) noticesOn = false;
-          })
-          .catch(() => undefined),
-      );
+    const send = async () => (await notifyAccess({ requestId, type, recipientIds, key, ...extra })) !== false;
+    if (!noticesStop) notices.push(send().catch(() => undefined));
+    else if (!noticesOn) {
+      noticesOn = send().catch(() => true);
+      notices.push(noticesOn);
+    } else notices.push(noticesOn.then(async (on) => (on ? await send() : undefined)).catch(() => undefined));
     slack({ type, recipientIds, key, stage: extra.stage ?? state.stage, ...(extra.deadline ? { deadline: extra.deadline } : {}) });
   };
   const NOTICE_OF: Partial<Record<AccessRequestStatus, Parameters<typeof notifyAccess>[0]['type']>> = {

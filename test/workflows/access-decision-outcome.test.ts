@@ -25,7 +25,7 @@ await api('POST', '/api/entitlements', { connectorId: 'memory', name: 'ops', tar
 const user = async (userName: string) => (await api('POST', '/scim/v2/Users', userBody(userName), 201)).id as string;
 const ids: Record<string, string> = {};
 const tokens: Record<string, string> = {};
-for (const name of ['rita', 'otto', 'olga', 'sam']) {
+for (const name of ['rita', 'otto', 'olga', 'sam', 'ulf']) {
   ids[name] = await user(`${name}@example.com`);
   tokens[name] = (await createToken(database.db, `personal-${name}`, ['requests'], undefined, ids[name])).token;
 }
@@ -148,4 +148,27 @@ t.test("a stage's approval is answered with the request at the next stage", asyn
   t.equal(second.body.status, 'approved');
   const { rows: grants } = await database.db.query('SELECT 1 FROM grants WHERE reason = $1', [`request:${id}`]);
   t.equal(grants.length, 1, 'granted with the last approval');
+});
+
+t.test('no cancelling while the approval that grants the access is being recorded', async (t) => {
+  const id = await request('ulf', 'one-stage', 'otto');
+  // Hold the request's row, so the approval's transaction waits: long enough for its workflow task
+  // to be extended (a local activity over most of the task's timeout), which lets the cancel in.
+  const holder = await database.db.connect();
+  await holder.query('BEGIN');
+  await holder.query('SELECT 1 FROM access_requests WHERE id = $1 FOR UPDATE', [id]);
+  const approving = as('otto', 'POST', `/api/requests/${id}/decisions`, { decision: 'approve' });
+  await new Promise((r) => setTimeout(r, 500));
+  const cancelling = as('ulf', 'POST', `/api/requests/${id}/cancel`, {});
+  await new Promise((r) => setTimeout(r, 9000));
+  await holder.query('COMMIT');
+  holder.release();
+  const [approved, cancelled] = await Promise.all([approving, cancelling]);
+  t.equal(approved.status, 200, `approved: ${approved.body.message ?? ''}`);
+  t.equal(approved.body.status, 'approved');
+  t.equal(cancelled.status, 409, `the cancel is refused: ${cancelled.body.message ?? ''}`);
+  t.match(cancelled.body.message, /the request is (being )?approved/);
+  const { rows } = await database.db.query<{ status: string; grant_id: string | null }>('SELECT status, grant_id FROM access_requests WHERE id = $1', [id]);
+  t.equal(rows[0]?.status, 'approved', 'recorded approved, not cancelled');
+  t.ok(rows[0]?.grant_id, 'with its grant');
 });
