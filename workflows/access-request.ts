@@ -427,17 +427,11 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       .catch(() => undefined);
     notices.push(slackQueue);
   };
-  // Without a notifier configured, the first notice says so and no more are sent: the later ones
-  // wait for its answer (histories from before this send every notice at once).
-  const noticesStop = wf.patched('notices-when-configured');
-  let noticesOn: Promise<boolean> | undefined;
+  // Without a notifier configured (the worker said so when it loaded the request), no notice is
+  // sent (histories from before this send every notice).
+  const noticesOff = request.notices === false && wf.patched('notices-when-configured');
   const notify = (type: Parameters<typeof notifyAccess>[0]['type'], recipientIds: string[], key: string, extra: { stage?: number; deadline?: string } = {}) => {
-    const send = async () => (await notifyAccess({ requestId, type, recipientIds, key, ...extra })) !== false;
-    if (!noticesStop) notices.push(send().catch(() => undefined));
-    else if (!noticesOn) {
-      noticesOn = send().catch(() => true);
-      notices.push(noticesOn);
-    } else notices.push(noticesOn.then(async (on) => (on ? await send() : undefined)).catch(() => undefined));
+    if (!noticesOff) notices.push(notifyAccess({ requestId, type, recipientIds, key, ...extra }).catch(() => undefined));
     slack({ type, recipientIds, key, stage: extra.stage ?? state.stage, ...(extra.deadline ? { deadline: extra.deadline } : {}) });
   };
   const NOTICE_OF: Partial<Record<AccessRequestStatus, Parameters<typeof notifyAccess>[0]['type']>> = {

@@ -52,6 +52,11 @@ export interface LoadedRequest {
    * loaded before invitation requests existed).
    */
   invitee?: string | null;
+  /**
+   * Whether the worker that loaded the request sends notices (a notifier is configured); absent in
+   * requests loaded before this was told.
+   */
+  notices?: boolean;
 }
 
 /** A stage's approvers, or what to do because there are none. */
@@ -542,20 +547,18 @@ export const NOTICE_ATTEMPTS = 5;
 /**
  * Sends one notice about a request to `recipientIds` through `notifier` and records it. Throws a
  * channel's failure for Temporal to retry until the last try, which records the failure instead.
- * Answers whether notices are sent at all: without a notifier (none configured) it does nothing
- * and answers false, so the workflow sends no more.
+ * Without a notifier (none configured), does nothing.
  */
 export async function notifyAccess(
   db: Db,
   notifier: AccessNotifier | undefined,
   n: { requestId: string; type: AccessNoticeType; recipientIds: string[]; key: string; stage?: number; deadline?: string },
   attempt: number,
-): Promise<boolean> {
-  if (!notifier) return false;
-  if (n.recipientIds.length === 0) return true;
+): Promise<void> {
+  if (!notifier || n.recipientIds.length === 0) return;
   const id = `${n.requestId}:${n.key}`;
   const { rows: sent } = await db.query(`SELECT 1 FROM access_notifications WHERE id = $1`, [id]);
-  if (sent.length) return true;
+  if (sent.length) return;
   const { rows } = await db.query<{ name: string; display: string; status: string; reason: string | null }>(
     `SELECT policy->>'name' AS name, policy->>'displayName' AS display, status, status_reason AS reason FROM access_requests WHERE id = $1`,
     [n.requestId],
@@ -588,10 +591,9 @@ export async function notifyAccess(
   } catch (err) {
     if (attempt < NOTICE_ATTEMPTS) throw err;
     await record('failed', (err as Error).message.slice(0, 1000));
-    return true;
+    return;
   }
   await record('sent', null);
-  return true;
 }
 
 /** When the request's access ends, as recorded now. */

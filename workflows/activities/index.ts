@@ -115,7 +115,7 @@ function accessRequestActivities(db: Db, notifier: AccessNotifier | undefined, i
     /** Tells the recipients about the request (retried; recorded as failed after the last try). */
     notifyAccess: async (input: Parameters<typeof access.notifyAccess>[2]) => await access.notifyAccess(db, notifier, input, Context.current().info.attempt),
     /** Reads the request and the policy it was made under. */
-    loadAccessRequest: async ({ requestId }: { requestId: string }) => await access.loadAccessRequest(db, requestId),
+    loadAccessRequest: async ({ requestId }: { requestId: string }) => ({ ...(await access.loadAccessRequest(db, requestId)), notices: notifier !== undefined }),
     /** Finds who decides a stage now (never the requester), applying the policy's rule for nobody. */
     resolveStageApprovers: async ({ requestId, stage, fromFunction }: { requestId: string; stage: number; fromFunction?: { ids: string[]; note?: string } }) =>
       await access.resolveStageApprovers(db, requestId, stage, fromFunction),
