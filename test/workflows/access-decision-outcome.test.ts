@@ -3,7 +3,7 @@
  * the request's statuses (with their audit events) and, for an approved request fulfilled
  * automatically, its grant and the outbox row that has userSync provision it. The request's
  * workflow records these with the decision (one local activity) rather than in activities after the
- * answer, and without a notifier configured it sends the first notice only.
+ * answer, and without a notifier configured it sends no notice.
  */
 import t from 'tap';
 import { defaultPayloadConverter } from '@temporalio/common';
