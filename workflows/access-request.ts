@@ -202,9 +202,8 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
   let escalating = false;
   /**
    * Stages closed by a decision that records what follows (see the decide handler): how the stage
-   * closed and, once its local activity has returned, what it recorded. The main loop goes by these
-   * (a later decision that would change the verdict, an approval after the rejection that closed an
-   * `any` stage, comes too late) and records the rest itself.
+   * closed and, once its local activity has returned, what it recorded. Such a stage takes no other
+   * decision (409), and the main loop goes by its verdict and records only the rest.
    */
   const closings = new Map<number, { verdict: 'approved' | 'rejected'; recorded?: RecordedOutcome }>();
   /**
@@ -267,6 +266,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
         const closes = verdict(current);
         const outcome = closes !== 'open' && !closings.has(current.stage) ? closingOf(current) : undefined;
         const closing: { verdict: 'approved' | 'rejected'; recorded?: RecordedOutcome } | undefined = outcome && closes !== 'open' ? { verdict: closes } : undefined;
+        // Marked before recording, so a cancel or a timeout meanwhile does not undo what it records.
         if (closing) closings.set(current.stage, closing);
         const recorded = await recordDecisionAndOutcome.executeWithOptions({ summary: outcome ? `${summary}; ${outcome.summary}` : summary }, [
           { ...decided, ...(outcome ? { outcome: outcome.record } : {}) },
