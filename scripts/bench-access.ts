@@ -21,7 +21,7 @@ import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Runtime, DefaultLogger, Worker } from '@temporalio/worker';
 import { Client, Connection } from '@temporalio/client';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { buildApp, loggerOptions } from '../gateway/app.js';
 import { createToken } from '../core/auth/tokens.js';
 import { loadGatewayConfig } from '../core/config.js';
@@ -36,9 +36,51 @@ import { createBenchDatabase, inParallel } from './bench-common.js';
 
 const REQUESTS = Number(process.env.BENCH_ACCESS_REQUESTS ?? 1000);
 const APPROVERS = Number(process.env.BENCH_APPROVERS ?? 50);
+/** `BENCH_ACCESS_BASELINES=0` skips the three baselines (a quicker look at the request path alone). */
+const BASELINES = process.env.BENCH_ACCESS_BASELINES !== '0';
+/** `BENCH_ACCESS_TRACE=1` prints where the median request's time went: its workflow's and its userSync's events. */
+const TRACE = process.env.BENCH_ACCESS_TRACE === '1';
+/** `BENCH_ACCESS_DYNAMIC_CONFIG='{"key": value}'`: dynamic config for the dev server (to try its settings). */
+const DYNAMIC_CONFIG = JSON.parse(process.env.BENCH_ACCESS_DYNAMIC_CONFIG ?? '{}') as Record<string, unknown>;
 const MEMORY_PLUGIN = fileURLToPath(new URL('../test/fixtures/memory-connector.ts', import.meta.url));
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+/**
+ * CPU seconds used so far: this process's threads grouped by name (the gateway and activities run
+ * on the main thread, workflow code on its own thread, the Temporal SDK core on its runtime
+ * threads) and, given its pid, the Temporal dev server.
+ */
+function cpuSeconds(serverPid: number | undefined): Map<string, number> {
+  const tick = 100; // USER_HZ
+  const used = (stat: string) => {
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / tick;
+  };
+  const out = new Map<string, number>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const name = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim().replace(/[-\d]+$/, '');
+      out.set(`gateway+worker process: ${name}`, (out.get(`gateway+worker process: ${name}`) ?? 0) + used(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')));
+    } catch {
+      // the thread ended
+    }
+  }
+  if (serverPid !== undefined) {
+    try {
+      out.set('temporal dev server', used(readFileSync(`/proc/${serverPid}/stat`, 'utf8')));
+    } catch {
+      // not on Linux, or the server has ended
+    }
+  }
+  return out;
+}
+/** CPU milliseconds per item between two {@link cpuSeconds} readings, largest first (under 0.05 ms left out). */
+function cpuPerItem(before: Map<string, number>, after: Map<string, number>, items: number): Array<readonly [string, number]> {
+  return [...after]
+    .map(([name, s]) => [name, ((s - (before.get(name) ?? 0)) * 1000) / items] as const)
+    .filter(([, ms]) => ms >= 0.05)
+    .sort((a, b) => b[1] - a[1]);
+}
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
 
 async function main(): Promise<void> {
@@ -50,7 +92,7 @@ async function main(): Promise<void> {
     await migrate(dbUrl);
     const db = await connectPool(dbUrl, 20);
     cleanups.unshift(() => db.end());
-    const server = await startTemporalDevServer({ headless: true });
+    const server = await startTemporalDevServer({ headless: true, dynamicConfig: DYNAMIC_CONFIG });
     cleanups.unshift(() => server.stop());
     const taskQueue = 'bench-access';
     const config = {
@@ -92,6 +134,7 @@ async function main(): Promise<void> {
     };
     const target = memoryTarget('bench-access');
     /** Waits until each user is in the target's group; answers how long after its moment each arrived (ms). */
+    const arrivals = new Map<string, number>();
     const untilPresent = async (since: Map<string, number>): Promise<number[]> => {
       const waited: number[] = [];
       const seen = new Set<string>();
@@ -102,6 +145,7 @@ async function main(): Promise<void> {
           if (!seen.has(userId) && members.has(`acct-${userId}`)) {
             seen.add(userId);
             waited.push(Date.now() - at);
+            arrivals.set(userId, Date.now() - at);
           }
         }
         await new Promise((r) => setTimeout(r, 20));
@@ -143,7 +187,7 @@ async function main(): Promise<void> {
 
     // Baseline 1: reading the requests, as the approvers, at the same concurrency.
     const reads: number[] = [];
-    {
+    if (BASELINES) {
       const queue = [...requestIds.values()];
       await Promise.all(
         approvers.map(async (approver) => {
@@ -159,7 +203,11 @@ async function main(): Promise<void> {
     // Baseline 3: the Temporal floor of a decision, the same callers each updating its own workflow.
     log(`baseline: ${REQUESTS} Updates to the smallest workflow with ${APPROVERS} concurrent callers`);
     const floor: number[] = [];
-    {
+    let floorCpuBefore = new Map<string, number>();
+    let floorFrom = 0;
+    let floorMs = NaN;
+    let floorCpu: Array<readonly [string, number]> = [];
+    if (BASELINES) {
       const floorQueue = 'bench-access-floor';
       const floorWorker = await Worker.create({
         connection,
@@ -174,6 +222,8 @@ async function main(): Promise<void> {
         approvers.map((_, i) => floorClient.workflow.start('benchUpdateFloor', { taskQueue: floorQueue, workflowId: `bench-floor-${i}-${Date.now()}` })),
       );
       let left = REQUESTS;
+      floorCpuBefore = cpuSeconds(server.pid);
+      floorFrom = performance.now();
       await Promise.all(
         handles.map(async (h) => {
           while (left-- > 0) {
@@ -184,6 +234,8 @@ async function main(): Promise<void> {
           await h.executeUpdate('benchTouch', { args: [-1] });
         }),
       );
+      floorMs = performance.now() - floorFrom;
+      floorCpu = cpuPerItem(floorCpuBefore, cpuSeconds(server.pid), REQUESTS + handles.length);
       floorWorker.shutdown();
       await floorRun;
     }
@@ -191,7 +243,7 @@ async function main(): Promise<void> {
     // Baseline 2: direct grants to as many other users, at the same concurrency, to the target.
     log(`baseline: ${REQUESTS} direct grants with ${APPROVERS} concurrent callers`);
     const direct: Array<{ id: string }> = [];
-    await inParallel(Array.from({ length: REQUESTS }, (_, i) => i), 20, async (i) => {
+    await inParallel(Array.from({ length: BASELINES ? REQUESTS : 0 }, (_, i) => i), 20, async (i) => {
       const u = await call('POST', '/scim/v2/Users', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: `direct.${i}@example.com` }, 201);
       direct.push({ id: String(u.id) });
     });
@@ -210,6 +262,8 @@ async function main(): Promise<void> {
     const directToAccess = await untilPresent(grantedAt);
 
     log(`deciding with ${APPROVERS} concurrent approvers`);
+    const cpuBefore = cpuSeconds(server.pid);
+    const decidingFrom = performance.now();
     const latencies: number[] = [];
     const approvedAt = new Map<string, number>();
     const queue = [...requestIds.values()];
@@ -224,24 +278,55 @@ async function main(): Promise<void> {
       }),
     );
 
+    const decidingMs = performance.now() - decidingFrom;
     const toAccess = await untilPresent(approvedAt);
+    const cpu = cpuPerItem(cpuBefore, cpuSeconds(server.pid), REQUESTS);
+    const cpuLine = (items: Array<readonly [string, number]>) => items.map(([name, ms]) => `${name} ${fmt(ms, 1)} ms`).join('; ');
+    const cpuTotal = (items: Array<readonly [string, number]>) => items.reduce((sum, [, ms]) => sum + ms, 0);
     const ratio = (a: number, b: number) => `${fmt(a / b, 1)}×`;
+    if (TRACE) await traceMedian(new Client({ connection: clientConn, namespace: 'default' }), requestIds, approvedAt, arrivals);
 
     process.stdout.write(
       [
         `bench:access on ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), dev server, PostgreSQL, in-process gateway (logs at info) and worker`,
         `requests created: ${fmt(REQUESTS)} in ${fmt(createSeconds, 1)} s (${fmt(REQUESTS / createSeconds, 0)}/s, 50 concurrent)`,
-        `decision API (${APPROVERS} concurrent approvers): p50 ${fmt(pct(latencies, 50), 1)} ms, p99 ${fmt(pct(latencies, 99), 1)} ms`,
+        `decision API (${APPROVERS} concurrent approvers, ${fmt(REQUESTS / (decidingMs / 1000), 1)} decisions/s): p50 ${fmt(pct(latencies, 50), 1)} ms, p99 ${fmt(pct(latencies, 99), 1)} ms`,
         `  baseline, reading the request (same callers): p50 ${fmt(pct(reads, 50), 1)} ms, p99 ${fmt(pct(reads, 99), 1)} ms; decision / read: p50 ${ratio(pct(latencies, 50), pct(reads, 50))}, p99 ${ratio(pct(latencies, 99), pct(reads, 99))}`,
-        `  baseline, an Update to the smallest workflow (same callers, one workflow each): p50 ${fmt(pct(floor, 50), 1)} ms, p99 ${fmt(pct(floor, 99), 1)} ms; decision / Update: p50 ${ratio(pct(latencies, 50), pct(floor, 50))}, p99 ${ratio(pct(latencies, 99), pct(floor, 99))}`,
+        `  baseline, an Update to the smallest workflow (same callers, one workflow each, ${fmt(REQUESTS / (floorMs / 1000), 1)} Updates/s): p50 ${fmt(pct(floor, 50), 1)} ms, p99 ${fmt(pct(floor, 99), 1)} ms; decision / Update: p50 ${ratio(pct(latencies, 50), pct(floor, 50))}, p99 ${ratio(pct(latencies, 99), pct(floor, 99))}`,
+        `    CPU per Update: ${cpuLine(floorCpu)} (${fmt(cpuTotal(floorCpu), 1)} ms in all: at most ${fmt((cpus().length * 1000) / cpuTotal(floorCpu), 0)} Updates/s on ${cpus().length} cores, so with ${APPROVERS} callers each waiting for its answer at least ${fmt((APPROVERS * cpuTotal(floorCpu)) / cpus().length, 0)} ms per Update)`,
         `approval → access in the target: p50 ${fmt(pct(toAccess, 50))} ms, p99 ${fmt(pct(toAccess, 99))} ms (${fmt(toAccess.length)} of ${fmt(REQUESTS)} present)`,
         `  baseline, direct grant → access (${APPROVERS} concurrent callers): p50 ${fmt(pct(directToAccess, 50))} ms, p99 ${fmt(pct(directToAccess, 99))} ms (${fmt(directToAccess.length)} of ${fmt(REQUESTS)}); request / direct: p50 ${ratio(pct(toAccess, 50), pct(directToAccess, 50))}, p99 ${ratio(pct(toAccess, 99), pct(directToAccess, 99))}`,
+        `CPU from the first decision until every access was present, per request: ${cpuLine(cpu)} (${fmt(cpuTotal(cpu), 1)} ms in all)`,
         '',
       ].join('\n'),
     );
   } finally {
     for (const fn of cleanups) await fn().catch((err: unknown) => log(`cleanup: ${String(err)}`));
   }
+}
+
+/**
+ * Prints the events of the median request's workflow and of its requester's userSync, each as
+ * milliseconds after the approval's answer, so a slow stretch shows where it is.
+ */
+async function traceMedian(client: Client, requestIds: Map<string, { id: string; userId: string }>, approvedAt: Map<string, number>, arrivals: Map<string, number>): Promise<void> {
+  const sorted = [...arrivals].filter(([u]) => approvedAt.has(u)).sort((a, b) => a[1] - b[1]);
+  const [userId, waited] = sorted[Math.floor(sorted.length / 2)] ?? [];
+  const request = [...requestIds.values()].find((r) => r.userId === userId);
+  if (!userId || !request) return;
+  const at = approvedAt.get(userId)!;
+  const lines = [`trace: request ${request.id}, access ${fmt(waited ?? NaN)} ms after the approval's answer`];
+  const { accessRequestWorkflowId, userSyncWorkflowId } = await import('../workflows/client.js');
+  for (const workflowId of [accessRequestWorkflowId(request.id), userSyncWorkflowId(userId)]) {
+    lines.push(`  ${workflowId}`);
+    for (const e of (await client.workflow.getHandle(workflowId).fetchHistory()).events ?? []) {
+      const ms = Number(String(e.eventTime?.seconds ?? 0)) * 1000 + Math.floor((e.eventTime?.nanos ?? 0) / 1e6) - at;
+      if (ms < -3000) continue;
+      const type = Object.keys(e).find((k) => k.endsWith('EventAttributes') && (e as Record<string, unknown>)[k]) ?? String(e.eventType);
+      lines.push(`    ${fmt(ms).padStart(8)} ms  ${type.replace(/EventAttributes$/, '')}`);
+    }
+  }
+  log(lines.join('\n'));
 }
 
 await main();

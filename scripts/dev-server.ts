@@ -14,6 +14,8 @@ export interface DevServer {
   address: string;
   /** Web UI base URL, or undefined when started headless. */
   uiUrl: string | undefined;
+  /** The server's process id, when it runs as a child of this process. */
+  pid?: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -26,6 +28,8 @@ export interface DevServerOptions {
   namespace?: string;
   log?: (line: string) => void;
   startTimeoutMs?: number;
+  /** Dynamic config values (`--dynamic-config-value KEY=JSON`), e.g. `{ 'matching.numTaskqueueReadPartitions': 1 }`. */
+  dynamicConfig?: Record<string, unknown>;
 }
 
 /** A free TCP port on loopback, chosen by the kernel. */
@@ -94,6 +98,7 @@ export async function startTemporalDevServer(opts: DevServerOptions = {}): Promi
 
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--log-level', 'warn'];
   args.push('--namespace', opts.namespace ?? 'default');
+  for (const [key, value] of Object.entries(opts.dynamicConfig ?? {})) args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
   if (opts.dbFilename) {
     mkdirSync(dirname(opts.dbFilename), { recursive: true });
     args.push('--db-filename', opts.dbFilename);
@@ -126,5 +131,5 @@ export async function startTemporalDevServer(opts: DevServerOptions = {}): Promi
     await stop();
     throw new Error(`${(err as Error).message}\n${stderr}`, { cause: err });
   }
-  return { address, uiUrl: uiPort !== undefined ? `http://127.0.0.1:${uiPort}` : undefined, stop };
+  return { address, uiUrl: uiPort !== undefined ? `http://127.0.0.1:${uiPort}` : undefined, pid: child.pid, stop };
 }

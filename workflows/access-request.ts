@@ -15,6 +15,7 @@
 import * as wf from '@temporalio/workflow';
 import type { UpdateDefinition } from '@temporalio/common';
 import type { Activities } from './activities/index.js';
+import type { DecisionOutcomeRecord, RecordedOutcome, RequestStatusChange } from './activities/access-requests.js';
 import {
   accessRequestStateQuery,
   accessStatusSearchAttribute,
@@ -46,10 +47,16 @@ const RECORDING: wf.ActivityOptions = {
  * the same workflow task, so the approver's answer waits for one PostgreSQL write instead of a round
  * trip through the task queue (an activity task and a second workflow task).
  */
-const { recordDecision: recordDecisionLocally } = wf.proxyLocalActivities<Activities>({
+const LOCAL: wf.LocalActivityOptions = {
   startToCloseTimeout: '10 seconds',
   retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
-});
+};
+const {
+  recordDecision: recordDecisionLocally,
+  recordDecisionAndOutcome,
+  checkFulfilment: checkFulfilmentLocally,
+  recordRequestStatus: recordRequestStatusLocally,
+} = wf.proxyLocalActivities<Activities>(LOCAL);
 
 /** Notices: retried while the channel fails, then recorded as failed; they never hold up the request. */
 const NOTICE: wf.ActivityOptions = {
@@ -110,6 +117,9 @@ const inviteRequested = summarized(
 );
 /** How often an invited request looks at its invitation when no signal came (the gateway signals redemption and revocation). */
 const INVITATION_CHECK_MS = 6 * 3600_000;
+
+/** The reason an automatically fulfilled request is approved with. */
+const APPROVED_PROVISIONING = 'approved; provisioning';
 
 const forbidden = (message: string) => wf.ApplicationFailure.create({ type: FORBIDDEN, message, nonRetryable: true });
 
@@ -191,13 +201,44 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
   const opening = () => state.status === 'pending' && (escalating || state.stages[state.stage]?.status !== 'open');
   let escalating = false;
   /**
+   * Stages closed by a decision that records what follows (see the decide handler): how the stage
+   * closed and, once its local activity has returned, what it recorded. Such a stage takes no other
+   * decision (409), and the main loop goes by its verdict and records only the rest.
+   */
+  const closings = new Map<number, { verdict: 'approved' | 'rejected'; recorded?: RecordedOutcome }>();
+  /**
+   * The decision closing the current stage while it is being recorded, or when it ends the request
+   * (a rejection, the last stage's approval): no cancelling then, as what it records may include
+   * the grant. Between stages a request can be cancelled again.
+   */
+  const closingNow = () => {
+    const c = closings.get(state.stage);
+    return c && (c.recorded === undefined || c.verdict === 'rejected' || state.stage === request.stages.length - 1) ? c : undefined;
+  };
+  /** What the decision that closes stage `s` (approved or rejected) records with it. */
+  const closingOf = (s: AccessStageState): { record: DecisionOutcomeRecord; summary: string } => {
+    const def = request.stages[s.stage]!;
+    if (verdict(s) === 'rejected') {
+      const reason = `rejected at ${def.name}`;
+      return { record: { statuses: [{ status: 'rejected', stage: s.stage, reason, stageStatus: 'rejected' }] }, summary: `record the request as rejected: ${reason}` };
+    }
+    const next: RequestStatusChange = { status: 'pending', stage: s.stage + 1, reason: `${def.name} approved`, stageStatus: 'approved' };
+    // The last stage approved, access given automatically: the request is approved and its grant made.
+    if (s.stage === request.stages.length - 1 && request.fulfilment === 'automatic' && !request.invitee) {
+      const approved: RequestStatusChange = { status: 'approved', stage: request.stages.length, reason: APPROVED_PROVISIONING };
+      return { record: { statuses: [next, approved], grant: true }, summary: `record the request as approved and grant the access` };
+    }
+    return { record: { statuses: [next] }, summary: `record the request as pending: ${next.reason}` };
+  };
+  /**
    * Whether `input` is a new decision of the open stage or the repeat of one already made; throws
    * the 403/409 refusal otherwise.
    */
   const judge = ({ approverId, decision }: DecideInput): 'new' | 'repeat' => {
     if (approverId === request.requesterId) throw forbidden('nobody approves their own request');
     const current = state.status === 'pending' ? state.stages[state.stage] : undefined;
-    const open = current?.status === 'open';
+    // A stage whose closing decision is being recorded takes no more decisions.
+    const open = current?.status === 'open' && !closings.has(current.stage);
     if (open && current.decisions[approverId] === decision) return 'repeat';
     // The same decision again (a double click), even after its stage or the request closed.
     if (!(open && current.approvers.includes(approverId)) && state.stages.some((s) => s.decisions[approverId] === decision)) return 'repeat';
@@ -218,7 +259,20 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       const current = state.stages[state.stage]!;
       current.decisions[approverId] = decision;
       const decided = { requestId, stage: current.stage, approverId, decision, ...(comment !== undefined ? { comment } : {}) };
-      if (wf.patched('record-decision-locally')) await recordDecisionLocally.executeWithOptions({ summary: `${stageNo(current.stage)}: record a decision (${decision})` }, [decided]);
+      const summary = `${stageNo(current.stage)}: record a decision (${decision})`;
+      if (wf.patched('decision-records-outcome')) {
+        // The decision that closes its stage records what follows with it (the stage's and the
+        // request's statuses, an automatic grant), so provisioning starts once it commits.
+        const closes = verdict(current);
+        const outcome = closes !== 'open' && !closings.has(current.stage) ? closingOf(current) : undefined;
+        const closing: { verdict: 'approved' | 'rejected'; recorded?: RecordedOutcome } | undefined = outcome && closes !== 'open' ? { verdict: closes } : undefined;
+        // Marked before recording, so a cancel or a timeout meanwhile does not undo what it records.
+        if (closing) closings.set(current.stage, closing);
+        const recorded = await recordDecisionAndOutcome.executeWithOptions({ summary: outcome ? `${summary}; ${outcome.summary}` : summary }, [
+          { ...decided, ...(outcome ? { outcome: outcome.record } : {}) },
+        ]);
+        if (closing) closing.recorded = recorded;
+      } else if (wf.patched('record-decision-locally')) await recordDecisionLocally.executeWithOptions({ summary }, [decided]);
       else await recordDecision(decided);
       const ticket = ++accepted;
       // Answer once the main loop has applied this decision, so the caller sees its effect.
@@ -235,7 +289,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
   onUpdate(
     cancelUpdate,
     async ({ actorId, asAdmin }) => {
-      if (state.status !== 'pending') return state;
+      if (state.status !== 'pending' || closingNow()) return state;
       state.status = 'cancelled';
       state.reason = asAdmin ? 'cancelled by an administrator' : 'cancelled by the requester';
       await recordRequestStatus({ requestId, status: 'cancelled', stage: state.stage, reason: state.reason, stageStatus: 'closed', ...(asAdmin ? {} : { actor: actorId }) });
@@ -245,6 +299,8 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       validator: ({ actorId, asAdmin }) => {
         if (!asAdmin && actorId !== request.requesterId) throw forbidden('only the requester can cancel a request');
         if (state.status !== 'pending') throw conflict(`the request is ${state.status}`);
+        const closing = closingNow();
+        if (closing) throw conflict(`the request is being ${closing.verdict}`);
       },
     },
   );
@@ -371,8 +427,11 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       .catch(() => undefined);
     notices.push(slackQueue);
   };
+  // Without a notifier configured (the worker said so when it loaded the request), no notice is
+  // sent (histories from before this send every notice).
+  const noticesOff = request.notices === false && wf.patched('notices-when-configured');
   const notify = (type: Parameters<typeof notifyAccess>[0]['type'], recipientIds: string[], key: string, extra: { stage?: number; deadline?: string } = {}) => {
-    notices.push(notifyAccess({ requestId, type, recipientIds, key, ...extra }).catch(() => undefined));
+    if (!noticesOff) notices.push(notifyAccess({ requestId, type, recipientIds, key, ...extra }).catch(() => undefined));
     slack({ type, recipientIds, key, stage: extra.stage ?? state.stage, ...(extra.deadline ? { deadline: extra.deadline } : {}) });
   };
   const NOTICE_OF: Partial<Record<AccessRequestStatus, Parameters<typeof notifyAccess>[0]['type']>> = {
@@ -383,12 +442,18 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
     fulfilled: 'request.fulfilled',
     failed: 'request.failed',
   };
-  const finish = async (status: AccessRequestStatus, reason: string, stageStatus?: 'approved' | 'rejected' | 'closed') => {
+  /**
+   * Moves the request to `status`. `recorded`: a decision recorded it already; `locally`: recorded by
+   * a local activity (in the workflow task that learnt of it, without a trip through the task queue).
+   */
+  const finish = async (status: AccessRequestStatus, reason: string, stageStatus?: 'approved' | 'rejected' | 'closed', how: { recorded?: boolean; locally?: boolean } = {}) => {
     state.status = status;
     state.reason = reason;
     show(`${status}: ${reason}`);
     wf.upsertSearchAttributes([{ key: accessStatusSearchAttribute, value: status }]);
-    await recordRequestStatus({ requestId, status, stage: state.stage, reason, ...(stageStatus ? { stageStatus } : {}) });
+    const change = { requestId, status, stage: state.stage, reason, ...(stageStatus ? { stageStatus } : {}) };
+    if (how.locally) await recordRequestStatusLocally.executeWithOptions({ summary: `record the request as ${status}: ${reason}` }, [change]);
+    else if (!how.recorded) await recordRequestStatus(change);
     const type = NOTICE_OF[status];
     if (type) notify(type, [request.requesterId], status);
   };
@@ -403,8 +468,11 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
   slack({ type: 'request.opened' });
   const expiresAt = request.requestTtlSeconds !== null ? request.createdAt + request.requestTtlSeconds * 1000 : undefined;
 
+  /** What the decision that closed the stage recorded with it (the last stage's outlives the loop). */
+  let recorded: RecordedOutcome | undefined;
   for (const [index, def] of request.stages.entries()) {
     state.stage = index;
+    recorded = undefined;
     let fromFunction: { ids: string[]; note?: string } = { ids: [] };
     if (def.approverFunction) {
       // The function runs in an activity with its own deadline; one that throws or hangs adds nobody.
@@ -442,7 +510,7 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       .sort((a, b) => a.at - b.at);
     escalated = false;
     for (;;) {
-      const outcome = verdict(stage);
+      const outcome = closings.get(index)?.verdict ?? verdict(stage);
       if (outcome !== 'open') {
         stage.status = outcome;
         break;
@@ -454,6 +522,8 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       if (Number.isFinite(deadline)) woke = await wf.condition(wake, Math.max(1, deadline - Date.now()));
       else await wf.condition(wake);
       if (state.status !== 'pending') return await done();
+      // A decision closed the stage while it waited: that, not a timeout, ends the stage.
+      if (closings.has(index)) continue;
       const reminder = reminders[0];
       if (!woke && reminder && Date.now() >= reminder.at) {
         reminders = reminders.slice(1);
@@ -482,11 +552,17 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
       evaluated = accepted;
     }
     evaluated = accepted;
+    // Closed by a decision that records what follows with it: wait until it has.
+    const closing = closings.get(index);
+    if (closing) {
+      await wf.condition(() => closing.recorded !== undefined);
+      recorded = closing.recorded;
+    }
     if (stage.status === 'rejected') {
-      await finish('rejected', `rejected at ${def.name}`, 'rejected');
+      await finish('rejected', `rejected at ${def.name}`, 'rejected', { recorded: recorded !== undefined });
       return await done();
     }
-    await recordRequestStatus({ requestId, status: 'pending', stage: index + 1, reason: `${def.name} approved`, stageStatus: 'approved' });
+    if (!recorded) await recordRequestStatus({ requestId, status: 'pending', stage: index + 1, reason: `${def.name} approved`, stageStatus: 'approved' });
     slack({ type: 'stage.closed', stage: index });
   }
   state.stage = request.stages.length;
@@ -563,22 +639,27 @@ export async function accessRequest(input: AccessRequestInput): Promise<AccessRe
     }
     return await done();
   }
-  await finish('approved', 'approved; provisioning');
+  // Granted with the decision that approved the request, or now.
+  const granted = recorded?.grantId !== undefined;
+  await finish('approved', APPROVED_PROVISIONING, undefined, { recorded: granted });
   show(`approved: granting ${request.entitlement ?? 'the access'}; userSync provisions it`);
-  await grantRequestedAccess({ requestId });
-  // The user's userSync applies the grant; look until it is there or the connector gave up.
+  if (!granted) await grantRequestedAccess({ requestId });
+  // The user's userSync applies the grant; look until it is there or the connector gave up. With
+  // the grant made by the decision, the looks and the outcome are local activities.
   const giveUpAt = Date.now() + (input.fulfilmentTimeoutMs ?? 15 * 60_000);
   let pause = input.fulfilmentPollMs ?? 250;
+  let firstLook = granted ? recorded?.fulfilment : undefined;
   for (;;) {
     // Counted before looking, so word from userSync that comes while we look is not missed.
     const seen = progress;
-    const outcome = await checkFulfilment({ requestId });
+    const outcome = firstLook ?? (granted ? await checkFulfilmentLocally.executeWithOptions({ summary: 'check whether the access reached the target' }, [{ requestId }]) : await checkFulfilment({ requestId }));
+    firstLook = undefined;
     if (outcome.state === 'done') {
-      await finish('fulfilled', 'the access is in place');
+      await finish('fulfilled', 'the access is in place', undefined, { locally: granted });
       break;
     }
     if (outcome.state === 'failed' || Date.now() >= giveUpAt) {
-      await finish('failed', outcome.reason ?? 'the access did not reach the target in time');
+      await finish('failed', outcome.reason ?? 'the access did not reach the target in time', undefined, { locally: granted });
       break;
     }
     // Looked at again when userSync says a round ran, or after the pause (in case no round does).

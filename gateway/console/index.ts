@@ -273,7 +273,11 @@ ${eligible
     if (form.decision !== 'approve' && form.decision !== 'reject') return page(reply.code(400), me, 'Approvals', errorCard('Choose approve or reject.', back));
     const comment = (form.comment ?? '').trim().slice(0, 4000);
     const outcome = await decideAs(app.db, () => app.temporal.client(), { userId: me.userId, userName: me.userName }, request.params.id, form.decision, comment || undefined);
-    if (outcome.ok) return reply.redirect(`/console/inbox?decided=${request.params.id}`, 303);
+    if (outcome.ok) {
+      // An approval that completes the request wrote its grant: provisioning starts now.
+      app.outbox.kick();
+      return reply.redirect(`/console/inbox?decided=${request.params.id}`, 303);
+    }
     return page(reply.code(outcome.status), me, 'Approvals', errorCard(outcome.status === 403 ? `You may not decide this request: ${outcome.message}.` : `The decision was not recorded: ${outcome.message}.`, back));
   });
 

@@ -5,6 +5,7 @@
  * target answers slowly, so the request's first look finds the access still on its way.
  */
 import t from 'tap';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { userBody } from '../helpers/gateway.js';
 import { eventually } from '../helpers/temporal.js';
 import { startTestStack } from '../helpers/stack.js';
@@ -49,11 +50,20 @@ t.test('the request is fulfilled when userSync has provisioned it, not at its ne
   }, 60_000, 'the request to be fulfilled well before its next look (ten minutes)');
   t.equal(done.status, 'fulfilled', done.reason);
 
-  // The history shows how: a look that found the access on its way, then word from userSync.
+  // The history shows how: a first look (with the approval, which made the grant) that found the
+  // access on its way, then word from userSync, then a look (a local activity) that found it in place.
   const history = await temporal.client.workflow.getHandle(`access-request:${id}`).fetchHistory();
   const events = history.events ?? [];
-  const looks = events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'checkFulfilment').length;
-  const told = events.filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'fulfilmentProgress').length;
-  t.ok(told >= 1, `userSync told the request (${told} signal(s))`);
-  t.ok(looks >= 2, `the first look found it on its way, the next one (after the word) found it in place (${looks} looks)`);
+  const local = events.flatMap((e) => {
+    const data = e.markerRecordedEventAttributes?.markerName === 'core_local_activity' ? e.markerRecordedEventAttributes.details?.data?.payloads?.[0] : undefined;
+    const result = e.markerRecordedEventAttributes?.details?.result?.payloads?.[0];
+    return data ? [{ type: defaultPayloadConverter.fromPayload<{ activity_type: string }>(data).activity_type, result: result ? defaultPayloadConverter.fromPayload<unknown>(result) : undefined }] : [];
+  });
+  const first = local.find((l) => l.type === 'recordDecisionAndOutcome');
+  t.match(first?.result, { fulfilment: { state: 'waiting' } }, 'the first look, with the approval, found the access on its way');
+  const told = events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'fulfilmentProgress');
+  t.ok(told >= 0, 'userSync told the request');
+  const looks = local.filter((l) => l.type === 'checkFulfilment');
+  t.ok(looks.length >= 1, `looked again after the word (${looks.length} looks)`);
+  t.same(looks.at(-1)?.result, { state: 'done' }, 'and found it in place');
 });

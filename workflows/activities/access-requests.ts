@@ -52,6 +52,11 @@ export interface LoadedRequest {
    * loaded before invitation requests existed).
    */
   invitee?: string | null;
+  /**
+   * Whether the worker that loaded the request sends notices (a notifier is configured); absent in
+   * requests loaded before this was told.
+   */
+  notices?: boolean;
 }
 
 /** A stage's approvers, or what to do because there are none. */
@@ -260,60 +265,117 @@ async function openStage(db: Db, requestId: string, stage: number, name: string,
 }
 
 /** Records an accepted decision and its audit event (once, however often it runs). */
-export async function recordDecision(db: Db, d: { requestId: string; stage: number; approverId: string; decision: Decision; comment?: string }): Promise<void> {
+export async function recordDecision(db: Db, d: DecisionRecord): Promise<void> {
   await withTransaction(db, async (tx) => {
-    const { rows } = await tx.query<{ id: number }>(
-      `INSERT INTO access_request_decisions (request_id, stage, approver_id, decision, comment, accepted) VALUES ($1, $2, $3, $4, $5, true)
-       ON CONFLICT (request_id, stage, approver_id) WHERE accepted DO NOTHING RETURNING id`,
-      [d.requestId, d.stage, d.approverId, d.decision, d.comment ?? null],
-    );
-    if (!rows[0]) return;
-    await tx.query(
-      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
-       SELECT u.user_name, 'access-request.decided', 'AccessRequest', $2, COALESCE($3, $4), $5 FROM users u WHERE u.id = $1`,
-      [d.approverId, d.requestId, d.comment ?? null, d.decision, JSON.stringify({ approverId: d.approverId, decision: d.decision, stage: d.stage })],
-    );
+    await recordDecisionIn(tx, d);
   });
+}
+
+export interface DecisionRecord {
+  requestId: string;
+  stage: number;
+  approverId: string;
+  decision: Decision;
+  comment?: string;
+}
+
+async function recordDecisionIn(tx: Tx, d: DecisionRecord): Promise<void> {
+  const { rows } = await tx.query<{ id: number }>(
+    `INSERT INTO access_request_decisions (request_id, stage, approver_id, decision, comment, accepted) VALUES ($1, $2, $3, $4, $5, true)
+     ON CONFLICT (request_id, stage, approver_id) WHERE accepted DO NOTHING RETURNING id`,
+    [d.requestId, d.stage, d.approverId, d.decision, d.comment ?? null],
+  );
+  if (!rows[0]) return;
+  await tx.query(
+    `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
+     SELECT u.user_name, 'access-request.decided', 'AccessRequest', $2, COALESCE($3, $4), $5 FROM users u WHERE u.id = $1`,
+    [d.approverId, d.requestId, d.comment ?? null, d.decision, JSON.stringify({ approverId: d.approverId, decision: d.decision, stage: d.stage })],
+  );
+}
+
+/**
+ * What a decision that closes its stage brings about, recorded with the decision: the statuses the
+ * request moves through (each as {@link recordRequestStatus} records it) and, for an approved
+ * request fulfilled automatically, its grant.
+ */
+export interface DecisionOutcomeRecord {
+  statuses: RequestStatusChange[];
+  grant?: boolean;
+}
+
+/** What the workflow learns from {@link recordDecisionAndOutcome}. */
+export interface RecordedOutcome {
+  /** With `grant`: the grant's id and whether its access is in the target already. */
+  grantId?: string;
+  fulfilment?: FulfilmentOutcome;
+}
+
+/**
+ * Records an accepted decision and, when it closes its stage, what follows, in one transaction:
+ * the stage and request statuses with their audit events and, for an approved request fulfilled
+ * automatically, the grant and the outbox row that has userSync provision it. So the approver's
+ * answer waits for one PostgreSQL transaction, and provisioning can begin as soon as it commits.
+ * Idempotent like the steps it joins.
+ */
+export async function recordDecisionAndOutcome(db: Db, d: DecisionRecord & { outcome?: DecisionOutcomeRecord }): Promise<RecordedOutcome> {
+  return await withTransaction(db, async (tx) => {
+    const { outcome, ...decision } = d;
+    await recordDecisionIn(tx, decision);
+    for (const change of outcome?.statuses ?? []) await recordRequestStatusIn(tx, { requestId: d.requestId, ...change });
+    if (!outcome?.grant) return {};
+    const { grantId } = await grantRequestedAccessIn(tx, d.requestId);
+    return { grantId, fulfilment: await checkFulfilment(tx, d.requestId) };
+  });
+}
+
+/** A move of the request to `status` (and of its open stage to `stageStatus`), as {@link recordRequestStatus} takes it. */
+export interface RequestStatusChange {
+  status: RequestStatus;
+  stage: number;
+  reason: string;
+  stageStatus?: 'approved' | 'rejected' | 'closed';
+  actor?: string;
 }
 
 /**
  * Moves the request to `status` (and its open stage to `stageStatus`) with an audit event; a
  * request already in a final state is left alone, so a late retry never reopens anything.
  */
-export async function recordRequestStatus(
-  db: Db,
-  u: { requestId: string; status: RequestStatus; stage: number; reason: string; stageStatus?: 'approved' | 'rejected' | 'closed'; actor?: string },
-): Promise<void> {
+export async function recordRequestStatus(db: Db, u: { requestId: string } & RequestStatusChange): Promise<void> {
   await withTransaction(db, async (tx) => {
-    if (u.stageStatus) {
-      // A pending request moves on to stage `u.stage`: the stage closing is the one before it.
-      await tx.query(`UPDATE access_request_stages SET status = $3, closed_at = now() WHERE request_id = $1 AND stage = $2 AND status = 'open'`, [
-        u.requestId,
-        u.status === 'pending' ? u.stage - 1 : u.stage,
-        u.stageStatus,
-      ]);
-    }
-    // An invitation request is `invited` once its invitation is sent, and `expired` when it was not redeemed in time.
-    const from = u.status === 'fulfilled' || u.status === 'failed' || u.status === 'invited' ? ['pending', 'approved'] : u.status === 'expired' ? ['pending', 'invited'] : ['pending'];
-    if (u.status === 'pending') {
-      await tx.query('UPDATE access_requests SET stage = $2, updated_at = now() WHERE id = $1 AND status = $3', [u.requestId, u.stage, 'pending']);
-      return;
-    }
-    const { rows } = await tx.query<{ id: string }>(
-      `UPDATE access_requests SET status = $2, stage = $3, status_reason = $4, updated_at = now(),
-              decided_at = CASE WHEN $2 IN ('approved', 'rejected') THEN now() ELSE decided_at END,
-              fulfilled_at = CASE WHEN $2 = 'fulfilled' THEN now() ELSE fulfilled_at END
-        WHERE id = $1 AND status = ANY($5) RETURNING id`,
-      [u.requestId, u.status, u.stage, u.reason, from],
-    );
-    if (!rows[0]) return;
-    // A closed request has no open stage left.
-    await tx.query(`UPDATE access_request_stages SET status = 'closed', closed_at = now() WHERE request_id = $1 AND status = 'open'`, [u.requestId]);
-    await tx.query(
-      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, $2, 'AccessRequest', $3, $4, $5)`,
-      [u.actor ?? `access-request:${u.requestId}`, `access-request.${u.status}`, u.requestId, u.reason, JSON.stringify({ status: u.status, stage: u.stage })],
-    );
+    await recordRequestStatusIn(tx, u);
   });
+}
+
+async function recordRequestStatusIn(tx: Tx, u: { requestId: string } & RequestStatusChange): Promise<void> {
+  if (u.stageStatus) {
+    // A pending request moves on to stage `u.stage`: the stage closing is the one before it.
+    await tx.query(`UPDATE access_request_stages SET status = $3, closed_at = now() WHERE request_id = $1 AND stage = $2 AND status = 'open'`, [
+      u.requestId,
+      u.status === 'pending' ? u.stage - 1 : u.stage,
+      u.stageStatus,
+    ]);
+  }
+  // An invitation request is `invited` once its invitation is sent, and `expired` when it was not redeemed in time.
+  const from = u.status === 'fulfilled' || u.status === 'failed' || u.status === 'invited' ? ['pending', 'approved'] : u.status === 'expired' ? ['pending', 'invited'] : ['pending'];
+  if (u.status === 'pending') {
+    await tx.query('UPDATE access_requests SET stage = $2, updated_at = now() WHERE id = $1 AND status = $3', [u.requestId, u.stage, 'pending']);
+    return;
+  }
+  const { rows } = await tx.query<{ id: string }>(
+    `UPDATE access_requests SET status = $2, stage = $3, status_reason = $4, updated_at = now(),
+            decided_at = CASE WHEN $2 IN ('approved', 'rejected') THEN now() ELSE decided_at END,
+            fulfilled_at = CASE WHEN $2 = 'fulfilled' THEN now() ELSE fulfilled_at END
+      WHERE id = $1 AND status = ANY($5) RETURNING id`,
+    [u.requestId, u.status, u.stage, u.reason, from],
+  );
+  if (!rows[0]) return;
+  // A closed request has no open stage left.
+  await tx.query(`UPDATE access_request_stages SET status = 'closed', closed_at = now() WHERE request_id = $1 AND status = 'open'`, [u.requestId]);
+  await tx.query(
+    `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, $2, 'AccessRequest', $3, $4, $5)`,
+    [u.actor ?? `access-request:${u.requestId}`, `access-request.${u.status}`, u.requestId, u.reason, JSON.stringify({ status: u.status, stage: u.stage })],
+  );
 }
 
 /**
@@ -322,39 +384,41 @@ export async function recordRequestStatus(
  * running it again answers the same grant.
  */
 export async function grantRequestedAccess(db: Db, requestId: string): Promise<{ grantId: string }> {
-  return await withTransaction(db, async (tx) => {
-    const { rows: locked } = await tx.query<{ grant_id: string | null }>('SELECT grant_id FROM access_requests WHERE id = $1 FOR UPDATE', [requestId]);
-    if (locked[0]?.grant_id) return { grantId: locked[0].grant_id };
-    const r = await loadRow(tx, requestId);
-    if (!r.policy.entitlementId) throw new Error(`access request ${requestId}: "${r.policy.name}" has no entitlement to grant`);
-    // An extension starts where the access it prolongs ends, so the access never lapses between them.
-    const { rows } = await tx.query<{ id: string } & Record<string, unknown>>(
-      `WITH start AS (
-         SELECT GREATEST(now(), COALESCE((SELECT g.valid_until FROM access_requests x JOIN access_requests o ON o.id = x.extends_id
-                                            JOIN grants g ON g.id = o.grant_id AND g.status = 'active' WHERE x.id = $6), now())) AS at)
-       INSERT INTO grants (id, user_id, entitlement_id, reason, valid_from, valid_until)
-       SELECT $1, $2, $3, $4, start.at, CASE WHEN $5::integer IS NULL THEN NULL ELSE start.at + $5::integer * interval '1 second' END FROM start
-       ON CONFLICT (user_id, entitlement_id, reason) DO UPDATE
-         SET status = 'active', ended_at = NULL, valid_from = EXCLUDED.valid_from, valid_until = EXCLUDED.valid_until
-       RETURNING id, user_id AS "userId", entitlement_id AS "entitlementId", reason, valid_from AS "validFrom", valid_until AS "validUntil"`,
-      [randomUUID(), r.requester_id, r.policy.entitlementId, `request:${requestId}`, r.duration_s, requestId],
-    );
-    const grant = rows[0]!;
-    await tx.query('UPDATE access_requests SET grant_id = $2, updated_at = now() WHERE id = $1', [requestId, grant.id]);
-    await tx.query(
-      `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'grant.created', 'Grant', $2, $3, $4)`,
-      [`access-request:${requestId}`, grant.id, `request:${requestId}`, JSON.stringify(grant)],
-    );
-    await enqueueUserChanges(tx, [r.requester_id]);
-    return { grantId: grant.id };
-  });
+  return await withTransaction(db, async (tx) => await grantRequestedAccessIn(tx, requestId));
+}
+
+async function grantRequestedAccessIn(tx: Tx, requestId: string): Promise<{ grantId: string }> {
+  const { rows: locked } = await tx.query<{ grant_id: string | null }>('SELECT grant_id FROM access_requests WHERE id = $1 FOR UPDATE', [requestId]);
+  if (locked[0]?.grant_id) return { grantId: locked[0].grant_id };
+  const r = await loadRow(tx, requestId);
+  if (!r.policy.entitlementId) throw new Error(`access request ${requestId}: "${r.policy.name}" has no entitlement to grant`);
+  // An extension starts where the access it prolongs ends, so the access never lapses between them.
+  const { rows } = await tx.query<{ id: string } & Record<string, unknown>>(
+    `WITH start AS (
+       SELECT GREATEST(now(), COALESCE((SELECT g.valid_until FROM access_requests x JOIN access_requests o ON o.id = x.extends_id
+                                          JOIN grants g ON g.id = o.grant_id AND g.status = 'active' WHERE x.id = $6), now())) AS at)
+     INSERT INTO grants (id, user_id, entitlement_id, reason, valid_from, valid_until)
+     SELECT $1, $2, $3, $4, start.at, CASE WHEN $5::integer IS NULL THEN NULL ELSE start.at + $5::integer * interval '1 second' END FROM start
+     ON CONFLICT (user_id, entitlement_id, reason) DO UPDATE
+       SET status = 'active', ended_at = NULL, valid_from = EXCLUDED.valid_from, valid_until = EXCLUDED.valid_until
+     RETURNING id, user_id AS "userId", entitlement_id AS "entitlementId", reason, valid_from AS "validFrom", valid_until AS "validUntil"`,
+    [randomUUID(), r.requester_id, r.policy.entitlementId, `request:${requestId}`, r.duration_s, requestId],
+  );
+  const grant = rows[0]!;
+  await tx.query('UPDATE access_requests SET grant_id = $2, updated_at = now() WHERE id = $1', [requestId, grant.id]);
+  await tx.query(
+    `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after) VALUES ($1, 'grant.created', 'Grant', $2, $3, $4)`,
+    [`access-request:${requestId}`, grant.id, `request:${requestId}`, JSON.stringify(grant)],
+  );
+  await enqueueUserChanges(tx, [r.requester_id]);
+  return { grantId: grant.id };
 }
 
 /**
  * Whether the request's grant is in the target yet: done once the membership is applied; failed
  * when the connector recorded an error for the user since the grant was made.
  */
-export async function checkFulfilment(db: Db, requestId: string): Promise<FulfilmentOutcome> {
+export async function checkFulfilment(db: Pick<Db | Tx, 'query'>, requestId: string): Promise<FulfilmentOutcome> {
   const { rows } = await db.query<{ applied: boolean; last_error: string | null }>(
     `SELECT EXISTS (SELECT 1 FROM account_grants ag WHERE ag.user_id = g.user_id AND ag.entitlement_id = g.entitlement_id) AS applied,
             (SELECT a.last_error FROM accounts a JOIN entitlements e ON e.connector_id = a.connector_id

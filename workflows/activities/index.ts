@@ -120,7 +120,7 @@ function accessRequestActivities(db: Db, notifier: AccessNotifier | undefined, i
     /** Tells the recipients about the request (retried; recorded as failed after the last try). */
     notifyAccess: async (input: Parameters<typeof access.notifyAccess>[2]) => await access.notifyAccess(db, notifier, input, Context.current().info.attempt),
     /** Reads the request and the policy it was made under. */
-    loadAccessRequest: async ({ requestId }: { requestId: string }) => await access.loadAccessRequest(db, requestId),
+    loadAccessRequest: async ({ requestId }: { requestId: string }) => ({ ...(await access.loadAccessRequest(db, requestId)), notices: notifier !== undefined }),
     /** Finds who decides a stage now (never the requester), applying the policy's rule for nobody. */
     resolveStageApprovers: async ({ requestId, stage, fromFunction }: { requestId: string; stage: number; fromFunction?: { ids: string[]; note?: string } }) =>
       await access.resolveStageApprovers(db, requestId, stage, fromFunction),
@@ -130,6 +130,8 @@ function accessRequestActivities(db: Db, notifier: AccessNotifier | undefined, i
     escalateStage: async ({ requestId, stage }: { requestId: string; stage: number }) => await access.escalateStage(db, requestId, stage),
     /** Records an accepted decision and its audit event. */
     recordDecision: async (input: Parameters<typeof access.recordDecision>[1]) => await access.recordDecision(db, input),
+    /** Records an accepted decision and, when it closes its stage, what follows (statuses, the grant), in one transaction. */
+    recordDecisionAndOutcome: async (input: Parameters<typeof access.recordDecisionAndOutcome>[1]) => await access.recordDecisionAndOutcome(db, input),
     /** Records the request's new status and its audit event. */
     recordRequestStatus: async (input: Parameters<typeof access.recordRequestStatus>[1]) => await access.recordRequestStatus(db, input),
     /** Writes the grant `request:<id>` for the requested duration and has userSync provision it. */

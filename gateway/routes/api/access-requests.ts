@@ -425,7 +425,11 @@ const accessRequests: FastifyPluginAsync = async (app) => {
       const { decision, comment } = request.body;
       // The same rules as every other channel (the Slack app): ../../access-decisions.ts.
       const outcome = await decideAs(app.db, () => app.temporal.client(), me, request.params.id, decision, comment);
-      if (outcome.ok) return outcome.state;
+      if (outcome.ok) {
+        // An approval that completes the request wrote its grant: provisioning starts now, not at the outbox's next poll.
+        app.outbox.kick();
+        return outcome.state;
+      }
       if (outcome.status === 403 || outcome.status === 409) {
         const { status, message, state } = outcome;
         return reply.code(status).send({ statusCode: status, error: status === 403 ? 'Forbidden' : 'Conflict', message, ...(state ? { state } : {}) });

@@ -270,6 +270,8 @@ export class SlackInteractions {
     const resource = f?.policy.displayName ?? 'the resource';
     const requester = f?.requester.name ?? 'someone';
     if (outcome.ok) {
+      // An approval that completes the request wrote its grant: provisioning starts now.
+      this.deps.kickOutbox();
       await this.tell(user, channel, this.text(`You ${decision === 'approve' ? 'approved' : 'rejected'} ${esc(requester)}'s request for ${esc(resource)}. It is now ${outcome.state.status}.`));
       return;
     }
