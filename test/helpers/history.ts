@@ -42,6 +42,16 @@ function localActivityType(e: proto.temporal.api.history.v1.IHistoryEvent): stri
   return marker.activity_type ?? marker.activityType;
 }
 
+/** The local activities a history ran (their markers), in order, with each one's result. */
+export function localActivities(events: proto.temporal.api.history.v1.IHistoryEvent[]): Array<{ type: string; result: unknown }> {
+  return events.flatMap((e) => {
+    const type = localActivityType(e);
+    if (type === undefined) return [];
+    const result = e.markerRecordedEventAttributes?.details?.['result']?.payloads?.[0];
+    return [{ type, result: result ? defaultPayloadConverter.fromPayload<unknown>(result) : undefined }];
+  });
+}
+
 /**
  * How many times an activity of this type was scheduled, over every run of a workflow id: as a
  * regular activity, or run as a local activity (recorded as a marker).

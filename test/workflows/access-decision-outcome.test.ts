@@ -6,7 +6,7 @@
  * answer, and without a notifier configured it sends no notice.
  */
 import t from 'tap';
-import { defaultPayloadConverter } from '@temporalio/common';
+import { localActivities } from '../helpers/history.js';
 import { userBody } from '../helpers/gateway.js';
 import { eventually } from '../helpers/temporal.js';
 import { startTestStack } from '../helpers/stack.js';
@@ -51,11 +51,7 @@ async function request(who: string, policyName: string, approver: string): Promi
 async function activityRuns(id: string): Promise<{ scheduled: string[]; local: string[] }> {
   const events = (await temporal.client.workflow.getHandle(`access-request:${id}`).fetchHistory()).events ?? [];
   const scheduled = events.flatMap((e) => (e.activityTaskScheduledEventAttributes?.activityType?.name ? [e.activityTaskScheduledEventAttributes.activityType.name] : []));
-  const local = events.flatMap((e) => {
-    const data = e.markerRecordedEventAttributes?.markerName === 'core_local_activity' ? e.markerRecordedEventAttributes.details?.data?.payloads?.[0] : undefined;
-    return data ? [defaultPayloadConverter.fromPayload<{ activity_type: string }>(data).activity_type] : [];
-  });
-  return { scheduled, local };
+  return { scheduled, local: localActivities(events).map((l) => l.type) };
 }
 
 t.test('the approval is answered with the request approved and its grant written', async (t) => {

@@ -5,7 +5,7 @@
  * target answers slowly, so the request's first look finds the access still on its way.
  */
 import t from 'tap';
-import { defaultPayloadConverter } from '@temporalio/common';
+import { localActivities } from '../helpers/history.js';
 import { userBody } from '../helpers/gateway.js';
 import { eventually } from '../helpers/temporal.js';
 import { startTestStack } from '../helpers/stack.js';
@@ -54,11 +54,7 @@ t.test('the request is fulfilled when userSync has provisioned it, not at its ne
   // access on its way, then word from userSync, then a look (a local activity) that found it in place.
   const history = await temporal.client.workflow.getHandle(`access-request:${id}`).fetchHistory();
   const events = history.events ?? [];
-  const local = events.flatMap((e) => {
-    const data = e.markerRecordedEventAttributes?.markerName === 'core_local_activity' ? e.markerRecordedEventAttributes.details?.data?.payloads?.[0] : undefined;
-    const result = e.markerRecordedEventAttributes?.details?.result?.payloads?.[0];
-    return data ? [{ type: defaultPayloadConverter.fromPayload<{ activity_type: string }>(data).activity_type, result: result ? defaultPayloadConverter.fromPayload<unknown>(result) : undefined }] : [];
-  });
+  const local = localActivities(events);
   const first = local.find((l) => l.type === 'recordDecisionAndOutcome');
   t.match(first?.result, { fulfilment: { state: 'waiting' } }, 'the first look, with the approval, found the access on its way');
   const told = events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'fulfilmentProgress');
