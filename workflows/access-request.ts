@@ -13,6 +13,7 @@
  * waiting on group Security (1 of 2 approvals)").
  */
 import * as wf from '@temporalio/workflow';
+import { RECORDING, summarized } from './summarized.js';
 import type { UpdateDefinition } from '@temporalio/common';
 import type { Activities } from './activities/index.js';
 import type { DecisionOutcomeRecord, RecordedOutcome, RequestStatusChange } from './activities/access-requests.js';
@@ -37,11 +38,6 @@ import {
   type RevokeInput,
 } from './access-request-messages.js';
 
-const RECORDING: wf.ActivityOptions = {
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
-};
-
 /**
  * A decision is recorded by a local activity: it runs in the worker that handles the Update, inside
  * the same workflow task, so the approver's answer waits for one PostgreSQL write instead of a round
@@ -63,16 +59,6 @@ const NOTICE: wf.ActivityOptions = {
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 },
 };
-
-export type Activity<K extends keyof Activities> = (...args: Parameters<Activities[K]>) => ReturnType<Activities[K]>;
-
-/**
- * Activity `name` whose every call carries a summary (Temporal's user metadata, shown beside the
- * activity in the Temporal UI) made from its arguments.
- */
-export function summarized<K extends keyof Activities>(name: K, options: wf.ActivityOptions, summary: (...args: Parameters<Activities[K]>) => string): Activity<K> {
-  return (...args) => (wf.proxyActivities<Activities>({ ...options, summary: summary(...args) })[name] as unknown as Activity<K>)(...args);
-}
 
 const stageNo = (stage: number) => `stage ${stage + 1}`;
 const loadAccessRequest = summarized('loadAccessRequest', RECORDING, () => 'load the request and the policy it was made under');

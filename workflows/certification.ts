@@ -9,7 +9,7 @@
  * `reviewDecided`, and its current details) stays current.
  */
 import * as wf from '@temporalio/workflow';
-import { summarized } from './access-request.js';
+import { RECORDING, summarized } from './summarized.js';
 import {
   certificationStateQuery,
   reviewCampaignSearchAttribute,
@@ -21,10 +21,6 @@ import {
   type CertificationState,
 } from './certification-messages.js';
 
-const RECORDING: wf.ActivityOptions = {
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
-};
 /** Long runs over many items: heartbeats tell a dead worker from a slow one. */
 const BULK: wf.ActivityOptions = {
   startToCloseTimeout: '1 hour',

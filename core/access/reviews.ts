@@ -20,7 +20,7 @@ import { enqueue, enqueueUserChanges } from '../outbox/outbox.js';
 import { filterToSql, parseFilter } from '../scim/filter/index.js';
 import { ScimError } from '../scim/errors.js';
 import { SchemaRegistry } from '../scim/schemas.js';
-import { USER_TARGET } from '../directory/store.js';
+import { activeGroupMembers, USER_TARGET } from '../directory/store.js';
 import { csvField } from '../audit/chain.js';
 import { spreadsheetCsvField } from '../provisioning/holdings.js';
 import { loadApproverFunction, type ApproverFunctionInput } from './approver-functions.js';
@@ -451,19 +451,6 @@ async function activeUserSet(db: Queryable, ids: string[]): Promise<Set<string>>
   return new Set(rows.map((r) => r.id));
 }
 
-async function groupMemberIds(db: Queryable, groupId: string): Promise<string[]> {
-  const { rows } = await db.query<{ id: string }>(
-    `WITH RECURSIVE sub(id) AS (
-       SELECT $1::uuid
-       UNION
-       SELECT m.member_id FROM sub JOIN group_members m ON m.group_id = sub.id AND m.member_type = 'Group'
-     )
-     SELECT DISTINCT u.id FROM sub JOIN group_members m ON m.group_id = sub.id AND m.member_type = 'User'
-       JOIN users u ON u.id = m.member_id AND u.active AND u.deleted_at IS NULL ORDER BY u.id`,
-    [groupId],
-  );
-  return rows.map((r) => r.id);
-}
 
 const MANAGER_PATH = '{urn:ietf:params:scim:schemas:extension:enterprise:2.0:User,manager,value}';
 
@@ -477,8 +464,8 @@ export async function resolveReviewers(db: Db, campaignId: string, batchSize = 1
   const { rows: cs } = await db.query<{ spec: CampaignSpec; name: string }>('SELECT spec, name FROM review_campaigns WHERE id = $1', [campaignId]);
   const spec = cs[0]!.spec;
   const r = spec.reviewers;
-  const fixed = [...r.userIds, ...(r.groupId ? await groupMemberIds(db, r.groupId) : [])];
-  const fallback = spec.fallbackGroupId ? await groupMemberIds(db, spec.fallbackGroupId) : [];
+  const fixed = [...r.userIds, ...(r.groupId ? await activeGroupMembers(db, r.groupId) : [])];
+  const fallback = spec.fallbackGroupId ? await activeGroupMembers(db, spec.fallbackGroupId) : [];
   const ownersByEntitlement = new Map<string, string[]>();
   if (r.owners) {
     const { rows } = await db.query<{ entitlement_id: string; owner_user_ids: string[]; owner_group_id: string | null }>(
@@ -486,7 +473,7 @@ export async function resolveReviewers(db: Db, campaignId: string, batchSize = 1
     );
     for (const p of rows) {
       const list = ownersByEntitlement.get(p.entitlement_id) ?? [];
-      list.push(...p.owner_user_ids, ...(p.owner_group_id ? await groupMemberIds(db, p.owner_group_id) : []));
+      list.push(...p.owner_user_ids, ...(p.owner_group_id ? await activeGroupMembers(db, p.owner_group_id) : []));
       ownersByEntitlement.set(p.entitlement_id, list);
     }
   }
@@ -895,7 +882,7 @@ export async function applyDueDate(db: Db, campaignId: string, now = new Date(),
   if (c.status === 'closed') return out;
   const policy = c.spec.onUnreviewed;
   if (c.status === 'open' && policy.action === 'escalate') {
-    const members = await groupMemberIds(db, policy.escalateToGroupId!);
+    const members = await activeGroupMembers(db, policy.escalateToGroupId!);
     const until = new Date(now.getTime() + policy.escalationSeconds! * 1000);
     await withTransaction(db, async (tx) => {
       const { rows: moved } = await tx.query<{ id: string }>(

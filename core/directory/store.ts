@@ -786,3 +786,19 @@ export class Directory {
     await enqueueUserChanges(tx, [...userIds]);
   }
 }
+
+/** Active users who are members of the group, nested groups included. */
+export async function activeGroupMembers(db: Pick<Db | Tx, 'query'>, groupId: string): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `WITH RECURSIVE sub(id) AS (
+       SELECT $1::uuid
+       UNION
+       SELECT m.member_id FROM sub JOIN group_members m ON m.group_id = sub.id AND m.member_type = 'Group'
+     )
+     SELECT DISTINCT u.id FROM sub JOIN group_members m ON m.group_id = sub.id AND m.member_type = 'User'
+       JOIN users u ON u.id = m.member_id AND u.active AND u.deleted_at IS NULL
+      ORDER BY u.id`,
+    [groupId],
+  );
+  return rows.map((r) => r.id);
+}

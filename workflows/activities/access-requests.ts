@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Db, Tx } from '../../core/db/pool.js';
 import { withTransaction } from '../../core/db/pool.js';
+import { activeGroupMembers } from '../../core/directory/store.js';
 import { enqueueUserChanges } from '../../core/outbox/outbox.js';
 import { INVITATION_DEFAULT_SECONDS, type AccessPolicy, type PolicyStage } from '../../core/access/policies.js';
 import type { Decision, RequestStatus } from '../../core/access/requests.js';
@@ -140,21 +141,6 @@ async function approversLabel(db: Pick<Db | Tx, 'query'>, s: PolicyStage): Promi
   return parts.join(', ') || 'nobody';
 }
 
-/** Active users who are members of the group, nested groups included. */
-async function groupMembers(db: Pick<Db | Tx, 'query'>, groupId: string): Promise<string[]> {
-  const { rows } = await db.query<{ id: string }>(
-    `WITH RECURSIVE sub(id) AS (
-       SELECT $1::uuid
-       UNION
-       SELECT m.member_id FROM sub JOIN group_members m ON m.group_id = sub.id AND m.member_type = 'Group'
-     )
-     SELECT DISTINCT u.id FROM sub JOIN group_members m ON m.group_id = sub.id AND m.member_type = 'User'
-       JOIN users u ON u.id = m.member_id AND u.active AND u.deleted_at IS NULL
-      ORDER BY u.id`,
-    [groupId],
-  );
-  return rows.map((r) => r.id);
-}
 
 /** The enterprise manager `levels` levels above the user, if the chain is that long. */
 async function managerOf(db: Pick<Db | Tx, 'query'>, userId: string, levels: number): Promise<string | undefined> {
@@ -204,14 +190,14 @@ export async function resolveStageApprovers(db: Db, requestId: string, stage: nu
     return { outcome: 'approve', approvers: [], note };
   }
   const found = new Set<string>(await activeUsers(db, [...s.approvers.userIds, ...fromFunction.ids]));
-  if (s.approvers.groupId) for (const id of await groupMembers(db, s.approvers.groupId)) found.add(id);
+  if (s.approvers.groupId) for (const id of await activeGroupMembers(db, s.approvers.groupId)) found.add(id);
   if (s.approvers.managerLevels !== null) {
     const manager = await managerOf(db, r.requester_id, s.approvers.managerLevels);
     if (manager) for (const id of await activeUsers(db, [manager])) found.add(id);
   }
   if (s.approvers.owners) {
     for (const id of await activeUsers(db, r.policy.owners.userIds)) found.add(id);
-    if (r.policy.owners.groupId) for (const id of await groupMembers(db, r.policy.owners.groupId)) found.add(id);
+    if (r.policy.owners.groupId) for (const id of await activeGroupMembers(db, r.policy.owners.groupId)) found.add(id);
   }
   // Nobody approves their own request: the requester is never among a stage's approvers.
   found.delete(r.requester_id);
@@ -222,7 +208,7 @@ export async function resolveStageApprovers(db: Db, requestId: string, stage: nu
     const why = fromFunction.note ? ` (${fromFunction.note})` : '';
     note = `nobody could approve${why}`;
     if (s.whenNobody === 'escalate' && s.fallbackGroupId) {
-      approvers = (await groupMembers(db, s.fallbackGroupId)).filter((id) => id !== r.requester_id);
+      approvers = (await activeGroupMembers(db, s.fallbackGroupId)).filter((id) => id !== r.requester_id);
       note = approvers.length ? `${note}; escalated to the fallback group (${approvers.length} approver(s))` : `${note}, not even the fallback group`;
       if (approvers.length === 0) outcome = 'reject';
     } else if (s.whenNobody === 'skip') {
@@ -448,7 +434,7 @@ export async function openFulfilmentTask(db: Db, requestId: string, kind: 'grant
   if (known[0]) return { taskId: known[0].id, assignees: known[0].assignee_ids };
   const r = await loadRow(db, requestId);
   const groupId = r.policy.fulfilment.groupId;
-  const assignees = groupId ? (await groupMembers(db, groupId)).filter((id) => id !== r.requester_id) : [];
+  const assignees = groupId ? (await activeGroupMembers(db, groupId)).filter((id) => id !== r.requester_id) : [];
   const id = randomUUID();
   return await withTransaction(db, async (tx) => {
     const { rows } = await tx.query<{ id: string; assignee_ids: string[] }>(
@@ -489,7 +475,7 @@ export async function closeFulfilmentTask(db: Db, t: { taskId: string; actorId: 
 export async function escalateStage(db: Db, requestId: string, stage: number): Promise<{ approvers: string[] }> {
   const r = await loadRow(db, requestId);
   const s = r.policy.stages[stage];
-  const extra = s?.fallbackGroupId ? (await groupMembers(db, s.fallbackGroupId)).filter((id) => id !== r.requester_id) : [];
+  const extra = s?.fallbackGroupId ? (await activeGroupMembers(db, s.fallbackGroupId)).filter((id) => id !== r.requester_id) : [];
   return await withTransaction(db, async (tx) => {
     const { rows } = await tx.query<{ approver_ids: string[]; resolution: string }>(
       'SELECT approver_ids, resolution FROM access_request_stages WHERE request_id = $1 AND stage = $2 FOR UPDATE',
