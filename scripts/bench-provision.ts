@@ -210,6 +210,7 @@ async function main(): Promise<void> {
     const reorgPeak = reorgRss.stop();
     const exact =
       held(wiki, 'eng') === USERS - moved.length && held(crm, 'eng') === USERS - moved.length && held(wiki, 'sales') === moved.length && held(crm, 'sales') === moved.length && wiki.accounts.size === USERS && crm.accounts.size === USERS;
+    const accountsHeld = [wiki.accounts.size, crm.accounts.size];
     const duplicates = wiki.deliveries.filter((d) => d.operation === 'createAccount').length - USERS + (crm.deliveries.filter((d) => d.operation === 'createAccount').length - USERS);
 
     log('baseline: the same two connectors called directly');
@@ -284,7 +285,7 @@ async function main(): Promise<void> {
       `   memory:           peak RSS ${fmt(waveRss.peak / 2 ** 20)} MiB (from ${fmt(waveRss.before / 2 ** 20)} MiB; gateway, worker and both targets in one process)`,
       `2. Re-org: ${fmt(moved.length)} users move from Engineering to Sales (${MEMBERS_PER_PATCH} per PATCH on each group): each loses eng and gains sales on both connectors`,
       `   end to end:       ${fmt(moved.length / reorg.seconds, 1)} users/s (${fmt(reorg.seconds, 1)} s until the last change is in the targets); peak RSS ${fmt(reorgPeak.peak / 2 ** 20)} MiB`,
-      `   targets exact:    ${exact ? 'yes' : 'NO'} (eng ${held(wiki, 'eng')}/${held(crm, 'eng')}, sales ${held(wiki, 'sales')}/${held(crm, 'sales')}, accounts ${wiki.accounts.size}/${crm.accounts.size}); accounts created twice: ${duplicates}`,
+      `   targets exact:    ${exact ? 'yes' : 'NO'} (eng ${held(wiki, 'eng')}/${held(crm, 'eng')}, sales ${held(wiki, 'sales')}/${held(crm, 'sales')}, accounts ${accountsHeld.join('/')}); accounts created twice: ${duplicates}`,
       '',
       `3. Reconciliation (dry run) of ${fmt(RECONCILE_ACCOUNTS)} accounts and ${fmt(RECONCILE_ACCOUNTS)} memberships (page size 1,000)`,
       `   time:             ${fmt(recSeconds, 1)} s`,
