@@ -83,6 +83,8 @@ export async function createTestPki(name = 'ovpn'): Promise<TestPki> {
         return { ok: false, output: `${e.stdout ?? ''}${e.stderr ?? ''}` };
       }
     },
-    close: () => rm(dir, { recursive: true, force: true }),
+    // A userSync still finishing in the worker may write one more client config into the
+    // directory while it is removed (ENOTEMPTY); removing again after a moment gets it too.
+    close: () => rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }),
   };
 }
