@@ -46,6 +46,9 @@ import {
 const LOCAL: wf.LocalActivityOptions = {
   startToCloseTimeout: '10 seconds',
   retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
+  // Backoffs longer than this wait in a workflow timer, not inside the worker, so a failing
+  // database never holds a workflow task (and the worker's shutdown) open indefinitely.
+  localRetryThreshold: '2 seconds',
 };
 const {
   recordDecision: recordDecisionLocally,

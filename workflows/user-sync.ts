@@ -25,7 +25,10 @@ const remote = wf.proxyActivities<Activities>(BOOKKEEPING);
  * what a user's sync costs the server in a joiner wave. The Temporal UI shows them with the same
  * summaries. Workflows started before this change keep the regular activities on replay.
  */
-const local = wf.proxyLocalActivities<Activities>(BOOKKEEPING);
+// Retries wait in a workflow timer once they are a few seconds apart, not inside the worker: a
+// workflow task never stays open across long backoffs (the database down, say), so the worker can
+// still shut down or hand the workflow to another worker.
+const local = wf.proxyLocalActivities<Activities>({ ...BOOKKEEPING, localRetryThreshold: '2 seconds' });
 const bookkeeping = () => (wf.patched('local-bookkeeping') ? local : remote);
 
 /**
