@@ -205,21 +205,26 @@ export const AccessPolicyBodySchema = {
 /** A policy body that names something missing or contradicts itself; the message says which. */
 export class PolicyError extends Error {}
 
-async function userIds(db: Queryable, names: string[], where: string): Promise<string[]> {
+/**
+ * The ids of the live users named (by id or userName, any case); `fail` makes the error naming
+ * those that do not exist (a PolicyError by default).
+ */
+export async function userIds(db: Queryable, names: string[], where: string, fail: (message: string) => Error = (m) => new PolicyError(m)): Promise<string[]> {
   if (names.length === 0) return [];
   const { rows } = await db.query<{ id: string; user_name: string }>(
     'SELECT id, user_name FROM users WHERE deleted_at IS NULL AND (id::text = ANY($1) OR lower(user_name) = ANY($2))',
     [names, names.map((n) => n.toLowerCase())],
   );
   const missing = names.filter((n) => !rows.some((r) => r.id === n || r.user_name.toLowerCase() === n.toLowerCase()));
-  if (missing.length) throw new PolicyError(`${where}: no user ${missing.join(', ')}`);
+  if (missing.length) throw fail(`${where}: no user ${missing.join(', ')}`);
   return [...new Set(rows.map((r) => r.id))];
 }
 
-async function groupId(db: Queryable, name: string | undefined, where: string): Promise<string | null> {
+/** The id of the live group named (by id or displayName, any case), or null when none is named. */
+export async function groupId(db: Queryable, name: string | undefined, where: string, fail: (message: string) => Error = (m) => new PolicyError(m)): Promise<string | null> {
   if (name === undefined) return null;
   const { rows } = await db.query<{ id: string }>('SELECT id FROM groups WHERE deleted_at IS NULL AND (id::text = $1 OR lower(display_name) = lower($1))', [name]);
-  if (!rows[0]) throw new PolicyError(`${where}: no group ${name}`);
+  if (!rows[0]) throw fail(`${where}: no group ${name}`);
   return rows[0].id;
 }
 

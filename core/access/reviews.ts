@@ -24,6 +24,7 @@ import { activeGroupMembers, USER_TARGET } from '../directory/store.js';
 import { csvField } from '../audit/chain.js';
 import { spreadsheetCsvField } from '../provisioning/holdings.js';
 import { loadApproverFunction, type ApproverFunctionInput } from './approver-functions.js';
+import { groupId, userIds } from './policies.js';
 
 type Queryable = Pick<Db | Tx, 'query'>;
 
@@ -130,23 +131,9 @@ export class CampaignError extends Error {}
 
 const registry = new SchemaRegistry();
 
-async function userIdsOf(db: Queryable, list: string[], where: string): Promise<string[]> {
-  if (list.length === 0) return [];
-  const { rows } = await db.query<{ id: string; user_name: string }>(
-    'SELECT id, user_name FROM users WHERE deleted_at IS NULL AND (id::text = ANY($1) OR lower(user_name) = ANY($2))',
-    [list, list.map((n) => n.toLowerCase())],
-  );
-  const missing = list.filter((n) => !rows.some((r) => r.id === n || r.user_name.toLowerCase() === n.toLowerCase()));
-  if (missing.length) throw new CampaignError(`${where}: no user ${missing.join(', ')}`);
-  return [...new Set(rows.map((r) => r.id))];
-}
-
-async function groupIdOf(db: Queryable, name: string | undefined, where: string): Promise<string | null> {
-  if (name === undefined) return null;
-  const { rows } = await db.query<{ id: string }>('SELECT id FROM groups WHERE deleted_at IS NULL AND (id::text = $1 OR lower(display_name) = lower($1))', [name]);
-  if (!rows[0]) throw new CampaignError(`${where}: no group ${name}`);
-  return rows[0].id;
-}
+const campaignError = (message: string) => new CampaignError(message);
+const userIdsOf = (db: Queryable, list: string[], where: string) => userIds(db, list, where, campaignError);
+const groupIdOf = (db: Queryable, name: string | undefined, where: string) => groupId(db, name, where, campaignError);
 
 /** Checks a campaign body and resolves its names; throws {@link CampaignError}. */
 export async function resolveCampaign(db: Queryable, body: CampaignBody): Promise<CampaignSpec> {
