@@ -4,12 +4,20 @@
  * level, the message and its fields on the following lines. Collectors never see a terminal, so
  * production keeps JSON without configuration.
  */
-import type { DestinationStream } from 'pino';
+import pino, { type DestinationStream } from 'pino';
 import pinoPretty from 'pino-pretty';
 
-/** A pretty-printing destination when `isTTY`, otherwise undefined (pino's default: JSON on stdout). */
-export function logDestination(isTTY: boolean = process.stdout.isTTY === true, out: NodeJS.WritableStream = process.stdout): DestinationStream | undefined {
-  if (!isTTY) return undefined;
+/**
+ * A pretty-printing destination when `isTTY`; otherwise JSON lines on `fd` (standard output),
+ * written asynchronously: a line is handed to the kernel at once when no write is in flight, and
+ * the lines logged while one is in flight go out together in the next write. Under load that turns
+ * one write system call per line (pino's default, synchronous destination, which the request path
+ * waits for) into one per burst, with nothing held back on a quiet process. The buffer is flushed
+ * synchronously when the process exits, also through `process.exit()` after a fatal error; only a
+ * process killed with SIGKILL can lose the lines of the write in flight.
+ */
+export function logDestination(isTTY: boolean = process.stdout.isTTY === true, out: NodeJS.WritableStream = process.stdout, fd = 1): DestinationStream {
+  if (!isTTY) return pino.destination({ dest: fd, sync: false });
   // Synchronous, so the last lines before a crash or exit are not lost in a buffer.
   return pinoPretty({ colorize: out === process.stdout && process.stdout.hasColors?.() === true, sync: true, destination: out, ignore: 'pid,hostname', translateTime: 'SYS:HH:MM:ss.l' });
 }

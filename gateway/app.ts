@@ -2,7 +2,7 @@
  * The gateway application: shared services, authentication, OpenAPI, and the route areas. Built by
  * `buildApp` so the boot file, `npm start` and tests (through `app.inject`) all run the same app.
  */
-import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { GatewayConfig, TrustProxy } from '../core/config.js';
 import type { Db } from '../core/db/pool.js';
 import type { TemporalAccess } from './temporal.js';
@@ -70,6 +70,21 @@ export function loggerOptions(level: string): FastifyServerOptions['logger'] {
   };
 }
 
+/**
+ * One access-log line per request instead of Fastify's two ("incoming request", then "request
+ * completed"): the completed line carries the request's fields too, so a reader loses nothing and
+ * every request costs half the serialization and writes. Errors are logged as Fastify logs them.
+ */
+class AccessLog extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (this.isLogDisabled(request)) return;
+    if (error) reply.log.error({ req: request, res: reply, err: error, responseTime: reply.elapsedTime }, 'request errored');
+    else reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed');
+  }
+}
+
 /** TRUST_PROXY in the form Fastify's types take (a hop count becomes the function Fastify would make of it). */
 function fastifyTrustProxy(setting: TrustProxy): boolean | string[] | ((address: string, hop: number) => boolean) {
   return typeof setting === 'number' ? (_address, hop) => hop < setting : setting;
@@ -80,6 +95,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     logger: opts.logger ?? loggerOptions(opts.config.logLevel),
     // Each request gets a child logger carrying its id; with logging off that would be pure cost.
     childLoggerFactory: (logger, bindings, childOpts) => (logger.level === 'silent' ? logger : logger.child(bindings, childOpts)),
+    logController: new AccessLog(),
     bodyLimit: opts.config.bodyLimitBytes,
     // X-Forwarded-* is believed only from the proxies TRUST_PROXY names (default: none), so a
     // client cannot choose its logged address or the host of meta.location.

@@ -36,7 +36,7 @@ export async function startGateway(
   const temporal = new TemporalAccess(config.temporalAddress, config.temporalNamespace);
   // JSON lines unless a person reads them on a terminal (see log-output.ts).
   const stream = opts.logStream ?? logDestination();
-  const app = await buildApp({ config, db, temporal, consoleLocalSignIn: opts.consoleLocalSignIn === true, ...(stream ? { logger: { ...(loggerOptions(config.logLevel) as object), stream } } : {}) });
+  const app = await buildApp({ config, db, temporal, consoleLocalSignIn: opts.consoleLocalSignIn === true, logger: { ...(loggerOptions(config.logLevel) as object), stream } });
   if (config.provisioningFile) {
     // Applied before serving, so a bad file stops this gateway instead of running half-configured.
     const report = await applyProvisioningFile(db, config.provisioningFile).catch(async (err: unknown) => {

@@ -64,27 +64,30 @@ async function startCeiling(): Promise<FastifyInstance> {
 
 async function startGateway(): Promise<FastifyInstance> {
   // Loaded here rather than at the top: the ceiling process stays a bare Fastify without the app.
-  const [{ buildApp }, { loadGatewayConfig }, { connectPool }, { TemporalAccess }] = await Promise.all([
+  const [{ buildApp, loggerOptions }, { loadGatewayConfig }, { connectPool }, { TemporalAccess }, { logDestination }] = await Promise.all([
     import('../gateway/app.js'),
     import('../core/config.js'),
     import('../core/db/pool.js'),
     import('../gateway/temporal.js'),
+    import('../core/log-output.js'),
   ]);
   // LOG_LEVEL as the parent set it (the benchmark measures the production level, info, and silent).
   const config = loadGatewayConfig({ ...process.env, HOST: '127.0.0.1', PORT: '0' });
   if (!config.databaseUrl) throw new Error('DATABASE_URL is required');
   // The parent has migrated and seeded the database; this process only serves it.
   const db = await connectPool(config.databaseUrl, config.databasePoolSize);
+  // The gateway's logger exactly as the production boot file builds it (gateway/server.ts).
+  const logger = { ...(loggerOptions(config.logLevel) as object), stream: logDestination() };
   const stack = process.env.BENCH_STACK ?? 'gateway';
   if (stack === 'gateway') {
     const temporal = new TemporalAccess(UNREACHABLE_TEMPORAL, config.temporalNamespace);
-    const app = await buildApp({ config, db, temporal, dispatchOutbox: false });
+    const app = await buildApp({ config, db, temporal, logger, dispatchOutbox: false });
     await app.listen({ host: config.host, port: config.port });
     return app;
   }
   // The whole stack: TEMPORAL_ADDRESS is the parent's dev server and the outbox is delivered to it.
   if (!config.temporalAddress) throw new Error('TEMPORAL_ADDRESS is required with BENCH_STACK=' + stack);
-  const app = await buildApp({ config, db, temporal: new TemporalAccess(config.temporalAddress, config.temporalNamespace) });
+  const app = await buildApp({ config, db, logger, temporal: new TemporalAccess(config.temporalAddress, config.temporalNamespace) });
   if (stack === 'start') {
     // As `npm start` runs it: a worker in the gateway's own process, on its own pool.
     const [{ NativeConnection }, { createWorker, installTemporalRuntimeLogger }] = await Promise.all([import('@temporalio/worker'), import('../workflows/worker.js')]);

@@ -74,7 +74,7 @@ async function main(): Promise<void> {
     }
 
     const full = { ...config, databaseUrl, temporalAddress, temporalUiUrl: temporalUi };
-    const app = await startGateway(full, { ...(sharedDb ? { db: sharedDb, consoleLocalSignIn: true } : {}), ...(destination ? { logStream: destination } : {}) });
+    const app = await startGateway(full, { ...(sharedDb ? { db: sharedDb, consoleLocalSignIn: true } : {}), logStream: destination });
     cleanups.push(() => app.close());
 
     const connection = await NativeConnection.connect({ address: temporalAddress });
