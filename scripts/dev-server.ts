@@ -68,12 +68,22 @@ async function waitForFrontend(address: string, child: ChildProcess | undefined,
   throw new Error(`temporal dev server at ${address} did not answer within ${timeoutMs} ms`, { cause: lastError });
 }
 
+/**
+ * Settings the dev server runs with unless `dynamicConfig` says otherwise. Eager activity
+ * execution: an activity a workflow task schedules goes straight back to the worker that completed
+ * the task, in the answer, instead of through a task queue poll; the Temporal server does less per
+ * activity, which is most of a provisioning round (off by default in the server; set the same key
+ * in a production cluster's dynamic config).
+ */
+export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, unknown> = { 'system.enableActivityEagerExecution': true };
+
 export async function startTemporalDevServer(opts: DevServerOptions = {}): Promise<DevServer> {
   const log = opts.log ?? (() => {});
   const port = opts.port ?? (await freePort());
   const uiPort = opts.headless ? undefined : (opts.uiPort ?? (await freePort()));
   const address = `127.0.0.1:${port}`;
   const cli = findTemporalCli({ log });
+  const dynamicConfigArgs = Object.entries({ ...DEV_SERVER_DYNAMIC_CONFIG, ...opts.dynamicConfig }).flatMap(([key, value]) => ['--dynamic-config-value', `${key}=${JSON.stringify(value)}`]);
 
   if (!cli) {
     // No binary and no Go: let the SDK download the CLI (works on machines with internet access).
@@ -87,6 +97,7 @@ export async function startTemporalDevServer(opts: DevServerOptions = {}): Promi
         ...(uiPort !== undefined ? { uiPort } : {}),
         ...(opts.dbFilename ? { dbFilename: opts.dbFilename } : {}),
         namespace: opts.namespace ?? 'default',
+        extraArgs: dynamicConfigArgs,
       },
     });
     return {
@@ -98,7 +109,7 @@ export async function startTemporalDevServer(opts: DevServerOptions = {}): Promi
 
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--log-level', 'warn'];
   args.push('--namespace', opts.namespace ?? 'default');
-  for (const [key, value] of Object.entries(opts.dynamicConfig ?? {})) args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
+  args.push(...dynamicConfigArgs);
   if (opts.dbFilename) {
     mkdirSync(dirname(opts.dbFilename), { recursive: true });
     args.push('--db-filename', opts.dbFilename);

@@ -58,6 +58,8 @@ export interface UserChangedNotice {
   userId: string;
   userName: string;
   seq: number;
+  /** When the change was committed (epoch ms). */
+  at?: number;
 }
 
 export interface UserSyncTiming {
@@ -80,7 +82,7 @@ export async function notifyUserChanged(
     taskQueue,
     args: [{ userId: notice.userId, idleMs: timing.idleMs, debounceMs: timing.debounceMs }],
     signal: userChangedSignal,
-    signalArgs: [{ seq: notice.seq }],
+    signalArgs: [{ seq: notice.seq, ...(notice.at !== undefined ? { at: notice.at } : {}) }],
     // Bounded: Temporal refuses the whole call when a search attribute value is too large.
     memo: { userName: boundedVisibilityValue(notice.userName) },
     typedSearchAttributes: new TypedSearchAttributes([{ key: userNameSearchAttribute, value: boundedVisibilityValue(notice.userName) }]),

@@ -23,6 +23,8 @@ export interface UserSyncInput {
 export interface UserChange {
   /** The outbox row id of the change; strictly increasing per database. */
   seq: number;
+  /** When the change was committed (epoch ms), so the workflow knows whether it has settled already. */
+  at?: number;
 }
 
 export interface UserSyncStatus {

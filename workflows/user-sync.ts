@@ -10,6 +10,7 @@
  */
 import * as wf from '@temporalio/workflow';
 import type { Activities } from './activities/index.js';
+import type { Step, StepsProgress } from './activities/provisioning.js';
 import { userChangedSignal, userSyncStatusQuery, type UserSyncInput } from './messages.js';
 import { accessRequestWorkflowIdOf, fulfilmentProgressSignal } from './access-request-messages.js';
 
@@ -62,6 +63,10 @@ async function converge(userId: string, seq?: number): Promise<Round> {
   const lines: string[] = [];
   await Promise.all(
     plan.connectors.map(async ({ connectorId, steps }) => {
+      if (steps.length > 1 && wf.patched('connector-steps-in-one-activity')) {
+        lines.push(...(await applyInOneActivity(userId, connectorId, steps)));
+        return;
+      }
       for (const step of steps) {
         const input = { userId, connectorId, ...(step.entitlementId ? { entitlementId: step.entitlementId } : {}) };
         try {
@@ -95,6 +100,28 @@ async function converge(userId: string, seq?: number): Promise<Round> {
   };
 }
 
+/**
+ * A connector's steps for this round (create the account, then grant two entitlements, say) in one
+ * activity: one task and one result for the Temporal server instead of one per step, which is what
+ * a joiner wave costs it. The activity applies them in order and carries on after a retry from the
+ * first step not yet done; its summary lists them all. Returns the round's lines for this connector.
+ */
+async function applyInOneActivity(userId: string, connectorId: string, steps: Step[]): Promise<string[]> {
+  try {
+    const result = await targets.applySteps.executeWithOptions({ summary: steps.map((s) => s.summary).join('; ') }, [{ userId, connectorId, steps }]);
+    return result.done;
+  } catch (err) {
+    const cause = err instanceof wf.ActivityFailure ? err.cause : undefined;
+    const progress = cause instanceof wf.ApplicationFailure ? (cause.details?.[0] as StepsProgress | undefined) : undefined;
+    const failed = steps[progress?.done.length ?? 0] ?? steps[0]!;
+    const message = cause ? cause.message : String(err);
+    await bookkeeping().recordProvisioningFailure.executeWithOptions({ summary: `record why ${connectorId} failed` }, [
+      { userId, connectorId, ...(failed.entitlementId ? { entitlementId: failed.entitlementId } : {}), error: message },
+    ]);
+    return [...(progress?.done ?? []), `FAILED to ${failed.summary}: ${message}`];
+  }
+}
+
 /** Syncs before continuing as new, so the history of a busy user stays short. */
 const MAX_SYNCS_PER_RUN = 200;
 
@@ -109,9 +136,12 @@ export async function userSync(input: UserSyncInput): Promise<UserSyncResult> {
   let pendingSeq = input.pendingSeq ?? 0;
   let syncs = 0;
   let lastSync: string[] | undefined;
+  /** When the latest change announced was committed (epoch ms), if its signal said. */
+  let latestChangeAt: number | undefined;
 
-  wf.setHandler(userChangedSignal, ({ seq }) => {
+  wf.setHandler(userChangedSignal, ({ seq, at }) => {
     if (seq > pendingSeq) pendingSeq = seq;
+    if (at !== undefined && (latestChangeAt === undefined || at > latestChangeAt)) latestChangeAt = at;
   });
   wf.setHandler(userSyncStatusQuery, () => ({ appliedSeq, pendingSeq, syncs }));
 
@@ -138,7 +168,15 @@ export async function userSync(input: UserSyncInput): Promise<UserSyncResult> {
       continue;
     }
 
-    if (input.debounceMs > 0) await wf.sleep(input.debounceMs, { summary: 'debounce: let a burst of changes settle' });
+    if (input.debounceMs > 0) {
+      // The debounce runs from the latest change's commit, not from its arrival here: changes that
+      // waited in a backlog (the outbox, a busy worker) for longer have settled already and cost no
+      // timer. Clocks of the database and the worker that disagree shorten or skip a debounce, never
+      // a change.
+      const settleMs =
+        latestChangeAt !== undefined && wf.patched('debounce-from-change-time') ? Math.min(input.debounceMs, latestChangeAt + input.debounceMs - Date.now()) : input.debounceMs;
+      if (settleMs > 0) await wf.sleep(settleMs, { summary: 'debounce: let a burst of changes settle' });
+    }
     const target = pendingSeq;
     const round = await converge(input.userId, target);
     ({ nextChangeAt, nextChange } = round);

@@ -79,6 +79,7 @@ export async function createWorker(deps: WorkerDeps): Promise<Worker> {
         slack: deps.slack,
         publicUrl: deps.publicUrl,
         invitationNotify: deps.invitationNotify,
+        observeStep: deps.metrics?.observeStep.bind(deps.metrics),
       }),
       deps.metrics,
     ),

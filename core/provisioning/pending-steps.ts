@@ -27,6 +27,13 @@ export interface PendingStep {
 }
 
 const STEPS = new Set(['createAccount', 'updateAccount', 'grantEntitlement', 'revokeEntitlement', 'disableAccount', 'deleteAccount']);
+/** The activity that applies several steps of one connector in order (workflows/user-sync.ts). */
+const STEPS_IN_ONE = 'applySteps';
+
+interface StepsInput {
+  connectorId?: string;
+  steps?: Array<{ action: string; entitlementId?: string; summary: string }>;
+}
 
 function iso(ts: proto.google.protobuf.ITimestamp | null | undefined): string | null {
   if (!ts?.seconds) return null;
@@ -48,7 +55,7 @@ export async function pendingSteps(client: Client, workflowId: string): Promise<
   let pending: proto.temporal.api.workflow.v1.IPendingActivityInfo[];
   try {
     const description = await handle.describe();
-    pending = (description.raw.pendingActivities ?? []).filter((p) => STEPS.has(p.activityType?.name ?? ''));
+    pending = (description.raw.pendingActivities ?? []).filter((p) => STEPS.has(p.activityType?.name ?? '') || p.activityType?.name === STEPS_IN_ONE);
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) return [];
     throw err;
@@ -63,12 +70,22 @@ export async function pendingSteps(client: Client, workflowId: string): Promise<
   }
   return pending.map((p) => {
     const event = scheduled.get(p.activityId ?? '');
-    const input = decode<{ connectorId?: string; entitlementId?: string }>(event?.activityTaskScheduledEventAttributes?.input?.payloads?.[0]);
+    const payload = event?.activityTaskScheduledEventAttributes?.input?.payloads?.[0];
+    let step = { action: p.activityType?.name ?? '', summary: decode<string>(event?.userMetadata?.summary) ?? null, entitlementId: decode<{ entitlementId?: string }>(payload)?.entitlementId ?? null };
+    if (p.activityType?.name === STEPS_IN_ONE) {
+      // Several steps in one activity: the one at hand follows those its last failure (or, while
+      // it runs, its last heartbeat) reports done.
+      const steps = decode<StepsInput>(payload)?.steps ?? [];
+      const progress =
+        decode<{ done?: string[] }>(p.lastFailure?.applicationFailureInfo?.details?.payloads?.[0]) ?? decode<{ done?: string[] }>(p.heartbeatDetails?.payloads?.[0]);
+      const current = steps[Math.min(progress?.done?.length ?? 0, steps.length - 1)];
+      step = { action: current?.action ?? STEPS_IN_ONE, summary: current?.summary ?? step.summary, entitlementId: current?.entitlementId ?? null };
+    }
     return {
-      connectorId: input?.connectorId ?? '(unknown)',
-      step: p.activityType?.name ?? '',
-      summary: decode<string>(event?.userMetadata?.summary) ?? null,
-      entitlementId: input?.entitlementId ?? null,
+      connectorId: decode<{ connectorId?: string }>(payload)?.connectorId ?? '(unknown)',
+      step: step.action,
+      summary: step.summary,
+      entitlementId: step.entitlementId,
       attempt: p.attempt ?? 1,
       maximumAttempts: p.maximumAttempts ?? 0,
       lastError: p.lastFailure?.message ?? null,

@@ -56,6 +56,8 @@ interface ClaimedRow {
   payload: { userName?: string; reconcileEveryMinutes?: number | null; requester?: string; resource?: string; name?: string };
   attempts: number;
   refusals: number;
+  /** When the row was written (epoch ms). */
+  at: number;
 }
 
 export class OutboxDispatcher {
@@ -130,7 +132,7 @@ export class OutboxDispatcher {
            ORDER BY id
            LIMIT $3
            FOR UPDATE SKIP LOCKED)
-        RETURNING o.id, o.topic, o.aggregate_id, o.payload, o.attempts, o.refusals`,
+        RETURNING o.id, o.topic, o.aggregate_id, o.payload, o.attempts, o.refusals, (extract(epoch FROM o.created_at) * 1000)::float8 AS at`,
       [this.id, leaseMs, batchSize],
     );
     if (rows.length === 0) return 0;
@@ -157,15 +159,17 @@ export class OutboxDispatcher {
     }
     await Promise.all(
       [...byUser.values()].map(async (list) => {
-        for (const [i, row] of list.entries()) {
+        const sends = coalesced(list);
+        for (const [i, send] of sends.entries()) {
           try {
-            await this.deliver(client, row);
-            delivered.push(row.id);
+            await this.deliver(client, send.row);
+            delivered.push(...send.covers.map((row) => row.id));
           } catch (err) {
             // The user's later rows wait for this one; they were not tried, so the try is not theirs.
+            const outcome: Failure['outcome'] = temporalUnreachable(err) ? 'unreached' : 'refused';
             failed.push(
-              { row, err, outcome: temporalUnreachable(err) ? 'unreached' : 'refused' },
-              ...list.slice(i + 1).map((later) => ({ row: later, err, outcome: 'untried' as const })),
+              ...send.covers.map((row) => ({ row, err, outcome })),
+              ...sends.slice(i + 1).flatMap((later) => later.covers.map((row) => ({ row, err, outcome: 'untried' as const }))),
             );
             return;
           }
@@ -191,6 +195,7 @@ export class OutboxDispatcher {
             userId: row.aggregate_id,
             userName: row.payload.userName ?? '',
             seq: row.id,
+            at: row.at,
           }),
         );
         return;
@@ -252,6 +257,25 @@ export class OutboxDispatcher {
       );
     }
   }
+}
+
+/**
+ * One aggregate's claimed rows (in order) as the calls that deliver them: a run of `user.changed`
+ * rows is one signal, the run's last, since the user's workflow reloads the user and applies
+ * everything up to the highest sequence it is told (a create followed by an identity provider's
+ * PATCH, or a backlog, costs Temporal one signal instead of several). `covers` are the rows that
+ * count as delivered when `row` is.
+ */
+function coalesced(rows: ClaimedRow[]): Array<{ row: ClaimedRow; covers: ClaimedRow[] }> {
+  const sends: Array<{ row: ClaimedRow; covers: ClaimedRow[] }> = [];
+  for (const row of rows) {
+    const last = sends.at(-1);
+    if (last && last.row.topic === 'user.changed' && row.topic === 'user.changed') {
+      last.row = row;
+      last.covers.push(row);
+    } else sends.push({ row, covers: [row] });
+  }
+  return sends;
 }
 
 /** Tries before a row is dead-lettered when the dispatcher is given no `maxAttempts`. */

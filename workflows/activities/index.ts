@@ -6,7 +6,7 @@
 import { Context } from '@temporalio/activity';
 import type { Db } from '../../core/db/pool.js';
 import type { ConnectorRuntime } from './connector-runtime.js';
-import { applyStep, planUserSync, recordFailure, validateConnector, type StepInput, type StepResult, type UserPlan } from './provisioning.js';
+import { applyStep, applySteps, planUserSync, recordFailure, validateConnector, type Step, type StepAction, type StepInput, type StepResult, type StepsProgress, type UserPlan } from './provisioning.js';
 import * as access from './access-requests.js';
 import type { AccessNotifier } from '../../core/access/notifier.js';
 import { sourceActivities } from './sources.js';
@@ -27,6 +27,8 @@ export interface ActivityDeps {
   publicUrl?: string | undefined;
   /** Sends the links of invitations that approved access requests make (core/invitations); absent: such requests fail, saying so. */
   invitationNotify?: InvitationNotify | undefined;
+  /** Told of every try of a provisioning step (the worker's metrics); absent: nobody. */
+  observeStep?: ((connectorId: string, action: StepAction, outcome: 'ok' | 'error', seconds: number) => void) | undefined;
 }
 
 export interface SyncUserInput {
@@ -39,11 +41,22 @@ export interface SyncUserResult {
   outcome: 'synced' | 'deprovisioned' | 'missing';
 }
 
-export function createActivities({ db, connectors, accessNotifier, slack, publicUrl, invitationNotify }: ActivityDeps) {
+export function createActivities({ db, connectors, accessNotifier, slack, publicUrl, invitationNotify, observeStep }: ActivityDeps) {
   const slackNotices = slack ? new SlackNotices({ db, config: slack, publicUrl }) : undefined;
   const workflowId = () => Context.current().info.workflowExecution?.workflowId;
-  const step = (action: Parameters<typeof applyStep>[2]) => async (input: StepInput): Promise<StepResult> =>
-    await applyStep(db, connectors, action, { ...input, workflowId: workflowId() });
+  const apply = async (action: StepAction, input: StepInput): Promise<StepResult> => {
+    if (!observeStep) return await applyStep(db, connectors, action, input);
+    const started = process.hrtime.bigint();
+    let outcome: 'ok' | 'error' = 'error';
+    try {
+      const result = await applyStep(db, connectors, action, input);
+      outcome = 'ok';
+      return result;
+    } finally {
+      observeStep(input.connectorId, action, outcome, Number(process.hrtime.bigint() - started) / 1e9);
+    }
+  };
+  const step = (action: StepAction) => async (input: StepInput): Promise<StepResult> => await apply(action, { ...input, workflowId: workflowId() });
   return {
     /** Materializes the user's rule grants and plans, per connector, the steps to converge. */
     async planUserSync({ userId, seq }: { userId: string; seq?: number }): Promise<UserPlan> {
@@ -56,6 +69,12 @@ export function createActivities({ db, connectors, accessNotifier, slack, public
     revokeEntitlement: step('revokeEntitlement'),
     disableAccount: step('disableAccount'),
     deleteAccount: step('deleteAccount'),
+    /** A connector's steps for one user in one go (in order; a retry resumes after the steps it reported done). */
+    async applySteps(input: { userId: string; connectorId: string; steps: Step[] }): Promise<StepsProgress> {
+      const context = Context.current();
+      const resumed = context.info.heartbeatDetails as StepsProgress | undefined;
+      return await applySteps(apply, { ...input, workflowId: workflowId() }, resumed, (progress) => context.heartbeat({ done: [...progress.done] }));
+    },
     /** One cheap authenticated call to the connector's target. */
     async validateConnector({ connectorId }: { connectorId: string }): Promise<void> {
       await validateConnector(connectors, connectorId);

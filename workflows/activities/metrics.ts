@@ -4,8 +4,9 @@
  * and task latencies, …) are a separate endpoint, TEMPORAL_METRICS_ADDRESS, exported by the SDK's
  * runtime. Both are unauthenticated: bind them to an interface only the scraper reaches.
  *
- * Activities are instrumented by wrapping them ({@link instrumentActivities}), so the activity code
- * itself stays free of metrics:
+ * Activities are instrumented by wrapping them ({@link instrumentActivities}), and provisioning steps
+ * through the observer the activities are given ({@link WorkerMetrics.observeStep}; one activity may
+ * apply several steps), so the activity code itself stays free of metrics:
  * - `scimgw_provisioning_steps_total{connector,action,outcome}`: each try of a provisioning step
  *   (createAccount, grantEntitlement, …); `outcome` is `ok` or `error` (Temporal retries errors).
  * - `scimgw_connector_call_duration_seconds{connector,operation,outcome}` and
@@ -16,10 +17,8 @@
 import { createServer, type Server } from 'node:http';
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 
-/** Activities that are one provisioning step against a connector. */
-const STEP_ACTIVITIES = new Set(['createAccount', 'updateAccount', 'grantEntitlement', 'revokeEntitlement', 'disableAccount', 'deleteAccount']);
-/** Activities whose work is calls to a connector's target. */
-const CONNECTOR_ACTIVITIES = new Set([...STEP_ACTIVITIES, 'validateConnector', 'listTargetAccounts', 'listTargetGrants']);
+/** Activities whose work is calls to a connector's target, other than provisioning steps. */
+const CONNECTOR_ACTIVITIES = new Set(['validateConnector', 'listTargetAccounts', 'listTargetGrants']);
 
 /** Buckets (seconds) for connector calls: fast APIs to slow, throttled ones. */
 const CALL_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -56,6 +55,13 @@ export class WorkerMetrics {
   constructor(opts: { processMetrics?: boolean } = {}) {
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
+
+  /** Records one try of a provisioning step: a step, and a call to the connector's target. */
+  observeStep(connector: string, action: string, outcome: 'ok' | 'error', seconds: number): void {
+    this.steps.inc({ connector, action, outcome });
+    this.callDuration.observe({ connector, operation: action, outcome }, seconds);
+    if (outcome === 'error') this.callErrors.inc({ connector, operation: action });
+  }
 }
 
 type AnyActivity = (input: never) => Promise<unknown>;
@@ -84,7 +90,6 @@ export function instrumentActivities<A extends Record<string, AnyActivity>>(acti
           metrics.callDuration.observe({ connector, operation: name, outcome }, seconds);
           if (outcome === 'error') metrics.callErrors.inc({ connector, operation: name });
         }
-        if (connector !== undefined && STEP_ACTIVITIES.has(name)) metrics.steps.inc({ connector, action: name, outcome });
       }
     };
   }

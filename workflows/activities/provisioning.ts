@@ -446,6 +446,52 @@ export async function applyStep(db: Db, runtime: ConnectorRuntime, action: StepA
   }
 }
 
+/** How far {@link applySteps} got: the lines of the steps done, in order. */
+export interface StepsProgress {
+  done: string[];
+}
+
+/**
+ * Applies a connector's steps for one user in order, each through `apply` ({@link applyStep}:
+ * idempotent, its state and audit event recorded as it completes). `resumed` is the progress an earlier attempt
+ * reported, whose steps are not applied again (a best effort: every step is idempotent anyway);
+ * `report` is told the progress after each step. A failure carries the progress in its details
+ * (retried or not), so the workflow and the API show which step failed and what was done before it.
+ */
+export async function applySteps(
+  apply: (action: StepAction, input: StepInput) => Promise<StepResult>,
+  input: { userId: string; connectorId: string; steps: Step[]; workflowId?: string | undefined },
+  resumed: StepsProgress | undefined,
+  report: (progress: StepsProgress) => void,
+): Promise<StepsProgress> {
+  const progress: StepsProgress = { done: [...(resumed?.done ?? [])] };
+  for (const step of input.steps.slice(progress.done.length)) {
+    const stepInput: StepInput = {
+      userId: input.userId,
+      connectorId: input.connectorId,
+      ...(step.entitlementId ? { entitlementId: step.entitlementId } : {}),
+      ...(input.workflowId ? { workflowId: input.workflowId } : {}),
+    };
+    try {
+      progress.done.push((await apply(step.action, stepInput)).done);
+    } catch (err) {
+      // The failure carries the progress: the workflow (a permanent failure) and an operator looking
+      // at the pending activity (a retried one) see which step failed, not only which activity.
+      const failure = err instanceof ApplicationFailure ? err : undefined;
+      throw ApplicationFailure.create({
+        message: err instanceof Error ? err.message : String(err),
+        type: failure?.type ?? (err instanceof Error ? err.name : 'Error'),
+        nonRetryable: failure?.nonRetryable ?? false,
+        ...(failure?.nextRetryDelay !== undefined && failure.nextRetryDelay !== null ? { nextRetryDelay: failure.nextRetryDelay as number | string } : {}),
+        details: [progress],
+        ...(err instanceof Error ? { cause: failure?.cause ?? err } : {}),
+      });
+    }
+    report(progress);
+  }
+  return progress;
+}
+
 async function recordAccount(db: Db | Tx, input: StepInput, remoteId: string | undefined, state: 'active' | 'disabled' | 'deleted' | undefined): Promise<void> {
   await db.query(
     `INSERT INTO accounts (user_id, connector_id, remote_id, state, last_sync_at, workflow_id)
