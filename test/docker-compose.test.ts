@@ -347,6 +347,19 @@ t.test('named volumes are declared', async (t) => {
   );
 });
 
+t.test("the Temporal server's dynamic config is mounted from the repository and turns eager activities on", async (t) => {
+  const temporal = svc('temporal');
+  const env = temporal.environment as Record<string, Scalar>;
+  const mount = (temporal.volumes ?? []).map((v) => (typeof v === 'string' ? v : `${v.source}:${v.target}`)).find((v) => v.includes('dynamicconfig'));
+  t.ok(mount, 'a dynamic config file is mounted');
+  const [source, targetPath] = mount!.split(':');
+  t.equal(targetPath, `/etc/temporal/${String(env.DYNAMIC_CONFIG_FILE_PATH)}`, 'DYNAMIC_CONFIG_FILE_PATH names the mounted file (relative to /etc/temporal)');
+  const file = new URL(source!, root);
+  t.ok(existsSync(file), `${source} exists`);
+  const config = parse(readFileSync(file, 'utf8')) as Record<string, Array<{ value: unknown }>>;
+  t.same(config['system.enableActivityEagerExecution'], [{ value: true }], 'eager activity execution on');
+});
+
 t.test('gateway and worker set only variables that core/config.ts reads', async (t) => {
   const source = readFileSync(new URL('core/config.ts', root), 'utf8');
   const known = new Set([...source.matchAll(/\(env, '([A-Z][A-Z0-9_]*)'/g)].map((m) => m[1]!));
