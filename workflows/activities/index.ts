@@ -44,18 +44,20 @@ export interface SyncUserResult {
 export function createActivities({ db, connectors, accessNotifier, slack, publicUrl, invitationNotify, observeStep }: ActivityDeps) {
   const slackNotices = slack ? new SlackNotices({ db, config: slack, publicUrl }) : undefined;
   const workflowId = () => Context.current().info.workflowExecution?.workflowId;
-  const apply = async (action: StepAction, input: StepInput): Promise<StepResult> => {
-    if (!observeStep) return await applyStep(db, connectors, action, input);
+  /** Runs a step, telling `observeStep` (the worker's metrics) how it went. */
+  const observed = (connectorId: string) => async (action: StepAction, run: () => Promise<StepResult>): Promise<StepResult> => {
+    if (!observeStep) return await run();
     const started = process.hrtime.bigint();
     let outcome: 'ok' | 'error' = 'error';
     try {
-      const result = await applyStep(db, connectors, action, input);
+      const result = await run();
       outcome = 'ok';
       return result;
     } finally {
-      observeStep(input.connectorId, action, outcome, Number(process.hrtime.bigint() - started) / 1e9);
+      observeStep(connectorId, action, outcome, Number(process.hrtime.bigint() - started) / 1e9);
     }
   };
+  const apply = async (action: StepAction, input: StepInput): Promise<StepResult> => await observed(input.connectorId)(action, () => applyStep(db, connectors, action, input));
   const step = (action: StepAction) => async (input: StepInput): Promise<StepResult> => await apply(action, { ...input, workflowId: workflowId() });
   return {
     /** Materializes the user's rule grants and plans, per connector, the steps to converge. */
@@ -73,7 +75,7 @@ export function createActivities({ db, connectors, accessNotifier, slack, public
     async applySteps(input: { userId: string; connectorId: string; steps: Step[] }): Promise<StepsProgress> {
       const context = Context.current();
       const resumed = context.info.heartbeatDetails as StepsProgress | undefined;
-      return await applySteps(apply, { ...input, workflowId: workflowId() }, resumed, (progress) => context.heartbeat({ done: [...progress.done] }));
+      return await applySteps(db, connectors, { ...input, workflowId: workflowId() }, resumed, (progress) => context.heartbeat({ done: [...progress.done] }), observed(input.connectorId));
     },
     /** One cheap authenticated call to the connector's target. */
     async validateConnector({ connectorId }: { connectorId: string }): Promise<void> {

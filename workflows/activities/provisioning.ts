@@ -10,7 +10,7 @@
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import { randomUUID } from 'node:crypto';
-import type { Db, Tx } from '../../core/db/pool.js';
+import type { Db } from '../../core/db/pool.js';
 import { withTransaction } from '../../core/db/pool.js';
 import { matchesFilter, parseFilter } from '../../core/scim/filter/index.js';
 import { SchemaRegistry } from '../../core/scim/schemas.js';
@@ -329,121 +329,176 @@ const DONE: Record<StepAction, string> = {
 };
 
 /**
+ * What the steps of one user on one connector work with, read once for all of them: the connector,
+ * the user, the account's remote id (kept current as steps change it) and the entitlements named.
+ */
+interface StepContext {
+  connector: Awaited<ReturnType<ConnectorRuntime['get']>>;
+  user: UserRow;
+  remoteId: string | undefined;
+  entitlements: Map<string, { id: string; target: Record<string, unknown>; name: string }>;
+}
+
+async function stepContext(db: Db, runtime: ConnectorRuntime, userId: string, connectorId: string, entitlementIds: string[]): Promise<StepContext> {
+  const connector = await runtime.get(connectorId);
+  const { rows } = await db.query<UserRow & { remote_id: string | null }>(
+    `SELECT u.id, u.user_name, u.external_id, u.active, u.deleted_at IS NOT NULL AS deleted, u.resource, a.remote_id
+       FROM users u LEFT JOIN accounts a ON a.user_id = u.id AND a.connector_id = $2
+      WHERE u.id = $1`,
+    [userId, connectorId],
+  );
+  const user = rows[0];
+  if (!user) throw new PermanentError(`user ${userId} does not exist`, 'notFound');
+  const ids = [...new Set(entitlementIds)];
+  const { rows: found } =
+    ids.length > 0
+      ? await db.query<{ id: string; target: Record<string, unknown>; name: string }>(
+          `SELECT id, target, connector_id || '/' || name AS name FROM entitlements WHERE id = ANY($1::uuid[])`,
+          [ids],
+        )
+      : { rows: [] };
+  return { connector, user, remoteId: user.remote_id ?? undefined, entitlements: new Map(found.map((e) => [e.id, e])) };
+}
+
+/**
  * Applies one step idempotently and records the actual state it produced. A failed attempt is
  * recorded on the account (`last_error`) before Temporal retries it, so the API shows why a step
  * is stuck while it is still being retried.
  */
 export async function applyStep(db: Db, runtime: ConnectorRuntime, action: StepAction, input: StepInput): Promise<StepResult> {
-  const what = `${input.connectorId}: ${action}`;
-  let entitlementName: string | undefined;
   try {
-    const { instance, definition } = await runtime.get(input.connectorId);
-    const user = await loadUser(db, input.userId);
-    if (!user) throw new PermanentError(`user ${input.userId} does not exist`, 'notFound');
-    const { rows } = await db.query<{ remote_id: string | null }>('SELECT remote_id FROM accounts WHERE user_id = $1 AND connector_id = $2', [
+    const context = await stepContext(db, runtime, input.userId, input.connectorId, input.entitlementId ? [input.entitlementId] : []);
+    return await runStep(db, context, action, input);
+  } catch (err) {
+    throw await failed(db, action, input, err);
+  }
+}
+
+/** The failure Temporal sees for a step that threw `err`, recorded on the account first (best effort: the database may be what failed). */
+async function failed(db: Db, action: StepAction, input: StepInput, err: unknown): Promise<unknown> {
+  const failure = toFailure(`${input.connectorId}: ${action}`, err);
+  const message = failure instanceof Error ? failure.message : String(failure);
+  await recordFailure(db, { ...input, error: message }).catch(() => undefined);
+  return failure;
+}
+
+/** One step against the target, then its recorded state and audit event in one statement. */
+async function runStep(db: Db, context: StepContext, action: StepAction, input: StepInput): Promise<StepResult> {
+  const { instance, definition } = context.connector;
+  const { user } = context;
+  let remoteId = context.remoteId;
+  let entitlementName: string | undefined;
+  const entitlement = () => {
+    const e = input.entitlementId ? context.entitlements.get(input.entitlementId) : undefined;
+    if (!e) throw new PermanentError(`entitlement ${input.entitlementId} does not exist`, 'notFound');
+    entitlementName = e.name;
+    return e;
+  };
+  const needRemote = () => {
+    if (!remoteId) throw new PermanentError(`no account in ${input.connectorId} for ${user.user_name} yet`, 'notFound');
+    return remoteId;
+  };
+  const require = (c: Capability) => {
+    if (!definition.capabilities.includes(c)) throw new PermanentError(`connector type ${definition.type} cannot ${c}`, 'unsupported');
+  };
+  let status: string;
+  // What the step changes in the recorded state, written after the switch with its audit event.
+  let state: 'active' | 'disabled' | 'deleted' | undefined;
+  let applied: 'grant' | 'revoke' | undefined;
+  switch (action) {
+    case 'createAccount': {
+      require('createAccount');
+      const res = await instance.createAccount!(accountInput(user));
+      remoteId = res.remoteId ?? remoteId;
+      state = 'active';
+      status = res.status;
+      break;
+    }
+    case 'updateAccount': {
+      require('updateAccount');
+      const current = needRemote();
+      const res = await instance.updateAccount!(current, accountInput(user));
+      status = res.status;
+      remoteId = res.remoteId ?? current;
+      if (remoteId !== current && definition.capabilities.includes('grant')) {
+        // The account moved to a new remote id: the entitlements recorded as applied were applied
+        // to the old one, so they are granted again to the new one (grants are idempotent) before
+        // the move is recorded. A failure here leaves the old remote id recorded; the retry calls
+        // updateAccount with it again, and the connector answers the same new one.
+        const { rows: held } = await db.query<{ id: string; target: Record<string, unknown> }>(
+          `SELECT e.id, e.target FROM account_grants ag JOIN entitlements e ON e.id = ag.entitlement_id
+            WHERE ag.user_id = $1 AND e.connector_id = $2 ORDER BY e.id`,
+          [input.userId, input.connectorId],
+        );
+        for (const e of held) await instance.grant!(remoteId, { id: e.id, target: e.target });
+      }
+      state = 'active';
+      break;
+    }
+    case 'grantEntitlement': {
+      require('grant');
+      const e = entitlement();
+      status = (await instance.grant!(needRemote(), { id: e.id, target: e.target })).status;
+      applied = 'grant';
+      break;
+    }
+    case 'revokeEntitlement': {
+      require('revoke');
+      const e = entitlement();
+      status = remoteId ? (await instance.revoke!(remoteId, { id: e.id, target: e.target })).status : 'alreadyApplied';
+      applied = 'revoke';
+      break;
+    }
+    case 'disableAccount': {
+      require('disableAccount');
+      status = (await instance.disableAccount!(needRemote())).status;
+      state = 'disabled';
+      break;
+    }
+    case 'deleteAccount': {
+      require('deleteAccount');
+      status = (await instance.deleteAccount!(needRemote())).status;
+      state = 'deleted';
+      break;
+    }
+  }
+  // The recorded state and its audit event in one statement: no change without its event. The
+  // membership change and the event read the account's row, so it is written (and locked) first,
+  // in the order reconciliation locks them (accounts, then account_grants).
+  await db.query(
+    `WITH acc AS (
+       INSERT INTO accounts (user_id, connector_id, remote_id, state, last_sync_at, workflow_id)
+       VALUES ($1, $2, $3, COALESCE($4, 'active'), now(), $5)
+       ON CONFLICT (user_id, connector_id) DO UPDATE
+         SET remote_id = COALESCE(EXCLUDED.remote_id, accounts.remote_id), state = COALESCE($4, accounts.state),
+             last_sync_at = now(), last_error = NULL, last_error_at = NULL, workflow_id = EXCLUDED.workflow_id
+       RETURNING user_id),
+     granted AS (
+       INSERT INTO account_grants (user_id, entitlement_id) SELECT acc.user_id, $6::uuid FROM acc WHERE $7::text = 'grant'
+       ON CONFLICT DO NOTHING),
+     revoked AS (
+       DELETE FROM account_grants ag USING acc WHERE $7::text = 'revoke' AND ag.user_id = acc.user_id AND ag.entitlement_id = $6::uuid)
+     INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
+     SELECT $8, $9, 'Account', $10, 'provisioning', $11 FROM acc`,
+    [
       input.userId,
       input.connectorId,
-    ]);
-    let remoteId = rows[0]?.remote_id ?? undefined;
-    const entitlement = async () => {
-      const { rows: e } = await db.query<{ id: string; target: Record<string, unknown>; name: string }>(
-        `SELECT id, target, connector_id || '/' || name AS name FROM entitlements WHERE id = $1`,
-        [input.entitlementId],
-      );
-      if (!e[0]) throw new PermanentError(`entitlement ${input.entitlementId} does not exist`, 'notFound');
-      entitlementName = e[0].name;
-      return e[0];
-    };
-    const needRemote = () => {
-      if (!remoteId) throw new PermanentError(`no account in ${input.connectorId} for ${user.user_name} yet`, 'notFound');
-      return remoteId;
-    };
-    const require = (c: Capability) => {
-      if (!definition.capabilities.includes(c)) throw new PermanentError(`connector type ${definition.type} cannot ${c}`, 'unsupported');
-    };
-    let status: string;
-    // What the step changes in the recorded state, written after the switch with its audit event.
-    let state: 'active' | 'disabled' | 'deleted' | undefined;
-    let applied: { sql: string; entitlementId: string } | undefined;
-    switch (action) {
-      case 'createAccount': {
-        require('createAccount');
-        const res = await instance.createAccount!(accountInput(user));
-        remoteId = res.remoteId ?? remoteId;
-        state = 'active';
-        status = res.status;
-        break;
-      }
-      case 'updateAccount': {
-        require('updateAccount');
-        const current = needRemote();
-        const res = await instance.updateAccount!(current, accountInput(user));
-        status = res.status;
-        remoteId = res.remoteId ?? current;
-        if (remoteId !== current && definition.capabilities.includes('grant')) {
-          // The account moved to a new remote id: the entitlements recorded as applied were applied
-          // to the old one, so they are granted again to the new one (grants are idempotent) before
-          // the move is recorded. A failure here leaves the old remote id recorded; the retry calls
-          // updateAccount with it again, and the connector answers the same new one.
-          const { rows: held } = await db.query<{ id: string; target: Record<string, unknown> }>(
-            `SELECT e.id, e.target FROM account_grants ag JOIN entitlements e ON e.id = ag.entitlement_id
-              WHERE ag.user_id = $1 AND e.connector_id = $2 ORDER BY e.id`,
-            [input.userId, input.connectorId],
-          );
-          for (const e of held) await instance.grant!(remoteId, { id: e.id, target: e.target });
-        }
-        state = 'active';
-        break;
-      }
-      case 'grantEntitlement': {
-        require('grant');
-        const e = await entitlement();
-        status = (await instance.grant!(needRemote(), { id: e.id, target: e.target })).status;
-        applied = { sql: 'INSERT INTO account_grants (user_id, entitlement_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', entitlementId: e.id };
-        break;
-      }
-      case 'revokeEntitlement': {
-        require('revoke');
-        const e = await entitlement();
-        status = remoteId ? (await instance.revoke!(remoteId, { id: e.id, target: e.target })).status : 'alreadyApplied';
-        applied = { sql: 'DELETE FROM account_grants WHERE user_id = $1 AND entitlement_id = $2', entitlementId: e.id };
-        break;
-      }
-      case 'disableAccount': {
-        require('disableAccount');
-        status = (await instance.disableAccount!(needRemote())).status;
-        state = 'disabled';
-        break;
-      }
-      case 'deleteAccount': {
-        require('deleteAccount');
-        status = (await instance.deleteAccount!(needRemote())).status;
-        state = 'deleted';
-        break;
-      }
-    }
-    // The recorded state and its audit event commit together: no change without its event.
-    await withTransaction(db, async (tx) => {
-      // Rows in the order reconciliation locks them (accounts, account_grants, then the audit chain).
-      await recordAccount(tx, input, remoteId, state);
-      if (applied) await tx.query(applied.sql, [input.userId, applied.entitlementId]);
-      await tx.query(
-        `INSERT INTO audit_events (actor, action, resource_type, resource_id, reason, after)
-         VALUES ($1, $2, 'Account', $3, 'provisioning', $4)`,
-        [input.workflowId ?? 'userSync', `account.${action}`, `${input.connectorId}:${input.userId}`, JSON.stringify({ status, entitlementId: input.entitlementId ?? null, remoteId: remoteId ?? null })],
-      );
-    });
-    const object = entitlementName
-      ? `${entitlementName} ${action === 'grantEntitlement' ? 'to' : 'from'} ${user.user_name}`
-      : `${user.user_name} in ${input.connectorId}${remoteId ? ` (remote id ${remoteId})` : ''}`;
-    return { status, done: `${DONE[action]} ${object}${status === 'applied' ? '' : ` (${status})`}` };
-  } catch (err) {
-    const failure = toFailure(what, err);
-    const message = failure instanceof Error ? failure.message : String(failure);
-    // Best effort: the database may be what failed.
-    await recordFailure(db, { ...input, error: message }).catch(() => undefined);
-    throw failure;
-  }
+      remoteId ?? null,
+      state ?? null,
+      input.workflowId ?? null,
+      applied ? (input.entitlementId ?? null) : null,
+      applied ?? null,
+      input.workflowId ?? 'userSync',
+      `account.${action}`,
+      `${input.connectorId}:${input.userId}`,
+      JSON.stringify({ status, entitlementId: input.entitlementId ?? null, remoteId: remoteId ?? null }),
+    ],
+  );
+  context.remoteId = remoteId;
+  const object = entitlementName
+    ? `${entitlementName} ${action === 'grantEntitlement' ? 'to' : 'from'} ${user.user_name}`
+    : `${user.user_name} in ${input.connectorId}${remoteId ? ` (remote id ${remoteId})` : ''}`;
+  return { status, done: `${DONE[action]} ${object}${status === 'applied' ? '' : ` (${status})`}` };
 }
 
 /** How far {@link applySteps} got: the lines of the steps done, in order. */
@@ -452,19 +507,23 @@ export interface StepsProgress {
 }
 
 /**
- * Applies a connector's steps for one user in order, each through `apply` ({@link applyStep}:
- * idempotent, its state and audit event recorded as it completes). `resumed` is the progress an earlier attempt
- * reported, whose steps are not applied again (a best effort: every step is idempotent anyway);
- * `report` is told the progress after each step. A failure carries the progress in its details
- * (retried or not), so the workflow and the API show which step failed and what was done before it.
+ * Applies a connector's steps for one user in order, as {@link applyStep} applies one, reading the
+ * connector, the user and the entitlements once for all of them. `resumed` is the progress an
+ * earlier attempt reported, whose steps are not applied again (a best effort: every step is
+ * idempotent anyway); `report` is told the progress after each step; `observe` wraps each step (the
+ * worker's metrics). A failure carries the progress in its details (retried or not), so the
+ * workflow and the API show which step failed and what was done before it.
  */
 export async function applySteps(
-  apply: (action: StepAction, input: StepInput) => Promise<StepResult>,
+  db: Db,
+  runtime: ConnectorRuntime,
   input: { userId: string; connectorId: string; steps: Step[]; workflowId?: string | undefined },
   resumed: StepsProgress | undefined,
   report: (progress: StepsProgress) => void,
+  observe: (action: StepAction, run: () => Promise<StepResult>) => Promise<StepResult> = (_action, run) => run(),
 ): Promise<StepsProgress> {
   const progress: StepsProgress = { done: [...(resumed?.done ?? [])] };
+  let context: StepContext | undefined;
   for (const step of input.steps.slice(progress.done.length)) {
     const stepInput: StepInput = {
       userId: input.userId,
@@ -473,7 +532,15 @@ export async function applySteps(
       ...(input.workflowId ? { workflowId: input.workflowId } : {}),
     };
     try {
-      progress.done.push((await apply(step.action, stepInput)).done);
+      const result = await observe(step.action, async () => {
+        try {
+          context ??= await stepContext(db, runtime, input.userId, input.connectorId, input.steps.flatMap((s) => (s.entitlementId ? [s.entitlementId] : [])));
+          return await runStep(db, context, step.action, stepInput);
+        } catch (err) {
+          throw await failed(db, step.action, stepInput, err);
+        }
+      });
+      progress.done.push(result.done);
     } catch (err) {
       // The failure carries the progress: the workflow (a permanent failure) and an operator looking
       // at the pending activity (a retried one) see which step failed, not only which activity.
@@ -490,17 +557,6 @@ export async function applySteps(
     report(progress);
   }
   return progress;
-}
-
-async function recordAccount(db: Db | Tx, input: StepInput, remoteId: string | undefined, state: 'active' | 'disabled' | 'deleted' | undefined): Promise<void> {
-  await db.query(
-    `INSERT INTO accounts (user_id, connector_id, remote_id, state, last_sync_at, workflow_id)
-     VALUES ($1, $2, $3, COALESCE($4, 'active'), now(), $5)
-     ON CONFLICT (user_id, connector_id) DO UPDATE
-       SET remote_id = COALESCE(EXCLUDED.remote_id, accounts.remote_id), state = COALESCE($4, accounts.state),
-           last_sync_at = now(), last_error = NULL, last_error_at = NULL, workflow_id = EXCLUDED.workflow_id`,
-    [input.userId, input.connectorId, remoteId ?? null, state ?? null, input.workflowId ?? null],
-  );
 }
 
 /** Records why a connector's steps stopped, for the API and operators; the user's other connectors go on. */
