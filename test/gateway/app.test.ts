@@ -94,8 +94,14 @@ t.test('credentials in the query string never reach the logs', async (t) => {
 
 t.test('one access-log line per request, with what Fastify logged in two', async (t) => {
   const { app, lines } = await loggedApp(t);
-  const res = await app.inject({ method: 'GET', url: '/scim/v2/Users?filter=userName%20eq%20%22nobody%40example.com%22', headers: { authorization: `Bearer ${token}` } });
+  const res = await app.inject({
+    method: 'GET',
+    url: '/scim/v2/Users?filter=userName%20eq%20%22nobody%40example.com%22',
+    headers: { authorization: `Bearer ${token}`, cookie: 'console_session=cookie-secret-4711', 'x-slack-signature': 'v0=signature-secret-4711' },
+  });
   t.equal(res.statusCode, 200, res.body);
+  t.notMatch(lines.join(''), /cookie-secret-4711|signature-secret-4711/, 'no header value in the line');
+  t.notOk(lines.join('').includes(token), 'nor the bearer token');
   const entries = lines.map((l) => JSON.parse(l) as { msg: string; reqId?: string; req?: Record<string, unknown>; res?: { statusCode: number }; responseTime?: number });
   const forRequest = entries.filter((e) => e.reqId !== undefined);
   t.equal(forRequest.length, 1, `one line for the request: ${lines.join('')}`);
