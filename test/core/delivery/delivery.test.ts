@@ -327,7 +327,7 @@ t.test('the token never reaches the request log', async (t) => {
   t.equal((await logged.inject({ method: 'GET', url: `/downloads/${token.repeat(4)}` })).statusCode, 404, 'an over-long token');
 
   const text = lines.join('');
-  t.ok(lines.length >= 6, `the requests were logged (${lines.length} lines)`);
+  t.ok(lines.length >= 4, `the requests were logged, one line each (${lines.length} lines)`);
   t.notOk(text.includes(token), 'the token is in no log line');
   t.ok(text.includes('"url":"/downloads/[redacted]"'), 'the request line shows the route with the token replaced');
   t.ok(text.includes('"url":"/downloads/[redacted]?x=1"'), 'unmatched paths are redacted too, the query kept');
