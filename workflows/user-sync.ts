@@ -73,11 +73,7 @@ async function converge(userId: string, seq?: number): Promise<Round> {
           const result = await targets[step.action].executeWithOptions({ summary: step.summary }, [input]);
           lines.push(result.done);
         } catch (err) {
-          const message = err instanceof wf.ActivityFailure && err.cause ? err.cause.message : String(err);
-          lines.push(`FAILED to ${step.summary}: ${message}`);
-          await bookkeeping().recordProvisioningFailure.executeWithOptions({ summary: `record why ${connectorId} failed` }, [
-            { ...input, error: message },
-          ]);
+          lines.push(await stepFailed(userId, connectorId, step, err));
           return;
         }
       }
@@ -114,12 +110,17 @@ async function applyInOneActivity(userId: string, connectorId: string, steps: St
     const cause = err instanceof wf.ActivityFailure ? err.cause : undefined;
     const progress = cause instanceof wf.ApplicationFailure ? (cause.details?.[0] as StepsProgress | undefined) : undefined;
     const failed = steps[progress?.done.length ?? 0] ?? steps[0]!;
-    const message = cause ? cause.message : String(err);
-    await bookkeeping().recordProvisioningFailure.executeWithOptions({ summary: `record why ${connectorId} failed` }, [
-      { userId, connectorId, ...(failed.entitlementId ? { entitlementId: failed.entitlementId } : {}), error: message },
-    ]);
-    return [...(progress?.done ?? []), `FAILED to ${failed.summary}: ${message}`];
+    return [...(progress?.done ?? []), await stepFailed(userId, connectorId, failed, err)];
   }
+}
+
+/** Records why a connector's steps stopped at `step` (the target's own words) and returns the round's line saying so. */
+async function stepFailed(userId: string, connectorId: string, step: Step, err: unknown): Promise<string> {
+  const message = err instanceof wf.ActivityFailure && err.cause ? err.cause.message : String(err);
+  await bookkeeping().recordProvisioningFailure.executeWithOptions({ summary: `record why ${connectorId} failed` }, [
+    { userId, connectorId, ...(step.entitlementId ? { entitlementId: step.entitlementId } : {}), error: message },
+  ]);
+  return `FAILED to ${step.summary}: ${message}`;
 }
 
 /** Syncs before continuing as new, so the history of a busy user stays short. */

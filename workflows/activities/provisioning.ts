@@ -366,20 +366,22 @@ async function stepContext(db: Db, runtime: ConnectorRuntime, userId: string, co
  * is stuck while it is still being retried.
  */
 export async function applyStep(db: Db, runtime: ConnectorRuntime, action: StepAction, input: StepInput): Promise<StepResult> {
-  try {
-    const context = await stepContext(db, runtime, input.userId, input.connectorId, input.entitlementId ? [input.entitlementId] : []);
-    return await runStep(db, context, action, input);
-  } catch (err) {
-    throw await failed(db, action, input, err);
-  }
+  return await attemptStep(db, () => stepContext(db, runtime, input.userId, input.connectorId, input.entitlementId ? [input.entitlementId] : []), action, input);
 }
 
-/** The failure Temporal sees for a step that threw `err`, recorded on the account first (best effort: the database may be what failed). */
-async function failed(db: Db, action: StepAction, input: StepInput, err: unknown): Promise<unknown> {
-  const failure = toFailure(`${input.connectorId}: ${action}`, err);
-  const message = failure instanceof Error ? failure.message : String(failure);
-  await recordFailure(db, { ...input, error: message }).catch(() => undefined);
-  return failure;
+/**
+ * One try of a step in `context` (read when first needed). What it throws is the failure Temporal
+ * sees, recorded on the account first (best effort: the database may be what failed).
+ */
+async function attemptStep(db: Db, context: () => Promise<StepContext>, action: StepAction, input: StepInput): Promise<StepResult> {
+  try {
+    return await runStep(db, await context(), action, input);
+  } catch (err) {
+    const failure = toFailure(`${input.connectorId}: ${action}`, err);
+    const message = failure instanceof Error ? failure.message : String(failure);
+    await recordFailure(db, { ...input, error: message }).catch(() => undefined);
+    throw failure;
+  }
 }
 
 /** One step against the target, then its recorded state and audit event in one statement. */
@@ -524,6 +526,8 @@ export async function applySteps(
 ): Promise<StepsProgress> {
   const progress: StepsProgress = { done: [...(resumed?.done ?? [])] };
   let context: StepContext | undefined;
+  // Read by the first step that runs, then kept (with the remote id the steps change) for the rest.
+  const shared = async () => (context ??= await stepContext(db, runtime, input.userId, input.connectorId, input.steps.flatMap((s) => (s.entitlementId ? [s.entitlementId] : []))));
   for (const step of input.steps.slice(progress.done.length)) {
     const stepInput: StepInput = {
       userId: input.userId,
@@ -532,14 +536,7 @@ export async function applySteps(
       ...(input.workflowId ? { workflowId: input.workflowId } : {}),
     };
     try {
-      const result = await observe(step.action, async () => {
-        try {
-          context ??= await stepContext(db, runtime, input.userId, input.connectorId, input.steps.flatMap((s) => (s.entitlementId ? [s.entitlementId] : [])));
-          return await runStep(db, context, step.action, stepInput);
-        } catch (err) {
-          throw await failed(db, step.action, stepInput, err);
-        }
-      });
+      const result = await observe(step.action, () => attemptStep(db, shared, step.action, stepInput));
       progress.done.push(result.done);
     } catch (err) {
       // The failure carries the progress: the workflow (a permanent failure) and an operator looking
