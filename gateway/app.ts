@@ -29,6 +29,7 @@ import auth0Routes from './routes/auth0.js';
 import loginStatusRoutes from './routes/login-status.js';
 import { pathOnly, redactUrl } from '../core/log-redaction.js';
 import security from './plugins/security.js';
+import { RequestLog } from './request-log.js';
 import { SHARED_SCHEMAS } from './routes/schemas.js';
 import metrics from './plugins/metrics.js';
 import webConsole from './console/index.js';
@@ -109,8 +110,9 @@ function fastifyTrustProxy(setting: TrustProxy): boolean | string[] | ((address:
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logger ?? loggerOptions(opts.config.logLevel),
-    // Each request gets a child logger carrying its id; with logging off that would be pure cost.
-    childLoggerFactory: (logger, bindings, childOpts) => (logger.level === 'silent' ? logger : logger.child(bindings, childOpts)),
+    // Each request gets a logger carrying its id, made a pino child only when the request logs a
+    // line of its own (./request-log.ts); with logging off it would be pure cost.
+    childLoggerFactory: (logger, bindings, childOpts) => (logger.level === 'silent' ? logger : new RequestLog(logger, bindings, childOpts)),
     logController: new AccessLog(),
     bodyLimit: opts.config.bodyLimitBytes,
     // X-Forwarded-* is believed only from the proxies TRUST_PROXY names (default: none), so a

@@ -22,6 +22,8 @@
  *   BENCH_DATABASE_URL   a database on the server to use (default postgres://postgres@127.0.0.1:5432/postgres);
  *                        the benchmark creates and drops its own databases beside it
  *   BENCH_OUT            where --json writes the results (default bench-scim-results.json)
+ *   BENCH_SCENARIOS      gateway scenarios to run, comma-separated keys (default filter,list,post,patch:
+ *                        userName eq, page of 100, POST, PATCH)
  *   BENCH_PROFILE_DIR    write a V8 CPU profile of each server child there (open in Chrome DevTools)
  *   BENCH_STACK          what runs besides the gateway (default gateway):
  *                          gateway     Temporal off, outbox rows written but not delivered: the gateway alone
@@ -136,6 +138,8 @@ interface Settings {
   adminUrl: string;
   json: boolean;
   out: string;
+  /** Keys of the gateway scenarios to run (all by default). */
+  only: string[];
 }
 
 function positiveInt(name: string, fallback: number, min = 1): number {
@@ -144,6 +148,9 @@ function positiveInt(name: string, fallback: number, min = 1): number {
   if (!/^\d+$/.test(raw) || Number(raw) < min) throw new Error(`${name} must be a whole number ≥ ${min}, got "${raw}"`);
   return Number(raw);
 }
+
+/** The gateway scenarios' keys, in the order they run (`BENCH_SCENARIOS` picks some). */
+const SCENARIO_KEYS = ['filter', 'list', 'post', 'patch'];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -159,6 +166,9 @@ function loadSettings(argv: string[]): Settings {
   if (logLevels.some((l) => !LOG_LEVELS.includes(l))) throw new Error(`BENCH_LOG_LEVELS must be comma-separated log levels (${LOG_LEVELS.join(', ')}), got "${levelsRaw}"`);
   const unknown = argv.filter((a) => a !== '--json' && a !== '--quick');
   if (unknown.length) throw new Error(`unknown argument(s): ${unknown.join(' ')} (only --json and --quick are accepted)`);
+  const onlyRaw = process.env.BENCH_SCENARIOS?.trim() || SCENARIO_KEYS.join(',');
+  const only = onlyRaw.split(',').map((s) => s.trim());
+  if (only.some((k) => !SCENARIO_KEYS.includes(k))) throw new Error(`BENCH_SCENARIOS must be comma-separated scenario keys (${SCENARIO_KEYS.join(', ')}), got "${onlyRaw}"`);
   const stack = (process.env.BENCH_STACK?.trim() || 'gateway') as Stack;
   if (!STACKS.includes(stack)) throw new Error(`BENCH_STACK must be one of ${STACKS.join(', ')}, got "${stack}"`);
   return {
@@ -171,6 +181,7 @@ function loadSettings(argv: string[]): Settings {
     adminUrl: process.env.BENCH_DATABASE_URL?.trim() || DEFAULT_ADMIN_URL,
     json: argv.includes('--json'),
     out: process.env.BENCH_OUT?.trim() || 'bench-scim-results.json',
+    only,
   };
 }
 
@@ -714,7 +725,7 @@ async function runSize(settings: Settings, size: number, ceiling: ServerChild, t
       if (settings.stack === 'production') worker = await startWorkerProcess(env, temporalAddress!);
       const memory = sampleRss({ gateway: gateway.pid, ...(worker ? { worker: worker.pid } : {}) });
       const runTag = randomBytes(3).toString('hex');
-      for (const s of scenarios(size, ids, runTag, patches)) {
+      for (const s of scenarios(size, ids, runTag, patches).filter((x) => settings.only.includes(x.key))) {
         results.push(await runScenario(settings, size, logLevel, { db, token, ids, ceilingUrl, baseUrl: `http://127.0.0.1:${gateway.port}` }, s));
       }
       rounds.push({ size, logLevel, peakMiB: memory.stop() });

@@ -113,6 +113,24 @@ t.test('one access-log line per request, with what Fastify logged in two', async
   });
 });
 
+t.test("a request's own log lines carry its id and the name of its token, like its access line", async (t) => {
+  const { app, lines } = await loggedApp(t);
+  const res = await app.inject({
+    method: 'POST',
+    url: '/scim/v2/Users',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/scim+json' },
+    payload: userBody('logged@example.com', { favouriteColour: 'blue' }),
+  });
+  t.equal(res.statusCode, 201, res.body);
+  const entries = lines.map((l) => JSON.parse(l) as { msg: string; reqId?: string; token?: string; level: number });
+  const warning = entries.find((e) => /ignored attributes/.test(e.msg));
+  const access = entries.find((e) => e.msg === 'request completed');
+  t.ok(warning, `the request logged its warning: ${lines.join('')}`);
+  t.equal(warning?.token, 'app-test', 'the warning names the token');
+  t.ok(warning?.reqId, 'and carries the request id');
+  t.equal(access?.reqId, warning?.reqId, 'the same id as the access line');
+});
+
 t.test('redactUrl', async (t) => {
   t.equal(redactUrl('/a?b=1&access_token=x&c'), '/a?b=1&access_token=[redacted]&c');
   t.equal(redactUrl('/a?Access%5FToken=x'), '/a?Access%5FToken=[redacted]', 'encoded names are recognised');

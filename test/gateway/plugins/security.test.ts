@@ -6,6 +6,7 @@ import { createTestDatabase } from '../../helpers/db.js';
 import { startTestGateway } from '../../helpers/gateway.js';
 import { uniqueTaskQueue } from '../../helpers/temporal.js';
 import { DOCS_CSP } from '../../../gateway/plugins/swagger.js';
+import { apiSecurityHeaders } from '../../../gateway/plugins/security.js';
 
 const database = await createTestDatabase(t);
 const gw = await startTestGateway(t, { database, temporalAddress: '127.0.0.1:1', taskQueue: uniqueTaskQueue(), dispatchOutbox: false });
@@ -26,7 +27,29 @@ t.test('API answers, errors and unknown routes carry the security headers', asyn
     t.match(csp, /frame-ancestors 'none'/, `${what}: and may not be framed`);
     t.equal(res.headers['referrer-policy'], 'no-referrer', `${what}: no referrer`);
     t.ok(res.headers['strict-transport-security'], `${what}: HSTS (browsers heed it over HTTPS only)`);
+    for (const [name, value] of apiSecurityHeaders()) t.equal(res.headers[name], value, `${what}: ${name} as helmet sets it`);
   }
+});
+
+t.test("the API's headers are every header helmet sets for its policy, computed once", async (t) => {
+  const names = apiSecurityHeaders().map(([name]) => name);
+  for (const name of [
+    'content-security-policy',
+    'cross-origin-opener-policy',
+    'cross-origin-resource-policy',
+    'origin-agent-cluster',
+    'referrer-policy',
+    'strict-transport-security',
+    'x-content-type-options',
+    'x-dns-prefetch-control',
+    'x-download-options',
+    'x-frame-options',
+    'x-permitted-cross-domain-policies',
+    'x-xss-protection',
+  ]) {
+    t.ok(names.includes(name), `${name} is among them`);
+  }
+  t.equal(apiSecurityHeaders().find(([name]) => name === 'content-security-policy')?.[1], "default-src 'none';base-uri 'none';form-action 'none';frame-ancestors 'none'");
 });
 
 t.test('Swagger UI: its page, assets and document load under its own policy, without a token', async (t) => {
