@@ -1,7 +1,7 @@
 /**
  * `npm run audit -- <command>`: the audit log in the database at DATABASE_URL. It never migrates,
  * and its only write is chaining the events still pending before it verifies or exports (see
- * core/audit/chain.ts): with a role that may only read `audit_events` and `audit_chain_head` it
+ * core/audit/chain.ts): with a role that may only read `audit_events`, `audit_chain` and `audit_chain_head` it
  * skips that and reads, leaving those events to the gateway's and the worker's chainers.
  *
  *   verify                          check the hash chain; one line on stdout; exit 0 intact, 1 not

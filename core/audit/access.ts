@@ -11,6 +11,7 @@
  * unaffected.
  */
 import type { Db, Tx } from '../db/pool.js';
+import { eventConcernsUser } from './event-users.js';
 
 type Queryable = Pick<Db | Tx, 'query'>;
 
@@ -63,7 +64,7 @@ export async function accessAsOf(db: Queryable, userId: string, at: string): Pro
   const { rows: when } = await db.query<{ at: string }>(`SELECT to_char($1::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`, [at]);
   const { rows: events } = await db.query<EventRow>(
     `SELECT e.id, e.at, e.action, e.resource_type, e.resource_id, e.before, e.after FROM audit_events e
-      WHERE audit_event_users(e.resource_type, e.resource_id, e.before, e.after) @> ARRAY[$1::text] AND e.at <= $2::timestamptz
+      WHERE ${eventConcernsUser('$1')} AND e.at <= $2::timestamptz
       ORDER BY e.id`,
     [userId, at],
   );

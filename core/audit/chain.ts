@@ -1,13 +1,15 @@
 /**
  * The audit log (`audit_events`) as a hash chain, and reading it back.
  *
- * Each chained event stores its position `chain_seq`, `prev_hash`, the hash of the event before it
- * in the chain (NULL for the first), and `hash = sha256(prev_hash || canonical bytes of the event)`.
- * Writers do not chain: they insert plain rows, with no lock, and the chain columns stay NULL until
- * a chainer links the committed events after the head, a batch at a time
- * (`audit_events_chain_pending`, migration 1732170000020_audit-chain-async; {@link chainPendingAuditEvents}).
+ * Each chained event has a link in `audit_chain`: its position `seq`, `prev_hash`, the hash of the
+ * event before it in the chain (NULL for the first), and `hash = sha256(prev_hash || canonical
+ * bytes of the event)`. Writers do not chain: they insert plain rows, with no lock, each of which
+ * also puts the event on the chainer's work list (`audit_unchained`); a chainer links the
+ * committed events after the head, a batch at a time (`audit_events_chain_pending`, migrations
+ * 1732170000020_audit-chain-async and 1732170000022_audit-chain-links; {@link chainPendingAuditEvents}).
  * The gateway and the worker each run a chainer loop (core/audit/chainer.ts); one at a time does
- * the work. `audit_chain_head` holds the position, id and hash of the last chained event.
+ * the work. `audit_chain_head` holds the position, id and hash of the last chained event. Events
+ * and links are both append-only.
  *
  * Between its commit and the next chainer pass (normally well under a second) an event is recorded
  * but not yet chained: it is in the log and visible to every reader, but not yet protected by the
@@ -27,6 +29,7 @@
  * time to time; a chain that still verifies but no longer contains a recorded hash has been rewritten.
  */
 import type { Db, Tx } from '../db/pool.js';
+import { eventConcernsUser } from './event-users.js';
 
 type Queryable = Pick<Db | Tx, 'query'>;
 
@@ -115,7 +118,7 @@ function refusedWrite(err: unknown): boolean {
 }
 
 /**
- * Walks the whole chain in chain order (`chain_seq`), in keyset batches that are separate
+ * Walks the whole chain in chain order (`audit_chain.seq`), in keyset batches that are separate
  * statements (no long transaction, so it can run beside live traffic, and on the embedded
  * database's single connection). Events chained while it runs are verified too. Then counts the
  * events not chained yet.
@@ -139,17 +142,19 @@ export async function verifyAuditChain(db: Queryable, opts: VerifyOptions = {}):
   const bad = (firstBadId: number, reason: string): AuditChainResult => ({ ok: false, checked, firstBadId, reason });
 
   for (;;) {
-    const { rows } = await db.query<{ id: number | string; seq: number | string; prev_hash: Buffer | null; hash: Buffer | null; intact: boolean | null }>(
-      `SELECT e.id, e.chain_seq AS seq, e.prev_hash, e.hash,
-              e.hash = sha256(COALESCE(e.prev_hash, ''::bytea) || ${CANONICAL}) AS intact
-         FROM audit_events e
-        WHERE e.chain_seq > $1
-        ORDER BY e.chain_seq
+    const { rows } = await db.query<{ id: number | string; seq: number | string; prev_hash: Buffer | null; hash: Buffer | null; present: boolean; intact: boolean | null }>(
+      `SELECT c.event_id AS id, c.seq, c.prev_hash, c.hash, e.id IS NOT NULL AS present,
+              c.hash = sha256(COALESCE(c.prev_hash, ''::bytea) || ${CANONICAL}) AS intact
+         FROM audit_chain c
+         LEFT JOIN audit_events e ON e.id = c.event_id
+        WHERE c.seq > $1
+        ORDER BY c.seq
         LIMIT $2`,
       [lastSeq, batchSize],
     );
     for (const row of rows) {
       const id = Number(row.id);
+      if (!row.present) return bad(id, 'the event was removed: its link in the chain remains');
       if (last === null) {
         if (row.prev_hash !== null) return bad(id, 'the first event links to a predecessor: events before it are missing');
       } else if (row.prev_hash === null || !row.prev_hash.equals(last)) {
@@ -200,7 +205,7 @@ async function withPending(db: Queryable, result: AuditChainResult, limitSeconds
             min(e.id) FILTER (WHERE e.at < now() - make_interval(secs => $1)) AS oldest,
             to_char(min(e.at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS oldest_at
        FROM audit_events e
-      WHERE e.chain_seq IS NULL`,
+      WHERE NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_id = e.id)`,
     [limitSeconds],
   );
   const { n, stale, oldest, oldest_at: oldestAt } = rows[0]!;
@@ -226,7 +231,7 @@ export interface AuditFilter {
   resourceId?: string;
   /**
    * Events concerning this user: the user's own, their accounts', their grants', and group events
-   * that add or remove them (see `audit_event_users` in migration 1732170000009).
+   * that add or remove them (see ./event-users.ts).
    */
   userId?: string;
   /** Events at or after this instant (a value accepted by {@link parseInstant}). */
@@ -331,10 +336,11 @@ export function auditFilterOf(q: AuditFilterQuery): AuditFilter | string {
   return filter;
 }
 
-const SELECT_EVENT = `SELECT e.id, e.chain_seq, to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at, e.actor, e.action,
+const SELECT_EVENT = `SELECT e.id, c.seq AS chain_seq, to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at, e.actor, e.action,
        e.resource_type, e.resource_id, e.reason, e.before::text AS before, e.after::text AS after,
-       encode(e.prev_hash, 'hex') AS prev_hash, encode(e.hash, 'hex') AS hash
-  FROM audit_events e`;
+       encode(c.prev_hash, 'hex') AS prev_hash, encode(c.hash, 'hex') AS hash
+  FROM audit_events e
+  LEFT JOIN audit_chain c ON c.event_id = e.id`;
 
 interface EventRow {
   id: number | string;
@@ -379,12 +385,15 @@ function whereClause(filter: AuditFilter, params: unknown[], upTo?: number): str
   if (filter.action !== undefined) add('e.action = ?', filter.action);
   if (filter.resourceType !== undefined) add('e.resource_type = ?', filter.resourceType);
   if (filter.resourceId !== undefined) add('e.resource_id = ?', filter.resourceId);
-  if (filter.userId !== undefined) add('audit_event_users(e.resource_type, e.resource_id, e.before, e.after) @> ARRAY[?::text]', filter.userId);
+  if (filter.userId !== undefined) {
+    params.push(filter.userId);
+    conds.push(eventConcernsUser(`$${params.length}`));
+  }
   if (filter.since !== undefined) add('e.at >= ?::timestamptz', filter.since);
   if (filter.until !== undefined) add('e.at < ?::timestamptz', filter.until);
   if (filter.afterId !== undefined) add('e.id > ?', filter.afterId);
   if (filter.beforeId !== undefined) add('e.id < ?', filter.beforeId);
-  if (filter.afterChainSeq !== undefined) add('e.chain_seq > ?', filter.afterChainSeq);
+  if (filter.afterChainSeq !== undefined) add('c.seq > ?', filter.afterChainSeq);
   if (upTo !== undefined) add('e.id <= ?', upTo);
   return conds.length ? `WHERE ${conds.join(' AND ')}` : '';
 }
@@ -393,7 +402,7 @@ async function readRaw(db: Queryable, filter: AuditFilter, limit: number, upTo?:
   const params: unknown[] = [];
   const where = whereClause(filter, params, upTo);
   params.push(limit);
-  const order = filter.afterChainSeq !== undefined ? 'e.chain_seq' : 'e.id';
+  const order = filter.afterChainSeq !== undefined ? 'c.seq' : 'e.id';
   const { rows } = await db.query<EventRow>(`${SELECT_EVENT} ${where} ORDER BY ${order}${newestFirst ? ' DESC' : ''} LIMIT $${params.length}`, params);
   return rows.map(toRaw);
 }

@@ -1,7 +1,7 @@
 /**
  * The audit chain linked after commit: writers of audit events never wait for each other, events
- * committed out of id order are chained exactly once, the append-only trigger lets only the
- * chainer's one-time fill through, an interrupted chainer loses nothing, events left unchained are
+ * committed out of id order are chained exactly once, events and links are append-only, an
+ * interrupted chainer loses nothing, events left unchained are
  * reported, moved and removed chained events are caught, and the gateway chains by itself.
  */
 import pg from 'pg';
@@ -39,7 +39,17 @@ async function client(t: { teardown(fn: () => unknown): void }, url: string): Pr
 }
 
 async function eventsInChainOrder(db: Db): Promise<{ id: number; action: string; seq: number | null }[]> {
-  return (await db.query<{ id: number; action: string; seq: number | null }>('SELECT id, action, chain_seq AS seq FROM audit_events ORDER BY chain_seq NULLS LAST, id')).rows;
+  return (
+    await db.query<{ id: number; action: string; seq: number | null }>(
+      'SELECT e.id, e.action, c.seq FROM audit_events e LEFT JOIN audit_chain c ON c.event_id = e.id ORDER BY c.seq NULLS LAST, e.id',
+    )
+  ).rows;
+}
+
+/** Events with no link in the chain yet. */
+async function unlinked(db: Pick<Db, 'query'>): Promise<number> {
+  const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_events e WHERE NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_id = e.id)');
+  return rows[0]!.n;
 }
 
 t.test('a writer does not wait for another whose transaction is still open', async (t) => {
@@ -124,8 +134,7 @@ t.test('many writers and two chainer loops: every event chained once', async (t)
     }),
   );
   for (let i = 0; i < 800; i++) {
-    const { rows } = await database.db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_events WHERE chain_seq IS NULL');
-    if (rows[0]!.n === 0) break;
+    if ((await unlinked(database.db)) === 0) break;
     await new Promise((r) => setTimeout(r, 25));
   }
   await Promise.all(chainers.map((c) => c.stop()));
@@ -140,27 +149,29 @@ t.test('many writers and two chainer loops: every event chained once', async (t)
   await t.resolves(chainers[0]!.stop(), 'stopping twice is harmless');
 });
 
-t.test('the append-only trigger lets through only the one-time fill of an unchained event', async (t) => {
+t.test('events are never updated, and links never changed or removed', async (t) => {
   const { db } = await createTestDatabase(t);
-  // A writer cannot place its event in the chain.
-  const forged = await db.query<{ seq: number | null; hash: Buffer | null }>(
-    `INSERT INTO audit_events (actor, action, resource_type, chain_seq, prev_hash, hash) VALUES ('x', 'forged', 'T', 1, '\\x00', '\\x01') RETURNING chain_seq AS seq, hash`,
-  );
-  t.same(forged.rows, [{ seq: null, hash: null }], 'chain columns given on insert are cleared');
+  await write(db, 'first');
   const id = (await db.query<{ id: number }>('SELECT id FROM audit_events')).rows[0]!.id;
+  t.same((await db.query('SELECT event_id FROM audit_unchained')).rows, [{ event_id: id }], "the insert put the event on the chainer's work list");
 
-  // Filling the chain columns while changing anything else is refused, even for a NULL reason
-  // or a jsonb value that compares equal.
-  await t.rejects(db.query(`UPDATE audit_events SET chain_seq = 1, hash = '\\x01', reason = 'changed' WHERE id = $1`, [id]), /append-only/);
-  await t.rejects(db.query(`UPDATE audit_events SET chain_seq = 1, hash = '\\x01', after = '{"a": 1.0}' WHERE id = $1`, [id]), /append-only/);
   await t.rejects(db.query(`UPDATE audit_events SET reason = 'changed' WHERE id = $1`, [id]), /append-only/);
-  await t.rejects(db.query(`UPDATE audit_events SET chain_seq = 1 WHERE id = $1`, [id]), /append-only|audit_events_chained_whole/);
-
-  t.equal(await chainPendingAuditEvents(db), 1, 'the chainer fills them');
-  await t.rejects(db.query(`UPDATE audit_events SET chain_seq = 7 WHERE id = $1`, [id]), /append-only/, 'a chained event cannot be moved');
-  await t.rejects(db.query(`UPDATE audit_events SET chain_seq = NULL, prev_hash = NULL, hash = NULL WHERE id = $1`, [id]), /append-only/, 'nor unchained');
-  await t.rejects(db.query(`UPDATE audit_events SET hash = sha256(hash) WHERE id = $1`, [id]), /append-only/, 'nor re-hashed');
+  await t.rejects(db.query(`UPDATE audit_events SET after = '{"a": 1.0}' WHERE id = $1`, [id]), /append-only/);
+  t.equal(await chainPendingAuditEvents(db), 1, 'the chainer links it');
+  t.same((await db.query('SELECT event_id FROM audit_unchained')).rows, [], 'and takes it off the work list');
+  await t.rejects(db.query(`UPDATE audit_events SET reason = 'changed' WHERE id = $1`, [id]), /append-only/, 'a chained event cannot be changed');
   await t.rejects(db.query('DELETE FROM audit_events'), /append-only/);
+  await t.rejects(db.query('TRUNCATE audit_events'), /append-only/);
+  await t.rejects(db.query('UPDATE audit_chain SET seq = 7'), /append-only/, 'a link cannot be moved');
+  await t.rejects(db.query('UPDATE audit_chain SET hash = sha256(hash)'), /append-only/, 'nor re-hashed');
+  await t.rejects(db.query('DELETE FROM audit_chain'), /append-only/, 'nor removed');
+  await t.rejects(db.query('TRUNCATE audit_chain'), /append-only/);
+  await t.rejects(db.query(`INSERT INTO audit_chain (seq, event_id, hash) VALUES (2, $1, '\\x01')`, [id]), /unique|duplicate/, 'an event has one link');
+
+  // A work item for an event already linked (only a superuser bypassing the triggers can make
+  // one) is passed over: the chainer neither fails nor links the event twice.
+  await db.query('INSERT INTO audit_unchained (event_id) VALUES ($1)', [id]);
+  t.equal(await chainPendingAuditEvents(db), 0);
   t.match(await verifyAuditChain(db), { ok: true, checked: 1 });
 });
 
@@ -183,7 +194,9 @@ t.test('a chainer interrupted in the middle of a batch loses nothing', async (t)
   await t.rejects(chainer.query('SELECT 1'));
 
   t.same((await db.query('SELECT * FROM audit_chain_head')).rows, headBefore, 'the head did not move');
-  const pending = await db.query<{ action: string }>('SELECT action FROM audit_events WHERE chain_seq IS NULL ORDER BY id');
+  const pending = await db.query<{ action: string }>(
+    'SELECT e.action FROM audit_events e WHERE NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_id = e.id) ORDER BY e.id',
+  );
   t.same(
     pending.rows.map((r) => r.action),
     [0, 1, 2, 3, 4].map((i) => `pending.${i}`),
@@ -221,7 +234,7 @@ t.test('a role that may only read still verifies, leaving the chaining to the ch
   url.username = role;
   const reader = new pg.Pool({ connectionString: url.toString(), max: 1 });
   try {
-    await database.db.query(`GRANT SELECT ON audit_events, audit_chain_head TO ${role}`);
+    await database.db.query(`GRANT SELECT ON audit_events, audit_chain, audit_chain_head TO ${role}`);
     await write(database.db, 'a');
     await chainAllPendingAuditEvents(database.db);
     await write(database.db, 'b');
@@ -244,25 +257,33 @@ t.test('moving, removing and unchaining chained events is caught', async (t) => 
 
   await t.test('two events swapped in the chain', async (t) => {
     const { db, chain } = await setup();
-    await tamper(db, 'UPDATE audit_events SET chain_seq = -chain_seq WHERE chain_seq IN (2, 4)');
-    await tamper(db, 'UPDATE audit_events SET chain_seq = CASE chain_seq WHEN -2 THEN 4 ELSE 2 END WHERE chain_seq IN (-2, -4)');
+    await tamper(db, 'UPDATE audit_chain SET seq = seq + 1000 WHERE seq IN (2, 4)');
+    await tamper(db, 'UPDATE audit_chain SET seq = CASE seq WHEN 1002 THEN 4 ELSE 2 END WHERE seq IN (1002, 1004)');
     t.match(await verifyAuditChain(db), { ok: false, checked: 1, firstBadId: chain[3]!.id, reason: /does not link/ });
   });
   await t.test('an event given a position at the end', async (t) => {
     const { db, chain } = await setup();
-    await tamper(db, 'UPDATE audit_events SET chain_seq = 100 WHERE chain_seq = 3');
+    await tamper(db, 'UPDATE audit_chain SET seq = 100 WHERE seq = 3');
     t.match(await verifyAuditChain(db), { ok: false, checked: 2, firstBadId: chain[3]!.id, reason: /does not link/ });
   });
-  await t.test('the last event removed, and the head moved back over it', async (t) => {
+  await t.test('an event removed, its link left', async (t) => {
     const { db, chain } = await setup();
-    await tamper(db, 'DELETE FROM audit_events WHERE chain_seq = 6');
+    await tamper(db, 'DELETE FROM audit_events WHERE id = $1', [chain[2]!.id]);
+    t.match(await verifyAuditChain(db), { ok: false, checked: 2, firstBadId: chain[2]!.id, reason: /the event was removed/ });
+  });
+  await t.test('the last event removed with its link, and the head moved back over it', async (t) => {
+    const { db, chain } = await setup();
+    await tamper(db, 'DELETE FROM audit_events WHERE id = $1', [chain[5]!.id]);
+    await tamper(db, 'DELETE FROM audit_chain WHERE seq = 6');
     t.match(await verifyAuditChain(db), { ok: false, checked: 5, firstBadId: chain[5]!.id, reason: /at the end were removed/ });
-    await tamper(db, `UPDATE audit_chain_head SET last_seq = 5, last_id = $1, last_hash = (SELECT hash FROM audit_events WHERE chain_seq = 5)`, [chain[4]!.id]);
+    await tamper(db, `UPDATE audit_chain_head SET last_seq = 5, last_id = $1, last_hash = (SELECT hash FROM audit_chain WHERE seq = 5)`, [chain[4]!.id]);
     t.match(await verifyAuditChain(db), { ok: true, checked: 5 }, 'a consistent rewrite of the end verifies: only a recorded hash catches it');
   });
   await t.test('a chained event made unchained to be altered, then chained again', async (t) => {
     const { db, chain } = await setup();
-    await tamper(db, `UPDATE audit_events SET chain_seq = NULL, prev_hash = NULL, hash = NULL, reason = 'forged' WHERE chain_seq = 3`);
+    await tamper(db, 'DELETE FROM audit_chain WHERE seq = 3');
+    await tamper(db, `UPDATE audit_events SET reason = 'forged' WHERE id = $1`, [chain[2]!.id]);
+    await tamper(db, 'INSERT INTO audit_unchained (event_id) VALUES ($1)', [chain[2]!.id]);
     await chainAllPendingAuditEvents(db);
     t.match(await verifyAuditChain(db), { ok: false, checked: 2, firstBadId: chain[3]!.id, reason: /does not link/ });
   });
@@ -276,7 +297,12 @@ t.test('the gateway chains the events its requests write, by itself', async (t) 
   const { id } = res.json<{ id: string }>();
   let row: { hash: Buffer | null } | undefined;
   for (let i = 0; i < 400; i++) {
-    row = (await database.db.query<{ hash: Buffer | null }>(`SELECT hash FROM audit_events WHERE action = 'user.created' AND resource_id = $1`, [id])).rows[0];
+    row = (
+      await database.db.query<{ hash: Buffer | null }>(
+        `SELECT c.hash FROM audit_events e JOIN audit_chain c ON c.event_id = e.id WHERE e.action = 'user.created' AND e.resource_id = $1`,
+        [id],
+      )
+    ).rows[0];
     if (row?.hash) break;
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -341,8 +367,7 @@ t.test('on PGlite, the embedded database: the chainer loop shares the one connec
   t.teardown(() => chainer.stop());
   await Promise.all(Array.from({ length: 20 }, (_, i) => write(database.db, `p.${i}`)));
   for (let i = 0; i < 800; i++) {
-    const { rows } = await database.db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_events WHERE chain_seq IS NULL');
-    if (rows[0]!.n === 0) break;
+    if ((await unlinked(database.db)) === 0) break;
     await new Promise((r) => setTimeout(r, 25));
   }
   await chainer.stop();

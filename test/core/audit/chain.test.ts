@@ -87,7 +87,7 @@ t.test('every way of writing events extends one chain', async (t) => {
   t.match(result.lastHash, /^[0-9a-f]{64}$/);
   t.same(await verifyAuditChain(db, { batchSize: 3 }), result, 'batch boundaries change nothing');
 
-  const chain = await db.query<{ prev_hash: Buffer | null; hash: Buffer }>('SELECT prev_hash, hash FROM audit_events ORDER BY id');
+  const chain = await db.query<{ prev_hash: Buffer | null; hash: Buffer }>('SELECT prev_hash, hash FROM audit_chain ORDER BY seq');
   t.equal(chain.rows[0]!.prev_hash, null, 'the first event has no predecessor');
   t.ok(chain.rows.every((r, i) => r.hash.length === 32 && (i === 0 || r.prev_hash?.equals(chain.rows[i - 1]!.hash))), 'each event links to the one before');
   const head = await db.query('SELECT last_id, encode(last_hash, \'hex\') AS last_hash FROM audit_chain_head');
@@ -126,9 +126,9 @@ t.test('200 concurrent inserts from 10 connections still form one chain', async 
   const result = await verifyAuditChain(database.db, { batchSize: 64 });
   t.equal(result.ok, true, result.reason ?? 'verifies');
   t.equal(result.checked, 250);
-  const seqs = await database.db.query<{ seq: number }>('SELECT chain_seq AS seq FROM audit_events ORDER BY chain_seq');
+  const seqs = await database.db.query<{ seq: number }>('SELECT c.seq FROM audit_events e JOIN audit_chain c ON c.event_id = e.id ORDER BY c.seq');
   t.same(seqs.rows.map((r) => r.seq), Array.from({ length: 250 }, (_, i) => i + 1), 'each event has its own place in the chain, without gaps');
-  const pairs = await database.db.query<{ action: string; seq: number }>(`SELECT action, chain_seq AS seq FROM audit_events WHERE action LIKE '%.a' OR action LIKE '%.b' ORDER BY id`);
+  const pairs = await database.db.query<{ action: string; seq: number }>(`SELECT e.action, c.seq FROM audit_events e JOIN audit_chain c ON c.event_id = e.id WHERE e.action LIKE '%.a' OR e.action LIKE '%.b' ORDER BY e.id`);
   const byTx = new Map<string, number[]>();
   for (const r of pairs.rows) byTx.set(r.action.slice(0, -2), [...(byTx.get(r.action.slice(0, -2)) ?? []), r.seq]);
   t.equal(byTx.size, 50);
@@ -173,7 +173,7 @@ t.test('a transaction whose snapshot predates the last event writes without conf
   await stale.query(INSERT, ['stale', 'stale', 'T', null, null, null, null]);
   await stale.query('COMMIT');
   t.equal(await chainPendingAuditEvents(database.db), 1);
-  const last = await database.db.query<{ action: string }>('SELECT action FROM audit_events ORDER BY chain_seq DESC LIMIT 1');
+  const last = await database.db.query<{ action: string }>('SELECT e.action FROM audit_events e JOIN audit_chain c ON c.event_id = e.id ORDER BY c.seq DESC LIMIT 1');
   t.equal(last.rows[0]!.action, 'stale');
   t.match(await verifyAuditChain(database.db), { ok: true, checked: 4 });
 
@@ -198,6 +198,10 @@ t.test('events cannot be updated, deleted or truncated', async (t) => {
   t.equal((await verifyAuditChain(db)).checked, 2);
 });
 
+/** Recomputes the link of event $1 from its content as it is now, as someone who altered it would. */
+const REHASH = `UPDATE audit_chain c SET hash = sha256(COALESCE(c.prev_hash, ''::bytea) || audit_events_canonical(e.id, e.at, e.actor, e.action, e.resource_type, e.resource_id, e.reason, e.before, e.after))
+                  FROM audit_events e WHERE e.id = c.event_id AND e.id = $1`;
+
 t.test('an altered event is reported', async (t) => {
   const { db } = await createTestDatabase(t);
   await insertEvents(db, 10);
@@ -207,7 +211,7 @@ t.test('an altered event is reported', async (t) => {
   t.match(await verifyAuditChain(db, { batchSize: 4 }), { ok: false, firstBadId: fifth }, 'also at a batch boundary');
 
   // Re-hashing the altered event only moves the break to the next one.
-  await tamper(db, `UPDATE audit_events e SET hash = sha256(COALESCE(prev_hash, ''::bytea) || audit_events_canonical(id, at, actor, action, resource_type, resource_id, reason, before, after)) WHERE id = $1`, [fifth]);
+  await tamper(db, REHASH, [fifth]);
   t.match(await verifyAuditChain(db), { ok: false, checked: 5, firstBadId: sixth, reason: /does not link/ });
 });
 
@@ -222,7 +226,9 @@ t.test('changing the actor, the time or the canonical function is caught', async
   const db2 = (await createTestDatabase(t)).db;
   await insertEvents(db2, 4);
   await db2.query(`CREATE OR REPLACE FUNCTION audit_events_canonical(id bigint, at timestamptz, actor text, action text, resource_type text, resource_id text, reason text, before jsonb, after jsonb) RETURNS bytea LANGUAGE sql AS $$ SELECT convert_to(id::text, 'UTF8') $$`);
-  await tamper(db2, `UPDATE audit_events SET after = '{}', hash = sha256(COALESCE(prev_hash, ''::bytea) || audit_events_canonical(id, at, actor, action, resource_type, resource_id, reason, before, after)) WHERE id = (SELECT min(id) FROM audit_events)`);
+  const firstOf2 = (await ids(db2))[0];
+  await tamper(db2, `UPDATE audit_events SET after = '{}' WHERE id = $1`, [firstOf2]);
+  await tamper(db2, REHASH, [firstOf2]);
   t.match(await verifyAuditChain(db2), { ok: false, firstBadId: (await ids(db2))[0] });
 });
 
@@ -232,13 +238,16 @@ t.test('removed events are reported', async (t) => {
     await insertEvents(db, 6);
     const all = await ids(db);
     await tamper(db, 'DELETE FROM audit_events WHERE id = $1', [all[2]]);
-    t.match(await verifyAuditChain(db), { ok: false, checked: 2, firstBadId: all[3], reason: /removed/ });
+    t.match(await verifyAuditChain(db), { ok: false, checked: 2, firstBadId: all[2], reason: /the event was removed/ }, 'its link remains');
+    await tamper(db, 'DELETE FROM audit_chain WHERE event_id = $1', [all[2]]);
+    t.match(await verifyAuditChain(db), { ok: false, checked: 2, firstBadId: all[3], reason: /removed/ }, 'and with the link gone');
   });
   await t.test('at the start', async (t) => {
     const { db } = await createTestDatabase(t);
     await insertEvents(db, 3);
     const all = await ids(db);
     await tamper(db, 'DELETE FROM audit_events WHERE id = $1', [all[0]]);
+    await tamper(db, 'DELETE FROM audit_chain WHERE event_id = $1', [all[0]]);
     t.match(await verifyAuditChain(db), { ok: false, checked: 0, firstBadId: all[1], reason: /missing/ });
   });
   await t.test('at the end', async (t) => {
@@ -246,8 +255,10 @@ t.test('removed events are reported', async (t) => {
     await insertEvents(db, 3);
     const all = await ids(db);
     await tamper(db, 'DELETE FROM audit_events WHERE id = $1', [all[2]]);
+    await tamper(db, 'DELETE FROM audit_chain WHERE event_id = $1', [all[2]]);
     t.match(await verifyAuditChain(db), { ok: false, checked: 2, firstBadId: all[2], reason: /at the end were removed/ });
     await tamper(db, 'DELETE FROM audit_events');
+    await tamper(db, 'DELETE FROM audit_chain');
     t.match(await verifyAuditChain(db), { ok: false, checked: 0, firstBadId: all[2] }, 'even all of them');
   });
 });
