@@ -24,6 +24,19 @@ export async function hasEvent(client: Client, workflowId: string, type: proto.t
   }
 }
 
+/**
+ * The identities of the workers that polled `taskQueue` for workflow tasks lately (a worker's
+ * default identity is `<pid>@<host>`): a worker process that shows up here has started.
+ */
+export async function workflowPollers(client: Client, namespace: string, taskQueue: string): Promise<string[]> {
+  const { pollers } = await client.workflowService.describeTaskQueue({
+    namespace,
+    taskQueue: { name: taskQueue },
+    taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+  });
+  return (pollers ?? []).map((p) => p.identity ?? '');
+}
+
 /** How many executions (runs started by a client, not continue-as-new) each workflow id has. */
 export async function executionsByWorkflowId(client: Client, query: string): Promise<Map<string, number>> {
   const counts = new Map<string, number>();

@@ -10,7 +10,7 @@ import t from 'tap';
 import { createTestDatabase } from '../../helpers/db.js';
 import { startTestGateway, userBody } from '../../helpers/gateway.js';
 import { eventually, ownDevServer, testTemporal, uniqueTaskQueue } from '../../helpers/temporal.js';
-import { countActivities, countEvents, EventType, executionsByWorkflowId, hasEvent } from '../../helpers/history.js';
+import { countActivities, countEvents, EventType, executionsByWorkflowId, hasEvent, workflowPollers } from '../../helpers/history.js';
 import { freePort } from '../../../scripts/dev-server.js';
 import { Directory } from '../../../core/directory/store.js';
 import { SchemaRegistry } from '../../../core/scim/schemas.js';
@@ -119,11 +119,18 @@ t.test('a worker killed in the middle of a workflow: a new worker resumes it', a
     database,
     temporalAddress: temporal.address,
     taskQueue: temporal.taskQueue,
-    env: { USER_SYNC_DEBOUNCE_MS: '4000' },
+    // Long enough to kill the worker inside it, on a loaded machine too: the debounce counts from
+    // the change's commit, so time the worker spends starting up would come off it.
+    env: { USER_SYNC_DEBOUNCE_MS: '10000' },
   });
   const workerEnv = { DATABASE_URL: database.url, TEMPORAL_ADDRESS: temporal.address, TEMPORAL_TASK_QUEUE: temporal.taskQueue };
   const first = startWorkerProcess(workerEnv);
   t.teardown(() => first.kill('SIGKILL'));
+  await eventually(
+    async () => (await workflowPollers(temporal.client, temporal.namespace, temporal.taskQueue)).some((identity) => identity.startsWith(`${first.pid}@`)),
+    90_000,
+    'the worker process to poll its task queue',
+  );
 
   const res = await gw.scim({ method: 'POST', url: '/scim/v2/Users', payload: userBody('killed.worker@example.com') });
   t.equal(res.statusCode, 201);
