@@ -10,6 +10,7 @@ import { findPolicy, listPolicies, type AccessPolicy } from '../../core/access/p
 import { approvalsOf, createRequest, isEligible, listRequestsOf, RequestRefused, type AccessRequestView } from '../../core/access/requests.js';
 import { listHoldings } from '../../core/provisioning/holdings.js';
 import { decideAs } from '../access-decisions.js';
+import { routeOwnPolicies } from '../plugins/security.js';
 import adminDirectory from './admin-directory.js';
 import { html, type SafeHtml } from './html.js';
 import { accessPages } from './access-pages.js';
@@ -22,6 +23,8 @@ export type { ConsoleOptions } from './kit.js';
 
 const webConsole: FastifyPluginAsync<ConsoleOptions> = async (app, opts) => {
   const settings = app.config.console;
+  // Before the kit's hooks and any route: every console route carries a `helmet` policy of its own.
+  await routeOwnPolicies(app);
   const kit = consoleKit(app, opts);
   const { oidc, localSignIn, cookies, sessions, page, errorCard, signedIn, acting, userNames, redirectBase } = kit;
   accessPages(app, kit);

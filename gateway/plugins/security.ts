@@ -7,16 +7,17 @@
  *
  * The API's headers never change, so helmet computes them once at start-up ({@link apiSecurityHeaders})
  * and each answer only copies them. @fastify/helmet builds a fresh helmet middleware, parsing the
- * policy again, for every request it handles; on the SCIM hot path that cost about a tenth of
- * the gateway's time. It is still registered, without `global`, for the routes that set the
- * `helmet` option (the console's pages), where the policy carries a new nonce on every answer.
+ * policy again, for every request it handles (and adds hooks of its own to each); on the SCIM hot
+ * path that cost about a tenth of the gateway's time. It is registered only inside the plugins
+ * whose routes set the `helmet` option (the console's pages, {@link routeOwnPolicies}), where the
+ * policy carries a new nonce on every answer.
  */
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
 import fp from 'fastify-plugin';
 import fastifyHelmet from '@fastify/helmet';
 import helmet from 'helmet';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 
 /** The API's policy: nothing may be loaded, framed, posted or used as a base. */
 export const API_HELMET = {
@@ -29,14 +30,14 @@ export const API_HELMET = {
 } as const;
 
 /**
- * The headers helmet sets with `options`, read off a response it is applied to once, in the order
+ * The headers helmet sets for the API's policy, read off a response it is applied to once, in the order
  * it sets them. (Helmet also removes `X-Powered-By`, which Fastify never sends.)
  */
-export function apiSecurityHeaders(options: Parameters<typeof helmet>[0] = API_HELMET): Array<[string, string]> {
+export function apiSecurityHeaders(): Array<[string, string]> {
   const req = new IncomingMessage(new Socket());
   const res = new ServerResponse(req);
   // Helmet throws on options it refuses; its callback gets no error since v8.1.
-  helmet(options)(req, res, () => {});
+  helmet(API_HELMET)(req, res, () => {});
   return Object.entries(res.getHeaders()).map(([name, value]) => [name, String(value)]);
 }
 
@@ -50,7 +51,15 @@ const security: FastifyPluginAsync = async (app) => {
     }
     done();
   });
-  await app.register(fastifyHelmet, { ...API_HELMET, global: false });
 };
+
+/**
+ * Gives the routes of `app` (an encapsulated plugin, registered before its routes) the `helmet`
+ * route option: @fastify/helmet applies the route's policy over the API's, with new nonces on
+ * every answer when the route asks for them. Its hooks stay inside `app`.
+ */
+export async function routeOwnPolicies(app: FastifyInstance): Promise<void> {
+  await app.register(fastifyHelmet, { ...API_HELMET, global: false });
+}
 
 export default fp(security, { name: 'security', fastify: '5.x' });
